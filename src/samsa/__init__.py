@@ -1,0 +1,1 @@
+"""samsa: a Kafka-wire-compatible broker and exactly-once toolkit."""

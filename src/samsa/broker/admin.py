@@ -1,0 +1,195 @@
+"""CreateTopics, DeleteTopics, CreatePartitions and DescribeConfigs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from samsa.broker.outcomes import Outcome
+from samsa.broker.topics import TOPIC_SETTINGS, TopicError
+from samsa.config import broker_settings
+from samsa.protocol.codec import Request
+
+if TYPE_CHECKING:
+    from samsa.broker.core import Broker
+
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+SOURCE_DYNAMIC_TOPIC = 1
+SOURCE_STATIC_BROKER = 4
+SOURCE_DEFAULT = 5
+CONFIG_TYPE_STRING = 2
+
+
+def _check_replication(broker: Broker, factor: int, assignments: Any) -> None:
+    if factor not in (-1, 1):
+        raise TopicError(
+            ErrorCode.invalid_replication_factor,
+            f"replication factor {factor}: samsa is a single broker",
+        )
+    for assignment in assignments or ():
+        if tuple(assignment.broker_ids) != (broker.node_id,):
+            raise TopicError(
+                ErrorCode.invalid_replica_assignment,
+                f"replicas must be [{broker.node_id}], the only broker",
+            )
+
+
+def handle_create_topics(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    results = []
+    for wanted in body.topics:
+        result: dict[str, Any] = {
+            "name": wanted.name,
+            "topic_id": None,
+            "error_code": ErrorCode.none,
+            "error_message": None,
+            "num_partitions": -1,
+            "replication_factor": -1,
+            "configs": None,
+        }
+        try:
+            _check_replication(broker, int(wanted.replication_factor), wanted.assignments)
+            count = len(wanted.assignments) if wanted.assignments else int(wanted.num_partitions)
+            configs = {c.name: c.value for c in wanted.configs}
+            topic = broker.topics.create(
+                wanted.name,
+                count,
+                configs,
+                broker.clock_ms(),
+                validate_only=bool(body.validate_only),
+            )
+            result.update(
+                topic_id=topic.topic_id,
+                num_partitions=count,
+                replication_factor=1,
+                configs=[_describe_setting(broker, topic, name, True) for name in TOPIC_SETTINGS],
+            )
+        except TopicError as exc:
+            result.update(error_code=exc.error, error_message=str(exc))
+        results.append(result)
+    return broker.reply(request, {"throttle_time": 0, "topics": results})
+
+
+def handle_delete_topics(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    if request.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in body.topics]
+    else:
+        wanted = [(name, None) for name in body.topic_names]
+    by_id = {topic.topic_id: topic.name for topic in broker.topics}
+    results = []
+    for name, topic_id in wanted:
+        result: dict[str, Any] = {
+            "name": name,
+            "topic_id": topic_id,
+            "error_code": ErrorCode.none,
+            "error_message": None,
+        }
+        if name is None:
+            name = by_id.get(topic_id)
+            result["name"] = name
+        try:
+            if not broker.config.delete_topic_enable:
+                raise TopicError(ErrorCode.topic_deletion_disabled, "delete.topic.enable=false")
+            if name is None:
+                raise TopicError(ErrorCode.unknown_topic_id, f"no topic with id {topic_id}")
+            topic = broker.topics.delete(name)
+            result["topic_id"] = topic.topic_id
+        except TopicError as exc:
+            result.update(error_code=exc.error, error_message=str(exc))
+        results.append(result)
+    return broker.reply(request, {"throttle_time": 0, "responses": results})
+
+
+def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    results = []
+    for wanted in body.topics:
+        result: dict[str, Any] = {
+            "name": wanted.name,
+            "error_code": ErrorCode.none,
+            "error_message": None,
+        }
+        try:
+            _check_replication(broker, 1, wanted.assignments)
+            broker.topics.create_partitions(
+                wanted.name, int(wanted.count), broker.clock_ms(), bool(body.validate_only)
+            )
+        except TopicError as exc:
+            result.update(error_code=exc.error, error_message=str(exc))
+        results.append(result)
+    return broker.reply(request, {"throttle_time": 0, "results": results})
+
+
+def _describe_setting(broker: Broker, topic: Any, name: str, for_create: bool) -> dict[str, Any]:
+    if name in topic.configs:
+        value, source = topic.configs[name], SOURCE_DYNAMIC_TOPIC
+    else:
+        value, source = broker.topics.default_setting(name), SOURCE_DEFAULT
+    return {
+        "name": name,
+        "value": value,
+        "read_only": False,
+        "config_source": source,
+        "is_sensitive": False,
+        "synonyms": (),
+        "config_type": CONFIG_TYPE_STRING,
+        "documentation": None,
+    }
+
+
+def handle_describe_configs(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    results = []
+    for resource in body.resources:
+        keys = None if resource.configuration_keys is None else set(resource.configuration_keys)
+        result: dict[str, Any] = {
+            "error_code": ErrorCode.none,
+            "error_message": None,
+            "resource_type": resource.resource_type,
+            "resource_name": resource.resource_name,
+            "configs": [],
+        }
+        if resource.resource_type == RESOURCE_TOPIC:
+            topic = broker.topics.get(resource.resource_name)
+            if topic is None:
+                result.update(
+                    error_code=ErrorCode.unknown_topic_or_partition,
+                    error_message=f"no topic {resource.resource_name!r}",
+                )
+            else:
+                result["configs"] = [
+                    _describe_setting(broker, topic, name, False)
+                    for name in TOPIC_SETTINGS
+                    if keys is None or name in keys
+                ]
+        elif resource.resource_type == RESOURCE_BROKER:
+            if resource.resource_name not in ("", str(broker.node_id)):
+                result.update(
+                    error_code=ErrorCode.invalid_request,
+                    error_message=f"no broker {resource.resource_name!r}",
+                )
+            else:
+                result["configs"] = [
+                    {
+                        "name": name,
+                        "value": value,
+                        "read_only": True,
+                        "config_source": SOURCE_STATIC_BROKER,
+                        "is_sensitive": False,
+                        "synonyms": (),
+                        "config_type": CONFIG_TYPE_STRING,
+                        "documentation": None,
+                    }
+                    for name, value in broker_settings(broker.config).items()
+                    if keys is None or name in keys
+                ]
+        else:
+            result.update(
+                error_code=ErrorCode.invalid_request,
+                error_message=f"resource type {resource.resource_type} not supported",
+            )
+        results.append(result)
+    return broker.reply(request, {"throttle_time": 0, "results": results})

@@ -1,0 +1,130 @@
+"""The broker: state (topics, settings) plus a dispatch of decoded requests to handlers.
+
+Handlers are plain functions `(broker, request) -> Outcome`: they run to completion, change state
+without awaiting, and tell the server what to wait for (see `samsa.broker.outcomes`). No sockets,
+no asyncio, no wall clock here: time comes from `clock_ms`, storage from `storage`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from samsa.broker import admin, fetch, metadata, offsets, produce, unsupported
+from samsa.broker.outcomes import Close, Outcome, Reply
+from samsa.broker.topics import Topics
+from samsa.config import BrokerConfig
+from samsa.log.storage import Storage
+from samsa.protocol import codec
+from samsa.protocol.apis import ApiKey, is_served
+from samsa.protocol.build import build
+from samsa.protocol.codec import DecodeError, Request
+
+log = logging.getLogger("samsa.broker")
+
+Handler = Callable[["Broker", Request], Outcome]
+CLEAN_SHUTDOWN_FILE = ".samsa_cleanshutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+class Broker:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        storage: Storage,
+        data_dir: str,
+        clock_ms: Callable[[], int],
+        endpoint: Endpoint,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.data_dir = data_dir
+        self.clock_ms = clock_ms
+        self.endpoint = endpoint
+        self.topics = Topics(storage, data_dir, config)
+        self.cluster_id = ""
+        self.clean_start = True
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
+
+    def open(self) -> None:
+        """Load everything from the data dir; recover logs if the last shutdown was not clean."""
+        self.storage.makedirs(self.data_dir)
+        marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
+        self.clean_start = self.storage.exists(marker)
+        self.cluster_id = self._load_cluster_id()
+        self.topics.load(self.clock_ms(), recover=not self.clean_start)
+        # From here on, a crash is an unclean shutdown.
+        self.storage.remove(marker)
+        self.storage.sync_dir(self.data_dir)
+
+    def close(self) -> None:
+        self.topics.close()
+        self.storage.write_atomic(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"")
+
+    def _load_cluster_id(self) -> str:
+        path = os.path.join(self.data_dir, "meta.properties")
+        raw = self.storage.read_all(path)
+        if raw:
+            for line in raw.decode().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.partition("=")[2]
+        cluster_id = uuid.uuid4().hex[:22]
+        self.storage.write_atomic(
+            path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n".encode()
+        )
+        return cluster_id
+
+    # ----------------------------------------------------------------- dispatch
+    def handle_frame(self, data: bytes) -> Outcome:
+        """One request frame (without its size prefix) in, one outcome out. Never raises for
+        anything a client sends."""
+        try:
+            prefix = codec.peek_prefix(data)
+        except DecodeError as exc:
+            return Close(str(exc))
+        if prefix.api_key == ApiKey.API_VERSIONS and not is_served(
+            prefix.api_key, prefix.api_version
+        ):
+            return unsupported.api_versions_fallback(prefix)
+        if not is_served(prefix.api_key, prefix.api_version):
+            return unsupported.respond(prefix, data)
+        try:
+            request = codec.decode_request(data)
+        except DecodeError as exc:
+            return Close(str(exc))
+        handler = HANDLERS[ApiKey(prefix.api_key)]
+        return handler(self, request)
+
+    def reply(self, request: Request, description: dict[str, object]) -> Reply:
+        schema = codec.response_type(request.api_key, request.api_version)
+        if schema is None:
+            raise RuntimeError(
+                f"no response schema for served api {request.api_key} v{request.api_version}"
+            )
+        return Reply(request.correlation_id, build(schema, description))
+
+
+HANDLERS: dict[ApiKey, Handler] = {
+    ApiKey.PRODUCE: produce.handle_produce,
+    ApiKey.FETCH: fetch.handle_fetch,
+    ApiKey.LIST_OFFSETS: offsets.handle_list_offsets,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: offsets.handle_offset_for_leader_epoch,
+    ApiKey.METADATA: metadata.handle_metadata,
+    ApiKey.API_VERSIONS: metadata.handle_api_versions,
+    ApiKey.DESCRIBE_CLUSTER: metadata.handle_describe_cluster,
+    ApiKey.CREATE_TOPICS: admin.handle_create_topics,
+    ApiKey.DELETE_TOPICS: admin.handle_delete_topics,
+    ApiKey.CREATE_PARTITIONS: admin.handle_create_partitions,
+    ApiKey.DESCRIBE_CONFIGS: admin.handle_describe_configs,
+}

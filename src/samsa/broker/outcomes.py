@@ -1,0 +1,54 @@
+"""What a handler asks the server to do with a request: the only contract between the two."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from samsa.log.partition import PartitionLog
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send `payload` now (in request order)."""
+
+    correlation_id: int
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """acks=0 produce: nothing goes back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection; the stream can no longer be trusted or the client must notice."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitDurable:
+    """Reply once each log's high watermark reaches its offset (fsync group commit).
+
+    `finish` builds the payload; it gets the logs whose sync failed.
+    """
+
+    correlation_id: int
+    waits: list[tuple[PartitionLog, int]]
+    finish: Callable[[set[PartitionLog]], Any] | None  # None: acks=0, nothing to send
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitData:
+    """Long poll: call `attempt(final)` now and whenever data arrives; it returns the payload,
+    or None while `min_bytes` are not there. At `max_wait_ms`, it is called with final=True."""
+
+    correlation_id: int
+    max_wait_ms: int
+    attempt: Callable[[bool], Any | None]
+
+
+Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData

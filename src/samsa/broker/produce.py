@@ -1,0 +1,109 @@
+"""Produce: validate each partition's batch, append it, answer once it is durable.
+
+Offsets are assigned by rewriting the batch header; records are never decoded here. A bad batch
+fails only its own partition; the other partitions of the request are still written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from samsa.broker.outcomes import AwaitDurable, Close, Outcome
+from samsa.broker.topics import TopicError, check_topic_name
+from samsa.log.partition import PartitionLog
+from samsa.protocol.batch import InvalidBatch, validate_produced
+from samsa.protocol.codec import Request
+
+if TYPE_CHECKING:
+    from samsa.broker.core import Broker
+
+VALID_ACKS = (0, 1, -1)
+
+
+def _partition_result(
+    index: int,
+    error: ErrorCode,
+    base_offset: int = -1,
+    log_start_offset: int = -1,
+    message: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "error_code": error,
+        "base_offset": base_offset,
+        "log_append_time": None,
+        "log_start_offset": log_start_offset,
+        "record_errors": (),
+        "error_message": message,
+    }
+
+
+def _append(
+    broker: Broker, topic_name: str, index: int, records: bytes | None, now_ms: int
+) -> tuple[dict[str, Any], PartitionLog | None, int]:
+    topic = broker.topics.get(topic_name)
+    log = broker.topics.partition(topic_name, index)
+    if topic is None or log is None:
+        try:
+            check_topic_name(topic_name)
+        except TopicError as exc:
+            return _partition_result(index, exc.error, message=str(exc)), None, 0
+        return _partition_result(index, ErrorCode.unknown_topic_or_partition), None, 0
+    message_bytes_max = int(broker.topics.setting(topic, "max.message.bytes"))
+    try:
+        header = validate_produced(records or b"", message_bytes_max)
+    except InvalidBatch as exc:
+        return _partition_result(index, exc.error, message=str(exc)), None, 0
+    written = log.append(bytes(records or b""), header, now_ms)
+    result = _partition_result(index, ErrorCode.none, written.base_offset, log.log_start_offset)
+    return result, log, written.next_offset
+
+
+def handle_produce(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    now_ms = broker.clock_ms()
+    acks = int(body.acks)
+    topics: list[tuple[str, list[tuple[dict[str, Any], PartitionLog | None]]]] = []
+    waits: list[tuple[PartitionLog, int]] = []
+    failed = False
+    for topic_data in body.topic_data:
+        partitions: list[tuple[dict[str, Any], PartitionLog | None]] = []
+        for data in topic_data.partition_data:
+            if acks not in VALID_ACKS:
+                result, log, end = (
+                    _partition_result(data.index, ErrorCode.invalid_required_acks),
+                    None,
+                    0,
+                )
+            else:
+                result, log, end = _append(
+                    broker, topic_data.name, data.index, data.records, now_ms
+                )
+            failed = failed or result["error_code"] != ErrorCode.none
+            if log is not None:
+                waits.append((log, end))
+            partitions.append((result, log))
+        topics.append((topic_data.name, partitions))
+
+    if acks == 0:
+        if failed:
+            # Kafka closes the connection: an acks=0 producer has no other way to notice.
+            return Close("acks=0 produce failed on at least one partition")
+        return AwaitDurable(request.correlation_id, waits, None)
+
+    def finish(sync_failed: set[PartitionLog]) -> Any:
+        responses = []
+        for name, partitions in topics:
+            results = []
+            for result, log in partitions:
+                if log is not None and log in sync_failed:
+                    result = _partition_result(
+                        result["index"], ErrorCode.kafka_storage_error, message="fsync failed"
+                    )
+                results.append(result)
+            responses.append({"name": name, "partition_responses": results})
+        return broker.reply(request, {"responses": responses, "throttle_time": 0}).payload
+
+    return AwaitDurable(request.correlation_id, waits, finish)

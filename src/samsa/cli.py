@@ -1,0 +1,77 @@
+"""The `samsa` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from samsa import config as broker_config
+from samsa.protocol.apis import ADVERTISED, ApiKey
+from samsa.server.run import serve
+from samsa.server.server import BrokerServer
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings: dict[str, str] = {}
+    if args.config:
+        with open(args.config) as f:
+            settings.update(broker_config.parse_properties(f.read()))
+    settings.update(broker_config.parse_assignments(args.set or []))
+    try:
+        config = broker_config.load(settings)
+    except broker_config.ConfigError as exc:
+        print(f"samsa serve: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(server: BrokerServer) -> None:
+            endpoint = server.broker.endpoint
+            print(
+                f"samsa broker listening on {args.host}:{server.port} "
+                f"(bootstrap {endpoint.host}:{endpoint.port}, data dir {args.data_dir})"
+            )
+            for key, versions in sorted(ADVERTISED.items()):
+                print(f"  {ApiKey(key).name:<24} {versions.min}-{versions.max}")
+            print("ready", flush=True)
+
+        await serve(args.data_dir, args.host, args.port, config, stop, ready)
+        print("samsa broker stopped cleanly", flush=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="samsa", description=__doc__)
+    parser.add_argument("--log-level", default="WARNING")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run a broker")
+    serve_parser.add_argument("--data-dir", default="data")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=9092)
+    serve_parser.add_argument("--config", help="a Kafka-style properties file")
+    serve_parser.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a broker setting by its Kafka name (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        return _serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

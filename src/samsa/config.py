@@ -1,0 +1,148 @@
+"""Broker settings, named as Kafka names them, read from a properties file and `--set NAME=VALUE`.
+
+Only settings samsa acts on are accepted; an unknown name is an error, so a typo is not silently
+ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOUR_MS = 3600 * 1000
+
+
+class ConfigError(ValueError):
+    """A setting that does not exist or has an invalid value; raised to the caller of `load`."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return lowered == "true"
+
+
+def _str(value: str) -> str:
+    return value.strip()
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    node_id: int = 1
+    num_partitions: int = 1
+    auto_create_topics_enable: bool = True
+    log_segment_bytes: int = 1 << 30
+    log_roll_ms: int = 168 * HOUR_MS
+    log_retention_ms: int = 168 * HOUR_MS
+    log_retention_bytes: int = -1
+    log_retention_check_interval_ms: int = 300_000
+    log_index_interval_bytes: int = 4096
+    # 1: every acknowledged batch is fsynced first (group-committed). Larger: acks do not wait
+    # for the disk, which is flushed every log.flush.interval.ms instead.
+    log_flush_interval_messages: int = 1
+    log_flush_interval_ms: int = 1000
+    message_max_bytes: int = 1_048_588
+    socket_request_max_bytes: int = 104_857_600
+    # Per connection: requests read but not yet answered before reading pauses.
+    queued_max_requests: int = 500
+    fetch_max_bytes: int = 57_671_680
+    advertised_listeners: str = ""
+    delete_topic_enable: bool = True
+
+    @property
+    def durable(self) -> bool:
+        return self.log_flush_interval_messages <= 1
+
+
+_PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "node.id": ("node_id", _int),
+    "broker.id": ("node_id", _int),
+    "num.partitions": ("num_partitions", _int),
+    "auto.create.topics.enable": ("auto_create_topics_enable", _bool),
+    "log.segment.bytes": ("log_segment_bytes", _int),
+    "log.roll.ms": ("log_roll_ms", _int),
+    "log.roll.hours": ("log_roll_ms", lambda v: _int(v) * HOUR_MS),
+    "log.retention.ms": ("log_retention_ms", _int),
+    "log.retention.minutes": ("log_retention_ms", lambda v: _int(v) * 60_000),
+    "log.retention.hours": ("log_retention_ms", lambda v: _int(v) * HOUR_MS),
+    "log.retention.bytes": ("log_retention_bytes", _int),
+    "log.retention.check.interval.ms": ("log_retention_check_interval_ms", _int),
+    "log.index.interval.bytes": ("log_index_interval_bytes", _int),
+    "log.flush.interval.messages": ("log_flush_interval_messages", _int),
+    "log.flush.interval.ms": ("log_flush_interval_ms", _int),
+    "message.max.bytes": ("message_max_bytes", _int),
+    "socket.request.max.bytes": ("socket_request_max_bytes", _int),
+    "queued.max.requests": ("queued_max_requests", _int),
+    "fetch.max.bytes": ("fetch_max_bytes", _int),
+    "advertised.listeners": ("advertised_listeners", _str),
+    "delete.topic.enable": ("delete_topic_enable", _bool),
+}
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Java properties, the subset Kafka's server.properties uses: `name=value`, `#` comments."""
+    result: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"line {number}: expected name=value, got {raw!r}")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes NAME=VALUE, got {item!r}")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def load(settings: Mapping[str, str], base: BrokerConfig | None = None) -> BrokerConfig:
+    changes: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in _PARSERS:
+            raise ConfigError(f"unknown broker setting {name!r}")
+        attribute, parser = _PARSERS[name]
+        try:
+            changes[attribute] = parser(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={value!r}: {exc}") from None
+    return dataclasses.replace(base or BrokerConfig(), **changes)
+
+
+def advertised_address(config: BrokerConfig, host: str, port: int) -> tuple[str, int]:
+    """The host and port Metadata and FindCoordinator hand out (the first advertised listener)."""
+    if not config.advertised_listeners:
+        return host, port
+    listener = config.advertised_listeners.split(",")[0].strip()
+    _, _, address = listener.rpartition("://")
+    advertised_host, _, advertised_port = address.rpartition(":")
+    if not advertised_host or not advertised_port.isdigit():
+        raise ConfigError(
+            f"advertised.listeners={config.advertised_listeners!r} is not PLAINTEXT://host:port"
+        )
+    return advertised_host, int(advertised_port)
+
+
+def broker_settings(config: BrokerConfig) -> dict[str, str]:
+    """Every setting by its Kafka name, for DescribeConfigs."""
+    values: dict[str, str] = {}
+    for name, (attribute, _) in _PARSERS.items():
+        if name in ("broker.id", "log.roll.hours", "log.retention.minutes", "log.retention.hours"):
+            continue
+        value = getattr(config, attribute)
+        values[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values

@@ -1,0 +1,271 @@
+"""The log of one topic partition: ordered segments, offsets, high watermark, retention.
+
+Offsets: `log_start_offset` <= `high_watermark` <= `log_end_offset`. Appends advance the log end
+offset at once; the high watermark only moves to a `SyncPoint` that has been fsynced, so a
+consumer never reads a batch that a crash could take back (invariant 2). With syncing relaxed
+(`durable=False`), the high watermark follows the log end offset.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass, field
+
+from samsa.log.segment import RecoveryReport, Segment
+from samsa.log.storage import Storage
+from samsa.protocol.batch import (
+    HEADER_BYTES,
+    BatchHeader,
+    assign_offset,
+    iter_batches,
+    parse_header,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    segment_bytes: int = 1 << 30
+    segment_ms: int = 7 * 24 * 3600 * 1000
+    retention_ms: int = 7 * 24 * 3600 * 1000  # -1: keep forever
+    retention_bytes: int = -1  # -1: no size limit
+    index_interval_bytes: int = 4096
+    durable: bool = True
+
+
+@dataclass(slots=True)
+class SyncPoint:
+    """What one fsync round must make durable for a log: every segment written since the last."""
+
+    log_end_offset: int
+    segments: list[Segment] = field(default_factory=list)
+
+    def run(self) -> None:
+        """Blocking; runs on a worker thread while the event loop keeps appending."""
+        for segment in self.segments:
+            segment.sync()
+
+
+class PartitionLog:
+    def __init__(
+        self, storage: Storage, directory: str, topic: str, partition: int, config: LogConfig
+    ) -> None:
+        self.storage = storage
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self.segments: list[Segment] = []
+        self.high_watermark = 0
+        self.recovery: list[RecoveryReport] = []
+        self._unsynced: list[Segment] = []
+
+    # ----------------------------------------------------------------- opening and closing
+    @classmethod
+    def open(
+        cls,
+        storage: Storage,
+        directory: str,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        now_ms: int,
+        recover: bool,
+    ) -> PartitionLog:
+        """Open (or create) the log; with `recover`, the newest segment is rescanned and cut back
+        to its last whole, CRC-valid batch (what an unclean shutdown may have left torn)."""
+        log = cls(storage, directory, topic, partition, config)
+        storage.makedirs(directory)
+        bases = sorted(
+            int(name[: -len(".log")])
+            for name in storage.listdir(directory)
+            if name.endswith(".log") and name[: -len(".log")].isdigit()
+        )
+        for i, base in enumerate(bases):
+            segment = Segment(storage, directory, base, config.index_interval_bytes)
+            log.recovery.append(segment.load(recover=recover and i == len(bases) - 1))
+            segment.created_ms = now_ms
+            log.segments.append(segment)
+        if not log.segments:
+            log._add_segment(0, now_ms)
+        log.high_watermark = log.log_end_offset
+        return log
+
+    def close(self) -> None:
+        for segment in self.segments:
+            segment.sync()
+            segment.sync_indexes()
+            segment.close()
+
+    def delete(self) -> None:
+        for segment in self.segments:
+            segment.close()
+        self.segments.clear()
+        self.storage.rmtree(self.directory)
+
+    # ----------------------------------------------------------------- offsets
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.active.next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size for segment in self.segments)
+
+    # ----------------------------------------------------------------- writing
+    def append(self, records: bytes, header: BatchHeader, now_ms: int) -> BatchHeader:
+        """Assign offsets to one validated batch and write it; return its rewritten header."""
+        base_offset = self.log_end_offset
+        self._maybe_roll(len(records), now_ms)
+        data = assign_offset(records, base_offset, 0)
+        written = parse_header(data)
+        self.active.append(written, data)
+        if not self._unsynced or self._unsynced[-1] is not self.active:
+            self._unsynced.append(self.active)
+        if not self.config.durable:
+            self.high_watermark = self.log_end_offset
+        return written
+
+    def append_assigned(self, data: bytes, now_ms: int) -> BatchHeader:
+        """Write a batch built by the broker itself (control batches): offsets already set."""
+        header = parse_header(data)
+        self._maybe_roll(len(data), now_ms)
+        self.active.append(header, data)
+        if not self._unsynced or self._unsynced[-1] is not self.active:
+            self._unsynced.append(self.active)
+        if not self.config.durable:
+            self.high_watermark = self.log_end_offset
+        return header
+
+    def _maybe_roll(self, incoming_bytes: int, now_ms: int) -> None:
+        active = self.active
+        if active.size == 0:
+            return
+        too_big = active.size + incoming_bytes > self.config.segment_bytes
+        too_old = now_ms - active.created_ms >= self.config.segment_ms
+        if too_big or too_old:
+            active.sync_indexes()
+            self._add_segment(self.log_end_offset, now_ms)
+
+    def _add_segment(self, base_offset: int, now_ms: int) -> None:
+        segment = Segment(
+            self.storage, self.directory, base_offset, self.config.index_interval_bytes
+        )
+        segment.created_ms = now_ms
+        self.segments.append(segment)
+        self.storage.sync_dir(self.directory)
+
+    def sync_point(self) -> SyncPoint:
+        point = SyncPoint(self.log_end_offset, self._unsynced)
+        self._unsynced = []
+        return point
+
+    def complete_sync(self, point: SyncPoint) -> bool:
+        """After `point.run()`: move the high watermark. True if it moved."""
+        if point.log_end_offset > self.high_watermark:
+            self.high_watermark = point.log_end_offset
+            return True
+        return False
+
+    # ----------------------------------------------------------------- reading
+    def _segment_index(self, offset: int) -> int:
+        bases = [segment.base_offset for segment in self.segments]
+        return max(bisect.bisect_right(bases, offset) - 1, 0)
+
+    def read(self, offset: int, max_bytes: int, limit_offset: int, min_one: bool) -> bytes:
+        """Whole batches from the one holding `offset`, none reaching `limit_offset`, at most
+        `max_bytes` unless `min_one` and the first batch alone is larger (KIP-74)."""
+        for segment in self.segments[self._segment_index(offset) :]:
+            if segment.base_offset >= limit_offset:
+                return b""
+            found = segment.find_position(offset)
+            if found is None:
+                continue
+            position, first = found
+            if first.last_offset >= limit_offset:
+                return b""
+            data = segment.read(position, min(segment.size, position + max_bytes))
+            end = 0
+            for relative, header in iter_batches(data):
+                if header.last_offset >= limit_offset:
+                    break
+                end = relative + header.size
+            if end == 0 and min_one:
+                return segment.read(position, position + first.size)
+            return data[:end]
+        return b""
+
+    def offset_for_timestamp(self, timestamp: int, limit_offset: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first batch below `limit_offset` whose max timestamp is at
+        least `timestamp`. Batch granularity: samsa does not decode records to answer it."""
+        for segment in self.segments:
+            if segment.max_timestamp < timestamp:
+                continue
+            start = segment.time_index.lookup(timestamp)
+            _, position = segment.offset_index.lookup(start)
+            for _, header in segment.batches(position):
+                if header.base_offset >= limit_offset:
+                    return None
+                if header.max_timestamp >= timestamp:
+                    return header.base_offset, header.max_timestamp
+        return None
+
+    def max_timestamp_offset(self, limit_offset: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the batch with the largest timestamp (ListOffsets -3)."""
+        best: tuple[int, int] | None = None
+        for segment in self.segments:
+            for _, header in segment.batches():
+                if header.base_offset >= limit_offset:
+                    return best
+                if best is None or header.max_timestamp > best[1]:
+                    best = (header.last_offset, header.max_timestamp)
+        return best
+
+    def first_header(self, offset: int) -> BatchHeader | None:
+        segment = self.segments[self._segment_index(offset)]
+        found = segment.find_position(offset)
+        return None if found is None else found[1]
+
+    # ----------------------------------------------------------------- retention
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete whole segments past `retention.ms` or beyond `retention.bytes`; never the
+        active one, nor one holding data above the high watermark. Returns segments deleted."""
+        deleted = 0
+        total = self.size_bytes
+        while len(self.segments) > 1:
+            oldest = self.segments[0]
+            if self.segments[1].base_offset > self.high_watermark:
+                break
+            expired = (
+                self.config.retention_ms >= 0
+                and oldest.max_timestamp >= 0
+                and now_ms - oldest.max_timestamp > self.config.retention_ms
+            )
+            oversized = (
+                self.config.retention_bytes >= 0
+                and total - oldest.size >= self.config.retention_bytes
+            )
+            if not (expired or oversized):
+                break
+            total -= oldest.size
+            self.segments.pop(0)
+            if oldest in self._unsynced:
+                self._unsynced.remove(oldest)
+            oldest.delete(self.storage)
+            deleted += 1
+        return deleted
+
+
+def partition_directory(data_dir: str, topic: str, partition: int) -> str:
+    return os.path.join(data_dir, f"{topic}-{partition}")
+
+
+__all__ = ["HEADER_BYTES", "LogConfig", "PartitionLog", "SyncPoint", "partition_directory"]

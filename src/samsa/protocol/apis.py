@@ -1,0 +1,58 @@
+"""The API version table: which (api key, version) pairs samsa serves and advertises.
+
+A version is listed here only when its handler fully implements it. See
+shared/reference/kafka-eos.md section 4 for the ranges each client negotiates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ApiKey(IntEnum):
+    PRODUCE = 0
+    FETCH = 1
+    LIST_OFFSETS = 2
+    METADATA = 3
+    API_VERSIONS = 18
+    CREATE_TOPICS = 19
+    DELETE_TOPICS = 20
+    OFFSET_FOR_LEADER_EPOCH = 23
+    DESCRIBE_CONFIGS = 32
+    CREATE_PARTITIONS = 37
+    DESCRIBE_CLUSTER = 60
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRange:
+    min: int
+    max: int
+
+    def __contains__(self, version: object) -> bool:
+        return isinstance(version, int) and self.min <= version <= self.max
+
+
+SERVED: dict[int, VersionRange] = {
+    ApiKey.PRODUCE: VersionRange(3, 10),
+    # Fetch stops at 12: v13+ addresses topics by id only.
+    ApiKey.FETCH: VersionRange(4, 12),
+    ApiKey.LIST_OFFSETS: VersionRange(1, 7),
+    ApiKey.METADATA: VersionRange(0, 12),
+    ApiKey.API_VERSIONS: VersionRange(0, 3),
+    ApiKey.CREATE_TOPICS: VersionRange(2, 7),
+    ApiKey.DELETE_TOPICS: VersionRange(1, 6),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: VersionRange(2, 4),
+    ApiKey.DESCRIBE_CONFIGS: VersionRange(1, 4),
+    ApiKey.CREATE_PARTITIONS: VersionRange(0, 3),
+    ApiKey.DESCRIBE_CLUSTER: VersionRange(0, 1),
+}
+
+# KAFKA-18659: librdkafka before 2.10 silently drops compression when the broker advertises a
+# Produce minimum above 0, so Kafka 4.0 advertises 0 and still rejects 0-2. samsa does the same.
+ADVERTISED: dict[int, VersionRange] = {**SERVED, ApiKey.PRODUCE: VersionRange(0, 10)}
+
+
+def is_served(api_key: int, version: int) -> bool:
+    served = SERVED.get(api_key)
+    return served is not None and version in served

@@ -1,0 +1,5 @@
+"""The only asyncio code in samsa: listener, connections, group commit, long polls, timers."""
+
+from samsa.server.server import BrokerServer
+
+__all__ = ["BrokerServer"]

@@ -1,0 +1,124 @@
+"""A real samsa broker inside the calling process: its own thread and event loop, a free port,
+and a temporary (or given) data dir.
+
+    with embedded_broker() as broker:
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+
+from samsa import config as broker_config
+from samsa.server.run import serve
+from samsa.server.server import BrokerServer
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+
+
+class EmbeddedBroker:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.config = broker_config.load(dict(settings or {}))
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="samsa-")
+        self.host = host
+        self._port = port
+        self.server: BrokerServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self.server is None:
+            raise RuntimeError("the embedded broker is not running; call start() first")
+        return self.server.port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._main, name="samsa-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            raise TimeoutError(f"embedded broker did not start in {START_TIMEOUT_S} s")
+        if self._error is not None:
+            raise RuntimeError("embedded broker failed to start") from self._error
+        return self
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def ready(server: BrokerServer) -> None:
+                self.server = server
+                self._port = server.port
+                self._ready.set()
+
+            await serve(self.data_dir, self.host, self._port, self.config, self._stop, ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the thread that called start()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def stop(self) -> None:
+        """Clean shutdown: everything flushed and synced, then the thread ends."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(STOP_TIMEOUT_S)
+        self._thread = None
+        self.server = None
+
+    def restart(self) -> EmbeddedBroker:
+        """Stop cleanly and start again on the same port and data dir."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextmanager
+def embedded_broker(
+    data_dir: str | None = None, settings: Mapping[str, str] | None = None
+) -> Iterator[EmbeddedBroker]:
+    """Start a broker in this process; yield it (its `bootstrap` is the address to use)."""
+    broker = EmbeddedBroker(data_dir, settings)
+    with broker:
+        yield broker
