@@ -55,6 +55,8 @@ class BrokerConfig:
     fetch_max_bytes: int = 57_671_680
     advertised_listeners: str = ""
     delete_topic_enable: bool = True
+    producer_id_expiration_ms: int = 24 * HOUR_MS
+    producer_id_expiration_check_interval_ms: int = 600_000
 
     @property
     def durable(self) -> bool:
@@ -83,6 +85,11 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "fetch.max.bytes": ("fetch_max_bytes", _int),
     "advertised.listeners": ("advertised_listeners", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),
+    "producer.id.expiration.ms": ("producer_id_expiration_ms", _int),
+    "producer.id.expiration.check.interval.ms": (
+        "producer_id_expiration_check_interval_ms",
+        _int,
+    ),
 }
 
 

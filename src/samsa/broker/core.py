@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from samsa.broker import admin, fetch, metadata, offsets, produce, unsupported
+from samsa.broker import admin, fetch, metadata, offsets, produce, producer_ids, unsupported
 from samsa.broker.outcomes import Close, Outcome, Reply
 from samsa.broker.topics import Topics
 from samsa.config import BrokerConfig
+from samsa.coordinator.producer_ids import ProducerIdManager
 from samsa.log.storage import Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
@@ -51,6 +52,7 @@ class Broker:
         self.endpoint = endpoint
         self.topics = Topics(storage, data_dir, config)
         self.cluster_id = ""
+        self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
 
     @property
@@ -64,9 +66,15 @@ class Broker:
         self.clean_start = self.storage.exists(marker)
         self.cluster_id = self._load_cluster_id()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
+        self.producer_ids = ProducerIdManager(self.storage, self.data_dir)
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
+
+    def expire_producers(self) -> int:
+        """Forget idle producers (`producer.id.expiration.ms`); returns how many."""
+        now_ms = self.clock_ms()
+        return sum(log.producers.remove_expired(now_ms) for log in self.topics.logs())
 
     def close(self) -> None:
         self.topics.close()
@@ -127,4 +135,5 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.DELETE_TOPICS: admin.handle_delete_topics,
     ApiKey.CREATE_PARTITIONS: admin.handle_create_partitions,
     ApiKey.DESCRIBE_CONFIGS: admin.handle_describe_configs,
+    ApiKey.INIT_PRODUCER_ID: producer_ids.handle_init_producer_id,
 }

@@ -15,6 +15,7 @@ from samsa.broker.topics import TopicError, check_topic_name
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch import InvalidBatch, validate_produced
 from samsa.protocol.codec import Request
+from samsa.state.producers import Duplicate, ProducerStateError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -56,7 +57,17 @@ def _append(
         header = validate_produced(records or b"", message_bytes_max)
     except InvalidBatch as exc:
         return _partition_result(index, exc.error, message=str(exc)), None, 0
-    written = log.append(bytes(records or b""), header, now_ms)
+    try:
+        written = log.append(bytes(records or b""), header, now_ms)
+    except ProducerStateError as exc:
+        return _partition_result(index, exc.error, message=str(exc)), None, 0
+    if isinstance(written, Duplicate):
+        # An exact retry: the original offsets, once the original write is durable.
+        original = written.batch
+        result = _partition_result(
+            index, ErrorCode.none, original.first_offset, log.log_start_offset
+        )
+        return result, log, original.last_offset + 1
     result = _partition_result(index, ErrorCode.none, written.base_offset, log.log_start_offset)
     return result, log, written.next_offset
 

@@ -119,6 +119,7 @@ class Topics:
             retention_bytes=int(self.setting(topic, "retention.bytes")),
             index_interval_bytes=int(self.setting(topic, "index.interval.bytes")),
             durable=self.config.durable,
+            producer_id_expiration_ms=self.config.producer_id_expiration_ms,
         )
 
     def check_configs(self, configs: Mapping[str, str | None]) -> dict[str, str]:

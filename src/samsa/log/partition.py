@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from samsa.log.segment import RecoveryReport, Segment
+from samsa.log.segment import RecoveryReport, Segment, segment_name
 from samsa.log.storage import Storage
 from samsa.protocol.batch import (
     HEADER_BYTES,
@@ -21,6 +22,10 @@ from samsa.protocol.batch import (
     iter_batches,
     parse_header,
 )
+from samsa.state.producers import Append, Duplicate, ProducerStateManager
+
+SNAPSHOT_SUFFIX = ".snapshot"
+SNAPSHOTS_RETAINED = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,7 @@ class LogConfig:
     retention_bytes: int = -1  # -1: no size limit
     index_interval_bytes: int = 4096
     durable: bool = True
+    producer_id_expiration_ms: int = 24 * 3600 * 1000
 
 
 @dataclass(slots=True)
@@ -59,6 +65,8 @@ class PartitionLog:
         self.high_watermark = 0
         self.recovery: list[RecoveryReport] = []
         self._unsynced: list[Segment] = []
+        self.producers = ProducerStateManager(config.producer_id_expiration_ms)
+        self.batches_replayed = 0
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -89,9 +97,59 @@ class PartitionLog:
         if not log.segments:
             log._add_segment(0, now_ms)
         log.high_watermark = log.log_end_offset
+        log._load_producer_state(now_ms)
         return log
 
+    # ----------------------------------------------------------------- producer state
+    def _snapshot_offsets(self) -> list[int]:
+        return sorted(
+            int(name[: -len(SNAPSHOT_SUFFIX)])
+            for name in self.storage.listdir(self.directory)
+            if name.endswith(SNAPSHOT_SUFFIX) and name[: -len(SNAPSHOT_SUFFIX)].isdigit()
+        )
+
+    def _snapshot_path(self, offset: int) -> str:
+        return os.path.join(self.directory, segment_name(offset) + SNAPSHOT_SUFFIX)
+
+    def _load_producer_state(self, now_ms: int) -> None:
+        """Newest valid snapshot at or below the log end, then replay of the batches after it.
+
+        A snapshot past the log end describes writes a crash took back: it is deleted, as is a
+        damaged one (Kafka's ProducerStateManager.truncateAndReload does the same).
+        """
+        start = self.log_start_offset
+        for offset in reversed(self._snapshot_offsets()):
+            path = self._snapshot_path(offset)
+            data = self.storage.read_all(path)
+            if (
+                offset <= self.log_end_offset
+                and data
+                and self.producers.load_snapshot(data, now_ms)
+            ):
+                start = max(offset, self.log_start_offset)
+                break
+            self.storage.remove(path)
+        self.batches_replayed = self.producers.replay(self.headers_from(start))
+
+    def take_snapshot(self) -> None:
+        """Persist producer state as of the log end (on roll and on close)."""
+        self.storage.write_atomic(
+            self._snapshot_path(self.log_end_offset), self.producers.snapshot()
+        )
+        for offset in self._snapshot_offsets()[:-SNAPSHOTS_RETAINED]:
+            self.storage.remove(self._snapshot_path(offset))
+
+    def headers_from(self, offset: int) -> Iterator[BatchHeader]:
+        """Every batch header from the batch holding `offset` to the log end."""
+        for segment in self.segments[self._segment_index(offset) :]:
+            found = segment.find_position(offset)
+            if found is None:
+                continue
+            for _, header in segment.batches(found[0]):
+                yield header
+
     def close(self) -> None:
+        self.take_snapshot()
         for segment in self.segments:
             segment.sync()
             segment.sync_indexes()
@@ -121,13 +179,22 @@ class PartitionLog:
         return sum(segment.size for segment in self.segments)
 
     # ----------------------------------------------------------------- writing
-    def append(self, records: bytes, header: BatchHeader, now_ms: int) -> BatchHeader:
-        """Assign offsets to one validated batch and write it; return its rewritten header."""
-        base_offset = self.log_end_offset
+    def append(self, records: bytes, header: BatchHeader, now_ms: int) -> BatchHeader | Duplicate:
+        """Assign offsets to one validated batch and write it; return its rewritten header, or
+        `Duplicate` for an exact retry of a batch already written (nothing is written then).
+
+        Raises `ProducerStateError` for a batch that breaks the idempotence rules.
+        """
+        verdict = self.producers.check(header)
+        if isinstance(verdict, Duplicate):
+            return verdict
+        if not isinstance(verdict, Append):
+            raise TypeError(verdict)
         self._maybe_roll(len(records), now_ms)
-        data = assign_offset(records, base_offset, 0)
+        data = assign_offset(records, self.log_end_offset, 0)
         written = parse_header(data)
         self.active.append(written, data)
+        self.producers.apply(written)
         if not self._unsynced or self._unsynced[-1] is not self.active:
             self._unsynced.append(self.active)
         if not self.config.durable:
@@ -154,6 +221,7 @@ class PartitionLog:
         if too_big or too_old:
             active.sync_indexes()
             self._add_segment(self.log_end_offset, now_ms)
+            self.take_snapshot()
 
     def _add_segment(self, base_offset: int, now_ms: int) -> None:
         segment = Segment(

@@ -16,6 +16,7 @@ class ApiKey(IntEnum):
     LIST_OFFSETS = 2
     METADATA = 3
     API_VERSIONS = 18
+    INIT_PRODUCER_ID = 22
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     OFFSET_FOR_LEADER_EPOCH = 23
@@ -40,6 +41,7 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.LIST_OFFSETS: VersionRange(1, 7),
     ApiKey.METADATA: VersionRange(0, 12),
     ApiKey.API_VERSIONS: VersionRange(0, 3),
+    ApiKey.INIT_PRODUCER_ID: VersionRange(0, 4),
     ApiKey.CREATE_TOPICS: VersionRange(2, 7),
     ApiKey.DELETE_TOPICS: VersionRange(1, 6),
     ApiKey.OFFSET_FOR_LEADER_EPOCH: VersionRange(2, 4),

@@ -64,6 +64,13 @@ class BrokerServer:
                 self._every(config.log_retention_check_interval_ms, self._retention)
             )
         )
+        self._timers.append(
+            asyncio.create_task(
+                self._every(
+                    config.producer_id_expiration_check_interval_ms, self._expire_producers
+                )
+            )
+        )
         if not config.durable:
             self._timers.append(
                 asyncio.create_task(self._every(config.log_flush_interval_ms, self._flush))
@@ -104,6 +111,11 @@ class BrokerServer:
                     partition_log.topic,
                     partition_log.partition,
                 )
+
+    async def _expire_producers(self) -> None:
+        expired = self.broker.expire_producers()
+        if expired:
+            log.info("expired %d idle producer(s)", expired)
 
     async def _flush(self) -> None:
         waits = [(pl, pl.log_end_offset) for pl in self.broker.topics.logs()]
