@@ -9,6 +9,7 @@ import signal
 import sys
 
 from samsa import config as broker_config
+from samsa.chaos import cli as chaos_cli
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.server.run import serve
 from samsa.server.server import BrokerServer
@@ -64,12 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a broker setting by its Kafka name (repeatable)",
     )
+    chaos_cli.register(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "serve":
         return _serve(args)
+    if args.command == "chaos":
+        return chaos_cli.run(args)
     return 2
 
 

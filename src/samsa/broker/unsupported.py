@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import struct
 import typing
 from typing import Any
@@ -25,12 +26,13 @@ from kio.serial import entity_reader
 
 from samsa.broker.metadata import api_keys
 from samsa.broker.outcomes import Close, Outcome, Reply
-from samsa.protocol import codec
+from samsa.protocol import codec, guard
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.build import build
 from samsa.protocol.codec import RequestPrefix
 
 _NULL_STRING = b"\xff\xff"
+_EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 
 
 def api_versions_fallback(prefix: RequestPrefix) -> Outcome:
@@ -51,10 +53,22 @@ def respond(prefix: RequestPrefix, data: bytes) -> Outcome:
     names = {f.name for f in dataclasses.fields(response_schema)}
     if "error_code" not in names:
         return Close(reason)
-    return Reply(prefix.correlation_id, _error_response(response_schema))
+    try:
+        payload = _error_response(response_schema)
+        codec.encode_response(prefix.correlation_id, payload)  # fail here, not in the server
+    except Exception:
+        return Close(f"{reason}; no error response could be built")
+    return Reply(prefix.correlation_id, payload)
 
 
 def _error_response(schema: type[Any]) -> Any:
+    values = _zero_values(schema)
+    values["error_code"] = ErrorCode.unsupported_version  # some schemas default it to NONE
+    return build(schema, values)
+
+
+def _zero_values(schema: type[Any]) -> dict[str, Any]:
+    """A value for every field of `schema` that has no default."""
     hints = typing.get_type_hints(schema)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(schema):
@@ -62,9 +76,7 @@ def _error_response(schema: type[Any]) -> Any:
             continue
         hint = hints[f.name]
         args = typing.get_args(hint)
-        if f.name == "error_code":
-            values[f.name] = ErrorCode.unsupported_version
-        elif type(None) in args:
+        if type(None) in args:
             values[f.name] = None
         elif typing.get_origin(hint) is tuple:
             values[f.name] = ()
@@ -72,16 +84,24 @@ def _error_response(schema: type[Any]) -> Any:
             values[f.name] = ""
         elif hint is bool:
             values[f.name] = False
+        elif hint is bytes:
+            values[f.name] = b""
+        elif isinstance(hint, type) and issubclass(hint, datetime.datetime):
+            values[f.name] = _EPOCH
+        elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[f.name] = _zero_values(hint)  # build() turns the dict into the nested entity
         else:
             values[f.name] = 0
-    return build(schema, values)
+    return values
 
 
 def _old_produce(prefix: RequestPrefix, data: bytes) -> Outcome:
     """Produce v0-2 bodies are v3 bodies without the leading transactional id."""
     try:
         _, offset = entity_reader(RequestHeaderV1)(data, 0)
-        body, _ = entity_reader(ProduceRequestV3)(_NULL_STRING + data[offset:], 0)
+        body_data = _NULL_STRING + data[offset:]
+        guard.check(ProduceRequestV3, body_data)  # array counts, before kio's native reader
+        body, _ = entity_reader(ProduceRequestV3)(body_data, 0)
     except Exception:
         return Close(f"undecodable produce v{prefix.api_version}")
     if body.acks == 0:

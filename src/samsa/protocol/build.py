@@ -36,7 +36,10 @@ def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         nested = None
-        for candidate in (hint, *typing.get_args(hint)):
+        # The entity may sit inside a tuple, an optional, or an optional tuple
+        # (`tuple[X, ...] | None`, e.g. CreateTopics v5+ result configs).
+        args = typing.get_args(hint)
+        for candidate in (hint, *args, *(a for arg in args for a in typing.get_args(arg))):
             if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
                 nested = candidate
         timedelta = hint in (i32Timedelta, i64Timedelta) or i32Timedelta in typing.get_args(hint)

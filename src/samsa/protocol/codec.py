@@ -17,6 +17,7 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
 from kio.serial import entity_reader, entity_writer
 
+from samsa.protocol import guard
 from samsa.protocol.frames import frame
 
 _PREFIX = struct.Struct(">hhi")
@@ -76,9 +77,11 @@ def decode_request(data: bytes) -> Request:
     if schema is None:
         raise DecodeError(f"no schema for api {prefix.api_key} v{prefix.api_version}")
     try:
+        # kio's native reader aborts the process on a huge array count: check those first.
+        guard.check(schema, data, guard.check(schema.__header_schema__, data, 0))
         header, offset = entity_reader(schema.__header_schema__)(data, 0)
         payload, _ = entity_reader(schema)(data, offset)
-    except Exception as exc:  # kio's readers raise many types on malformed input
+    except Exception as exc:  # guard.Malformed, or kio's readers' many types
         raise DecodeError(f"api {prefix.api_key} v{prefix.api_version}: {exc!r}") from exc
     return Request(
         prefix.api_key, prefix.api_version, prefix.correlation_id, header.client_id, payload
