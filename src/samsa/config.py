@@ -56,6 +56,12 @@ class BrokerConfig:
     advertised_listeners: str = ""
     delete_topic_enable: bool = True
     producer_id_expiration_ms: int = 24 * HOUR_MS
+    transaction_max_timeout_ms: int = 900_000
+    transactional_id_expiration_ms: int = 7 * 24 * HOUR_MS
+    # Kafka checks every 10 s; samsa every second, so a hung producer holds readers back for at
+    # most its transaction.timeout.ms plus one second.
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 1000
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = HOUR_MS
     producer_id_expiration_check_interval_ms: int = 600_000
 
     @property
@@ -86,6 +92,16 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "advertised.listeners": ("advertised_listeners", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", _int),
+    "transaction.max.timeout.ms": ("transaction_max_timeout_ms", _int),
+    "transactional.id.expiration.ms": ("transactional_id_expiration_ms", _int),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
+        "transaction_abort_timed_out_transaction_cleanup_interval_ms",
+        _int,
+    ),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (
+        "transaction_remove_expired_transaction_cleanup_interval_ms",
+        _int,
+    ),
     "producer.id.expiration.check.interval.ms": (
         "producer_id_expiration_check_interval_ms",
         _int,

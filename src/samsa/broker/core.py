@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from samsa.broker import admin, fetch, metadata, offsets, produce, producer_ids, unsupported
-from samsa.broker.outcomes import Close, Outcome, Reply
+from samsa.broker import admin, fetch, metadata, offsets, produce, txn, unsupported
+from samsa.broker.outcomes import Close, Later, Outcome, Reply
 from samsa.broker.topics import Topics
 from samsa.config import BrokerConfig
 from samsa.coordinator.producer_ids import ProducerIdManager
+from samsa.coordinator.txn.coordinator import TransactionCoordinator, TxnSettings
 from samsa.log.storage import Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
@@ -28,6 +29,14 @@ log = logging.getLogger("samsa.broker")
 
 Handler = Callable[["Broker", Request], Outcome]
 CLEAN_SHUTDOWN_FILE = ".samsa_cleanshutdown"
+TXN_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = (TXN_TOPIC, txn.OFFSETS_TOPIC)
+# Coordinator logs are kept whole: their state is their replay.
+INTERNAL_TOPIC_CONFIGS = {
+    "retention.ms": "-1",
+    "cleanup.policy": "compact",
+    "segment.bytes": str(100 * 1024 * 1024),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,9 @@ class Broker:
         self.cluster_id = ""
         self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
+        self.txn: TransactionCoordinator  # set by open()
+        # Work the server runs in the background once its writes are durable (markers).
+        self.background: list[Later] = []
 
     @property
     def node_id(self) -> int:
@@ -67,9 +79,30 @@ class Broker:
         self.cluster_id = self._load_cluster_id()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
         self.producer_ids = ProducerIdManager(self.storage, self.data_dir)
+        for name in INTERNAL_TOPICS:
+            if name not in self.topics:
+                self.topics.create(name, 1, INTERNAL_TOPIC_CONFIGS, self.clock_ms())
+        txn_log = self.topics.partition(TXN_TOPIC, 0)
+        if txn_log is None:
+            raise RuntimeError(f"internal topic {TXN_TOPIC} has no partition 0")
+        self.txn = TransactionCoordinator(
+            txn_log,
+            self.topics.partition,
+            self.producer_ids.next_id,
+            self.clock_ms,
+            TxnSettings(
+                self.config.transaction_max_timeout_ms, self.config.transactional_id_expiration_ms
+            ),
+            self.background.append,
+        )
+        self.txn.load()
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
+
+    def take_background(self) -> list[Later]:
+        work, self.background[:] = list(self.background), []
+        return work
 
     def expire_producers(self) -> int:
         """Forget idle producers (`producer.id.expiration.ms`); returns how many."""
@@ -135,5 +168,13 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.DELETE_TOPICS: admin.handle_delete_topics,
     ApiKey.CREATE_PARTITIONS: admin.handle_create_partitions,
     ApiKey.DESCRIBE_CONFIGS: admin.handle_describe_configs,
-    ApiKey.INIT_PRODUCER_ID: producer_ids.handle_init_producer_id,
+    ApiKey.INIT_PRODUCER_ID: txn.handle_init_producer_id,
+    ApiKey.FIND_COORDINATOR: txn.handle_find_coordinator,
+    ApiKey.ADD_PARTITIONS_TO_TXN: txn.handle_add_partitions_to_txn,
+    ApiKey.ADD_OFFSETS_TO_TXN: txn.handle_add_offsets_to_txn,
+    ApiKey.END_TXN: txn.handle_end_txn,
+    ApiKey.WRITE_TXN_MARKERS: txn.handle_write_txn_markers,
+    ApiKey.DESCRIBE_PRODUCERS: txn.handle_describe_producers,
+    ApiKey.DESCRIBE_TRANSACTIONS: txn.handle_describe_transactions,
+    ApiKey.LIST_TRANSACTIONS: txn.handle_list_transactions,
 }

@@ -13,6 +13,7 @@ from kio.schema.errors import ErrorCode
 
 from samsa.broker.outcomes import AwaitData, Outcome
 from samsa.log.partition import PartitionLog
+from samsa.protocol.batch import iter_batches
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:
@@ -45,8 +46,20 @@ def _error_partition(index: int, error: ErrorCode) -> dict[str, Any]:
 
 
 def stable_offset(log: PartitionLog) -> int:
-    """The last stable offset; equal to the high watermark until transactions exist."""
-    return log.high_watermark
+    return log.last_stable_offset
+
+
+def _aborted(log: PartitionLog, fetch_offset: int, records: bytes) -> list[dict[str, int]]:
+    """The aborted transactions a read_committed client needs to drop records of this fetch."""
+    if not records:
+        return []
+    upper = fetch_offset
+    for _, header in iter_batches(records):
+        upper = header.next_offset
+    return [
+        {"producer_id": entry.producer_id, "first_offset": entry.first_offset}
+        for entry in log.aborted_transactions(fetch_offset, upper)
+    ]
 
 
 def handle_fetch(broker: Broker, request: Request) -> Outcome:
@@ -131,7 +144,9 @@ def _read(want: _Wanted, isolation: int, remaining: int, min_one: bool) -> dict[
         "high_watermark": log.high_watermark,
         "last_stable_offset": stable_offset(log),
         "log_start_offset": log.log_start_offset,
-        "aborted_transactions": [] if isolation == READ_COMMITTED else None,
+        "aborted_transactions": (
+            _aborted(log, want.fetch_offset, records) if isolation == READ_COMMITTED else None
+        ),
         "preferred_read_replica": -1,
         "records": records,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from samsa.log.partition import PartitionLog
 
@@ -33,7 +33,8 @@ class Close:
 class AwaitDurable:
     """Reply once each log's high watermark reaches its offset (fsync group commit).
 
-    `finish` builds the payload; it gets the logs whose sync failed.
+    `finish` builds the payload (or a `Durable` payload, to wait again); it gets the logs whose
+    sync failed.
     """
 
     correlation_id: int
@@ -52,3 +53,24 @@ class AwaitData:
 
 
 Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData
+
+T = TypeVar("T")
+Waits = list[tuple[PartitionLog, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Durable(Generic[T]):
+    """A result that exists once every (log, offset) in `waits` is durable: `then(failed)`
+    computes it, given the logs whose fsync failed (write to the log, then change state)."""
+
+    waits: Waits
+    then: Callable[[set[PartitionLog]], T | Durable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Background work not tied to a reply (transaction markers, timeouts): once `waits` are
+    durable, `then(failed)` runs and may ask for more."""
+
+    waits: Waits
+    then: Callable[[set[PartitionLog]], Later | None]

@@ -42,7 +42,12 @@ def _partition_result(
 
 
 def _append(
-    broker: Broker, topic_name: str, index: int, records: bytes | None, now_ms: int
+    broker: Broker,
+    transactional_id: str | None,
+    topic_name: str,
+    index: int,
+    records: bytes | None,
+    now_ms: int,
 ) -> tuple[dict[str, Any], PartitionLog | None, int]:
     topic = broker.topics.get(topic_name)
     log = broker.topics.partition(topic_name, index)
@@ -52,13 +57,23 @@ def _append(
         except TopicError as exc:
             return _partition_result(index, exc.error, message=str(exc)), None, 0
         return _partition_result(index, ErrorCode.unknown_topic_or_partition), None, 0
+    if topic.is_internal:
+        message = f"{topic_name} is internal: only the broker writes to it"
+        return _partition_result(index, ErrorCode.invalid_topic_exception, message=message), None, 0
     message_bytes_max = int(broker.topics.setting(topic, "max.message.bytes"))
     try:
         header = validate_produced(records or b"", message_bytes_max)
     except InvalidBatch as exc:
         return _partition_result(index, exc.error, message=str(exc)), None, 0
     try:
-        written = log.append(bytes(records or b""), header, now_ms)
+        written = log.append(
+            bytes(records or b""),
+            header,
+            now_ms,
+            lambda h: broker.txn.verify(
+                transactional_id, h.producer_id, h.producer_epoch, (topic_name, index)
+            ),
+        )
     except ProducerStateError as exc:
         return _partition_result(index, exc.error, message=str(exc)), None, 0
     if isinstance(written, Duplicate):
@@ -90,7 +105,12 @@ def handle_produce(broker: Broker, request: Request) -> Outcome:
                 )
             else:
                 result, log, end = _append(
-                    broker, topic_data.name, data.index, data.records, now_ms
+                    broker,
+                    body.transactional_id,
+                    topic_data.name,
+                    data.index,
+                    data.records,
+                    now_ms,
                 )
             failed = failed or result["error_code"] != ErrorCode.none
             if log is not None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from kio.schema.errors import ErrorCode
 
 from samsa.log.segment import RecoveryReport, Segment, segment_name
 from samsa.log.storage import Storage
+from samsa.log.txn_index import AbortedTxn
 from samsa.protocol.batch import (
     HEADER_BYTES,
     BatchHeader,
@@ -22,7 +25,14 @@ from samsa.protocol.batch import (
     iter_batches,
     parse_header,
 )
-from samsa.state.producers import Append, Duplicate, ProducerStateManager
+from samsa.protocol.control import ABORT, marker_batch, marker_type
+from samsa.state.producers import (
+    Append,
+    CompletedTxn,
+    Duplicate,
+    ProducerStateError,
+    ProducerStateManager,
+)
 
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_RETAINED = 2
@@ -129,7 +139,44 @@ class PartitionLog:
                 start = max(offset, self.log_start_offset)
                 break
             self.storage.remove(path)
-        self.batches_replayed = self.producers.replay(self.headers_from(start))
+        self.batches_replayed = self._replay(start)
+
+    def _replay(self, start: int) -> int:
+        """Apply every producer batch from `start` to the log end to the producer state, and
+        complete the aborted-transaction index with the ABORT markers it lacks."""
+        count = 0
+        for segment in self.segments[self._segment_index(start) :]:
+            found = segment.find_position(start)
+            if found is None:
+                continue
+            indexed = {entry.last_offset for entry in segment.txn_index.entries}
+            for position, header in segment.batches(found[0]):
+                if not header.has_producer_id:
+                    continue
+                count += 1
+                if not header.is_control:
+                    self.producers.apply(header)
+                    continue
+                aborted = marker_type(segment.read(position, position + header.size)) == ABORT
+                completed = self.producers.apply_marker(header, aborted, 0)
+                if completed is not None and aborted and header.base_offset not in indexed:
+                    self._index_abort(segment, completed)
+        self.producers.on_high_watermark(self.high_watermark)
+        return count
+
+    def _index_abort(self, segment: Segment, completed: CompletedTxn) -> None:
+        """Index an aborted transaction; its last stable offset is the LSO once it is closed
+        (Kafka's AbortedTxn.lastStableOffset, which lets a fetch stop scanning early)."""
+        others = [
+            first
+            for first, marker in self.producers.unstable_completed
+            if marker != completed.last_offset
+        ]
+        others.extend(self.producers.open_transactions().values())
+        stable = min(others) if others else completed.last_offset + 1
+        segment.txn_index.append(
+            AbortedTxn(completed.producer_id, completed.first_offset, completed.last_offset, stable)
+        )
 
     def take_snapshot(self) -> None:
         """Persist producer state as of the log end (on roll and on close)."""
@@ -138,15 +185,6 @@ class PartitionLog:
         )
         for offset in self._snapshot_offsets()[:-SNAPSHOTS_RETAINED]:
             self.storage.remove(self._snapshot_path(offset))
-
-    def headers_from(self, offset: int) -> Iterator[BatchHeader]:
-        """Every batch header from the batch holding `offset` to the log end."""
-        for segment in self.segments[self._segment_index(offset) :]:
-            found = segment.find_position(offset)
-            if found is None:
-                continue
-            for _, header in segment.batches(found[0]):
-                yield header
 
     def close(self) -> None:
         self.take_snapshot()
@@ -179,38 +217,73 @@ class PartitionLog:
         return sum(segment.size for segment in self.segments)
 
     # ----------------------------------------------------------------- writing
-    def append(self, records: bytes, header: BatchHeader, now_ms: int) -> BatchHeader | Duplicate:
+    def append(
+        self,
+        records: bytes,
+        header: BatchHeader,
+        now_ms: int,
+        verify_txn: Callable[[BatchHeader], ErrorCode] | None = None,
+    ) -> BatchHeader | Duplicate:
         """Assign offsets to one validated batch and write it; return its rewritten header, or
         `Duplicate` for an exact retry of a batch already written (nothing is written then).
 
-        Raises `ProducerStateError` for a batch that breaks the idempotence rules.
+        Raises `ProducerStateError` for a batch that breaks the idempotence rules, or that opens
+        a transaction here which `verify_txn` (the transaction coordinator) does not know of:
+        KIP-890 part 1, so a delayed write cannot land in the producer's next transaction.
         """
         verdict = self.producers.check(header)
         if isinstance(verdict, Duplicate):
             return verdict
         if not isinstance(verdict, Append):
             raise TypeError(verdict)
+        if verdict.opens_txn:
+            error = ErrorCode.invalid_txn_state if verify_txn is None else verify_txn(header)
+            if error != ErrorCode.none:
+                raise ProducerStateError(
+                    error,
+                    f"producer {header.producer_id} epoch {header.producer_epoch} has no "
+                    f"ongoing transaction with {self.topic}-{self.partition} in it",
+                )
         self._maybe_roll(len(records), now_ms)
         data = assign_offset(records, self.log_end_offset, 0)
         written = parse_header(data)
         self.active.append(written, data)
         self.producers.apply(written)
-        if not self._unsynced or self._unsynced[-1] is not self.active:
-            self._unsynced.append(self.active)
-        if not self.config.durable:
-            self.high_watermark = self.log_end_offset
+        self._written()
         return written
 
-    def append_assigned(self, data: bytes, now_ms: int) -> BatchHeader:
-        """Write a batch built by the broker itself (control batches): offsets already set."""
-        header = parse_header(data)
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        now_ms: int,
+    ) -> BatchHeader:
+        """Write a COMMIT or ABORT marker for the producer's transaction and close it here.
+
+        Raises `ProducerStateError` (INVALID_PRODUCER_EPOCH) for a marker from an older epoch.
+        """
+        self.producers.check_marker(producer_id, producer_epoch)
+        data = marker_batch(
+            producer_id, producer_epoch, commit, coordinator_epoch, self.log_end_offset, now_ms
+        )
         self._maybe_roll(len(data), now_ms)
-        self.active.append(header, data)
+        header = parse_header(data)
+        segment = self.active
+        segment.append(header, data)
+        completed = self.producers.apply_marker(header, not commit, coordinator_epoch)
+        if completed is not None and not commit:
+            self._index_abort(segment, completed)
+        self._written()
+        return header
+
+    def _written(self) -> None:
         if not self._unsynced or self._unsynced[-1] is not self.active:
             self._unsynced.append(self.active)
         if not self.config.durable:
             self.high_watermark = self.log_end_offset
-        return header
+            self.producers.on_high_watermark(self.high_watermark)
 
     def _maybe_roll(self, incoming_bytes: int, now_ms: int) -> None:
         active = self.active
@@ -240,8 +313,29 @@ class PartitionLog:
         """After `point.run()`: move the high watermark. True if it moved."""
         if point.log_end_offset > self.high_watermark:
             self.high_watermark = point.log_end_offset
+            self.producers.on_high_watermark(self.high_watermark)
             return True
         return False
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Below it every transaction's outcome is decided and durable (read_committed bound)."""
+        first_unstable = self.producers.first_unstable_offset()
+        if first_unstable is None:
+            return self.high_watermark
+        return min(first_unstable, self.high_watermark)
+
+    def aborted_transactions(self, fetch_offset: int, upper_offset: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper_offset), for read_committed
+        fetches (Kafka's LocalLog.collectAbortedTransactions)."""
+        found: list[AbortedTxn] = []
+        for segment in self.segments[self._segment_index(fetch_offset) :]:
+            for entry in segment.txn_index.entries:
+                if entry.last_offset >= fetch_offset and entry.first_offset < upper_offset:
+                    found.append(entry)
+                if entry.last_stable_offset >= upper_offset:
+                    return found
+        return found
 
     # ----------------------------------------------------------------- reading
     def _segment_index(self, offset: int) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from samsa.log.index import OffsetIndex, TimeIndex
 from samsa.log.storage import File, Storage
+from samsa.log.txn_index import TxnIndex
 from samsa.protocol.batch import HEADER_BYTES, BatchHeader, crc_ok, iter_batches, parse_header
 
 # How much of the log a scan reads at a time.
@@ -34,6 +35,7 @@ class Segment:
         self.log: File = storage.open(self.path + ".log")
         self.offset_index = OffsetIndex(storage.open(self.path + ".index"), base_offset)
         self.time_index = TimeIndex(storage.open(self.path + ".timeindex"), base_offset)
+        self.txn_index = TxnIndex(storage.open(self.path + ".txnindex"))
         self._index_interval_bytes = index_interval_bytes
         self._bytes_since_index = 0
         self.next_offset = base_offset
@@ -104,26 +106,44 @@ class Segment:
 
         With `recover`, every batch is checked (length, magic, CRC) and a torn or corrupt tail is
         cut off, then both indexes are rebuilt. Otherwise the indexes are checked for plausibility
-        (sorted, inside the file, the walk from the last entry ends exactly at the end of the
-        file) and the segment is rescanned only when they fail.
+        (sorted, inside the file, starting with the first batch, the last entry at a batch of
+        that offset, the walk from it ending exactly at the end of the file) and the segment is
+        rescanned only when they fail. Both indexes always have an entry for the first batch,
+        so an empty one (a deleted file) fails too.
         """
         size = self.log.size()
-        if recover or size == 0 or not self.offset_index.load(size, 2**63 - 1):
+        if (
+            recover
+            or size == 0
+            or not self.offset_index.load(size, 2**63 - 1)
+            or not self.offset_index.positions
+            or self.offset_index.positions[0] != 0
+        ):
             return self._recover(size)
-        _, position = self.offset_index.lookup(2**63 - 1)
+        indexed, position = self.offset_index.lookup(2**63 - 1)
         end = position
         max_timestamp = -1
+        first: BatchHeader | None = None
         last: BatchHeader | None = None
         for batch_position, header in self.batches(position):
+            first = first or header
             last = header
             max_timestamp = max(max_timestamp, header.max_timestamp)
             end = batch_position + header.size
-        if last is None or end != size or not self.time_index.load(last.next_offset):
+        if (
+            first is None
+            or last is None
+            or first.base_offset != indexed
+            or end != size
+            or not self.time_index.load(last.next_offset)
+            or not self.time_index.timestamps
+        ):
             return self._recover(size)
         self.next_offset = last.next_offset
         timestamps = self.time_index.timestamps
         self.max_timestamp = max(max_timestamp, timestamps[-1] if timestamps else -1)
         self.first_batch_timestamp = parse_header(self.log.read(0, HEADER_BYTES)).max_timestamp
+        self.txn_index.load(self.base_offset, self.next_offset)
         return RecoveryReport(size, 0, -1)
 
     def _recover(self, size: int) -> RecoveryReport:
@@ -154,6 +174,7 @@ class Segment:
             count += 1
         if valid < size:
             self.log.truncate(valid)
+        self.txn_index.load(self.base_offset, self.next_offset)
         return RecoveryReport(valid, size - valid, count)
 
     def sync(self) -> None:
@@ -162,13 +183,15 @@ class Segment:
     def sync_indexes(self) -> None:
         self.offset_index.sync()
         self.time_index.sync()
+        self.txn_index.sync()
 
     def close(self) -> None:
         self.log.close()
         self.offset_index.close()
         self.time_index.close()
+        self.txn_index.close()
 
     def delete(self, storage: Storage) -> None:
         self.close()
-        for suffix in (".log", ".index", ".timeindex"):
+        for suffix in (".log", ".index", ".timeindex", ".txnindex"):
             storage.remove(self.path + suffix)

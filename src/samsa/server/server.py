@@ -17,7 +17,16 @@ import time
 from typing import Any
 
 from samsa.broker.core import Broker
-from samsa.broker.outcomes import AwaitData, AwaitDurable, Close, NoReply, Outcome, Reply
+from samsa.broker.outcomes import (
+    AwaitData,
+    AwaitDurable,
+    Close,
+    Durable,
+    Later,
+    NoReply,
+    Outcome,
+    Reply,
+)
 from samsa.broker.unsupported import RawFrame
 from samsa.protocol import codec
 from samsa.protocol.frames import FrameBuffer, FrameError, frame
@@ -44,6 +53,7 @@ class BrokerServer:
         self._data_arrived = asyncio.Event()
         self.group_commit = GroupCommit(self.notify_data)
         self._timers: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.connections_closed_for_errors = 0
 
     @property
@@ -66,8 +76,22 @@ class BrokerServer:
         )
         self._timers.append(
             asyncio.create_task(
+                self._every(config.producer_id_expiration_check_interval_ms, self._expire_producers)
+            )
+        )
+        self._timers.append(
+            asyncio.create_task(
                 self._every(
-                    config.producer_id_expiration_check_interval_ms, self._expire_producers
+                    config.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+                    self._abort_timed_out_transactions,
+                )
+            )
+        )
+        self._timers.append(
+            asyncio.create_task(
+                self._every(
+                    config.transaction_remove_expired_transaction_cleanup_interval_ms,
+                    self._expire_transactional_ids,
                 )
             )
         )
@@ -75,14 +99,16 @@ class BrokerServer:
             self._timers.append(
                 asyncio.create_task(self._every(config.log_flush_interval_ms, self._flush))
             )
+        self._run_background()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._timers) + list(self._connections):
+        tasks = list(self._timers) + list(self._connections) + list(self._background)
+        for task in tasks:
             task.cancel()
-        for task in list(self._timers) + list(self._connections):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._server is not None:
@@ -99,6 +125,33 @@ class BrokerServer:
                 await action()
             except Exception:
                 log.exception("periodic task %s failed", action.__name__)
+
+    async def _abort_timed_out_transactions(self) -> None:
+        self.broker.txn.abort_timed_out()
+        self._run_background()
+
+    async def _expire_transactional_ids(self) -> None:
+        self.broker.txn.expire_ids()
+        self._run_background()
+
+    # ----------------------------------------------------------------- background work
+    def _run_background(self) -> None:
+        """Start whatever the broker queued: work that continues once its writes are durable."""
+        for later in self.broker.take_background():
+            task = asyncio.create_task(self._later(later))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _later(self, later: Later | None) -> None:
+        while later is not None:
+            failed = await self.group_commit.wait(later.waits)
+            try:
+                later = later.then(failed)
+            except Exception:
+                log.exception("background work failed")
+                return
+            self._run_background()
+            self.notify_data()
 
     async def _retention(self) -> None:
         now_ms = self.broker.clock_ms()
@@ -127,6 +180,11 @@ class BrokerServer:
         if task is not None:
             self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # asyncio only sets this for sockets created with proto=IPPROTO_TCP; without it a
+            # pipelined second response waits for the client's delayed ACK (40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.broker.config.queued_max_requests)
         sender = asyncio.create_task(self._send(writer, queue))
         clean = False
@@ -169,14 +227,15 @@ class BrokerServer:
                     break
                 try:
                     outcome = self.broker.handle_frame(request)
+                    if isinstance(outcome, Close):
+                        self._closing(peer, outcome.reason)
+                        return
+                    pending = self._pending(outcome)  # encodes a Reply: that can fail too
+                    self._run_background()
                 except Exception:
                     log.exception("request from %s failed; closing its connection", peer)
                     self.connections_closed_for_errors += 1
                     return
-                if isinstance(outcome, Close):
-                    self._closing(peer, outcome.reason)
-                    return
-                pending = self._pending(outcome)
                 if pending is not None:
                     await queue.put(pending)
 
@@ -209,7 +268,13 @@ class BrokerServer:
         failed = await synced
         if outcome.finish is None:
             return None
-        return _encode(outcome.correlation_id, outcome.finish(failed))
+        payload = outcome.finish(failed)
+        self._run_background()
+        while isinstance(payload, Durable):
+            failed = await self.group_commit.wait(payload.waits)
+            payload = payload.then(failed)
+            self._run_background()
+        return _encode(outcome.correlation_id, payload)
 
     async def _long_poll(self, outcome: AwaitData) -> bytes:
         deadline = time.monotonic() + outcome.max_wait_ms / 1000

@@ -15,13 +15,19 @@ Theory of operation (Kafka's ProducerStateManager / ProducerAppendInfo, KIP-98 a
   Every failure is OUT_OF_ORDER_SEQUENCE_NUMBER, never DUPLICATE_SEQUENCE_NUMBER.
 - Unlike Kafka, snapshots keep the whole retained window, not only the last batch, so every retry
   in flight when the broker restarted is still recognised after it.
+
+Transactions (KIP-98): a producer's first transactional batch opens a transaction on this
+partition at its base offset; the COMMIT or ABORT marker closes it (`apply_marker`). The first
+unstable offset, which bounds the last stable offset (LSO), is the earliest first offset of an
+open transaction *or* of a closed one whose marker is not yet below the high watermark (Kafka's
+"unreplicated" transactions): a reader must not move past a transaction before its outcome is
+durable.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import crc32c
@@ -31,7 +37,7 @@ from samsa.protocol.batch import INT32_MAX, NO_SEQUENCE, BatchHeader
 
 BATCHES_RETAINED = 5
 NO_PRODUCER_EPOCH = -1
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class ProducerStateError(Exception):
@@ -57,16 +63,27 @@ class ProducerEntry:
     epoch: int = NO_PRODUCER_EPOCH
     batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_RETAINED))
     last_timestamp: int = -1
+    current_txn_first_offset: int = -1
+    coordinator_epoch: int = -1
 
     @property
     def last_sequence(self) -> int:
         return self.batches[-1].last_sequence if self.batches else NO_SEQUENCE
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.current_txn_first_offset >= 0
 
     def find(self, first_sequence: int, last_sequence: int) -> BatchMetadata | None:
         for batch in self.batches:
             if batch.first_sequence == first_sequence and batch.last_sequence == last_sequence:
                 return batch
         return None
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.batches.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +95,18 @@ class Duplicate:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """Write the batch, then `apply` it."""
+    """Write the batch, then `apply` it. `opens_txn`: its producer's first transactional batch
+    here, which the broker verifies with the transaction coordinator first (KIP-890 part 1)."""
+
+    opens_txn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    producer_id: int
+    first_offset: int
+    last_offset: int  # the marker's offset
+    aborted: bool
 
 
 def in_sequence(last_sequence: int, next_sequence: int) -> bool:
@@ -89,16 +117,26 @@ class ProducerStateManager:
     def __init__(self, expiration_ms: int) -> None:
         self.expiration_ms = expiration_ms
         self.entries: dict[int, ProducerEntry] = {}
+        # Closed transactions whose marker is not yet durable: (first offset, marker offset).
+        self.unstable_completed: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _entry(self, producer_id: int) -> ProducerEntry:
+        entry = self.entries.get(producer_id)
+        if entry is None:
+            entry = self.entries[producer_id] = ProducerEntry(producer_id)
+        return entry
+
+    # ----------------------------------------------------------------- data batches
     def check(self, header: BatchHeader) -> Duplicate | Append:
         if not header.has_producer_id:
             return Append()
         entry = self.entries.get(header.producer_id)
         if entry is None:
-            return Append()  # an unknown producer may start at any sequence (KIP-360)
+            # An unknown producer may start at any sequence (KIP-360).
+            return Append(opens_txn=header.is_transactional)
         if header.producer_epoch == entry.epoch:
             retained = entry.find(header.base_sequence, header.last_sequence)
             if retained is not None:
@@ -122,18 +160,20 @@ class ProducerStateManager:
                 f"producer {header.producer_id} sent sequence {header.base_sequence} after "
                 f"{entry.last_sequence}",
             )
-        return Append()
+        if entry.in_transaction and not header.is_transactional:
+            raise ProducerStateError(
+                ErrorCode.invalid_txn_state,
+                f"producer {header.producer_id} wrote a non-transactional batch inside its "
+                "open transaction",
+            )
+        return Append(opens_txn=header.is_transactional and not entry.in_transaction)
 
     def apply(self, header: BatchHeader) -> None:
-        """Record a batch that was just written (offsets assigned)."""
+        """Record a data batch that was just written (offsets assigned)."""
         if not header.has_producer_id:
             return
-        entry = self.entries.get(header.producer_id)
-        if entry is None:
-            entry = self.entries[header.producer_id] = ProducerEntry(header.producer_id)
-        if header.producer_epoch != entry.epoch:
-            entry.epoch = header.producer_epoch
-            entry.batches.clear()
+        entry = self._entry(header.producer_id)
+        entry.set_epoch(header.producer_epoch)
         if header.base_sequence >= 0:
             entry.batches.append(
                 BatchMetadata(
@@ -145,22 +185,66 @@ class ProducerStateManager:
                 )
             )
         entry.last_timestamp = max(entry.last_timestamp, header.max_timestamp)
+        if header.is_transactional and not entry.in_transaction:
+            entry.current_txn_first_offset = header.base_offset
 
-    def replay(self, headers: Iterable[BatchHeader]) -> int:
-        """Rebuild state from batches read back from the log; returns how many were applied."""
-        count = 0
-        for header in headers:
-            if header.has_producer_id and not header.is_control:
-                self.apply(header)
-                count += 1
-        return count
+    # ----------------------------------------------------------------- transaction markers
+    def check_marker(self, producer_id: int, producer_epoch: int) -> None:
+        """A marker from an older epoch than the partition knows is refused (fenced)."""
+        entry = self.entries.get(producer_id)
+        if entry is not None and producer_epoch < entry.epoch:
+            raise ProducerStateError(
+                ErrorCode.invalid_producer_epoch,
+                f"marker for producer {producer_id} epoch {producer_epoch} is older than "
+                f"{entry.epoch}",
+            )
 
+    def apply_marker(
+        self, header: BatchHeader, aborted: bool, coordinator_epoch: int
+    ) -> CompletedTxn | None:
+        """Close the producer's transaction here with the marker just written.
+
+        Returns the completed transaction, or None if the producer had no data here: an empty
+        transaction never reaches the aborted index or the LSO.
+        """
+        entry = self._entry(header.producer_id)
+        entry.set_epoch(header.producer_epoch)
+        entry.coordinator_epoch = coordinator_epoch
+        entry.last_timestamp = max(entry.last_timestamp, header.max_timestamp)
+        first = entry.current_txn_first_offset
+        entry.current_txn_first_offset = -1
+        if first < 0:
+            return None
+        self.unstable_completed.append((first, header.base_offset))
+        return CompletedTxn(header.producer_id, first, header.base_offset, aborted)
+
+    def first_unstable_offset(self) -> int | None:
+        firsts = [e.current_txn_first_offset for e in self.entries.values() if e.in_transaction]
+        firsts.extend(first for first, _ in self.unstable_completed)
+        return min(firsts) if firsts else None
+
+    def on_high_watermark(self, high_watermark: int) -> None:
+        """Markers below the high watermark are durable: their transactions are stable now."""
+        if self.unstable_completed:
+            self.unstable_completed = [
+                (first, marker)
+                for first, marker in self.unstable_completed
+                if marker >= high_watermark
+            ]
+
+    def open_transactions(self) -> dict[int, int]:
+        """producer id -> first offset of its open transaction on this partition."""
+        return {
+            pid: e.current_txn_first_offset for pid, e in self.entries.items() if e.in_transaction
+        }
+
+    # ----------------------------------------------------------------- housekeeping
     def remove_expired(self, now_ms: int) -> int:
-        """Forget producers idle for `producer.id.expiration.ms`; returns how many."""
+        """Forget producers idle for `producer.id.expiration.ms` with no open transaction."""
         expired = [
             pid
             for pid, entry in self.entries.items()
-            if now_ms - entry.last_timestamp >= self.expiration_ms
+            if now_ms - entry.last_timestamp >= self.expiration_ms and not entry.in_transaction
         ]
         for pid in expired:
             del self.entries[pid]
@@ -169,27 +253,25 @@ class ProducerStateManager:
     # ----------------------------------------------------------------- snapshots
     def snapshot(self) -> bytes:
         """CRC-32C (4 bytes, big-endian) of the JSON body, then the body."""
+        producers = [
+            {
+                "id": entry.producer_id,
+                "epoch": entry.epoch,
+                "last_timestamp": entry.last_timestamp,
+                "txn_first_offset": entry.current_txn_first_offset,
+                "coordinator_epoch": entry.coordinator_epoch,
+                "batches": [
+                    [b.first_sequence, b.last_sequence, b.first_offset, b.last_offset, b.timestamp]
+                    for b in entry.batches
+                ],
+            }
+            for entry in self.entries.values()
+        ]
         body = json.dumps(
             {
                 "version": SNAPSHOT_VERSION,
-                "producers": [
-                    [
-                        entry.producer_id,
-                        entry.epoch,
-                        entry.last_timestamp,
-                        [
-                            [
-                                b.first_sequence,
-                                b.last_sequence,
-                                b.first_offset,
-                                b.last_offset,
-                                b.timestamp,
-                            ]
-                            for b in entry.batches
-                        ],
-                    ]
-                    for entry in self.entries.values()
-                ],
+                "producers": producers,
+                "unstable_completed": self.unstable_completed,
             },
             separators=(",", ":"),
         ).encode()
@@ -204,13 +286,23 @@ class ProducerStateManager:
             if decoded["version"] != SNAPSHOT_VERSION:
                 return False
             entries = {}
-            for producer_id, epoch, last_timestamp, batches in decoded["producers"]:
-                if now_ms - last_timestamp >= self.expiration_ms:
+            for item in decoded["producers"]:
+                entry = ProducerEntry(
+                    item["id"],
+                    item["epoch"],
+                    last_timestamp=item["last_timestamp"],
+                    current_txn_first_offset=item["txn_first_offset"],
+                    coordinator_epoch=item["coordinator_epoch"],
+                )
+                if now_ms - entry.last_timestamp >= self.expiration_ms and not entry.in_transaction:
                     continue
-                entry = ProducerEntry(producer_id, epoch, last_timestamp=last_timestamp)
-                entry.batches.extend(BatchMetadata(*b) for b in batches)
-                entries[producer_id] = entry
+                entry.batches.extend(BatchMetadata(*b) for b in item["batches"])
+                entries[entry.producer_id] = entry
+            unstable = [
+                (int(first), int(marker)) for first, marker in decoded["unstable_completed"]
+            ]
         except (ValueError, KeyError, TypeError):
             return False
         self.entries = entries
+        self.unstable_completed = unstable
         return True

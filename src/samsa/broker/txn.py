@@ -1,0 +1,353 @@
+"""Transaction APIs: FindCoordinator, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+WriteTxnMarkers, and the KIP-664 tooling (DescribeProducers, DescribeTransactions,
+ListTransactions). The decisions are the coordinator's; this module speaks the wire."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kio.schema.errors import ErrorCode
+
+from samsa.broker.outcomes import AwaitDurable, Durable, Outcome, Waits
+from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
+from samsa.coordinator.txn.states import TxnState
+from samsa.log.partition import PartitionLog
+from samsa.protocol.codec import Request
+from samsa.state.producers import ProducerStateError
+
+if TYPE_CHECKING:
+    from samsa.broker.core import Broker
+
+KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
+OFFSETS_TOPIC = "__consumer_offsets"
+T = TypeVar("T")
+
+
+def offsets_partition(group_id: str) -> tuple[str, int]:
+    """Where a group's offsets live; samsa's offsets topic has one partition."""
+    return OFFSETS_TOPIC, 0
+
+
+def _fenced(request: Request, error: ErrorCode, fenced_from: int) -> ErrorCode:
+    """PRODUCER_FENCED exists from `fenced_from`; older versions get INVALID_PRODUCER_EPOCH."""
+    if error == ErrorCode.producer_fenced and request.api_version < fenced_from:
+        return ErrorCode.invalid_producer_epoch
+    return error
+
+
+def _answer(
+    broker: Broker,
+    request: Request,
+    result: T | Durable[T],
+    describe: Callable[[T], dict[str, Any]],
+) -> Outcome:
+    if isinstance(result, Durable):
+        step: Durable[T] = result
+        return AwaitDurable(
+            request.correlation_id,
+            step.waits,
+            lambda failed: _payload(broker, request, step.then(failed), describe),
+        )
+    return broker.reply(request, describe(result))
+
+
+def _payload(
+    broker: Broker,
+    request: Request,
+    result: T | Durable[T],
+    describe: Callable[[T], dict[str, Any]],
+) -> Any:
+    """The response payload, or a `Durable` of it when the answer needs more writes first."""
+    if isinstance(result, Durable):
+        step: Durable[T] = result
+        return Durable(
+            step.waits, lambda failed: _payload(broker, request, step.then(failed), describe)
+        )
+    return broker.reply(request, describe(result)).payload
+
+
+# --------------------------------------------------------------------- FindCoordinator
+def handle_find_coordinator(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    key_type = int(getattr(body, "key_type", KEY_TYPE_GROUP))
+    error = (
+        ErrorCode.none
+        if key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
+        else ErrorCode.invalid_request
+    )
+    found = {
+        "node_id": broker.node_id if not error else -1,
+        "host": broker.endpoint.host if not error else "",
+        "port": broker.endpoint.port if not error else -1,
+        "error_code": error,
+        "error_message": None if not error else "unknown key type",
+    }
+    if request.api_version >= 4:
+        return broker.reply(
+            request,
+            {
+                "throttle_time": 0,
+                "coordinators": [{"key": key, **found} for key in body.coordinator_keys],
+            },
+        )
+    return broker.reply(request, {"throttle_time": 0, **found})
+
+
+# --------------------------------------------------------------------- InitProducerId
+def handle_init_producer_id(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    if body.transactional_id is None:
+        # Idempotent only: always a fresh id at epoch 0, whatever a v3+ request carries (this is
+        # how librdkafka bumps an idempotent producer's epoch, KIP-360).
+        result: InitResult | Durable[InitResult] = InitResult(
+            ErrorCode.none, broker.producer_ids.next_id(), 0
+        )
+    else:
+        timeout_ms = int(body.transaction_timeout.total_seconds() * 1000)
+        result = broker.txn.init_producer_id(
+            body.transactional_id,
+            timeout_ms,
+            int(getattr(body, "producer_id", -1)),
+            int(getattr(body, "producer_epoch", -1)),
+        )
+
+    def describe(r: InitResult) -> dict[str, Any]:
+        return {
+            "throttle_time": 0,
+            "error_code": _fenced(request, r.error, 4),
+            "producer_id": r.producer_id,
+            "producer_epoch": r.producer_epoch,
+        }
+
+    return _answer(broker, request, result, describe)
+
+
+# --------------------------------------------------------------------- AddPartitionsToTxn
+def handle_add_partitions_to_txn(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    txn_id = body.v3_and_below_transactional_id
+    topics = [(t.name, [int(p) for p in t.partitions]) for t in body.v3_and_below_topics]
+    unknown = {
+        (name, p) for name, ps in topics for p in ps if broker.topics.partition(name, p) is None
+    }
+
+    def describe(errors: dict[tuple[str, int], ErrorCode]) -> dict[str, Any]:
+        return {
+            "throttle_time": 0,
+            "results_by_topic_v3_and_below": [
+                {
+                    "name": name,
+                    "results_by_partition": [
+                        {
+                            "partition_index": p,
+                            "partition_error_code": _fenced(request, errors[name, p], 2),
+                        }
+                        for p in ps
+                    ],
+                }
+                for name, ps in topics
+            ],
+        }
+
+    every = [(name, p) for name, ps in topics for p in ps]
+    if unknown:
+        return broker.reply(
+            request,
+            describe(
+                {
+                    tp: ErrorCode.unknown_topic_or_partition
+                    if tp in unknown
+                    else ErrorCode.operation_not_attempted
+                    for tp in every
+                }
+            ),
+        )
+    result = broker.txn.add_partitions(
+        txn_id, int(body.v3_and_below_producer_id), int(body.v3_and_below_producer_epoch), every
+    )
+    return _answer(broker, request, result, lambda error: describe(dict.fromkeys(every, error)))
+
+
+def handle_add_offsets_to_txn(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    result = broker.txn.add_partitions(
+        body.transactional_id,
+        int(body.producer_id),
+        int(body.producer_epoch),
+        [offsets_partition(body.group_id)],
+    )
+    return _answer(
+        broker,
+        request,
+        result,
+        lambda error: {"throttle_time": 0, "error_code": _fenced(request, error, 2)},
+    )
+
+
+# --------------------------------------------------------------------- EndTxn
+def handle_end_txn(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    result = broker.txn.end_transaction(
+        body.transactional_id, int(body.producer_id), int(body.producer_epoch), bool(body.committed)
+    )
+    return _answer(
+        broker,
+        request,
+        result,
+        lambda error: {"throttle_time": 0, "error_code": _fenced(request, error, 2)},
+    )
+
+
+# --------------------------------------------------------------------- WriteTxnMarkers
+def handle_write_txn_markers(broker: Broker, request: Request) -> Outcome:
+    """Markers written straight to partitions: how `kafka-transactions.sh abort` (KIP-664)
+    releases a hanging transaction the coordinator no longer knows of."""
+    now = broker.clock_ms()
+    waits: Waits = []
+    results = []
+    for marker in request.payload.markers:
+        topics = []
+        for topic in marker.topics:
+            partitions = []
+            for index in topic.partition_indexes:
+                partition_log = broker.topics.partition(topic.name, index)
+                error = ErrorCode.none
+                if partition_log is None:
+                    error = ErrorCode.unknown_topic_or_partition
+                elif int(marker.coordinator_epoch) < COORDINATOR_EPOCH:
+                    error = ErrorCode.transaction_coordinator_fenced
+                else:
+                    try:
+                        partition_log.append_marker(
+                            int(marker.producer_id),
+                            int(marker.producer_epoch),
+                            bool(marker.transaction_result),
+                            int(marker.coordinator_epoch),
+                            now,
+                        )
+                        waits.append((partition_log, partition_log.log_end_offset))
+                    except ProducerStateError as exc:
+                        error = exc.error
+                partitions.append({"partition_index": index, "error_code": error})
+            topics.append({"name": topic.name, "partitions": partitions})
+        results.append({"producer_id": marker.producer_id, "topics": topics})
+
+    def finish(failed: set[PartitionLog]) -> Any:
+        if failed:
+            for result in results:
+                for topic in result["topics"]:
+                    for p in topic["partitions"]:
+                        if broker.topics.partition(topic["name"], p["partition_index"]) in failed:
+                            p["error_code"] = ErrorCode.kafka_storage_error
+        return broker.reply(request, {"markers": results}).payload
+
+    return AwaitDurable(request.correlation_id, waits, finish)
+
+
+# --------------------------------------------------------------------- KIP-664 tooling
+def handle_describe_producers(broker: Broker, request: Request) -> Outcome:
+    topics = []
+    for topic in request.payload.topics:
+        partitions = []
+        for index in topic.partition_indexes:
+            partition_log = broker.topics.partition(topic.name, index)
+            if partition_log is None:
+                partitions.append(
+                    {
+                        "partition_index": index,
+                        "error_code": ErrorCode.unknown_topic_or_partition,
+                        "error_message": None,
+                        "active_producers": (),
+                    }
+                )
+                continue
+            partitions.append(
+                {
+                    "partition_index": index,
+                    "error_code": ErrorCode.none,
+                    "error_message": None,
+                    "active_producers": [
+                        {
+                            "producer_id": e.producer_id,
+                            "producer_epoch": e.epoch,
+                            "last_sequence": e.last_sequence,
+                            "last_timestamp": e.last_timestamp,
+                            "coordinator_epoch": e.coordinator_epoch,
+                            "current_txn_start_offset": e.current_txn_first_offset,
+                        }
+                        for e in partition_log.producers.entries.values()
+                    ],
+                }
+            )
+        topics.append({"name": topic.name, "partitions": partitions})
+    return broker.reply(request, {"throttle_time": 0, "topics": topics})
+
+
+def handle_describe_transactions(broker: Broker, request: Request) -> Outcome:
+    states = []
+    for txn_id in request.payload.transactional_ids:
+        meta = broker.txn.txns.get(txn_id)
+        if meta is None:
+            states.append(
+                {
+                    "error_code": ErrorCode.transactional_id_not_found,
+                    "transactional_id": txn_id,
+                    "transaction_state": "",
+                    "transaction_timeout": 0,
+                    "transaction_start_time": datetime.datetime.fromtimestamp(0, datetime.UTC),
+                    "producer_id": -1,
+                    "producer_epoch": -1,
+                    "topics": (),
+                }
+            )
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, index in sorted(meta.partitions):
+            by_topic.setdefault(topic, []).append(index)
+        states.append(
+            {
+                "error_code": ErrorCode.none,
+                "transactional_id": txn_id,
+                "transaction_state": meta.state.value,
+                "transaction_timeout": meta.timeout_ms,
+                "transaction_start_time": datetime.datetime.fromtimestamp(
+                    max(meta.start_ms, 0) / 1000, datetime.UTC
+                ),
+                "producer_id": meta.producer_id,
+                "producer_epoch": meta.producer_epoch,
+                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
+            }
+        )
+    return broker.reply(request, {"throttle_time": 0, "transaction_states": states})
+
+
+def handle_list_transactions(broker: Broker, request: Request) -> Outcome:
+    body = request.payload
+    known = {state.value for state in TxnState}
+    state_filters = set(body.state_filters)
+    pid_filters = set(body.producer_id_filters)
+    duration_ms = int(getattr(body, "duration_filter", -1))
+    now = broker.clock_ms()
+    found = [
+        {
+            "transactional_id": meta.transactional_id,
+            "producer_id": meta.producer_id,
+            "transaction_state": meta.state.value,
+        }
+        for meta in broker.txn.txns.values()
+        if (not state_filters or meta.state.value in state_filters)
+        and (not pid_filters or meta.producer_id in pid_filters)
+        and (duration_ms < 0 or (meta.start_ms >= 0 and now - meta.start_ms >= duration_ms))
+    ]
+    return broker.reply(
+        request,
+        {
+            "throttle_time": 0,
+            "error_code": ErrorCode.none,
+            "unknown_state_filters": sorted(state_filters - known),
+            "transaction_states": found,
+        },
+    )

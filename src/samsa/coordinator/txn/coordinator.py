@@ -1,0 +1,417 @@
+"""The transaction coordinator (Kafka's TransactionCoordinator, TV1 as librdkafka uses it).
+
+Every transition is prepared from the current metadata, appended to the transaction log, and
+applied only once that record is durable (`Durable.then`); meanwhile the id is pending and other
+requests get CONCURRENT_TRANSACTIONS. Ending a transaction takes three steps: PrepareCommit (or
+PrepareAbort) made durable in the log, then a marker in every partition of the transaction made
+durable, then CompleteCommit (or CompleteAbort). The client is answered after the first; a crash
+after it is finished at start-up, because replay finds the id in a Prepare state (invariant 5).
+
+Two refinements keep a busy producer from stalling between transactions:
+- CompleteCommit/CompleteAbort takes effect as it is appended. Nothing a client sees can depend
+  on it before it is durable: every later transition of the id is written after it in the same
+  log, and is answered only once that later record (and so this one) is durable. A crash before
+  it is durable leaves the id prepared, and the markers are written again (harmlessly).
+- A request that arrives while the markers are being written waits for them server-side and is
+  then handled, instead of being told CONCURRENT_TRANSACTIONS to back off and retry (what
+  KIP-890 part 2 does in Kafka 4.0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from kio.schema.errors import ErrorCode
+
+from samsa.broker.outcomes import Durable, Later, Waits
+from samsa.coordinator.records import append_record, read_records
+from samsa.coordinator.txn.metadata import NO_PRODUCER_EPOCH, TopicPartition, TxnMetadata
+from samsa.coordinator.txn.states import (
+    COMPLETED,
+    EXPIRABLE,
+    PREPARED,
+    TxnState,
+    check_transition,
+)
+from samsa.log.partition import PartitionLog
+from samsa.state.producers import ProducerStateError
+
+log = logging.getLogger("samsa.txn")
+
+COORDINATOR_EPOCH = 0  # one broker, never a coordinator failover
+R = TypeVar("R")
+
+S = TxnState
+
+
+@dataclass(frozen=True, slots=True)
+class TxnSettings:
+    max_timeout_ms: int = 900_000
+    id_expiration_ms: int = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    error: ErrorCode
+    producer_id: int = -1
+    producer_epoch: int = -1
+
+
+class TransactionCoordinator:
+    def __init__(
+        self,
+        txn_log: PartitionLog,
+        partition: Callable[[str, int], PartitionLog | None],
+        next_producer_id: Callable[[], int],
+        clock_ms: Callable[[], int],
+        settings: TxnSettings,
+        background: Callable[[Later], None],
+    ) -> None:
+        self.txn_log = txn_log
+        self._partition = partition
+        self._next_producer_id = next_producer_id
+        self._clock_ms = clock_ms
+        self.settings = settings
+        self._background = background
+        self.txns: dict[str, TxnMetadata] = {}
+        self.pending: dict[str, TxnState] = {}
+        # Ids whose markers are being written, with the writes to wait for.
+        self.completing: dict[str, Waits] = {}
+
+    # ----------------------------------------------------------------- log
+    def load(self) -> int:
+        """Replay the transaction log; finish every transaction found prepared."""
+        count = 0
+        for _, key, value, _ in read_records(self.txn_log):
+            if key is None or value is None:
+                continue
+            self._apply(TxnMetadata.decode(value))
+            count += 1
+        for meta in list(self.txns.values()):
+            if meta.state in PREPARED:
+                log.info(
+                    "completing %s of %r after restart", meta.state.value, meta.transactional_id
+                )
+                self._background(self._write_markers(meta))
+        return count
+
+    def _apply(self, meta: TxnMetadata) -> None:
+        self.pending.pop(meta.transactional_id, None)
+        if meta.state is S.DEAD:
+            self.txns.pop(meta.transactional_id, None)
+        else:
+            self.txns[meta.transactional_id] = meta
+
+    def _transit(self, current: TxnMetadata, target: TxnMetadata) -> Durable[bool]:
+        """Write `target`; once durable, apply it. The result says whether it was applied."""
+        check_transition(current.state, target.state)
+        self.pending[target.transactional_id] = target.state
+        end = append_record(
+            self.txn_log, target.transactional_id.encode(), target.encode(), self._clock_ms()
+        )
+
+        def then(failed: set[PartitionLog]) -> bool:
+            if failed:
+                self.pending.pop(target.transactional_id, None)
+                return False
+            self._apply(target)
+            return True
+
+        return Durable([(self.txn_log, end)], then)
+
+    # ----------------------------------------------------------------- InitProducerId
+    def init_producer_id(
+        self, transactional_id: str, timeout_ms: int, producer_id: int, producer_epoch: int
+    ) -> InitResult | Durable[InitResult]:
+        """Fence older instances of the transactional id and hand out its next epoch."""
+        if not transactional_id:
+            return InitResult(ErrorCode.invalid_request)
+        if not 0 < timeout_ms <= self.settings.max_timeout_ms:
+            return InitResult(ErrorCode.invalid_transaction_timeout)
+        now = self._clock_ms()
+        meta = self.txns.get(transactional_id)
+        if meta is None:
+            meta = TxnMetadata(
+                transactional_id, self._next_producer_id(), timeout_ms=timeout_ms, update_ms=now
+            )
+            self.txns[transactional_id] = meta
+        if meta.state in PREPARED:
+            waited = self._after_markers(
+                transactional_id,
+                lambda: self.init_producer_id(
+                    transactional_id, timeout_ms, producer_id, producer_epoch
+                ),
+            )
+            return waited or InitResult(ErrorCode.concurrent_transactions)
+        if transactional_id in self.pending:
+            return InitResult(ErrorCode.concurrent_transactions)
+        expected = producer_epoch if producer_id >= 0 else None
+        if producer_id >= 0 and not (
+            meta.producer_epoch == NO_PRODUCER_EPOCH
+            or producer_id == meta.producer_id
+            or (producer_id == meta.previous_producer_id and meta.epoch_exhausted)
+        ):
+            return InitResult(ErrorCode.producer_fenced)
+        if meta.state is S.ONGOING:
+            # Fence the old instance: abort its transaction under a bumped epoch. The client
+            # retries on CONCURRENT_TRANSACTIONS and gets the epoch after that.
+            self._abort(meta, fence=True, now=now)
+            return InitResult(ErrorCode.concurrent_transactions)
+        if meta.state not in COMPLETED:
+            return InitResult(ErrorCode.concurrent_transactions)
+        if meta.epoch_exhausted and (expected is None or expected == meta.producer_epoch):
+            target = meta.but(
+                producer_id=self._next_producer_id(),
+                previous_producer_id=meta.producer_id,
+                producer_epoch=0,
+                last_producer_epoch=NO_PRODUCER_EPOCH,
+            )
+        elif expected is None or meta.producer_epoch in (NO_PRODUCER_EPOCH, expected):
+            target = meta.but(
+                producer_epoch=meta.producer_epoch + 1,
+                last_producer_epoch=(
+                    meta.producer_epoch if expected is not None else NO_PRODUCER_EPOCH
+                ),
+            )
+        elif expected == meta.last_producer_epoch:
+            # A retry of the bump that was already done (KIP-360): the same answer again.
+            return InitResult(ErrorCode.none, meta.producer_id, meta.producer_epoch)
+        else:
+            return InitResult(ErrorCode.producer_fenced)
+        target = target.but(
+            state=S.EMPTY, timeout_ms=timeout_ms, partitions=frozenset(), start_ms=-1, update_ms=now
+        )
+        step = self._transit(meta, target)
+
+        def then(failed: set[PartitionLog]) -> InitResult:
+            if not step.then(failed):
+                return InitResult(ErrorCode.not_coordinator)
+            return InitResult(ErrorCode.none, target.producer_id, target.producer_epoch)
+
+        return Durable(step.waits, then)
+
+    # ----------------------------------------------------------------- AddPartitions
+    def check_producer(
+        self, transactional_id: str, producer_id: int, producer_epoch: int
+    ) -> tuple[TxnMetadata | None, ErrorCode]:
+        meta = self.txns.get(transactional_id)
+        if meta is None or meta.producer_id != producer_id:
+            return None, ErrorCode.invalid_producer_id_mapping
+        if meta.producer_epoch != producer_epoch:
+            return None, ErrorCode.producer_fenced
+        if transactional_id in self.pending:
+            return None, ErrorCode.concurrent_transactions
+        return meta, ErrorCode.none
+
+    def add_partitions(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Iterable[TopicPartition],
+    ) -> ErrorCode | Durable[ErrorCode]:
+        meta, error = self.check_producer(transactional_id, producer_id, producer_epoch)
+        if meta is None:
+            return error
+        wanted = frozenset(partitions)
+        if meta.state in PREPARED:
+            waited = self._after_markers(
+                transactional_id,
+                lambda: self.add_partitions(transactional_id, producer_id, producer_epoch, wanted),
+            )
+            return waited or ErrorCode.concurrent_transactions
+        if meta.state is S.ONGOING and wanted <= meta.partitions:
+            return ErrorCode.none
+        now = self._clock_ms()
+        start = now if meta.state in COMPLETED else meta.start_ms
+        target = meta.but(
+            state=S.ONGOING, partitions=meta.partitions | wanted, start_ms=start, update_ms=now
+        )
+        step = self._transit(meta, target)
+        return Durable(
+            step.waits,
+            lambda failed: ErrorCode.none if step.then(failed) else ErrorCode.not_coordinator,
+        )
+
+    def verify(
+        self,
+        transactional_id: str | None,
+        producer_id: int,
+        producer_epoch: int,
+        partition: TopicPartition,
+    ) -> ErrorCode:
+        """KIP-890 part 1: may this producer open a transaction on `partition` now?"""
+        meta = self.txns.get(transactional_id) if transactional_id else None
+        if meta is None or meta.producer_id != producer_id:
+            return ErrorCode.invalid_txn_state
+        if producer_epoch < meta.producer_epoch:
+            return ErrorCode.invalid_producer_epoch
+        if (
+            meta.state is not S.ONGOING
+            or producer_epoch != meta.producer_epoch
+            or partition not in meta.partitions
+        ):
+            return ErrorCode.invalid_txn_state
+        return ErrorCode.none
+
+    # ----------------------------------------------------------------- EndTxn
+    def end_transaction(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
+    ) -> ErrorCode | Durable[ErrorCode]:
+        meta = self.txns.get(transactional_id)
+        if meta is None or meta.producer_id != producer_id:
+            return ErrorCode.invalid_producer_id_mapping
+        if meta.producer_epoch != producer_epoch:
+            return ErrorCode.producer_fenced
+        if transactional_id in self.pending:
+            return ErrorCode.concurrent_transactions
+        done = S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT
+        preparing = S.PREPARE_COMMIT if commit else S.PREPARE_ABORT
+        if meta.state is done:
+            return ErrorCode.none  # a retry of an EndTxn that already completed
+        if meta.state is preparing:
+            waited = self._after_markers(
+                transactional_id,
+                lambda: self.end_transaction(transactional_id, producer_id, producer_epoch, commit),
+            )
+            return waited or ErrorCode.concurrent_transactions
+        if meta.state is not S.ONGOING:
+            return ErrorCode.invalid_txn_state
+        target = meta.but(state=preparing, update_ms=self._clock_ms())
+        step = self._transit(meta, target)
+
+        def then(failed: set[PartitionLog]) -> ErrorCode:
+            if not step.then(failed):
+                return ErrorCode.not_coordinator
+            self._background(self._write_markers(target))
+            return ErrorCode.none
+
+        return Durable(step.waits, then)
+
+    def _abort(self, meta: TxnMetadata, fence: bool, now: int) -> None:
+        """Abort an ongoing transaction from the coordinator's side (timeout or fencing): the
+        epoch is bumped first, so the old producer is fenced (Kafka's prepareFenceProducerEpoch)."""
+        if fence and not meta.epoch_exhausted:
+            # The fencing epoch is never handed to a client: its retry bumps once more.
+            target = meta.but(
+                producer_epoch=meta.producer_epoch + 1, last_producer_epoch=NO_PRODUCER_EPOCH
+            )
+        else:
+            target = meta
+        target = target.but(state=S.PREPARE_ABORT, update_ms=now)
+        step = self._transit(meta, target)
+
+        def then(failed: set[PartitionLog]) -> Later | None:
+            if step.then(failed):
+                return self._write_markers(target)
+            return None
+
+        self._background(Later(step.waits, then))
+
+    def _write_markers(self, meta: TxnMetadata) -> Later:
+        commit = meta.state is S.PREPARE_COMMIT
+        now = self._clock_ms()
+        waits: Waits = []
+        for topic, index in sorted(meta.partitions):
+            partition_log = self._partition(topic, index)
+            if partition_log is None:
+                continue  # the topic was deleted meanwhile
+            try:
+                partition_log.append_marker(
+                    meta.producer_id, meta.producer_epoch, commit, COORDINATOR_EPOCH, now
+                )
+            except ProducerStateError as exc:
+                log.warning(
+                    "no marker for %r on %s-%d: %s", meta.transactional_id, topic, index, exc
+                )
+                continue
+            waits.append((partition_log, partition_log.log_end_offset))
+        self.completing[meta.transactional_id] = waits
+
+        def complete(failed: set[PartitionLog]) -> Later | None:
+            self._markers_written(meta.transactional_id, failed)
+            return None
+
+        return Later(waits, complete)
+
+    def _markers_written(self, transactional_id: str, failed: set[PartitionLog]) -> None:
+        """Complete the transaction once its markers are durable. Idempotent: both the marker
+        writer and a request waiting on the same writes call it."""
+        if transactional_id not in self.completing:
+            return
+        del self.completing[transactional_id]
+        current = self.txns.get(transactional_id)
+        if current is None or current.state not in PREPARED:
+            return
+        if failed:
+            log.error("markers of %r not durable; it completes at the next start", transactional_id)
+            return
+        done = S.COMPLETE_COMMIT if current.state is S.PREPARE_COMMIT else S.COMPLETE_ABORT
+        target = current.but(state=done, partitions=frozenset(), update_ms=self._clock_ms())
+        check_transition(current.state, target.state)
+        append_record(self.txn_log, transactional_id.encode(), target.encode(), self._clock_ms())
+        self._apply(target)
+
+    def _after_markers(
+        self, transactional_id: str, retry: Callable[[], R | Durable[R]]
+    ) -> Durable[R] | None:
+        """If the id's markers are being written: wait for them, complete, then `retry`."""
+        waits = self.completing.get(transactional_id)
+        if waits is None or transactional_id in self.pending:
+            return None
+
+        def then(failed: set[PartitionLog]) -> R | Durable[R]:
+            self._markers_written(transactional_id, failed)
+            return retry()
+
+        return Durable(waits, then)
+
+    # ----------------------------------------------------------------- periodic work
+    def abort_timed_out(self) -> int:
+        """Abort (and fence) every ongoing transaction past its timeout; returns how many."""
+        now = self._clock_ms()
+        count = 0
+        for meta in list(self.txns.values()):
+            if (
+                meta.state is S.ONGOING
+                and meta.transactional_id not in self.pending
+                and meta.start_ms + meta.timeout_ms < now
+            ):
+                log.info(
+                    "aborting %r: open for %d ms, timeout %d ms",
+                    meta.transactional_id,
+                    now - meta.start_ms,
+                    meta.timeout_ms,
+                )
+                self._abort(meta, fence=True, now=now)
+                count += 1
+        return count
+
+    def expire_ids(self) -> int:
+        """Tombstone ids idle for `transactional.id.expiration.ms`; returns how many."""
+        now = self._clock_ms()
+        count = 0
+        for meta in list(self.txns.values()):
+            if (
+                meta.state in EXPIRABLE
+                and meta.transactional_id not in self.pending
+                and now - meta.update_ms >= self.settings.id_expiration_ms
+            ):
+                self._background(
+                    _apply_later(self._transit(meta, meta.but(state=S.DEAD, update_ms=now)))
+                )
+                count += 1
+        return count
+
+
+def _apply_later(step: Durable[bool]) -> Later:
+    """Background work whose only effect is applying the transition once it is durable."""
+
+    def then(failed: set[PartitionLog]) -> Later | None:
+        step.then(failed)
+        return None
+
+    return Later(step.waits, then)

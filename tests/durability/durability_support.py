@@ -1,0 +1,267 @@
+"""A real `samsa serve` subprocess that can be killed, plus producers and a reader for checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient, NewTopic
+
+SAMSA = str(Path(sys.executable).parent / "samsa")
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BrokerProcess:
+    """`samsa serve` on a fixed port and data dir, restartable after kill -9 or SIGTERM."""
+
+    def __init__(self, data_dir: str, settings: Sequence[str] = ()) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.settings = list(settings)
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._reader: threading.Thread | None = None
+        self.starts = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> BrokerProcess:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        command = [SAMSA, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
+        for setting in self.settings:
+            command += ["--set", setting]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        ready = threading.Event()
+        process = self.process
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.output.append(line.rstrip("\n"))
+                if line.strip() == "ready":
+                    ready.set()
+            ready.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not ready.wait(START_TIMEOUT_S) or process.poll() is not None:
+            self.kill9()
+            raise RuntimeError("samsa serve did not start:\n" + "\n".join(self.output[-50:]))
+        self.starts += 1
+        return self
+
+    def kill9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(STOP_TIMEOUT_S)
+        self._join_reader()
+
+    def terminate(self) -> int:
+        """SIGTERM, wait; the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(STOP_TIMEOUT_S)
+        self._join_reader()
+        return code
+
+    def _join_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.join(5)
+            self._reader = None
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)
+    futures[topic].result(timeout=15)
+
+
+def producer_config(bootstrap: str, **extra: object) -> dict[str, object]:
+    """acks=all, no retries: an acknowledged record was written once; a failed one at most once
+    (samsa may have written it before the connection died). Without retries nothing can be
+    duplicated or reordered, so 'exactly once, in order' is a fair demand of the broker."""
+    config: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": False,
+        "message.send.max.retries": 0,
+        "linger.ms": 2,
+        "message.timeout.ms": 20_000,
+        "reconnect.backoff.ms": 20,
+        "reconnect.backoff.max.ms": 200,
+        "log_level": 0,
+    }
+    config.update(extra)
+    return config
+
+
+@dataclass
+class Acks:
+    """Delivery reports: (producer, seq) -> (partition, offset) for acknowledged records."""
+
+    acked: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    failed: set[tuple[int, int]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+
+def encode(producer: int, seq: int, partition: int) -> tuple[bytes, bytes]:
+    return f"p{producer}".encode(), f"{producer}:{seq}:{partition}".encode()
+
+
+def decode(value: bytes) -> tuple[int, int, int]:
+    producer, seq, partition = value.decode().split(":")
+    return int(producer), int(seq), int(partition)
+
+
+class ProducerThread(threading.Thread):
+    """Produces (producer id, seq) records round-robin over the partitions until stopped, at
+    about `rate` records per second (None: as fast as it can)."""
+
+    def __init__(
+        self,
+        index: int,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        acks: Acks,
+        rate: float | None = None,
+    ) -> None:
+        super().__init__(name=f"producer-{index}", daemon=True)
+        self.index = index
+        self.topic = topic
+        self.partitions = partitions
+        self.acks = acks
+        self.producer = confluent_kafka.Producer(producer_config(bootstrap))
+        self.stopping = threading.Event()
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.rate = rate
+
+    def _report(self, seq: int) -> object:
+        def report(err: object, msg: confluent_kafka.Message) -> None:
+            with self.acks.lock:
+                if err is None:
+                    self.acks.acked[(self.index, seq)] = (msg.partition(), msg.offset())
+                else:
+                    self.acks.failed.add((self.index, seq))
+
+        return report
+
+    def run(self) -> None:
+        try:
+            seq = 0
+            began = time.monotonic()
+            while not self.stopping.is_set():
+                partition = seq % self.partitions
+                key, value = encode(self.index, seq, partition)
+                try:
+                    self.producer.produce(
+                        self.topic, value, key, partition, on_delivery=self._report(seq)
+                    )
+                except BufferError:
+                    self.producer.poll(0.01)
+                    continue
+                seq += 1
+                self.sent = seq
+                self.producer.poll(0)
+                if self.rate is not None and seq % 16 == 0:
+                    ahead = seq / self.rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
+            remaining = self.producer.flush(60)
+            assert remaining == 0, f"{remaining} records never reported"
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(90)
+        assert not self.is_alive(), f"{self.name} did not finish"
+        if self.error is not None:
+            raise self.error
+
+
+def watermarks(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int]]:
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "durability-check", "log_level": 0}
+    )
+    try:
+        return [
+            consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
+            )
+            for p in range(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def read_partitions(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0
+) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
+    """Every record of each partition, from its start to its high watermark: (offset, key,
+    value), in log order."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "durability-check",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        ends = {}
+        for p in range(partitions):
+            _low, high = consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
+            )
+            ends[p] = high
+        records: dict[int, list[tuple[int, bytes | None, bytes | None]]] = {
+            p: [] for p in range(partitions)
+        }
+        consumer.assign(
+            [
+                confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                for p in range(partitions)
+                if ends[p] > 0
+            ]
+        )
+        deadline = time.monotonic() + timeout_s
+        done = {p for p in range(partitions) if ends[p] == 0}
+        while len(done) < partitions:
+            assert time.monotonic() < deadline, f"read timed out; done {sorted(done)}"
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is not None:
+                    raise AssertionError(f"consume error: {message.error()}")
+                p = message.partition()
+                records[p].append((message.offset(), message.key(), message.value()))
+                if message.offset() + 1 >= ends[p]:
+                    done.add(p)
+        return records
+    finally:
+        consumer.close()
