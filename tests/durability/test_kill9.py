@@ -100,9 +100,8 @@ def run_kill_cycles(
             with acks.lock:
                 acked_at_kill = dict(acks.acked)
             broker.start()
-            # What was acknowledged before the kill is all there after the restart (before
-            # anything new is written... the producers are already back, so check a lower
-            # bound: each partition's high watermark covers every acknowledged offset).
+            # The producers are already writing again: check a lower bound now (each high
+            # watermark covers every offset acknowledged before the kill), everything at the end.
             highs = [high for _, high in watermarks(broker.bootstrap, TOPIC, PARTITIONS)]
             for partition, offset in acked_at_kill.values():
                 assert offset < highs[partition], (partition, offset, highs)

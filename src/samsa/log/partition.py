@@ -75,6 +75,8 @@ class PartitionLog:
         self.high_watermark = 0
         self.recovery: list[RecoveryReport] = []
         self._unsynced: list[Segment] = []
+        # Set once an fsync of this log failed: see `fail_sync`.
+        self.sync_failed = False
         self.producers = ProducerStateManager(config.producer_id_expiration_ms)
         self.batches_replayed = 0
 
@@ -223,6 +225,7 @@ class PartitionLog:
         header: BatchHeader,
         now_ms: int,
         verify_txn: Callable[[BatchHeader], ErrorCode] | None = None,
+        coordinator: bool = False,
     ) -> BatchHeader | Duplicate:
         """Assign offsets to one validated batch and write it; return its rewritten header, or
         `Duplicate` for an exact retry of a batch already written (nothing is written then).
@@ -231,7 +234,7 @@ class PartitionLog:
         a transaction here which `verify_txn` (the transaction coordinator) does not know of:
         KIP-890 part 1, so a delayed write cannot land in the producer's next transaction.
         """
-        verdict = self.producers.check(header)
+        verdict = self.producers.check(header, coordinator)
         if isinstance(verdict, Duplicate):
             return verdict
         if not isinstance(verdict, Append):
@@ -309,8 +312,17 @@ class PartitionLog:
         self._unsynced = []
         return point
 
+    def fail_sync(self, point: SyncPoint) -> None:
+        """`point.run()` raised. What it covered may not be on disk, later rounds do not sync
+        those segments again, and a retried fsync may report success for pages the kernel has
+        already dropped: the high watermark of this log never moves again (until a restart
+        recovers it from the files)."""
+        self.sync_failed = True
+
     def complete_sync(self, point: SyncPoint) -> bool:
         """After `point.run()`: move the high watermark. True if it moved."""
+        if self.sync_failed:
+            return False
         if point.log_end_offset > self.high_watermark:
             self.high_watermark = point.log_end_offset
             self.producers.on_high_watermark(self.high_watermark)

@@ -64,9 +64,10 @@ class GroupCommit:
                         partition_log.partition,
                         result,
                     )
+                    partition_log.fail_sync(point)
                 elif partition_log.complete_sync(point):
                     advanced = True
-                self._wake(partition_log, point, failed)
+                self._wake(partition_log, point, failed or partition_log.sync_failed)
             if advanced:
                 self._on_advance()
 

@@ -1,0 +1,96 @@
+"""Group commit over real partition logs: an acknowledgement waits for the fsync, and a failed
+fsync is never papered over by a later round."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from log_batches import NOW_MS, append, make_batch
+
+from samsa.log.partition import LogConfig, PartitionLog
+from samsa.log.storage import File, OsFile, OsStorage
+from samsa.server.group_commit import GroupCommit
+
+
+class _Disk(OsStorage):
+    """Real files whose fsyncs are recorded, and can be made to fail."""
+
+    def __init__(self) -> None:
+        self.synced: list[str] = []
+        self.failing = False
+
+    def open(self, path: str) -> File:
+        disk = self
+
+        class _File(OsFile):
+            def sync(self) -> None:
+                if disk.failing:
+                    raise OSError(5, "Input/output error")
+                super().sync()
+                disk.synced.append(os.path.basename(path))
+
+        return _File(path)
+
+
+SIZE = len(make_batch([b"x" * 100]))
+
+
+def _open(tmp_path: object, disk: _Disk) -> PartitionLog:
+    return PartitionLog.open(
+        disk, f"{tmp_path}/t-0", "t", 0, LogConfig(segment_bytes=SIZE), NOW_MS, False
+    )
+
+
+def test_acknowledgement_waits_for_the_fsync(tmp_path: object) -> None:
+    disk = _Disk()
+    log = _open(tmp_path, disk)
+    advanced: list[int] = []
+
+    async def main() -> set[PartitionLog]:
+        commit = GroupCommit(lambda: advanced.append(log.high_watermark))
+        try:
+            append(log, [b"x" * 100])
+            append(log, [b"x" * 100])  # a second segment
+            disk.synced.clear()
+            waiting = commit.wait([(log, 2)])
+            assert not waiting.done()
+            assert log.high_watermark == 0
+            failed = await waiting
+            # Both segments were fsynced before the wait finished and the watermark moved.
+            assert sorted(n for n in disk.synced if n.endswith(".log")) == [
+                "00000000000000000000.log",
+                "00000000000000000001.log",
+            ]
+            assert log.high_watermark == 2
+            return failed
+        finally:
+            commit.close()
+
+    assert asyncio.run(main()) == set()
+    assert advanced == [2]
+
+
+def test_failed_fsync_fails_the_wait_and_later_rounds(tmp_path: object) -> None:
+    disk = _Disk()
+    log = _open(tmp_path, disk)
+
+    async def main() -> None:
+        commit = GroupCommit(lambda: None)
+        try:
+            append(log, [b"x" * 100])
+            disk.failing = True
+            assert await commit.wait([(log, 1)]) == {log}
+            assert log.high_watermark == 0
+            # The disk "recovers"; a later write goes to a new segment, whose fsync works.
+            # Offset 0 was never made durable: the watermark must not move past it, and the
+            # new write must not be acknowledged as durable either.
+            disk.failing = False
+            append(log, [b"x" * 100])
+            assert log.active.base_offset == 1
+            assert await commit.wait([(log, 2)]) == {log}
+            assert log.high_watermark == 0
+        finally:
+            commit.close()
+
+    asyncio.run(main())
