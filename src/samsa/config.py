@@ -62,6 +62,12 @@ class BrokerConfig:
     # most its transaction.timeout.ms plus one second.
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 1000
     transaction_remove_expired_transaction_cleanup_interval_ms: int = HOUR_MS
+    group_min_session_timeout_ms: int = 6_000
+    group_max_session_timeout_ms: int = 1_800_000
+    # Kafka waits 3 s before the first rebalance of an empty group; samsa, mostly run in tests,
+    # does not wait by default (Kafka's docs recommend 0 for tests).
+    group_initial_rebalance_delay_ms: int = 0
+    offset_metadata_max_bytes: int = 4096
     producer_id_expiration_check_interval_ms: int = 600_000
 
     @property
@@ -93,6 +99,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "delete.topic.enable": ("delete_topic_enable", _bool),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", _int),
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", _int),
+    "group.min.session.timeout.ms": ("group_min_session_timeout_ms", _int),
+    "group.max.session.timeout.ms": ("group_max_session_timeout_ms", _int),
+    "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", _int),
+    "offset.metadata.max.bytes": ("offset_metadata_max_bytes", _int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", _int),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
         "transaction_abort_timed_out_transaction_cleanup_interval_ms",

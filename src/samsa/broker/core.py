@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from samsa.broker import admin, fetch, metadata, offsets, produce, txn, unsupported
+from samsa.broker import admin, fetch, groups, metadata, offsets, produce, txn, unsupported
 from samsa.broker.outcomes import Close, Later, Outcome, Reply
 from samsa.broker.topics import Topics
 from samsa.config import BrokerConfig
+from samsa.coordinator.group.coordinator import GroupCoordinator, GroupSettings
 from samsa.coordinator.producer_ids import ProducerIdManager
 from samsa.coordinator.txn.coordinator import TransactionCoordinator, TxnSettings
 from samsa.log.storage import Storage
@@ -64,6 +65,7 @@ class Broker:
         self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
         self.txn: TransactionCoordinator  # set by open()
+        self.groups: GroupCoordinator  # set by open()
         # Work the server runs in the background once its writes are durable (markers).
         self.background: list[Later] = []
 
@@ -96,6 +98,21 @@ class Broker:
             self.background.append,
         )
         self.txn.load()
+        offsets_log = self.topics.partition(txn.OFFSETS_TOPIC, 0)
+        if offsets_log is None:
+            raise RuntimeError(f"internal topic {txn.OFFSETS_TOPIC} has no partition 0")
+        self.groups = GroupCoordinator(
+            offsets_log,
+            self.clock_ms,
+            GroupSettings(
+                self.config.group_min_session_timeout_ms,
+                self.config.group_max_session_timeout_ms,
+                self.config.group_initial_rebalance_delay_ms,
+                self.config.offset_metadata_max_bytes,
+            ),
+            self.background.append,
+        )
+        self.groups.load()
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
@@ -177,4 +194,15 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.DESCRIBE_PRODUCERS: txn.handle_describe_producers,
     ApiKey.DESCRIBE_TRANSACTIONS: txn.handle_describe_transactions,
     ApiKey.LIST_TRANSACTIONS: txn.handle_list_transactions,
+    ApiKey.JOIN_GROUP: groups.handle_join_group,
+    ApiKey.SYNC_GROUP: groups.handle_sync_group,
+    ApiKey.HEARTBEAT: groups.handle_heartbeat,
+    ApiKey.LEAVE_GROUP: groups.handle_leave_group,
+    ApiKey.OFFSET_COMMIT: groups.handle_offset_commit,
+    ApiKey.OFFSET_FETCH: groups.handle_offset_fetch,
+    ApiKey.TXN_OFFSET_COMMIT: groups.handle_txn_offset_commit,
+    ApiKey.LIST_GROUPS: groups.handle_list_groups,
+    ApiKey.DESCRIBE_GROUPS: groups.handle_describe_groups,
+    ApiKey.DELETE_GROUPS: groups.handle_delete_groups,
+    ApiKey.OFFSET_DELETE: groups.handle_offset_delete,
 }

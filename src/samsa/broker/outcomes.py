@@ -52,7 +52,39 @@ class AwaitData:
     attempt: Callable[[bool], Any | None]
 
 
-Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData
+class Slot:
+    """A response someone else will produce: a JoinGroup or SyncGroup waiting for the rest of
+    its group. The coordinator calls `resolve` (with a payload, or a `Durable` of one)."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.done = False
+        self._callbacks: list[Callable[[Any], None]] = []
+
+    def resolve(self, value: Any) -> None:
+        if self.done:
+            return
+        self.value, self.done = value, True
+        for callback in self._callbacks:
+            callback(value)
+        self._callbacks.clear()
+
+    def subscribe(self, callback: Callable[[Any], None]) -> None:
+        if self.done:
+            callback(self.value)
+        else:
+            self._callbacks.append(callback)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSlot:
+    """Reply with whatever the slot is resolved with (in request order)."""
+
+    correlation_id: int
+    slot: Slot
+
+
+Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData | AwaitSlot
 
 T = TypeVar("T")
 Waits = list[tuple[PartitionLog, int]]

@@ -98,7 +98,8 @@ def parse_header(data: bytes | memoryview, position: int = 0) -> BatchHeader:
 
 def crc_ok(data: bytes | memoryview, position: int, header: BatchHeader) -> bool:
     end = position + header.size
-    return crc32c.crc32c(data[position + CRC_START : end]) == header.crc
+    with memoryview(data) as view:  # no copy of the batch just to checksum it
+        return bool(crc32c.crc32c(view[position + CRC_START : end]) == header.crc)
 
 
 def iter_batches(data: bytes | memoryview) -> Iterator[tuple[int, BatchHeader]]:
@@ -160,4 +161,6 @@ _ASSIGN = struct.Struct(">qii")
 
 def assign_offset(records: bytes, base_offset: int, leader_epoch: int) -> bytes:
     """The batch with its base offset and partition leader epoch set (outside the CRC)."""
-    return _ASSIGN.pack(base_offset, len(records) - LOG_OVERHEAD, leader_epoch) + records[16:]
+    head = _ASSIGN.pack(base_offset, len(records) - LOG_OVERHEAD, leader_epoch)
+    with memoryview(records) as view:
+        return b"".join((head, view[16:]))  # one copy of the batch, not two

@@ -101,10 +101,15 @@ def decode_client_id(data: bytes) -> str | None:
 def encode_response(correlation_id: int, payload: Any) -> bytes:
     """A whole response frame, size prefix included."""
     buffer = io.BytesIO()
+    buffer.write(b"\0\0\0\0")  # the size, filled in below: no copy of the body to frame it
     header_schema = type(payload).__header_schema__
     entity_writer(header_schema)(buffer, header_schema(correlation_id=correlation_id))
     entity_writer(type(payload))(buffer, payload)
-    return frame(buffer.getvalue())
+    size = buffer.tell() - 4
+    view = buffer.getbuffer()
+    view[:4] = size.to_bytes(4, "big")
+    del view
+    return buffer.getvalue()
 
 
 def encode_request(correlation_id: int, client_id: str | None, payload: Any) -> bytes:

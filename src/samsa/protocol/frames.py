@@ -42,7 +42,8 @@ class FrameBuffer:
             self._compact()
             return None
         begin = self._start + 4
-        frame = bytes(self._buffer[begin : begin + size])
+        with memoryview(self._buffer) as view:
+            frame = bytes(view[begin : begin + size])  # one copy, not two
         self._start = begin + size
         return frame
 

@@ -20,6 +20,7 @@ from samsa.broker.core import Broker
 from samsa.broker.outcomes import (
     AwaitData,
     AwaitDurable,
+    AwaitSlot,
     Close,
     Durable,
     Later,
@@ -35,6 +36,8 @@ from samsa.server.group_commit import GroupCommit
 log = logging.getLogger("samsa.server")
 
 READ_CHUNK_BYTES = 256 * 1024
+# How often the group coordinator looks for expired sessions and overdue rebalances.
+GROUP_TICK_MS = 100
 _CLOSE = object()
 
 
@@ -99,6 +102,7 @@ class BrokerServer:
             self._timers.append(
                 asyncio.create_task(self._every(config.log_flush_interval_ms, self._flush))
             )
+        self._timers.append(asyncio.create_task(self._every(GROUP_TICK_MS, self._group_tick)))
         self._run_background()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
@@ -128,6 +132,10 @@ class BrokerServer:
 
     async def _abort_timed_out_transactions(self) -> None:
         self.broker.txn.abort_timed_out()
+        self._run_background()
+
+    async def _group_tick(self) -> None:
+        self.broker.groups.tick()
         self._run_background()
 
     async def _expire_transactional_ids(self) -> None:
@@ -260,6 +268,8 @@ class BrokerServer:
             return asyncio.ensure_future(self._after_sync(outcome, synced))
         if isinstance(outcome, AwaitData):
             return asyncio.ensure_future(self._long_poll(outcome))
+        if isinstance(outcome, AwaitSlot):
+            return asyncio.ensure_future(self._slot(outcome))
         raise TypeError(f"unexpected outcome {outcome!r}")
 
     async def _after_sync(
@@ -270,6 +280,21 @@ class BrokerServer:
             return None
         payload = outcome.finish(failed)
         self._run_background()
+        while isinstance(payload, Durable):
+            failed = await self.group_commit.wait(payload.waits)
+            payload = payload.then(failed)
+            self._run_background()
+        return _encode(outcome.correlation_id, payload)
+
+    async def _slot(self, outcome: AwaitSlot) -> bytes:
+        resolved: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def settle(value: Any) -> None:
+            if not resolved.done():
+                resolved.set_result(value)
+
+        outcome.slot.subscribe(settle)
+        payload = await resolved
         while isinstance(payload, Durable):
             failed = await self.group_commit.wait(payload.waits)
             payload = payload.then(failed)
@@ -288,16 +313,23 @@ class BrokerServer:
         return _encode(outcome.correlation_id, payload)
 
     async def _send(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[Any]) -> None:
+        broken = False
         while True:
             pending = await queue.get()
             if pending is _CLOSE:
-                await writer.drain()
+                if not broken:
+                    await writer.drain()
                 return
+            if broken:
+                continue  # keep taking from the queue so the reader never blocks on it
             try:
                 data = await pending
             except Exception:
                 log.exception("building a response failed; closing the connection")
-                return
+                # The reader sees the connection fail and queues _CLOSE.
+                writer.transport.abort()
+                broken = True
+                continue
             if data is None:
                 continue
             writer.write(data)

@@ -130,13 +130,23 @@ class ProducerStateManager:
         return entry
 
     # ----------------------------------------------------------------- data batches
-    def check(self, header: BatchHeader) -> Duplicate | Append:
+    def check(self, header: BatchHeader, coordinator: bool = False) -> Duplicate | Append:
+        """`coordinator`: a batch the broker's group coordinator writes for a producer (its
+        transactional offset commits), checked for the epoch only, as Kafka does."""
         if not header.has_producer_id:
             return Append()
         entry = self.entries.get(header.producer_id)
         if entry is None:
             # An unknown producer may start at any sequence (KIP-360).
             return Append(opens_txn=header.is_transactional)
+        if coordinator:
+            if header.producer_epoch < entry.epoch:
+                raise ProducerStateError(
+                    ErrorCode.invalid_producer_epoch,
+                    f"producer {header.producer_id} epoch {header.producer_epoch} is older "
+                    f"than {entry.epoch}",
+                )
+            return Append(opens_txn=header.is_transactional and not entry.in_transaction)
         if header.producer_epoch == entry.epoch:
             retained = entry.find(header.base_sequence, header.last_sequence)
             if retained is not None:

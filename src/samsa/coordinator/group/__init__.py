@@ -1,0 +1,1 @@
+"""The group coordinator: the classic consumer-group protocol and committed offsets."""
