@@ -243,14 +243,23 @@ def test_describe_cluster(samsa_broker: EmbeddedBroker, admin: AdminClient) -> N
 BASE_TIMESTAMP = 1_700_000_000_000
 
 
-def produce_timed(bootstrap: str, topic: str, count: int, one_batch_each: bool) -> None:
+def produce_timed(
+    bootstrap: str, topic: str, count: int, one_batch_each: bool, compression: str = "none"
+) -> None:
     """`count` records on partition 0 with timestamps BASE, BASE+10, ... BASE+10*(count-1)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 50})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 50,
+            "compression.type": compression,
+        }
+    )
     errors: list[Any] = []
     for i in range(count):
         producer.produce(
             topic,
-            value=f"v{i}".encode(),
+            value=f"v{i}".encode() * (50 if compression != "none" else 1),
             partition=0,
             timestamp=BASE_TIMESTAMP + 10 * i,
             on_delivery=lambda err, _msg: errors.append(err) if err else None,
@@ -267,8 +276,7 @@ def offsets_of(admin: AdminClient, topic: str, spec: Any, partition: int = 0) ->
 
 
 def test_list_offsets(samsa_broker: EmbeddedBroker, admin: AdminClient) -> None:
-    # One record per batch, so the answers do not depend on how samsa looks inside batches
-    # (see test_list_offsets_by_timestamp_inside_a_batch).
+    # One record per batch here; test_list_offsets_by_timestamp_inside_a_batch looks inside.
     create_topic(samsa_broker.bootstrap, "timed", partitions=2)
     produce_timed(samsa_broker.bootstrap, "timed", 30, one_batch_each=True)
     base = BASE_TIMESTAMP
@@ -296,20 +304,32 @@ def test_list_offsets(samsa_broker: EmbeddedBroker, admin: AdminClient) -> None:
     admin_error_code(next(iter(futures.values())))  # fails: the partition does not exist
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="samsa answers ListOffsets by timestamp at batch granularity (the batch's base offset "
-    "and max timestamp; PartitionLog.offset_for_timestamp does not decode records), where Kafka "
-    "answers with the first record at or after the timestamp.",
-)
+@pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_list_offsets_by_timestamp_inside_a_batch(
-    samsa_broker: EmbeddedBroker, admin: AdminClient
+    samsa_broker: EmbeddedBroker, admin: AdminClient, compression: str
 ) -> None:
-    create_topic(samsa_broker.bootstrap, "batched", partitions=1)
-    produce_timed(samsa_broker.bootstrap, "batched", 30, one_batch_each=False)
-    assert offsets_of(admin, "batched", OffsetSpec.latest())[0] == 30
+    """Kafka answers with the first *record* at or after the timestamp, also inside one
+    (possibly compressed) batch, and with the record holding the largest timestamp."""
+    topic = f"batched-{compression}"
+    create_topic(samsa_broker.bootstrap, topic, partitions=1)
+    produce_timed(samsa_broker.bootstrap, topic, 30, one_batch_each=False, compression=compression)
+    assert offsets_of(admin, topic, OffsetSpec.latest())[0] == 30
+    codecs = stored_codecs(samsa_broker, topic)
+    assert len(codecs) < 30, "the records were not batched"
+    assert set(codecs) == {CODECS[compression]}, codecs
     target = OffsetSpec.for_timestamp(BASE_TIMESTAMP + 205)
-    assert offsets_of(admin, "batched", target) == (21, BASE_TIMESTAMP + 210)
+    assert offsets_of(admin, topic, target) == (21, BASE_TIMESTAMP + 210)
+    assert offsets_of(admin, topic, OffsetSpec.max_timestamp()) == (29, BASE_TIMESTAMP + 290)
+
+
+CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def stored_codecs(broker: EmbeddedBroker, topic: str) -> list[int]:
+    """The compression codec of each batch samsa stored."""
+    log = broker.server.broker.topics.partition(topic, 0) if broker.server else None
+    assert log is not None
+    return [header.compression for segment in log.segments for _, header in segment.batches()]
 
 
 # ----------------------------------------------------------------- auto-creation

@@ -26,6 +26,7 @@ from samsa.protocol.batch import (
     parse_header,
 )
 from samsa.protocol.control import ABORT, marker_batch, marker_type
+from samsa.protocol.records import record_timestamps
 from samsa.state.producers import (
     Append,
     CompletedTxn,
@@ -104,7 +105,10 @@ class PartitionLog:
         for i, base in enumerate(bases):
             segment = Segment(storage, directory, base, config.index_interval_bytes)
             log.recovery.append(segment.load(recover=recover and i == len(bases) - 1))
-            segment.created_ms = now_ms
+            # segment.ms counts from the segment's first batch (Kafka's rollingBasedTimestamp),
+            # so a restart does not reset it.
+            first = segment.first_batch_timestamp
+            segment.created_ms = now_ms if first is None else min(first, now_ms)
             log.segments.append(segment)
         if not log.segments:
             log._add_segment(0, now_ms)
@@ -378,30 +382,42 @@ class PartitionLog:
         return b""
 
     def offset_for_timestamp(self, timestamp: int, limit_offset: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first batch below `limit_offset` whose max timestamp is at
-        least `timestamp`. Batch granularity: samsa does not decode records to answer it."""
+        """(offset, timestamp) of the first record below `limit_offset` whose timestamp is at
+        least `timestamp` (ListOffsets by timestamp). The indexes find the batch; only that
+        batch's records are decoded."""
         for segment in self.segments:
             if segment.max_timestamp < timestamp:
                 continue
             start = segment.time_index.lookup(timestamp)
             _, position = segment.offset_index.lookup(start)
-            for _, header in segment.batches(position):
+            for batch_position, header in segment.batches(position):
                 if header.base_offset >= limit_offset:
                     return None
-                if header.max_timestamp >= timestamp:
-                    return header.base_offset, header.max_timestamp
+                if header.max_timestamp < timestamp or header.is_control:
+                    continue
+                batch = segment.read(batch_position, batch_position + header.size)
+                for offset, record_timestamp in record_timestamps(batch):
+                    if record_timestamp >= timestamp and offset < limit_offset:
+                        return offset, record_timestamp
         return None
 
     def max_timestamp_offset(self, limit_offset: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the batch with the largest timestamp (ListOffsets -3)."""
-        best: tuple[int, int] | None = None
-        for segment in self.segments:
-            for _, header in segment.batches():
+        """(offset, timestamp) of the first record with the largest timestamp (ListOffsets -3)."""
+        best: tuple[int, int, int, int] | None = None  # timestamp, segment, position, size
+        for index, segment in enumerate(self.segments):
+            for batch_position, header in segment.batches():
                 if header.base_offset >= limit_offset:
-                    return best
-                if best is None or header.max_timestamp > best[1]:
-                    best = (header.last_offset, header.max_timestamp)
-        return best
+                    break
+                if not header.is_control and (best is None or header.max_timestamp > best[0]):
+                    best = (header.max_timestamp, index, batch_position, header.size)
+        if best is None:
+            return None
+        timestamp, index, position, size = best
+        batch = self.segments[index].read(position, position + size)
+        for offset, record_timestamp in record_timestamps(batch):
+            if record_timestamp == timestamp:
+                return offset, timestamp
+        return parse_header(batch).last_offset, timestamp
 
     def first_header(self, offset: int) -> BatchHeader | None:
         segment = self.segments[self._segment_index(offset)]
