@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from dataclasses import dataclass
 
 import cramjam
 
@@ -58,23 +59,44 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
-    """(offset, timestamp) of every record in a stored batch, in order."""
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+def records(batch: bytes) -> list[RecordView]:
+    """Every record of a stored batch, in order (headers skipped)."""
     header = parse_header(batch)
-    if header.attributes & TIMESTAMP_TYPE_MASK:  # LogAppendTime: the batch's time is every record's
-        return [
-            (header.base_offset + i, header.max_timestamp)
-            for i in range(header.last_offset_delta + 1)
-        ]
-    records = decompress(header.compression, bytes(batch[HEADER_BYTES : header.size]))
+    log_append_time = bool(header.attributes & TIMESTAMP_TYPE_MASK)
+    data = decompress(header.compression, bytes(batch[HEADER_BYTES : header.size]))
     found = []
     position = 0
     for _ in range(header.records_count):
-        length, position = _varint(records, position)
+        length, position = _varint(data, position)
         end = position + length
         position += 1  # record attributes
-        timestamp_delta, position = _varint(records, position)
-        offset_delta, position = _varint(records, position)
-        found.append((header.base_offset + offset_delta, header.base_timestamp + timestamp_delta))
+        timestamp_delta, position = _varint(data, position)
+        offset_delta, position = _varint(data, position)
+        key, position = _bytes(data, position)
+        value, position = _bytes(data, position)
+        timestamp = (
+            header.max_timestamp if log_append_time else (header.base_timestamp + timestamp_delta)
+        )
+        found.append(RecordView(header.base_offset + offset_delta, timestamp, key, value))
         position = end
     return found
+
+
+def _bytes(data: bytes, position: int) -> tuple[bytes | None, int]:
+    length, position = _varint(data, position)
+    if length < 0:
+        return None, position
+    return data[position : position + length], position + length
+
+
+def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
+    """(offset, timestamp) of every record in a stored batch, in order."""
+    return [(record.offset, record.timestamp) for record in records(batch)]

@@ -1,0 +1,289 @@
+"""The simulated world: one broker on a simulated disk and clock, clients, and a seeded
+scheduler that interleaves their requests with fsyncs, lost responses, timer ticks, client
+restarts, clean restarts and crashes. `World.run` checks the invariants after every step."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from samsa.broker.core import Broker, Endpoint
+from samsa.broker.outcomes import AwaitData, AwaitDurable, Close, Durable, Later, Reply
+from samsa.config import BrokerConfig
+from samsa.protocol import codec
+from samsa.protocol.build import build
+from samsa.sim.check import Checker
+from samsa.sim.clients import TOPICS, Anomaly, Call, IdempotentProducer, TransactionalProducer
+from samsa.sim.disk import SimDisk
+
+DATA_DIR = "/data"
+Client = IdempotentProducer | TransactionalProducer
+
+
+@dataclass(frozen=True, slots=True)
+class Odds:
+    """Per-step probabilities of each kind of event."""
+
+    crash: float = 0.02
+    clean_restart: float = 0.005
+    client_restart: float = 0.01
+    tick: float = 0.06
+    fsync: float = 0.25
+    lost_response: float = 0.08  # of each response
+    torn_write: float = 0.5  # of each crash: part of the unsynced tail survives
+
+
+@dataclass
+class Stats:
+    steps: int = 0
+    requests: int = 0
+    lost_responses: int = 0
+    fsyncs: int = 0
+    crashes: int = 0
+    clean_restarts: int = 0
+    client_restarts: int = 0
+    checks: int = 0
+
+
+@dataclass
+class InFlight:
+    client: Client
+    call: Call
+    # Waiting for durability: the writes, and what builds the response once they are durable.
+    waits: list[Any] = field(default_factory=list)
+    finish: Callable[[set[Any]], Any] | None = None
+    response: Any = None
+    done: bool = False
+
+
+class World:
+    def __init__(self, seed: int, odds: Odds | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.odds = odds or Odds()
+        self.now_ms = 1_700_000_000_000
+        self.disk = SimDisk()
+        self.stats = Stats()
+        self.clients: list[Client] = [
+            IdempotentProducer(f"idem{i}", random.Random(self.rng.random())) for i in range(2)
+        ] + [TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)]
+        self.inflight: dict[int, InFlight] = {}  # one per client (by index)
+        self.laters: list[Later] = []
+        self.orphans: list[InFlight] = []  # requests whose client is gone, still in progress
+        self.correlation_id = 0
+        self.broker = self._boot(first=True)
+        self.checker = Checker(self)
+
+    # ----------------------------------------------------------------- the broker's life
+    def clock(self) -> int:
+        return self.now_ms
+
+    def _boot(self, first: bool = False) -> Broker:
+        self.disk.reboot()
+        config = BrokerConfig(transaction_max_timeout_ms=60_000)
+        broker = Broker(config, self.disk, DATA_DIR, self.clock, Endpoint("sim", 9092))
+        broker.open()
+        if first:
+            for topic, partitions in TOPICS.items():
+                broker.topics.create(topic, partitions, {}, self.now_ms)
+        self.laters = broker.take_background()
+        return broker
+
+    def crash(self) -> None:
+        self.stats.crashes += 1
+        self.checker.before_crash()
+        self.disk.crash(self.rng, self.odds.torn_write)
+        self._drop_inflight()
+        self.broker = self._boot()
+        self.checker.after_restart()
+
+    def clean_restart(self) -> None:
+        self.stats.clean_restarts += 1
+        self.sync_all()
+        self.broker.close()
+        self._drop_inflight()
+        self.broker = self._boot()
+        self.checker.after_restart()
+
+    def _drop_inflight(self) -> None:
+        for inflight in self.inflight.values():
+            inflight.client.on_lost()
+        self.inflight.clear()
+        self.laters.clear()
+        self.orphans.clear()
+
+    # ----------------------------------------------------------------- requests
+    def send(self, index: int) -> None:
+        client = self.clients[index]
+        call = client.next_call(self.now_ms)
+        if call is None:
+            return
+        self.correlation_id += 1
+        schema = codec.request_type(call.api_key, call.version)
+        if schema is None:
+            raise RuntimeError(f"no schema for {call}")
+        frame = codec.encode_request(self.correlation_id, client.name, build(schema, call.body))
+        outcome = self.broker.handle_frame(frame[4:])
+        self.stats.requests += 1
+        self.laters.extend(self.broker.take_background())
+        inflight = InFlight(client, call)
+        if isinstance(outcome, Reply):
+            inflight.response, inflight.done = outcome.payload, True
+        elif isinstance(outcome, AwaitDurable) and outcome.finish is not None:
+            inflight.waits, inflight.finish = outcome.waits, outcome.finish
+        elif isinstance(outcome, AwaitData):
+            inflight.response, inflight.done = outcome.attempt(True), True
+        elif isinstance(outcome, Close):
+            client.on_lost()
+            return
+        else:
+            raise RuntimeError(f"unexpected outcome {outcome!r} for {call}")
+        self.inflight[index] = inflight
+
+    def _durable(self, waits: list[Any]) -> bool:
+        return all(log.high_watermark >= offset for log, offset in waits)
+
+    def deliver(self) -> None:
+        """Hand every finished response to its client (or lose it)."""
+        for orphan in list(self.orphans):
+            if orphan.finish is not None and self._durable(orphan.waits):
+                result = orphan.finish(set())
+                self.laters.extend(self.broker.take_background())
+                if isinstance(result, Durable):
+                    orphan.waits, orphan.finish = result.waits, result.then
+                else:
+                    self.orphans.remove(orphan)
+        for index, inflight in list(self.inflight.items()):
+            if not inflight.done and inflight.finish is not None and self._durable(inflight.waits):
+                result = inflight.finish(set())
+                self.laters.extend(self.broker.take_background())
+                if isinstance(result, Durable):
+                    inflight.waits, inflight.finish = result.waits, result.then
+                else:
+                    inflight.response, inflight.done = result, True
+            if not inflight.done:
+                continue
+            del self.inflight[index]
+            if self.rng.random() < self.odds.lost_response:
+                self.stats.lost_responses += 1
+                inflight.client.on_lost()
+                continue
+            # Through the codec both ways, as a real client would see it.
+            frame = codec.encode_response(self.correlation_id, inflight.response)
+            _, payload = codec.decode_response(
+                inflight.call.api_key, inflight.call.version, frame[4:]
+            )
+            inflight.client.on_response(inflight.call, payload)
+
+    def sync_all(self) -> None:
+        """One group-commit round: every log written since the last becomes durable."""
+        self.stats.fsyncs += 1
+        for log in self.broker.topics.logs():
+            point = log.sync_point()
+            point.run()
+            log.complete_sync(point)
+        self._run_laters()
+
+    def _run_laters(self) -> None:
+        progress = True
+        while progress:
+            progress = False
+            for later in list(self.laters):
+                if self._durable(later.waits):
+                    self.laters.remove(later)
+                    following = later.then(set())
+                    self.laters.extend(self.broker.take_background())
+                    if following is not None:
+                        self.laters.append(following)
+                    progress = True
+
+    def tick(self) -> None:
+        self.now_ms += self.rng.randint(1, 1500)
+        self.broker.txn.abort_timed_out()
+        self.broker.groups.tick()
+        self.laters.extend(self.broker.take_background())
+
+    # ----------------------------------------------------------------- the scheduler
+    def step(self) -> None:
+        self.stats.steps += 1
+        odds = self.odds
+        events: list[tuple[float, Callable[[], None]]] = [
+            (odds.crash, self.crash),
+            (odds.clean_restart, self.clean_restart),
+            (odds.client_restart, self.restart_client),
+            (odds.tick, self.tick),
+            (odds.fsync, self.sync_all),
+        ]
+        roll = self.rng.random()
+        for probability, event in events:
+            if roll < probability:
+                event()
+                break
+            roll -= probability
+        else:
+            idle = [i for i in range(len(self.clients)) if i not in self.inflight]
+            if idle:
+                self.send(self.rng.choice(idle))
+        self.deliver()
+        self.checker.after_step()
+
+    def restart_client(self) -> None:
+        """A transactional client process dies; a new instance takes over its id."""
+        self.stats.client_restarts += 1
+        index = self.rng.choice(
+            [i for i, c in enumerate(self.clients) if isinstance(c, TransactionalProducer)]
+        )
+        inflight = self.inflight.pop(index, None)
+        if inflight is not None and not inflight.done:
+            # The broker still finishes what the request started; only the answer is lost.
+            self.orphans.append(inflight)
+        client = self.clients[index]
+        if isinstance(client, TransactionalProducer):
+            client.restart()
+
+    def quiesce(self) -> None:
+        """Stop starting transactions; let everything in flight finish and time out."""
+        for client in self.clients:
+            if isinstance(client, TransactionalProducer) and client.stage == "idle":
+                client.stage = "done"
+        for _ in range(400):
+            for index, client in enumerate(self.clients):
+                busy = isinstance(client, TransactionalProducer) and client.stage not in (
+                    "done",
+                    "idle",
+                )
+                current = isinstance(client, IdempotentProducer) and client.current is not None
+                if index not in self.inflight and (busy or current):
+                    self.send(index)
+            self.sync_all()
+            self.deliver()
+            if all(
+                isinstance(c, TransactionalProducer) and c.stage == "idle"
+                for c in self.clients
+                if isinstance(c, TransactionalProducer)
+            ):
+                for client in self.clients:
+                    if isinstance(client, TransactionalProducer):
+                        client.stage = "done"
+        self.now_ms += 10 * 60_000  # past every transaction timeout
+        self.broker.txn.abort_timed_out()
+        self.laters.extend(self.broker.take_background())
+        for _ in range(5):
+            self.sync_all()
+
+    def anomalies(self) -> list[Anomaly]:
+        found = list(self.checker.anomalies)
+        for client in self.clients:
+            found.extend(client.anomalies)
+        return found
+
+
+def run(seed: int, steps: int, odds: Odds | None = None) -> World:
+    world = World(seed, odds)
+    for _ in range(steps):
+        world.step()
+    world.quiesce()
+    world.checker.final()
+    return world

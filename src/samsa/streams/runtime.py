@@ -1,0 +1,538 @@
+"""One running instance of an application: a consumer, a producer, the state of the assigned
+partitions, and the loop that moves records through the topology.
+
+Theory of operation (exactly_once). The instance owns a transactional producer
+(transactional.id `<application_id>-<instance_id>`) and a read_committed consumer without
+auto-commit. The first record after a commit begins a transaction; every output of the
+topology is produced inside it; when the commit interval has passed, the pending writes of each
+store are produced to its changelog partition (the input partition's number), the next input
+offsets are added with `send_offsets_to_transaction` and the consumer group metadata (KIP-447:
+the group coordinator fences an instance whose generation is stale), and the transaction is
+committed. Only then do the stores make their pending writes current. On revocation the open
+transaction is committed before the partitions go; on loss it is aborted. An abortable error
+aborts the transaction, rolls the stores back and seeks each input partition back to the first
+offset of the transaction, so processing resumes exactly at the committed offsets. A fenced
+producer stops the instance without committing anything; a retriable error is retried until
+`retry_deadline_ms`.
+
+at_least_once commits the same way without the transaction: changelog and outputs are flushed,
+then the offsets are committed. at_most_once commits the offsets of each batch before it is
+processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from samsa.streams import restore as restoring
+from samsa.streams import topics as topic_admin
+from samsa.streams.errors import (
+    Action,
+    InstanceFenced,
+    ProcessingError,
+    StreamsError,
+    classify,
+    error_of,
+)
+from samsa.streams.guarantee import Guarantee
+from samsa.streams.settings import Settings
+from samsa.streams.store import KeyValueStore, StoreSpec
+from samsa.streams.topology import Node, Topic
+
+log = logging.getLogger("samsa.streams")
+
+T = TypeVar("T")
+TP = tuple[str, int]
+POLL_TIMEOUT_S = 0.05
+PROGRESS_EVERY_S = 5.0
+RETRY_BACKOFF_S = 0.1
+CLIENT_TIMEOUT_S = 30.0
+# Offset commit refusals that mean "the group moved on": not this instance's fault.
+_GROUP_MOVED = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+    }
+)
+
+
+class Worker:
+    """Runs the topology of one application instance until `stop()` (thread-safe) or a fault."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sources: dict[str, tuple[Topic, Node]],
+        hooks: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self.settings = settings
+        self.guarantee = settings.processing_guarantee
+        self.instance_id = settings.resolved_instance_id()
+        self.sources = sources
+        self.store_specs: list[StoreSpec] = []
+        sinks: dict[str, Topic] = {}
+        for _topic, root in sources.values():
+            for spec in root.stores():
+                if spec not in self.store_specs:
+                    self.store_specs.append(spec)
+            for sink in root.sinks():
+                sinks[sink.name] = sink
+        self.sinks = sinks
+        self.hooks = tuple(hooks)
+        self._stopping = threading.Event()
+        self._tasks: dict[int, dict[str, KeyValueStore]] = {}  # input partition -> stores
+        self._assigned: set[TP] = set()
+        self._touched: set[TP] = set()  # partitions a rebalance callback moved in this poll
+        self._positions: dict[TP, int] = {}  # next offset to consume, processed, uncommitted
+        self._txn_start: dict[TP, int] = {}  # first offset processed since the last commit
+        self._in_txn = False
+        self._opened_at = 0.0
+        self._partition = -1
+        self._callback_error: BaseException | None = None
+        self._delivery_error: KafkaError | None = None
+        self._fenced = False
+        self.processed = 0
+        self.committed = 0
+        self.commits = 0
+        self.aborts = 0
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self._restorer: Consumer | None = None
+
+    # -- lifecycle --
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Start, process until stopped, shut down: commit (or abort) what is open."""
+        self._start()
+        try:
+            self._loop()
+        except InstanceFenced:
+            self._fenced = True
+            log.error("instance %s fenced: stopping without committing", self.instance_id)
+            raise
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self._close()
+
+    def _start(self) -> None:
+        s = self.settings
+        log.info(
+            "starting %s instance %s (%s, commit every %d ms) on %s",
+            s.application_id,
+            self.instance_id,
+            self.guarantee.value,
+            s.commit_interval_ms,
+            s.bootstrap_servers,
+        )
+        if s.create_topics:
+            self._create_topics()
+        producer_config = s.producer(self.instance_id)
+        producer_config["on_delivery"] = self._on_delivery
+        producer_config.setdefault("delivery.report.only.error", True)
+        self.producer = Producer(producer_config)
+        if self.guarantee is Guarantee.EXACTLY_ONCE:
+            # Fences an older instance with this transactional.id, aborting its open txn.
+            self._retrying(lambda: self._p.init_transactions(CLIENT_TIMEOUT_S))
+        if self.store_specs:
+            self._restorer = Consumer(s.restore_consumer())
+        self.consumer = Consumer(s.consumer(self.instance_id))
+        self.consumer.subscribe(
+            list(self.sources),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _create_topics(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+        counts = topic_admin.partition_counts(admin, self.sources)
+        partitions = max(counts.values(), default=1)
+        wanted: dict[str, tuple[int, dict[str, str]]] = {}
+        for sink in self.sinks.values():
+            wanted[sink.name] = (sink.partitions or partitions, sink.config)
+        for spec in self.store_specs:
+            # One changelog partition per input partition: compacted, key -> latest value.
+            wanted[spec.changelog_topic(self.settings.application_id)] = (
+                partitions,
+                {"cleanup.policy": "compact"},
+            )
+        topic_admin.ensure(admin, wanted)
+
+    @property
+    def _p(self) -> Producer:
+        if self.producer is None:
+            raise StreamsError("the worker is not started")
+        return self.producer
+
+    @property
+    def _c(self) -> Consumer:
+        if self.consumer is None:
+            raise StreamsError("the worker is not started")
+        return self.consumer
+
+    def _loop(self) -> None:
+        interval_s = self.settings.commit_interval_ms / 1000
+        last_progress = time.monotonic()
+        last_processed = 0
+        while not self._stopping.is_set():
+            messages = self._c.consume(self.settings.max_poll_records, POLL_TIMEOUT_S)
+            self._raise_callback_error()
+            messages = self._without_rebalanced(messages)
+            if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
+                self._commit_offsets(self._next_offsets(messages))
+            for message in messages:
+                self._process(message)
+            self._p.poll(0)
+            now = time.monotonic()
+            if self._positions and now - self._opened_at >= interval_s:
+                self._commit()
+            if now - last_progress >= PROGRESS_EVERY_S:
+                rate = (self.processed - last_processed) / (now - last_progress)
+                log.info(
+                    "%s: processed %d (%.0f/s), committed %d in %d commits, %d aborts, "
+                    "partitions %s",
+                    self.instance_id,
+                    self.processed,
+                    rate,
+                    self.committed,
+                    self.commits,
+                    self.aborts,
+                    sorted(self._assigned),
+                )
+                last_progress, last_processed = now, self.processed
+        self._commit()
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()  # leaves the group; on_revoke has nothing left to commit
+        if self._restorer is not None:
+            self._restorer.close()
+        if self.producer is not None and not self._fenced:
+            self.producer.flush(CLIENT_TIMEOUT_S)
+        log.info(
+            "%s stopped: processed %d, committed %d in %d commits, %d aborts",
+            self.instance_id,
+            self.processed,
+            self.committed,
+            self.commits,
+            self.aborts,
+        )
+
+    def _abandon(self) -> None:
+        """After a fault: abort the open transaction (exactly_once) and drop pending state,
+        committing nothing, so the next owner resumes at the committed offsets."""
+        try:
+            if self._in_txn and not self._fenced:
+                self._p.abort_transaction(CLIENT_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("abort while stopping failed: %s", exc)
+        self._in_txn = False
+        self._reset_uncommitted(seek=False)
+
+    # -- processing --
+
+    def _process(self, message: Message) -> None:
+        topic, partition, offset = _where(message)
+        tp = (topic, partition)
+        if tp not in self._assigned:
+            return
+        if self.guarantee is Guarantee.EXACTLY_ONCE and not self._in_txn:
+            self._p.begin_transaction()
+            self._in_txn = True
+        if not self._positions:
+            self._opened_at = time.monotonic()
+        source, root = self.sources[topic]
+        self._partition = partition
+        try:
+            key = source.key_serde.deserialize(message.key())
+            value = source.value_serde.deserialize(message.value())
+            root.push(self, key, value)
+        except (StreamsError, KafkaException):
+            raise
+        except Exception as exc:
+            raise ProcessingError(f"processing {topic}[{partition}]@{offset} failed") from exc
+        self._txn_start.setdefault(tp, offset)
+        self._positions[tp] = offset + 1
+        self.processed += 1
+
+    def store(self, spec: StoreSpec) -> KeyValueStore:
+        try:
+            return self._tasks[self._partition][spec.name]
+        except KeyError:
+            raise StreamsError(
+                f"no store {spec.name!r} for partition {self._partition}: not assigned here"
+            ) from None
+
+    def emit(self, topic: Topic, key: Any, value: Any) -> None:
+        self._produce(
+            topic.name, topic.key_serde.serialize(key), topic.value_serde.serialize(value)
+        )
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        while True:
+            try:
+                if partition is None:
+                    self._p.produce(topic, value, key)
+                else:
+                    self._p.produce(topic, value, key, partition)
+                return
+            except BufferError:
+                self._p.poll(0.05)  # the local queue is full: let deliveries drain it
+            except KafkaException as exc:
+                self._fail(exc, "produce")
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None and self._delivery_error is None:
+            self._delivery_error = error
+
+    # -- commits --
+
+    def _commit(self) -> None:
+        if self.guarantee is Guarantee.EXACTLY_ONCE:
+            self._commit_transaction()
+        else:
+            self._commit_flush()
+
+    def _write_changelogs(self) -> None:
+        app = self.settings.application_id
+        for partition, stores in self._tasks.items():
+            for store in stores.values():
+                topic = store.spec.changelog_topic(app)
+                for key, data in store.changes():
+                    self._produce(topic, key, data, partition)
+
+    def _commit_transaction(self) -> None:
+        if not self._in_txn:
+            return
+        try:
+            self._write_changelogs()
+            for hook in self.hooks:
+                hook()
+            offsets = self._offsets()
+            if offsets:
+                metadata = self._c.consumer_group_metadata()
+                self._retrying(
+                    lambda: self._p.send_offsets_to_transaction(offsets, metadata, CLIENT_TIMEOUT_S)
+                )
+            self._retrying(lambda: self._p.commit_transaction(CLIENT_TIMEOUT_S))
+        except KafkaException as exc:
+            if classify(error_of(exc)) is Action.ABORT:
+                log.warning("%s: transaction aborted (%s); rewinding", self.instance_id, exc)
+                self._abort()
+                return
+            self._fail(exc, "commit")
+        self._in_txn = False
+        self._committed_now()
+
+    def _abort(self) -> None:
+        try:
+            self._retrying(lambda: self._p.abort_transaction(CLIENT_TIMEOUT_S))
+        except KafkaException as exc:
+            self._fail(exc, "abort")
+        self._in_txn = False
+        self.aborts += 1
+        self._reset_uncommitted(seek=True)
+
+    def _commit_flush(self) -> None:
+        if not self._positions:
+            return
+        self._write_changelogs()
+        remaining = self._p.flush(CLIENT_TIMEOUT_S)
+        if remaining or self._delivery_error is not None:
+            raise StreamsError(
+                f"{remaining} records undelivered, error {self._delivery_error}; "
+                "offsets not committed"
+            )
+        for hook in self.hooks:
+            hook()
+        self._commit_stores()  # the changelog has them now, whatever happens to the offsets
+        if self.guarantee is Guarantee.AT_LEAST_ONCE:
+            try:
+                self._commit_offsets(self._offsets())
+            except KafkaException as exc:
+                if error_of(exc).code() not in _GROUP_MOVED:
+                    raise
+                # The group is rebalancing (some coordinators refuse commits then). Keep the
+                # positions: the next commit, or the one on revocation, tries again; if none
+                # succeeds, the next owner repeats these records, as at_least_once allows.
+                log.warning("%s: offset commit refused (%s); will retry", self.instance_id, exc)
+                return
+        self._committed_now()
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        if offsets:
+            self._retrying(lambda: self._c.commit(offsets=offsets, asynchronous=False))
+
+    def _offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, o) for (t, p), o in sorted(self._positions.items())]
+
+    @staticmethod
+    def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+        ends: dict[TP, int] = {}
+        for m in messages:
+            topic, partition, offset = _where(m)
+            ends[(topic, partition)] = offset + 1
+        return [TopicPartition(t, p, o) for (t, p), o in sorted(ends.items())]
+
+    def _commit_stores(self) -> None:
+        for stores in self._tasks.values():
+            for store in stores.values():
+                store.commit()
+
+    def _committed_now(self) -> None:
+        self._commit_stores()
+        self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
+        self.commits += 1
+        self._positions.clear()
+        self._txn_start.clear()
+
+    def _reset_uncommitted(self, seek: bool) -> None:
+        for stores in self._tasks.values():
+            for store in stores.values():
+                store.rollback()
+        if seek:
+            for (topic, partition), offset in sorted(self._txn_start.items()):
+                if (topic, partition) in self._assigned:
+                    self._seek(topic, partition, offset)
+        self._positions.clear()
+        self._txn_start.clear()
+
+    def _seek(self, topic: str, partition: int, offset: int) -> None:
+        try:
+            self._c.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            raise StreamsError(f"cannot rewind {topic}[{partition}] to {offset}: {exc}") from exc
+
+    def _retrying(self, operation: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.settings.retry_deadline_ms / 1000
+        while True:
+            try:
+                return operation()
+            except KafkaException as exc:
+                action = classify(error_of(exc))
+                if action is Action.FENCED:
+                    raise InstanceFenced(str(exc)) from exc
+                if action is not Action.RETRY or time.monotonic() >= deadline:
+                    raise
+                log.info("retrying after %s", exc)
+                time.sleep(RETRY_BACKOFF_S)
+
+    def _fail(self, exc: KafkaException, what: str) -> None:
+        if classify(error_of(exc)) is Action.FENCED:
+            raise InstanceFenced(f"{what}: {exc}") from exc
+        raise StreamsError(f"{what} failed: {exc}") from exc
+
+    # -- rebalances (called from inside consume()) --
+
+    def _without_rebalanced(self, messages: list[Message]) -> list[Message]:
+        """Drop records a rebalance callback in the same consume() may have made stale, and
+        seek still-owned partitions back to the first dropped offset, which the next
+        consume() returns again."""
+        errors = [m for m in messages if m.error() is not None]
+        for m in errors:
+            error = m.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal():
+                    raise StreamsError(f"consumer: {error}")
+                log.warning("consumer: %s", error)
+        messages = [m for m in messages if m.error() is None]
+        if not self._touched:
+            return messages
+        touched, self._touched = self._touched, set()
+        kept: list[Message] = []
+        rewind: dict[TP, int] = {}
+        for m in messages:
+            topic, partition, offset = _where(m)
+            if (topic, partition) in touched:
+                rewind.setdefault((topic, partition), offset)
+            else:
+                kept.append(m)
+        for (topic, partition), offset in sorted(rewind.items()):
+            if (topic, partition) in self._assigned:
+                self._seek(topic, partition, offset)
+        return kept
+
+    def _raise_callback_error(self) -> None:
+        error, self._callback_error = self._callback_error, None
+        if error is not None:
+            raise error
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            tps = {(tp.topic, tp.partition) for tp in partitions}
+            self._assigned |= tps
+            self._touched |= tps
+            self._open_tasks(sorted({p for _, p in tps}))
+            log.info("%s: assigned %s", self.instance_id, sorted(tps))
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            if not self._fenced and self._callback_error is None:
+                self._commit()  # hand the partitions over with everything processed committed
+        except BaseException as exc:
+            self._callback_error = exc
+            self._abandon()
+        self._drop(partitions)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Someone else may own them already: committing now could overwrite their progress.
+        log.warning("%s: partitions lost %s", self.instance_id, partitions)
+        self._abandon()
+        self._drop(partitions)
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= tps
+        self._touched |= tps
+        owned = {p for _, p in self._assigned}
+        for partition in list(self._tasks):
+            if partition not in owned:
+                del self._tasks[partition]
+        if tps:
+            log.info("%s: revoked %s", self.instance_id, sorted(tps))
+
+    def _open_tasks(self, partitions: list[int]) -> None:
+        app = self.settings.application_id
+        fresh: list[tuple[str, KeyValueStore]] = []
+        for partition in partitions:
+            if partition in self._tasks:
+                continue
+            stores = {spec.name: KeyValueStore(spec, partition) for spec in self.store_specs}
+            self._tasks[partition] = stores
+            fresh += [(s.spec.changelog_topic(app), s) for s in stores.values()]
+        if fresh and self._restorer is not None:
+            began = time.monotonic()
+            applied = restoring.restore(
+                self._restorer, fresh, self.settings.restore_timeout_ms, self._stopping.is_set
+            )
+            log.info(
+                "%s: restored %d store partitions from %d changelog records in %.2f s",
+                self.instance_id,
+                len(fresh),
+                applied,
+                time.monotonic() - began,
+            )
+
+
+def _where(message: Message) -> tuple[str, int, int]:
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise StreamsError(f"a consumed record without a position: {message!r}")
+    return topic, partition, offset

@@ -1,0 +1,74 @@
+"""An application's settings, and the client configurations they give."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from samsa.streams import guarantee as guarantees
+from samsa.streams.guarantee import Guarantee
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    application_id: str
+    bootstrap_servers: str = "127.0.0.1:9092"
+    processing_guarantee: Guarantee = Guarantee.EXACTLY_ONCE
+    commit_interval_ms: int = 100
+    # Stable per instance: the transactional.id is `<application_id>-<instance_id>`, so a
+    # restarted instance's init_transactions aborts what its crashed predecessor left open
+    # (instead of that transaction holding read_committed readers for transaction.timeout.ms).
+    instance_id: str | None = None
+    # group.instance.id = transactional.id (KIP-345): a restarted instance takes its partitions
+    # back without a rebalance. A stopped one keeps them until session.timeout.ms passes.
+    static_membership: bool = False
+    auto_offset_reset: str = "earliest"
+    create_topics: bool = True
+    consumer_config: dict[str, Any] = field(default_factory=dict)
+    producer_config: dict[str, Any] = field(default_factory=dict)
+    # Limits: records per consume() call, time for a retriable operation, time to restore.
+    max_poll_records: int = 500
+    retry_deadline_ms: int = 30_000
+    restore_timeout_ms: int = 120_000
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id if self.instance_id is not None else uuid.uuid4().hex[:12]
+
+    def consumer(self, instance_id: str) -> dict[str, Any]:
+        config = guarantees.consumer_config(
+            self.processing_guarantee,
+            self.bootstrap_servers,
+            self.application_id,
+            self.auto_offset_reset,
+        )
+        if self.static_membership:
+            config["group.instance.id"] = f"{self.application_id}-{instance_id}"
+        config.update(self.consumer_config)
+        return config
+
+    def producer(self, instance_id: str) -> dict[str, Any]:
+        config = guarantees.producer_config(
+            self.processing_guarantee,
+            self.bootstrap_servers,
+            f"{self.application_id}-{instance_id}",
+        )
+        config.update(self.producer_config)
+        return config
+
+    def restore_consumer(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": f"{self.application_id}-restore",  # never joined, never committed
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            # Restoring waits on the changelog end; librdkafka's 500 ms fetch wait on a caught-up
+            # partition would add to every assignment.
+            "fetch.wait.max.ms": 10,
+        }
+        for name in ("security.protocol", "sasl.mechanisms", "sasl.username", "sasl.password"):
+            if name in self.consumer_config:
+                config[name] = self.consumer_config[name]
+        return config

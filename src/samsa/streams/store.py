@@ -1,0 +1,106 @@
+"""Key-value state stores, one per (store, partition), backed by a changelog topic.
+
+A store holds serialised bytes: what the application reads back is always a fresh copy, so
+mutating a value in place cannot leak past a rollback. Writes go to `pending` until the runtime
+commits; the pending writes are exactly the changelog records of the open commit, so the
+runtime writes them in the same transaction as the outputs and the input offsets, and
+`rollback()` after an abort puts the store back to what the committed offsets imply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from samsa.streams.serde import Serde
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """A declared store; its changelog is `<application id>-<name>-changelog`."""
+
+    name: str
+    key_serde: Serde
+    value_serde: Serde
+
+    def changelog_topic(self, application_id: str) -> str:
+        return f"{application_id}-{self.name}-changelog"
+
+
+class KeyValueStore:
+    """The state of one store for one input partition."""
+
+    def __init__(self, spec: StoreSpec, partition: int) -> None:
+        self.spec = spec
+        self.partition = partition
+        self._committed: dict[bytes, bytes] = {}
+        self._pending: dict[bytes, bytes | None] = {}
+
+    def _key(self, key: Any) -> bytes:
+        data = self.spec.key_serde.serialize(key)
+        if data is None:
+            raise ValueError(f"store {self.spec.name!r}: keys cannot be None")
+        return data
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        data = self._raw(self._key(key))
+        return default if data is None else self.spec.value_serde.deserialize(data)
+
+    def put(self, key: Any, value: Any) -> None:
+        if value is None:
+            self.delete(key)
+            return
+        self._pending[self._key(key)] = self.spec.value_serde.serialize(value)
+
+    def delete(self, key: Any) -> None:
+        self._pending[self._key(key)] = None
+
+    def __contains__(self, key: Any) -> bool:
+        return self._raw(self._key(key)) is not None
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """Every (key, value), pending writes included."""
+        merged = dict(self._committed)
+        for key, data in self._pending.items():
+            if data is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = data
+        for key, data in sorted(merged.items()):
+            yield self.spec.key_serde.deserialize(key), self.spec.value_serde.deserialize(data)
+
+    def _raw(self, key: bytes) -> bytes | None:
+        data = self._pending.get(key, _MISSING)
+        if data is _MISSING:
+            return self._committed.get(key)
+        return data  # type: ignore[no-any-return]
+
+    # -- used by the runtime --
+
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The changelog records of the open commit: key -> latest value (None: deleted)."""
+        return list(self._pending.items())
+
+    def commit(self) -> None:
+        for key, data in self._pending.items():
+            if data is None:
+                self._committed.pop(key, None)
+            else:
+                self._committed[key] = data
+        self._pending.clear()
+
+    def rollback(self) -> None:
+        self._pending.clear()
+
+    def restore(self, key: bytes, data: bytes | None) -> None:
+        """Apply one changelog record (compacted semantics: the latest value wins)."""
+        if data is None:
+            self._committed.pop(key, None)
+        else:
+            self._committed[key] = data
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.items())

@@ -1,0 +1,153 @@
+"""How records from input topics become records in output topics: a tree of nodes under each
+input topic. A record is pushed into the source node; each node transforms it and pushes the
+results to its children; sink nodes hand them to the runtime. A stream that is used twice
+(fan-out) runs its upstream steps once, so a stateful step never applies a record twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from samsa.streams.serde import Serde
+from samsa.streams.store import KeyValueStore, StoreSpec
+
+KeyValue = tuple[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic and how its keys and values are (de)serialised. `partitions` and `config` are
+    used when the runtime creates a missing output topic."""
+
+    name: str
+    key_serde: Serde
+    value_serde: Serde
+    partitions: int | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class Context(Protocol):
+    """What a node sees while one input record is processed (the runtime implements it)."""
+
+    def store(self, spec: StoreSpec) -> KeyValueStore: ...
+
+    def emit(self, topic: Topic, key: Any, value: Any) -> None: ...
+
+
+class Node:
+    def __init__(self) -> None:
+        self.children: list[Node] = []
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        for child in self.children:
+            child.push(ctx, key, value)
+
+    def stores(self) -> Iterable[StoreSpec]:
+        for child in self.children:
+            yield from child.stores()
+
+    def sinks(self) -> Iterable[Topic]:
+        for child in self.children:
+            yield from child.sinks()
+
+
+class _FlatMap(Node):
+    def __init__(self, fn: Callable[[Any, Any], Iterable[KeyValue]]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        for out_key, out_value in self.fn(key, value):
+            super().push(ctx, out_key, out_value)
+
+
+class _Process(Node):
+    def __init__(
+        self, fn: Callable[[Any, Any, KeyValueStore], Iterable[KeyValue] | None], spec: StoreSpec
+    ) -> None:
+        super().__init__()
+        self.fn = fn
+        self.spec = spec
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        results = self.fn(key, value, ctx.store(self.spec))
+        for out_key, out_value in results or ():
+            super().push(ctx, out_key, out_value)
+
+    def stores(self) -> Iterable[StoreSpec]:
+        yield self.spec
+        yield from super().stores()
+
+
+class _Sink(Node):
+    def __init__(self, route: Callable[[Any, Any], Topic | None], topics: Sequence[Topic]) -> None:
+        super().__init__()
+        self.route = route
+        self.topics = tuple(topics)
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        topic = self.route(key, value)
+        if topic is not None:
+            ctx.emit(topic, key, value)
+
+    def sinks(self) -> Iterable[Topic]:
+        return self.topics
+
+
+class Stream:
+    """A stream of (key, value) records. Each method adds a step and returns the new stream;
+    `to` and `branch` end it in output topics."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def _then(self, node: Node) -> Stream:
+        self._node.children.append(node)
+        return Stream(node)
+
+    def map(self, fn: Callable[[Any, Any], KeyValue]) -> Stream:
+        """fn(key, value) -> (new key, new value)."""
+        return self._then(_FlatMap(lambda k, v: (fn(k, v),)))
+
+    def map_values(self, fn: Callable[[Any], Any]) -> Stream:
+        """fn(value) -> new value; the key is kept."""
+        return self._then(_FlatMap(lambda k, v: ((k, fn(v)),)))
+
+    def filter(self, fn: Callable[[Any, Any], bool]) -> Stream:
+        """Keep the records for which fn(key, value) is true."""
+        return self._then(_FlatMap(lambda k, v: ((k, v),) if fn(k, v) else ()))
+
+    def flat_map(self, fn: Callable[[Any, Any], Iterable[KeyValue]]) -> Stream:
+        """fn(key, value) -> any number of (key, value)."""
+        return self._then(_FlatMap(fn))
+
+    def process(
+        self,
+        fn: Callable[[Any, Any, KeyValueStore], Iterable[KeyValue] | None],
+        store: StoreSpec,
+    ) -> Stream:
+        """Stateful step: fn(key, value, store) reads and writes the store of the record's
+        input partition and returns the records to pass on (or None for none)."""
+        return self._then(_Process(fn, store))
+
+    def to(self, topic: Topic) -> None:
+        """Write every record to `topic` (partitioned by key)."""
+        self._then(_Sink(lambda k, v: topic, (topic,)))
+
+    def branch(
+        self, *branches: tuple[Callable[[Any, Any], bool], Topic], default: Topic | None = None
+    ) -> None:
+        """Write each record to the topic of the first predicate(key, value) that holds, else
+        to `default` (None: drop it)."""
+        routes = tuple(branches)
+
+        def route(key: Any, value: Any) -> Topic | None:
+            for predicate, topic in routes:
+                if predicate(key, value):
+                    return topic
+            return default
+
+        topics = [t for _, t in routes] + ([default] if default is not None else [])
+        self._then(_Sink(route, topics))

@@ -1,0 +1,110 @@
+"""Pure parts of samsa.streams: serdes, the store's commit/rollback, the topology, the error
+taxonomy, the guarantee names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from samsa.streams import JSON, STR, App, Guarantee, KeyValueStore, StoreSpec
+from samsa.streams.errors import Action, classify
+from samsa.streams.topology import Topic
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=10,
+)
+
+
+@given(json_values.filter(lambda v: v is not None))
+def test_json_roundtrip(value: Any) -> None:
+    assert JSON.deserialize(JSON.serialize(value)) == value
+
+
+def test_none_is_null_on_the_wire() -> None:
+    assert JSON.serialize(None) is None and STR.deserialize(None) is None
+    with pytest.raises(TypeError):
+        STR.serialize(b"bytes")
+
+
+def test_store_rollback_restores_the_committed_state() -> None:
+    store = KeyValueStore(StoreSpec("s", STR, JSON), 0)
+    store.put("a", {"n": 1})
+    store.commit()
+    value = store.get("a")
+    value["n"] = 99  # a copy: mutating it changes nothing
+    store.put("a", {"n": 2})
+    store.delete("b")
+    assert store.changes() == [(b"a", b'{"n":2}'), (b"b", None)]
+    store.rollback()
+    assert store.get("a") == {"n": 1} and store.changes() == []
+    store.restore(b"a", None)
+    assert "a" not in store and len(store) == 0
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, Any, Any]] = []
+        self.stores: dict[str, KeyValueStore] = {}
+
+    def store(self, spec: StoreSpec) -> KeyValueStore:
+        return self.stores.setdefault(spec.name, KeyValueStore(spec, 0))
+
+    def emit(self, topic: Topic, key: Any, value: Any) -> None:
+        self.emitted.append((topic.name, key, value))
+
+
+def test_topology_fan_out_runs_a_stateful_step_once() -> None:
+    app = App("t")
+    source = app.topic("in", key="str", value="json")
+    counts = app.store("counts")
+    big, small, copy = (app.topic(n, key="str", value="json") for n in ("big", "small", "copy"))
+
+    def count(key: str, value: int, store: KeyValueStore) -> list[tuple[str, int]]:
+        store.put(key, store.get(key, 0) + 1)
+        return [(key, value)]
+
+    counted = app.stream(source).filter(lambda k, v: v >= 0).process(count, counts)
+    counted.branch((lambda k, v: v > 10, big), default=small)
+    counted.flat_map(lambda k, v: [(k, v), (k + "!", v)]).map_values(str).to(copy)
+    ctx = FakeContext()
+    for value in (5, 50, -1):
+        app._sources["in"][1].push(ctx, "k", value)
+    assert ctx.emitted == [
+        ("small", "k", 5),
+        ("copy", "k", "5"),
+        ("copy", "k!", "5"),
+        ("big", "k", 50),
+        ("copy", "k", "50"),
+        ("copy", "k!", "50"),
+    ]
+    assert ctx.stores["counts"].get("k") == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "action"),
+    [
+        (KafkaError(KafkaError._FENCED, fatal=True), Action.FENCED),
+        (KafkaError(KafkaError.PRODUCER_FENCED), Action.FENCED),
+        (KafkaError(KafkaError._TIMED_OUT, retriable=True), Action.RETRY),
+        (KafkaError(KafkaError.INVALID_TXN_STATE, txn_requires_abort=True), Action.ABORT),
+        (KafkaError(KafkaError.INVALID_TXN_STATE, fatal=True), Action.FATAL),
+        (KafkaError(KafkaError.UNKNOWN), Action.FATAL),
+    ],
+)
+def test_error_taxonomy(error: KafkaError, action: Action) -> None:
+    assert classify(error) is action
+
+
+def test_guarantee_names() -> None:
+    assert Guarantee.parse("exactly-once") is Guarantee.EXACTLY_ONCE
+    assert Guarantee.parse("exactly_once_v2") is Guarantee.EXACTLY_ONCE
+    with pytest.raises(ValueError):
+        Guarantee.parse("twice")
+    with pytest.raises(ValueError):
+        App("t", commit_interval_ms=0)
