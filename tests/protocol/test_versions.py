@@ -13,15 +13,16 @@ from kio.schema.api_versions.v0.request import ApiVersionsRequest as ApiVersions
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsResponseV0
 from kio.schema.api_versions.v3.request import ApiVersionsRequest as ApiVersionsRequestV3
 from kio.schema.api_versions.v4.request import ApiVersionsRequest as ApiVersionsRequestV4
+from kio.schema.broker_heartbeat.v0.request import BrokerHeartbeatRequest
+from kio.schema.broker_heartbeat.v0.response import BrokerHeartbeatResponse
 from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12.request import MetadataRequest as MetadataRequestV12
 from kio.schema.metadata.v13.request import MetadataRequest as MetadataRequestV13
 from kio.schema.metadata.v13.response import MetadataResponse as MetadataResponseV13
-from kio.schema.offset_fetch.v2.request import OffsetFetchRequest as OffsetFetchRequestV2
-from kio.schema.offset_fetch.v2.request import OffsetFetchRequestTopic
-from kio.schema.offset_fetch.v2.response import OffsetFetchResponse as OffsetFetchResponseV2
 from kio.schema.produce.v3.response import ProduceResponse as ProduceResponseV3
+from kio.schema.types import BrokerId
 from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i64
 
 from samsa.protocol import codec
 from samsa.protocol.apis import ADVERTISED, ApiKey, is_served
@@ -197,16 +198,17 @@ def test_metadata_v13_gets_top_level_unsupported_version(broker: EmbeddedBroker)
 
 
 def test_unserved_api_with_error_code_gets_unsupported_version(broker: EmbeddedBroker) -> None:
-    # OffsetFetch: samsa serves no version. Its v2 response's error_code has a schema default of
-    # NONE, which must still be overwritten.
+    # BrokerHeartbeat: a KRaft controller API samsa serves at no version.
     with Conn(broker.bootstrap) as conn:
         correlation_id = conn.send(
-            OffsetFetchRequestV2(
-                group_id="g",
-                topics=(OffsetFetchRequestTopic(name=TOPIC, partition_indexes=()),),
+            BrokerHeartbeatRequest(
+                broker_id=BrokerId(1),
+                current_metadata_offset=i64(0),
+                want_fence=False,
+                want_shut_down=False,
             )
         )
-        got, response = conn.recv(OffsetFetchResponseV2)
+        got, response = conn.recv(BrokerHeartbeatResponse)
         assert got == correlation_id
         assert response.error_code == ErrorCode.unsupported_version
         assert_still_serving(conn)

@@ -49,7 +49,9 @@ def stable_offset(log: PartitionLog) -> int:
     return log.last_stable_offset
 
 
-def _aborted(log: PartitionLog, fetch_offset: int, records: bytes) -> list[dict[str, int]]:
+def _aborted(
+    log: PartitionLog, fetch_offset: int, records: bytes | memoryview
+) -> list[dict[str, int]]:
     """The aborted transactions a read_committed client needs to drop records of this fetch."""
     if not records:
         return []
@@ -135,7 +137,7 @@ def _read(want: _Wanted, isolation: int, remaining: int, min_one: bool) -> dict[
         )
         return partition
     limit = stable_offset(log) if isolation == READ_COMMITTED else log.high_watermark
-    records = b""
+    records: bytes | memoryview = b""
     if remaining > 0 or min_one:
         records = log.read(want.fetch_offset, min(want.max_bytes, remaining), limit, min_one)
     return {

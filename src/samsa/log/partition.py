@@ -358,9 +358,14 @@ class PartitionLog:
         bases = [segment.base_offset for segment in self.segments]
         return max(bisect.bisect_right(bases, offset) - 1, 0)
 
-    def read(self, offset: int, max_bytes: int, limit_offset: int, min_one: bool) -> bytes:
+    def read(
+        self, offset: int, max_bytes: int, limit_offset: int, min_one: bool
+    ) -> bytes | memoryview:
         """Whole batches from the one holding `offset`, none reaching `limit_offset`, at most
-        `max_bytes` unless `min_one` and the first batch alone is larger (KIP-74)."""
+        `max_bytes` unless `min_one` and the first batch alone is larger (KIP-74).
+
+        A view of what was read rather than a copy when its tail is cut off: fetch responses
+        send the records without copying them again."""
         for segment in self.segments[self._segment_index(offset) :]:
             if segment.base_offset >= limit_offset:
                 return b""
@@ -378,7 +383,7 @@ class PartitionLog:
                 end = relative + header.size
             if end == 0 and min_one:
                 return segment.read(position, position + first.size)
-            return data[:end]
+            return data if end == len(data) else memoryview(data)[:end]
         return b""
 
     def offset_for_timestamp(self, timestamp: int, limit_offset: int) -> tuple[int, int] | None:

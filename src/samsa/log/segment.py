@@ -13,6 +13,9 @@ from samsa.protocol.batch import HEADER_BYTES, BatchHeader, crc_ok, iter_batches
 
 # How much of the log a scan reads at a time.
 SCAN_CHUNK_BYTES = 1 << 20
+# Looking up an offset scans from the index entry below it, a few `index.interval.bytes` at most:
+# reading a whole scan chunk there would read a large batch twice per fetch.
+FIND_CHUNK_BYTES = 16 * 1024
 
 
 def segment_name(base_offset: int) -> str:
@@ -69,21 +72,21 @@ class Segment:
             self.first_batch_timestamp = header.max_timestamp
 
     def batches(
-        self, position: int = 0, end: int | None = None
+        self, position: int = 0, end: int | None = None, chunk_bytes: int = SCAN_CHUNK_BYTES
     ) -> Iterator[tuple[int, BatchHeader]]:
         """(position, header) of each whole batch from `position` (a batch start) to `end`."""
         end = self.log.size() if end is None else end
         while position < end:
-            chunk = self.log.read(position, min(SCAN_CHUNK_BYTES, end - position))
+            chunk = self.log.read(position, min(chunk_bytes, end - position))
             consumed = 0
             for relative, header in iter_batches(chunk):
                 yield position + relative, header
                 consumed = relative + header.size
             if consumed == 0:
-                # A batch larger than one chunk: read its header alone.
-                if end - position < HEADER_BYTES:
+                # A batch larger than one chunk: its header is at the start of the chunk.
+                if len(chunk) < HEADER_BYTES:
                     return
-                header = parse_header(self.log.read(position, HEADER_BYTES))
+                header = parse_header(chunk)
                 if header.size <= HEADER_BYTES or position + header.size > end:
                     return
                 yield position, header
@@ -93,7 +96,7 @@ class Segment:
     def find_position(self, offset: int) -> tuple[int, BatchHeader] | None:
         """Position and header of the batch holding `offset`, or None if it is past the end."""
         _, position = self.offset_index.lookup(offset)
-        for batch_position, header in self.batches(position):
+        for batch_position, header in self.batches(position, chunk_bytes=FIND_CHUNK_BYTES):
             if header.last_offset >= offset:
                 return batch_position, header
         return None

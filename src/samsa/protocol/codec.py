@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import IO, Any, cast
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
@@ -70,6 +71,21 @@ def response_type(api_key: int, api_version: int) -> type[Any] | None:
         return None
 
 
+def preload(keys: Iterable[tuple[int, int]]) -> None:
+    """Import the schemas of these (api key, version)s and build their readers and writers now.
+
+    Each costs tens of milliseconds, which would otherwise fall on the first such request."""
+    for api_key, version in keys:
+        request = request_type(api_key, version)
+        response = response_type(api_key, version)
+        if request is not None:
+            entity_reader(request.__header_schema__)
+            entity_reader(request)
+        if response is not None:
+            entity_writer(response.__header_schema__)
+            entity_writer(response)
+
+
 def decode_request(data: bytes) -> Request:
     """Decode a whole request frame (without its size prefix)."""
     prefix = peek_prefix(data)
@@ -98,18 +114,50 @@ def decode_client_id(data: bytes) -> str | None:
     return client_id
 
 
+# Writes at least this large (record sets) are kept by reference, not copied into the frame.
+BY_REFERENCE_BYTES = 32 * 1024
+
+
+class _Parts:
+    """What kio's writers write into: small writes are gathered into one buffer, large ones
+    are kept as they are, so a fetch response's records are not copied to be framed."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | bytearray] = []
+        self._head = bytearray(b"\0\0\0\0")  # the size prefix, filled in by `frame`
+        self._small = self._head
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if len(data) >= BY_REFERENCE_BYTES:
+            if self._small:
+                self.parts.append(self._small)
+            self.parts.append(data)
+            self._small = bytearray()
+        else:
+            self._small += data
+        self.size += len(data)
+        return len(data)
+
+    def frame(self) -> list[bytes | bytearray]:
+        parts = [*self.parts, self._small] if self._small else self.parts
+        self._head[:4] = self.size.to_bytes(4, "big")
+        return parts
+
+
+def encode_response_parts(correlation_id: int, payload: Any) -> list[bytes | bytearray]:
+    """A whole response frame, size prefix included, as buffers to send one after the other."""
+    parts = _Parts()
+    out = cast(IO[bytes], parts)  # kio's writers only call `write`
+    header_schema = type(payload).__header_schema__
+    entity_writer(header_schema)(out, header_schema(correlation_id=correlation_id))
+    entity_writer(type(payload))(out, payload)
+    return parts.frame()
+
+
 def encode_response(correlation_id: int, payload: Any) -> bytes:
     """A whole response frame, size prefix included."""
-    buffer = io.BytesIO()
-    buffer.write(b"\0\0\0\0")  # the size, filled in below: no copy of the body to frame it
-    header_schema = type(payload).__header_schema__
-    entity_writer(header_schema)(buffer, header_schema(correlation_id=correlation_id))
-    entity_writer(type(payload))(buffer, payload)
-    size = buffer.tell() - 4
-    view = buffer.getbuffer()
-    view[:4] = size.to_bytes(4, "big")
-    del view
-    return buffer.getvalue()
+    return b"".join(encode_response_parts(correlation_id, payload))
 
 
 def encode_request(correlation_id: int, client_id: str | None, payload: Any) -> bytes:

@@ -1,8 +1,13 @@
 """Length-prefixed framing of the Kafka protocol (a 4-byte big-endian size, then the frame).
 
-Theory of operation: bytes go in with `receive_data`; whole frames come out of `next_frame`.
-The announced size is checked against `frame_bytes_max` *before* anything is buffered for it, so
-a client that announces a 2 GiB frame costs us 4 bytes, not 2 GiB.
+Theory of operation: bytes go in, whole frames come out of `next_frame`. Bytes go in either by
+copy (`receive_data`) or, for asyncio's `BufferedProtocol`, by letting the socket write straight
+into free space (`get_buffer`, then `buffer_updated`). The announced size is checked against
+`frame_bytes_max` *before* any room is made for it, so a client that announces a 2 GiB frame
+costs us 4 bytes, not 2 GiB.
+
+The buffer is never resized in place (a new one is allocated and the unread bytes moved), so a
+`memoryview` from `get_buffer` that its caller still holds never blocks a later call.
 """
 
 from __future__ import annotations
@@ -10,6 +15,10 @@ from __future__ import annotations
 import struct
 
 _SIZE = struct.Struct(">i")
+READ_BYTES = 64 * 1024
+# A buffer grown for a large frame is kept for the next one up to this size: producers send
+# frames of about `batch.size` back to back.
+RETAINED_BYTES_MAX = 4 * 1024 * 1024
 
 
 class FrameError(Exception):
@@ -17,40 +26,71 @@ class FrameError(Exception):
 
 
 class FrameBuffer:
-    def __init__(self, frame_bytes_max: int) -> None:
+    def __init__(self, frame_bytes_max: int, read_bytes: int = READ_BYTES) -> None:
         self._frame_bytes_max = frame_bytes_max
-        self._buffer = bytearray()
-        self._start = 0
+        self._read_bytes = read_bytes
+        self._buffer = bytearray(read_bytes)
+        self._start = 0  # first byte not yet returned as a frame
+        self._end = 0  # end of the bytes received
 
     def receive_data(self, data: bytes) -> None:
-        self._buffer += data
+        self._make_room(len(data))
+        self._buffer[self._end : self._end + len(data)] = data
+        self._end += len(data)
+
+    def get_buffer(self) -> memoryview:
+        """Free space to receive into: the rest of the current frame once its size is known and
+        allowed, else `read_bytes`. Report what was written with `buffer_updated`."""
+        wanted = self._read_bytes
+        available = self._end - self._start
+        if available >= 4:
+            (size,) = _SIZE.unpack_from(self._buffer, self._start)
+            if 0 <= size <= self._frame_bytes_max:
+                wanted = max(wanted, 4 + size - available)
+        self._make_room(wanted)
+        return memoryview(self._buffer)[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buffer) - self._start
+        return self._end - self._start
 
     def next_frame(self) -> bytes | None:
         """The next whole frame, or None if more bytes are needed."""
-        available = len(self._buffer) - self._start
+        available = self._end - self._start
         if available < 4:
-            self._compact()
             return None
         (size,) = _SIZE.unpack_from(self._buffer, self._start)
         if size < 0 or size > self._frame_bytes_max:
             raise FrameError(f"frame of {size} bytes (limit {self._frame_bytes_max} bytes)")
         if available < 4 + size:
-            self._compact()
             return None
         begin = self._start + 4
         with memoryview(self._buffer) as view:
-            frame = bytes(view[begin : begin + size])  # one copy, not two
+            frame = bytes(view[begin : begin + size])  # the one copy
         self._start = begin + size
+        if self._start == self._end:
+            self._start = self._end = 0
         return frame
 
-    def _compact(self) -> None:
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0
+    def _make_room(self, wanted: int) -> None:
+        """At least `wanted` free bytes after the received ones."""
+        unread = self._end - self._start
+        if unread == 0 and len(self._buffer) > RETAINED_BYTES_MAX >= wanted:
+            self._buffer = bytearray(self._read_bytes)  # let a large buffer go
+            self._start = self._end = 0
+        if len(self._buffer) - self._end >= wanted:
+            return
+        if len(self._buffer) - unread >= wanted:
+            if self._start:  # same length: moves bytes, never resizes
+                self._buffer[:unread] = self._buffer[self._start : self._end]
+        else:
+            grown = bytearray(max(unread + wanted, self._read_bytes))
+            grown[:unread] = self._buffer[self._start : self._end]
+            self._buffer = grown
+        self._start, self._end = 0, unread
 
 
 def frame(payload: bytes) -> bytes:

@@ -1,10 +1,8 @@
-"""Listener and connections.
+"""Listener, timers and the outcomes of requests.
 
-Each connection has a reader and a writer task. The reader cuts frames, hands each to the broker
-(which changes state at once, in arrival order) and queues a future for its response; the writer
-sends responses in request order as they complete. The queue is bounded by
-`queued.max.requests`: when it is full the reader stops reading, and TCP pushes back on the
-client. A malformed frame or a handler fault closes that connection only.
+Connections (`samsa.server.connection`) cut frames and hand them to the broker; the server turns
+each outcome into a future of its response: at once for a reply, after the group commit for a
+durable write, on new data for a long-polling fetch.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from samsa.broker.outcomes import (
     AwaitData,
     AwaitDurable,
     AwaitSlot,
-    Close,
     Durable,
     Later,
     NoReply,
@@ -30,21 +27,24 @@ from samsa.broker.outcomes import (
 )
 from samsa.broker.unsupported import RawFrame
 from samsa.protocol import codec
-from samsa.protocol.frames import FrameBuffer, FrameError, frame
+from samsa.protocol.apis import SERVED, ApiKey
+from samsa.protocol.frames import frame
+from samsa.server.connection import Connection, Parts, Pending, stop_all
 from samsa.server.group_commit import GroupCommit
 
 log = logging.getLogger("samsa.server")
 
-READ_CHUNK_BYTES = 256 * 1024
+# The hot path's schemas, at the versions current clients use: built at start, not on the first
+# produce or fetch.
+PRELOADED_APIS = (ApiKey.PRODUCE, ApiKey.FETCH)
 # How often the group coordinator looks for expired sessions and overdue rebalances.
 GROUP_TICK_MS = 100
-_CLOSE = object()
 
 
-def _encode(correlation_id: int, payload: Any) -> bytes:
+def _encode(correlation_id: int, payload: Any) -> Parts:
     if isinstance(payload, RawFrame):
-        return frame(payload.data)
-    return codec.encode_response(correlation_id, payload)
+        return [frame(payload.data)]
+    return codec.encode_response_parts(correlation_id, payload)
 
 
 class BrokerServer:
@@ -52,7 +52,7 @@ class BrokerServer:
         self.broker = broker
         self._sock = sock
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self.connections: set[Connection] = set()
         self._data_arrived = asyncio.Event()
         self.group_commit = GroupCommit(self.notify_data)
         self._timers: list[asyncio.Task[None]] = []
@@ -70,7 +70,11 @@ class BrokerServer:
         self._data_arrived = asyncio.Event()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, sock=self._sock, limit=1 << 16)
+        loop = asyncio.get_running_loop()
+        # Built once the broker is ready rather than before, so a start stays quick; the first
+        # Produce or Fetch then does not pay for it.
+        loop.call_soon(codec.preload, [(key, SERVED[key].max) for key in PRELOADED_APIS])
+        self._server = await loop.create_server(lambda: Connection(self), sock=self._sock)
         config = self.broker.config
         self._timers.append(
             asyncio.create_task(
@@ -103,13 +107,14 @@ class BrokerServer:
                 asyncio.create_task(self._every(config.log_flush_interval_ms, self._flush))
             )
         self._timers.append(asyncio.create_task(self._every(GROUP_TICK_MS, self._group_tick)))
-        self._run_background()  # transactions left prepared by the last run
+        self.run_background()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
         if self._server is not None:
             self._server.close()
-        tasks = list(self._timers) + list(self._connections) + list(self._background)
+        await stop_all(self.connections)
+        tasks = list(self._timers) + list(self._background)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -132,18 +137,18 @@ class BrokerServer:
 
     async def _abort_timed_out_transactions(self) -> None:
         self.broker.txn.abort_timed_out()
-        self._run_background()
+        self.run_background()
 
     async def _group_tick(self) -> None:
         self.broker.groups.tick()
-        self._run_background()
+        self.run_background()
 
     async def _expire_transactional_ids(self) -> None:
         self.broker.txn.expire_ids()
-        self._run_background()
+        self.run_background()
 
     # ----------------------------------------------------------------- background work
-    def _run_background(self) -> None:
+    def run_background(self) -> None:
         """Start whatever the broker queued: work that continues once its writes are durable."""
         for later in self.broker.take_background():
             task = asyncio.create_task(self._later(later))
@@ -158,7 +163,7 @@ class BrokerServer:
             except Exception:
                 log.exception("background work failed")
                 return
-            self._run_background()
+            self.run_background()
             self.notify_data()
 
     async def _retention(self) -> None:
@@ -183,78 +188,19 @@ class BrokerServer:
         await self.group_commit.wait(waits)
 
     # ----------------------------------------------------------------- connections
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        peer = writer.get_extra_info("peername")
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # asyncio only sets this for sockets created with proto=IPPROTO_TCP; without it a
-            # pipelined second response waits for the client's delayed ACK (40 ms).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.broker.config.queued_max_requests)
-        sender = asyncio.create_task(self._send(writer, queue))
-        clean = False
-        try:
-            await self._receive(reader, queue, peer)
-            await queue.put(_CLOSE)
-            await sender
-            clean = True
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            # Shutdown. The task ends normally: asyncio's stream callback logs a cancelled
-            # connection task as an error on Python 3.11.
-            pass
-        finally:
-            sender.cancel()
-            if clean:
-                writer.close()
-            else:
-                writer.transport.abort()
-            if task is not None:
-                self._connections.discard(task)
-
-    async def _receive(
-        self, reader: asyncio.StreamReader, queue: asyncio.Queue[Any], peer: Any
-    ) -> None:
-        frames = FrameBuffer(self.broker.config.socket_request_max_bytes)
-        while True:
-            data = await reader.read(READ_CHUNK_BYTES)
-            if not data:
-                return
-            frames.receive_data(data)
-            while True:
-                try:
-                    request = frames.next_frame()
-                except FrameError as exc:
-                    self._closing(peer, str(exc))
-                    return
-                if request is None:
-                    break
-                try:
-                    outcome = self.broker.handle_frame(request)
-                    if isinstance(outcome, Close):
-                        self._closing(peer, outcome.reason)
-                        return
-                    pending = self._pending(outcome)  # encodes a Reply: that can fail too
-                    self._run_background()
-                except Exception:
-                    log.exception("request from %s failed; closing its connection", peer)
-                    self.connections_closed_for_errors += 1
-                    return
-                if pending is not None:
-                    await queue.put(pending)
-
-    def _closing(self, peer: Any, reason: str) -> None:
+    def closing(self, peer: Any, reason: str) -> None:
         self.connections_closed_for_errors += 1
         log.warning("closing connection from %s: %s", peer, reason)
 
-    def _pending(self, outcome: Outcome) -> asyncio.Future[bytes | None] | None:
+    def failed(self, peer: Any) -> None:
+        self.connections_closed_for_errors += 1
+        log.exception("request from %s failed; closing its connection", peer)
+
+    def pending(self, outcome: Outcome) -> Pending | None:
+        """A future of the response `outcome` asks for (None: no response)."""
         loop = asyncio.get_running_loop()
         if isinstance(outcome, Reply):
-            done: asyncio.Future[bytes | None] = loop.create_future()
+            done: Pending = loop.create_future()
             done.set_result(_encode(outcome.correlation_id, outcome.payload))
             return done
         if isinstance(outcome, NoReply):
@@ -274,19 +220,19 @@ class BrokerServer:
 
     async def _after_sync(
         self, outcome: AwaitDurable, synced: asyncio.Future[set[Any]]
-    ) -> bytes | None:
+    ) -> Parts | None:
         failed = await synced
         if outcome.finish is None:
             return None
         payload = outcome.finish(failed)
-        self._run_background()
+        self.run_background()
         while isinstance(payload, Durable):
             failed = await self.group_commit.wait(payload.waits)
             payload = payload.then(failed)
-            self._run_background()
+            self.run_background()
         return _encode(outcome.correlation_id, payload)
 
-    async def _slot(self, outcome: AwaitSlot) -> bytes:
+    async def _slot(self, outcome: AwaitSlot) -> Parts:
         resolved: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def settle(value: Any) -> None:
@@ -298,10 +244,10 @@ class BrokerServer:
         while isinstance(payload, Durable):
             failed = await self.group_commit.wait(payload.waits)
             payload = payload.then(failed)
-            self._run_background()
+            self.run_background()
         return _encode(outcome.correlation_id, payload)
 
-    async def _long_poll(self, outcome: AwaitData) -> bytes:
+    async def _long_poll(self, outcome: AwaitData) -> Parts:
         deadline = time.monotonic() + outcome.max_wait_ms / 1000
         payload = outcome.attempt(False)
         while payload is None:
@@ -311,27 +257,3 @@ class BrokerServer:
                     await asyncio.wait_for(self._data_arrived.wait(), remaining)
             payload = outcome.attempt(time.monotonic() >= deadline)
         return _encode(outcome.correlation_id, payload)
-
-    async def _send(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[Any]) -> None:
-        broken = False
-        while True:
-            pending = await queue.get()
-            if pending is _CLOSE:
-                if not broken:
-                    await writer.drain()
-                return
-            if broken:
-                continue  # keep taking from the queue so the reader never blocks on it
-            try:
-                data = await pending
-            except Exception:
-                log.exception("building a response failed; closing the connection")
-                # The reader sees the connection fail and queues _CLOSE.
-                writer.transport.abort()
-                broken = True
-                continue
-            if data is None:
-                continue
-            writer.write(data)
-            if writer.transport.get_write_buffer_size() > 1 << 20 or queue.empty():
-                await writer.drain()
