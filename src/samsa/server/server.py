@@ -37,6 +37,8 @@ log = logging.getLogger("samsa.server")
 # The hot path's schemas, at the versions current clients use: built at start, not on the first
 # produce or fetch.
 PRELOADED_APIS = (ApiKey.PRODUCE, ApiKey.FETCH)
+# How long a clean shutdown waits for background work (transaction markers) to finish.
+SHUTDOWN_DRAIN_S = 5.0
 # How often the group coordinator looks for expired sessions and overdue rebalances.
 GROUP_TICK_MS = 100
 
@@ -114,6 +116,13 @@ class BrokerServer:
         if self._server is not None:
             self._server.close()
         await stop_all(self.connections)
+        for timer in self._timers:
+            timer.cancel()
+        # Let background work finish (transaction markers and the CompleteCommit after them),
+        # so a clean restart has nothing left to complete.
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_DRAIN_S
+        while self._background and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(list(self._background), timeout=SHUTDOWN_DRAIN_S)
         tasks = list(self._timers) + list(self._background)
         for task in tasks:
             task.cancel()

@@ -288,17 +288,47 @@ class GroupCoordinator:
         if existing.sync_slot is not None:
             existing.sync_slot.resolve(SyncResult(ErrorCode.fenced_instance_id))
             existing.sync_slot = None
-        was_leader = group.leader_id == existing.member_id
+        old_leader = group.leader_id
+        if group.leader_id == existing.member_id:
+            group.leader_id = new_id
         existing.member_id = new_id
         group.members[new_id] = existing
-        if was_leader:
-            group.leader_id = new_id
         existing.last_heartbeat_ms = now
-        unchanged = existing.protocols == request.protocols
-        if group.state is G.STABLE and unchanged and not was_leader:
-            return self._current(group, existing)
+        if group.state is G.STABLE and existing.protocols == request.protocols:
+            return self._rejoin_stable(group, existing, old_leader or "")
         existing.protocols = request.protocols
         return self._await_join(group, existing, now)
+
+    def _rejoin_stable(self, group: Group, member: Member, old_leader: str) -> Slot:
+        """A restarted static member of a Stable group, nothing changed: no rebalance (KIP-345).
+
+        The group record is written with the member's new id first. The answer names the *old*
+        leader id, so a restarted leader does not run a trivial assignment that a Stable group
+        would never hand out (Kafka's GroupCoordinator does the same)."""
+        step = self._write_group(group)
+        slot = Slot()
+        generation = group.generation_id
+
+        def then(failed: set[PartitionLog]) -> Later | None:
+            if failed or group.generation_id != generation:
+                slot.resolve(
+                    JoinResult(ErrorCode.rebalance_in_progress, member_id=member.member_id)
+                )
+            else:
+                slot.resolve(
+                    JoinResult(
+                        ErrorCode.none,
+                        generation,
+                        group.protocol_type,
+                        group.protocol_name,
+                        old_leader,
+                        member.member_id,
+                    )
+                )
+            return None
+
+        self._background(Later(step.waits, then))
+        return slot
 
     def _add_member(
         self, group: Group, member_id: str, request: JoinRequest, now: int

@@ -1,0 +1,231 @@
+"""Group and transaction requests at the protocol level (kio request objects over a raw socket),
+for checks that real clients cannot make on demand: a commit with a stale generation, an
+OffsetFetch with require_stable while a transaction is open."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from kio.schema.add_offsets_to_txn.v1.request import AddOffsetsToTxnRequest
+from kio.schema.end_txn.v1.request import EndTxnRequest
+from kio.schema.errors import ErrorCode
+from kio.schema.heartbeat.v3.request import HeartbeatRequest
+from kio.schema.init_producer_id.v1.request import InitProducerIdRequest
+from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.offset_commit.v7.request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+)
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequest, OffsetFetchRequestTopic
+from kio.schema.sync_group.v3.request import SyncGroupRequest, SyncGroupRequestAssignment
+from kio.schema.txn_offset_commit.v3.request import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestPartition,
+    TxnOffsetCommitRequestTopic,
+)
+from kio.static.primitive import i16, i32, i64
+
+from .support import Conn
+
+SESSION = datetime.timedelta(seconds=10)
+REBALANCE = datetime.timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    member_id: str
+    generation_id: int
+    leader: str
+
+
+def join(conn: Conn, group: str, member_id: str = "", instance_id: str | None = None) -> Membership:
+    """JoinGroup v5 (a new dynamic member first gets MEMBER_ID_REQUIRED and joins again)."""
+
+    def request(member: str) -> object:
+        return conn.request(
+            JoinGroupRequest(
+                group_id=group,
+                session_timeout=SESSION,
+                rebalance_timeout=REBALANCE,
+                member_id=member,
+                group_instance_id=instance_id,
+                protocol_type="consumer",
+                protocols=(JoinGroupRequestProtocol(name="range", metadata=b"\x00\x00"),),
+            )
+        )
+
+    response = request(member_id)
+    if response.error_code == ErrorCode.member_id_required:
+        response = request(response.member_id)
+    assert response.error_code == ErrorCode.none, response
+    return Membership(response.member_id, int(response.generation_id), response.leader)
+
+
+def sync(conn: Conn, group: str, member: Membership, instance_id: str | None = None) -> ErrorCode:
+    """SyncGroup v3; the leader hands every member an empty assignment."""
+    response = conn.request(
+        SyncGroupRequest(
+            group_id=group,
+            generation_id=i32(member.generation_id),
+            member_id=member.member_id,
+            group_instance_id=instance_id,
+            assignments=(SyncGroupRequestAssignment(member_id=member.member_id, assignment=b""),)
+            if member.member_id == member.leader
+            else (),
+        )
+    )
+    error: ErrorCode = response.error_code
+    return error
+
+
+def heartbeat(
+    conn: Conn, group: str, member_id: str, generation_id: int, instance_id: str | None = None
+) -> ErrorCode:
+    response = conn.request(
+        HeartbeatRequest(
+            group_id=group,
+            generation_id=i32(generation_id),
+            member_id=member_id,
+            group_instance_id=instance_id,
+        )
+    )
+    error: ErrorCode = response.error_code
+    return error
+
+
+@dataclass(frozen=True, slots=True)
+class TxnProducer:
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+
+
+def init_producer(conn: Conn, transactional_id: str) -> TxnProducer:
+    response = conn.request(
+        InitProducerIdRequest(
+            transactional_id=transactional_id,
+            transaction_timeout=datetime.timedelta(seconds=60),
+        )
+    )
+    assert response.error_code == ErrorCode.none, response
+    return TxnProducer(transactional_id, int(response.producer_id), int(response.producer_epoch))
+
+
+def add_offsets(conn: Conn, producer: TxnProducer, group: str) -> ErrorCode:
+    response = conn.request(
+        AddOffsetsToTxnRequest(
+            transactional_id=producer.transactional_id,
+            producer_id=i64(producer.producer_id),
+            producer_epoch=i16(producer.producer_epoch),
+            group_id=group,
+        )
+    )
+    error: ErrorCode = response.error_code
+    return error
+
+
+def txn_offset_commit(
+    conn: Conn,
+    producer: TxnProducer,
+    group: str,
+    offsets: dict[tuple[str, int], int],
+    generation_id: int = -1,
+    member_id: str = "",
+    instance_id: str | None = None,
+) -> dict[tuple[str, int], ErrorCode]:
+    """TxnOffsetCommit v3 (KIP-447: with the consumer's generation and member id)."""
+    topics: dict[str, list[TxnOffsetCommitRequestPartition]] = {}
+    for (topic, partition), offset in offsets.items():
+        topics.setdefault(topic, []).append(
+            TxnOffsetCommitRequestPartition(
+                partition_index=i32(partition),
+                committed_offset=i64(offset),
+                committed_metadata="",
+            )
+        )
+    response = conn.request(
+        TxnOffsetCommitRequest(
+            transactional_id=producer.transactional_id,
+            group_id=group,
+            producer_id=i64(producer.producer_id),
+            producer_epoch=i16(producer.producer_epoch),
+            generation_id=i32(generation_id),
+            member_id=member_id,
+            group_instance_id=instance_id,
+            topics=tuple(
+                TxnOffsetCommitRequestTopic(name=t, partitions=tuple(ps))
+                for t, ps in topics.items()
+            ),
+        )
+    )
+    return {
+        (t.name, int(p.partition_index)): p.error_code
+        for t in response.topics
+        for p in t.partitions
+    }
+
+
+def end_txn(conn: Conn, producer: TxnProducer, commit: bool) -> ErrorCode:
+    response = conn.request(
+        EndTxnRequest(
+            transactional_id=producer.transactional_id,
+            producer_id=i64(producer.producer_id),
+            producer_epoch=i16(producer.producer_epoch),
+            committed=commit,
+        )
+    )
+    error: ErrorCode = response.error_code
+    return error
+
+
+def offset_commit(conn: Conn, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """A plain OffsetCommit v7 of a "simple" consumer (no generation, no member)."""
+    topics: dict[str, list[OffsetCommitRequestPartition]] = {}
+    for (topic, partition), offset in offsets.items():
+        topics.setdefault(topic, []).append(
+            OffsetCommitRequestPartition(
+                partition_index=i32(partition),
+                committed_offset=i64(offset),
+                committed_metadata="",
+            )
+        )
+    response = conn.request(
+        OffsetCommitRequest(
+            group_id=group,
+            generation_id_or_member_epoch=i32(-1),
+            member_id="",
+            group_instance_id=None,
+            topics=tuple(
+                OffsetCommitRequestTopic(name=t, partitions=tuple(ps)) for t, ps in topics.items()
+            ),
+        )
+    )
+    errors = {p.error_code for t in response.topics for p in t.partitions}
+    assert errors == {ErrorCode.none}, response
+
+
+def offset_fetch(
+    conn: Conn, group: str, partitions: list[tuple[str, int]], require_stable: bool
+) -> dict[tuple[str, int], tuple[int, ErrorCode]]:
+    """OffsetFetch v7: {(topic, partition): (committed offset, error)}."""
+    topics: dict[str, list[i32]] = {}
+    for topic, partition in partitions:
+        topics.setdefault(topic, []).append(i32(partition))
+    response = conn.request(
+        OffsetFetchRequest(
+            group_id=group,
+            topics=tuple(
+                OffsetFetchRequestTopic(name=t, partition_indexes=tuple(ps))
+                for t, ps in topics.items()
+            ),
+            require_stable=require_stable,
+        )
+    )
+    assert response.error_code == ErrorCode.none, response
+    return {
+        (t.name, int(p.partition_index)): (int(p.committed_offset), p.error_code)
+        for t in response.topics
+        for p in t.partitions
+    }

@@ -1,0 +1,206 @@
+"""Shared pieces of the consumer-group tests: topics, a `samsa serve` subprocess to kill -9, a
+raw-socket connection for protocol-level checks, and bounded waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from samsa.protocol import codec
+
+DEADLINE_S = 30.0
+SAMSA = str(Path(sys.executable).parent / "samsa")
+PYTHON = sys.executable
+# The broker's floor for session.timeout.ms is lowered so that a crashed member is noticed
+# quickly; clients use SESSION_TIMEOUT_MS.
+SESSION_TIMEOUT_MS = 3_000
+BROKER_SETTINGS = {"group.min.session.timeout.ms": "1000"}
+
+
+def wait_for(
+    condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S, step_s: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(step_s)
+
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
+    for future in futures.values():
+        future.result(timeout=15)
+
+
+def produce_values(
+    bootstrap: str, topic: str, partitions: int, per_partition: int, label: str = "r"
+) -> dict[int, list[bytes]]:
+    """`per_partition` records to each partition, idempotently (no duplicates, in order);
+    returns what each partition holds."""
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "log_level": 0,
+        }
+    )
+    sent: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    for i in range(per_partition):
+        for p in range(partitions):
+            value = f"{label}-{p}-{i:06d}".encode()
+            while True:
+                try:
+                    producer.produce(topic, value, partition=p)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent[p].append(value)
+        producer.poll(0)
+    assert producer.flush(DEADLINE_S) == 0, "records never acknowledged"
+    return sent
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "groups-check", "log_level": 0}
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
+            )[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets (OffsetFetch through librdkafka); -1001 when none."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        found = consumer.committed(
+            [confluent_kafka.TopicPartition(topic, p) for p in range(partitions)], timeout=15
+        )
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        consumer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BrokerProcess:
+    """`samsa serve` as a subprocess on a fixed port and data dir, to kill -9 and restart."""
+
+    def __init__(self, data_dir: str, settings: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.settings = dict(settings or {})
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> BrokerProcess:
+        command = [SAMSA, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
+        for name, value in self.settings.items():
+            command += ["--set", f"{name}={value}"]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.process = process
+        ready = threading.Event()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.output.append(line.rstrip("\n"))
+                if line.strip() == "ready":
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(DEADLINE_S) or process.poll() is not None:
+            self.kill9()
+            raise RuntimeError("samsa serve did not start:\n" + "\n".join(self.output[-50:]))
+        return self
+
+    def kill9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(DEADLINE_S)
+
+
+class Conn:
+    """One raw TCP connection speaking Kafka frames with kio requests."""
+
+    def __init__(self, bootstrap: str, timeout_s: float = 15.0) -> None:
+        host, _, port = bootstrap.rpartition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        self._correlation = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read_exactly(self, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            chunk = self.sock.recv(n - len(chunks))
+            if not chunk:
+                raise ConnectionError(f"closed after {len(chunks)} of {n} bytes")
+            chunks += chunk
+        return bytes(chunks)
+
+    def request(self, payload: Any) -> Any:
+        self._correlation += 1
+        self.sock.sendall(codec.encode_request(self._correlation, "samsa-group-tests", payload))
+        (size,) = struct.unpack(">i", self._read_exactly(4))
+        got, response = codec.decode_response(
+            payload.__api_key__, payload.__version__, self._read_exactly(size)
+        )
+        assert got == self._correlation
+        return response
+
+
+def run_script(script: str, args: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python tests/groups/<script> args` (the venv's python), output appended to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [PYTHON, str(Path(__file__).with_name(script)), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
