@@ -112,6 +112,12 @@ class PartitionLog:
             log.segments.append(segment)
         if not log.segments:
             log._add_segment(0, now_ms)
+        if recover:
+            # After a crash the files may hold writes that were never fsynced (the process died,
+            # the page cache did not). They become the high watermark below, so they must be
+            # made durable first: another crash must not take back what readers may now see.
+            for segment in log.segments:
+                segment.sync()
         log.high_watermark = log.log_end_offset
         log._load_producer_state(now_ms)
         return log
