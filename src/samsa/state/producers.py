@@ -27,8 +27,7 @@ durable.
 from __future__ import annotations
 
 import json
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import crc32c
 from kio.schema.errors import ErrorCode
@@ -61,7 +60,9 @@ class BatchMetadata:
 class ProducerEntry:
     producer_id: int
     epoch: int = NO_PRODUCER_EPOCH
-    batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_RETAINED))
+    # The last BATCHES_RETAINED batches, oldest first. A tuple, not a deque(maxlen=...): CPython
+    # gives every deque a 64-slot block (760 bytes), a third of what a whole entry costs else.
+    batches: tuple[BatchMetadata, ...] = ()
     last_timestamp: int = -1
     current_txn_first_offset: int = -1
     coordinator_epoch: int = -1
@@ -83,7 +84,10 @@ class ProducerEntry:
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch = epoch
-            self.batches.clear()
+            self.batches = ()
+
+    def add_batch(self, batch: BatchMetadata) -> None:
+        self.batches = (*self.batches, batch)[-BATCHES_RETAINED:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +189,7 @@ class ProducerStateManager:
         entry = self._entry(header.producer_id)
         entry.set_epoch(header.producer_epoch)
         if header.base_sequence >= 0:
-            entry.batches.append(
+            entry.add_batch(
                 BatchMetadata(
                     header.base_sequence,
                     header.last_sequence,
@@ -306,7 +310,8 @@ class ProducerStateManager:
                 )
                 if now_ms - entry.last_timestamp >= self.expiration_ms and not entry.in_transaction:
                     continue
-                entry.batches.extend(BatchMetadata(*b) for b in item["batches"])
+                batches = tuple(BatchMetadata(*b) for b in item["batches"])
+                entry.batches = batches[-BATCHES_RETAINED:]
                 entries[entry.producer_id] = entry
             unstable = [
                 (int(first), int(marker)) for first, marker in decoded["unstable_completed"]
