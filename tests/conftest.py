@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
-
-REQUIRE_ALL = os.environ.get("SAMSA_REQUIRE_ALL") == "1"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,14 +14,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def require_binary(name: str) -> str:
-    """The path of a tool a test needs. Missing: skip loudly, or fail under CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"MISSING TOOL: {name!r} is not installed; this test did NOT run"
-        if REQUIRE_ALL:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path

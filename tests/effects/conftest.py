@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REQUIRE_ALL
 from samsa.effects.db import PostgresDatabase, SQLiteDatabase
+from samsa.testing.requirements import missing
 
 POSTGRES_URL = os.environ.get("SAMSA_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -31,9 +31,7 @@ def postgres_or_skip() -> str:
             f"POSTGRESQL UNREACHABLE at {POSTGRES_URL} ({exc!r}): the PostgreSQL dedup-store "
             "tests did NOT run"
         )
-        if REQUIRE_ALL:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(message)
     return POSTGRES_URL
 
 

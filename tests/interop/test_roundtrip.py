@@ -13,8 +13,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KPTopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from conftest import require_binary
 from samsa.testing import EmbeddedBroker
+from samsa.testing.requirements import require_binary
 
 from .clients import aiokafka_roundtrip, confluent_consume, confluent_produce
 from .support import (

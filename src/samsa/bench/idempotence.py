@@ -1,6 +1,7 @@
 """What idempotence costs: produce throughput with and without it, and memory per producer.
 
-    python -m samsa.bench.idempotence [--records N] [--repeat K] [--json]
+    python -m samsa.bench.idempotence [--records N] [--repeat K] [--client-repeat C]
+                                      [--no-clients] [--json]
 
 Throughput: one `samsa serve` subprocess (fresh temp data dir, default durable settings); one
 confluent-kafka producer per run, acks=all, 1 KB values, to partition 0 of a fresh topic (deleted
@@ -10,6 +11,22 @@ pairings: librdkafka's defaults (a plain producer may keep 10^6 requests in flig
 idempotent one at most 5), both at `max.in.flight.requests.per.connection=5`, and both at 1 (in
 practice librdkafka's idempotent producer keeps one request in flight per partition anyway). The
 same runs against librdkafka's in-process mock cluster show what idempotence costs the client.
+
+Other clients, against samsa only, same record count, values and layout (partition 0 of a fresh
+topic, acks=all, linger 5 ms, batches up to 1 MB), median of C runs, interleaved the same way:
+
+- aiokafka: `AIOKafkaProducer(enable_idempotence=True)` vs `False`, `send()` futures awaited in
+  a sliding window of `AIO_WINDOW` records. aiokafka (0.14) keeps one Produce request in flight
+  per broker whether idempotent or not, so only idempotence differs.
+- kafka-python: `KafkaProducer(enable_idempotence=True)` vs `False`, both at
+  `max_in_flight_requests_per_connection=5` and both at 1. kafka-python (3.0) mutes a partition
+  while one of its batches is in flight when idempotent (as with max_in_flight=1), so at 5 the
+  plain producer pipelines and the idempotent one does not; at 1 both send one at a time.
+- wire: a bench-only producer speaking the protocol directly (kio + samsa's codec) that keeps
+  `WIRE_IN_FLIGHT` Produce requests of `WIRE_BATCH_RECORDS` records in flight on one connection,
+  plain (producer id -1) or idempotent (an InitProducerId id, consecutive sequences). None of
+  the Kafka clients above pipelines an idempotent producer's requests to one partition; this
+  one does, as the Java client does, so its ratio is the broker's cost with pipelining equal.
 
 Broker side alone: the time `ProducerStateManager.check` + `apply` take per batch, the only
 work an idempotent batch adds to a plain one in samsa.
@@ -21,26 +38,43 @@ Memory: bytes per tracked producer in a `ProducerStateManager`, each with a full
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
+import datetime
 import gc
+import io
 import json
 import os
+import socket
 import statistics
+import struct
 import sys
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
+import crc32c
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
+from kio.records.schema import NewRecordBatch, Record
+from kio.records.writers import write_new_batch
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.schema.types import TopicName
+from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i32Timedelta, i64
 
 from samsa.bench.broker import machine, mock_cluster, samsa_process, wait_for_topic
-from samsa.protocol.batch import BatchHeader
+from samsa.protocol import codec
+from samsa.protocol.batch import CRC_START, BatchHeader
 from samsa.state.producers import BATCHES_RETAINED, ProducerStateManager
 
 DEFAULT_RECORDS = 50_000
 DEFAULT_REPEAT = 7
+DEFAULT_CLIENT_REPEAT = 5
 VALUE_BYTES = 1024
 TIMEOUT_S = 300.0
 MEMORY_PRODUCERS = 10_000
@@ -179,6 +213,245 @@ def run_throughput(target: str, records: int, repeat: int, progress: bool) -> li
     return pairings
 
 
+# --------------------------------------------------------------------- other clients
+AIO_WINDOW = 10_000  # records awaited in a sliding window of send() futures
+WIRE_IN_FLIGHT = 5
+WIRE_BATCH_RECORDS = 960  # what librdkafka puts in a batch.size=1000000 batch of 1 KB values
+BATCH_BYTES = 1_000_000
+MAX_REQUEST_BYTES = 2_000_000
+_PRODUCER_FIELDS = struct.Struct(">qhi")  # producer id, epoch, base sequence
+_PRODUCER_FIELDS_AT = 43
+_CRC = struct.Struct(">I")
+_CRC_AT = 17
+
+
+def _fresh_topic(bootstrap: str) -> str:
+    """A new topic with partition 0 ready (auto-created by a metadata request), untimed."""
+    topic = f"{TOPIC_PREFIX}{uuid.uuid4().hex[:12]}"
+    probe = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
+    try:
+        wait_for_topic(probe, topic)
+    finally:
+        probe.flush(10)
+    return topic
+
+
+def aiokafka_s(bootstrap: str, records: int, idempotent: bool) -> float:
+    """Seconds from the first send() until every future resolved; one warm record first."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = _fresh_topic(bootstrap)
+    value = os.urandom(VALUE_BYTES)
+
+    async def run() -> float:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=idempotent,
+            linger_ms=5,
+            max_batch_size=BATCH_BYTES,
+            max_request_size=MAX_REQUEST_BYTES,
+            request_timeout_ms=int(TIMEOUT_S * 1000),
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"warm", partition=0)
+            pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+            start = time.perf_counter()
+            for _ in range(records):
+                pending.append(await producer.send(topic, value, partition=0))
+                if len(pending) >= AIO_WINDOW:
+                    await pending.popleft()
+            await asyncio.gather(*pending)
+            return time.perf_counter() - start
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
+def kafka_python_s(bootstrap: str, records: int, idempotent: bool, in_flight: int) -> float:
+    """Seconds from the first send() until flush() returned and every future succeeded."""
+    from kafka import KafkaProducer
+
+    topic = _fresh_topic(bootstrap)
+    value = os.urandom(VALUE_BYTES)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=idempotent,
+        max_in_flight_requests_per_connection=in_flight,
+        linger_ms=5,
+        batch_size=BATCH_BYTES,
+        max_request_size=MAX_REQUEST_BYTES,
+    )
+    try:
+        producer.send(topic, b"warm", partition=0).get(TIMEOUT_S)
+        start = time.perf_counter()
+        futures = [producer.send(topic, value, partition=0) for _ in range(records)]
+        producer.flush(TIMEOUT_S)
+        seconds = time.perf_counter() - start
+        failed = [f.exception for f in futures if not f.succeeded()]
+    finally:
+        producer.close(TIMEOUT_S)
+    if failed:
+        raise RuntimeError(f"{len(failed)}/{records} not delivered: {failed[:3]}")
+    return seconds
+
+
+class _Wire:
+    """One raw connection: requests out, response frames back in order."""
+
+    def __init__(self, bootstrap: str) -> None:
+        host, _, port = bootstrap.rpartition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_S)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        self.correlation = 0
+
+    def send(self, payload: Any) -> None:
+        self.correlation += 1
+        self.sock.sendall(codec.encode_request(self.correlation, "samsa-bench-wire", payload))
+
+    def recv(self, request_type: type[Any]) -> Any:
+        (size,) = struct.unpack(">i", self.reader.read(4))
+        frame = self.reader.read(size)
+        if len(frame) != size:
+            raise ConnectionError("connection closed mid-response")
+        _, response = codec.decode_response(
+            request_type.__api_key__, request_type.__version__, frame
+        )
+        return response
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def _wire_template(value: bytes, count: int) -> bytes:
+    now = TZAwareMicros.parse(datetime.datetime.now(datetime.UTC))
+    batch = NewRecordBatch(
+        producer_id=i64(-1),
+        producer_epoch=i16(-1),
+        base_sequence=i32(-1),
+        records=tuple(
+            Record(
+                attributes=i8(0), timestamp=now, offset=i64(i), key=None, value=value, headers=()
+            )
+            for i in range(count)
+        ),
+        attributes=i16(0),
+    )
+    buffer = io.BytesIO()
+    write_new_batch(buffer, batch)
+    return buffer.getvalue()
+
+
+def _stamp(template: bytes, producer_id: int, epoch: int, sequence: int) -> bytes:
+    """The template batch with producer id, epoch and base sequence set and its CRC redone."""
+    batch = bytearray(template)
+    _PRODUCER_FIELDS.pack_into(batch, _PRODUCER_FIELDS_AT, producer_id, epoch, sequence)
+    _CRC.pack_into(batch, _CRC_AT, crc32c.crc32c(memoryview(batch)[CRC_START:]))
+    return bytes(batch)
+
+
+def wire_s(bootstrap: str, records: int, idempotent: bool) -> float:
+    """Seconds from the first Produce request until the last response, `WIRE_IN_FLIGHT`
+    requests outstanding; batches are stamped (ids, sequence, CRC) inside the timing."""
+    topic = _fresh_topic(bootstrap)
+    value = os.urandom(VALUE_BYTES)
+    sizes = [min(WIRE_BATCH_RECORDS, records - n) for n in range(0, records, WIRE_BATCH_RECORDS)]
+    templates = {size: _wire_template(value, size) for size in set(sizes)}
+    wire = _Wire(bootstrap)
+    try:
+        producer_id, epoch = -1, -1
+        if idempotent:
+            wire.send(
+                InitProducerIdRequest(
+                    transactional_id=None,
+                    transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
+                )
+            )
+            init = wire.recv(InitProducerIdRequest)
+            if init.error_code != 0:
+                raise RuntimeError(f"InitProducerId failed: error {init.error_code}")
+            producer_id, epoch = int(init.producer_id), int(init.producer_epoch)
+        sequence = 0
+        outstanding = 0
+        errors: list[int] = []
+
+        def receive() -> None:
+            response = wire.recv(ProduceRequest)
+            code = response.responses[0].partition_responses[0].error_code
+            if code != 0:
+                errors.append(int(code))
+
+        start = time.perf_counter()
+        for size in sizes:
+            if outstanding >= WIRE_IN_FLIGHT:
+                receive()
+                outstanding -= 1
+            batch = _stamp(templates[size], producer_id, epoch, sequence if idempotent else -1)
+            sequence += size
+            wire.send(
+                ProduceRequest(
+                    transactional_id=None,
+                    acks=i16(-1),
+                    timeout=i32Timedelta.parse(datetime.timedelta(seconds=TIMEOUT_S)),
+                    topic_data=(
+                        TopicProduceData(
+                            name=TopicName(topic),
+                            partition_data=(
+                                PartitionProduceData(index=i32(0), records=Records(batch)),
+                            ),
+                        ),
+                    ),
+                )
+            )
+            outstanding += 1
+        while outstanding:
+            receive()
+            outstanding -= 1
+        seconds = time.perf_counter() - start
+    finally:
+        wire.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)}/{len(sizes)} Produce requests failed: {errors[:3]}")
+    return seconds
+
+
+CLIENT_PAIRINGS: dict[str, Callable[[str, int, bool], float]] = {
+    "aiokafka": aiokafka_s,
+    "kafka-python in-flight=5": lambda b, n, i: kafka_python_s(b, n, i, 5),
+    "kafka-python in-flight=1": lambda b, n, i: kafka_python_s(b, n, i, 1),
+    f"wire {WIRE_IN_FLIGHT} in flight": wire_s,
+}
+
+
+def run_clients(records: int, repeat: int, progress: bool) -> list[Pairing]:
+    pairings = [Pairing("samsa", name, [], [], records) for name in CLIENT_PAIRINGS]
+    with samsa_process() as bootstrap:
+        for produce in CLIENT_PAIRINGS.values():  # unmeasured, as above
+            produce(bootstrap, records // 10, False)
+        delete_topics(bootstrap)
+        for k in range(repeat):
+            for pairing in pairings:
+                order = (False, True) if k % 2 == 0 else (True, False)
+                for idempotent in order:
+                    seconds = CLIENT_PAIRINGS[pairing.name](bootstrap, records, idempotent)
+                    (pairing.idempotent_s if idempotent else pairing.plain_s).append(seconds)
+                    if progress:
+                        kind = "idempotent" if idempotent else "plain"
+                        print(
+                            f"  samsa, {pairing.name}, run {k + 1}/{repeat}, {kind}: "
+                            f"{records / seconds:,.0f} rec/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                delete_topics(bootstrap)
+    return pairings
+
+
 def state_us_per_batch(batches: int = STATE_BATCHES) -> float:
     """Microseconds of `check` + `apply` per batch, for one producer writing in sequence."""
     manager = ProducerStateManager(expiration_ms=3_600_000)
@@ -244,13 +517,13 @@ def report_text(
 ) -> str:
     lines = [
         f"machine: {info}",
-        f"produce, acks=all, {VALUE_BYTES} B values, median of {len(pairings[0].plain_s)} runs "
-        f"of {pairings[0].records:,} records each:",
+        f"produce, acks=all, {VALUE_BYTES} B values, {pairings[0].records:,} records a run, "
+        "median of the runs listed per pair:",
     ]
     for p in pairings:
         ratios = ", ".join(f"{r:.2f}" for r in p.pair_ratios())
         lines.append(
-            f"  {p.target:<5} {p.name:<22} plain {p.rate(p.plain_s):>9,.0f} rec/s   idempotent "
+            f"  {p.target:<5} {p.name:<26} plain {p.rate(p.plain_s):>9,.0f} rec/s   idempotent "
             f"{p.rate(p.idempotent_s):>9,.0f} rec/s   ratio {p.ratio:.3f} "
             f"(overhead {1 - p.ratio:.1%}); per pair {ratios}"
         )
@@ -273,6 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS)
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
+    parser.add_argument(
+        "--client-repeat",
+        type=int,
+        default=DEFAULT_CLIENT_REPEAT,
+        help="runs per mode for aiokafka, kafka-python and wire (default %(default)s)",
+    )
+    parser.add_argument("--no-clients", action="store_true", help="confluent-kafka only, as before")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     info = {**machine(), "loadavg_start": os.getloadavg()}
@@ -283,6 +563,10 @@ def main(argv: list[str] | None = None) -> int:
         for target in TARGETS
         for pairing in run_throughput(target, args.records, args.repeat, progress=not args.json)
     ]
+    if not args.no_clients and args.client_repeat > 0:
+        pairings += run_clients(args.records, args.client_repeat, progress=not args.json)
+        info["aiokafka"] = metadata.version("aiokafka")
+        info["kafka_python"] = metadata.version("kafka-python")
     info["loadavg_end"] = os.getloadavg()
     if args.json:
         report = {
