@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from samsa.sim.world import run
+from samsa.sim import world
 
 STEPS_DEFAULT = 300
 
@@ -31,10 +31,10 @@ def simulate(first: int, seeds: int, steps: int) -> dict[str, Any]:
     failures: list[dict[str, Any]] = []
     started = time.monotonic()
     for seed in range(first, first + seeds):
-        world = run(seed, steps)
-        for name, value in dataclasses.asdict(world.stats).items():
+        simulated = world.run(seed, steps)
+        for name, value in dataclasses.asdict(simulated.stats).items():
             totals[name] = totals.get(name, 0) + value
-        anomalies = world.anomalies()
+        anomalies = simulated.anomalies()
         if anomalies:
             failures.append(
                 {"seed": seed, "anomalies": [dataclasses.asdict(a) for a in anomalies[:20]]}
@@ -50,7 +50,7 @@ def simulate(first: int, seeds: int, steps: int) -> dict[str, Any]:
     }
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     report = simulate(args.first, args.seeds, args.steps)
     if args.json:
         print(json.dumps(report))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from kio.schema.errors import ErrorCode
 
@@ -80,6 +80,8 @@ class TransactionCoordinator:
         self.pending: dict[str, TxnState] = {}
         # Ids whose markers are being written, with the writes to wait for.
         self.completing: dict[str, Waits] = {}
+        # Requests waiting for those markers, in arrival order (see `_markers_written`).
+        self.deferred: dict[str, list[_Deferred[Any]]] = {}
 
     # ----------------------------------------------------------------- log
     def load(self) -> int:
@@ -272,7 +274,12 @@ class TransactionCoordinator:
         preparing = S.PREPARE_COMMIT if commit else S.PREPARE_ABORT
         if meta.state is done:
             return ErrorCode.none  # a retry of an EndTxn that already completed
-        if meta.state is preparing:
+        if meta.state in PREPARED:
+            # The markers of this transaction, or of the previous one, are being written. After
+            # the previous commit, librdkafka may pipeline AddPartitionsToTxn and EndTxn(abort):
+            # the AddPartitions waits for those markers (see `add_partitions`), so this EndTxn
+            # must wait too and then be judged on the state they leave, or it would find the
+            # previous transaction's state and fail as INVALID_TXN_STATE.
             waited = self._after_markers(
                 transactional_id,
                 lambda: self.end_transaction(transactional_id, producer_id, producer_epoch, commit),
@@ -338,11 +345,20 @@ class TransactionCoordinator:
         return Later(waits, complete)
 
     def _markers_written(self, transactional_id: str, failed: set[PartitionLog]) -> None:
-        """Complete the transaction once its markers are durable. Idempotent: both the marker
-        writer and a request waiting on the same writes call it."""
+        """Complete the transaction once its markers are durable, then run the requests that
+        waited for it, in the order they arrived. Idempotent: both the marker writer and a
+        request waiting on the same writes call it."""
         if transactional_id not in self.completing:
             return
         del self.completing[transactional_id]
+        self._complete(transactional_id, failed)
+        # In arrival order, whichever waiter's sync wakes first: after a commit, librdkafka may
+        # pipeline AddPartitionsToTxn and EndTxn(abort) for the next transaction, and the
+        # EndTxn must find the partitions added, not the previous transaction's state.
+        for deferred in self.deferred.pop(transactional_id, []):
+            deferred.run()
+
+    def _complete(self, transactional_id: str, failed: set[PartitionLog]) -> None:
         current = self.txns.get(transactional_id)
         if current is None or current.state not in PREPARED:
             return
@@ -362,10 +378,12 @@ class TransactionCoordinator:
         waits = self.completing.get(transactional_id)
         if waits is None or transactional_id in self.pending:
             return None
+        deferred: _Deferred[R] = _Deferred(retry)
+        self.deferred.setdefault(transactional_id, []).append(deferred)
 
         def then(failed: set[PartitionLog]) -> R | Durable[R]:
             self._markers_written(transactional_id, failed)
-            return retry()
+            return deferred.run()
 
         return Durable(waits, then)
 
@@ -405,6 +423,20 @@ class TransactionCoordinator:
                 )
                 count += 1
         return count
+
+
+class _Deferred(Generic[R]):
+    """A request retried once the markers it waited for are written; runs once."""
+
+    def __init__(self, retry: Callable[[], R | Durable[R]]) -> None:
+        self._retry: Callable[[], R | Durable[R]] | None = retry
+        self._result: R | Durable[R] | None = None
+
+    def run(self) -> R | Durable[R]:
+        if self._retry is not None:
+            retry, self._retry = self._retry, None
+            self._result = retry()
+        return cast("R | Durable[R]", self._result)
 
 
 def _apply_later(step: Durable[bool]) -> Later:

@@ -1,0 +1,253 @@
+"""Shared pieces of the transaction tests: topics, transaction scripts, readers, a broker process.
+
+A *script* is a list of transactions, each a commit-or-abort decision and the records it writes
+(topic, partition, value). What a read_committed reader must see is the committed records, in
+script order within each partition; a read_uncommitted reader sees every record.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient, NewTopic
+from kio.records.schema import NewRecordBatch, Record
+from kio.records.writers import write_new_batch
+from kio.static.primitive import i8, i16, i32, i64
+
+from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
+from samsa.admin.client import AdminClient as SamsaAdmin
+from samsa.broker.outcomes import Durable
+from samsa.log.partition import PartitionLog
+
+DEADLINE_S = 30.0
+TRANSACTIONAL_ATTRIBUTE = 0x10
+TP = tuple[str, int]
+SAMSA = str(Path(sys.executable).parent / "samsa")
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    commit: bool
+    records: tuple[tuple[str, int, bytes], ...]
+
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
+    for future in futures.values():
+        future.result(timeout=15)
+
+
+def all_partitions(topics: dict[str, int]) -> list[TP]:
+    return [(t, p) for t, n in sorted(topics.items()) for p in range(n)]
+
+
+def make_script(label: str, tps: Sequence[TP], decisions: str, per_partition: int = 3) -> list[Txn]:
+    """One transaction per letter of `decisions` ('C' commit, 'A' abort), each writing
+    `per_partition` records to every partition; values name the transaction and the record."""
+    script = []
+    for n, decision in enumerate(decisions):
+        records = tuple(
+            (topic, p, f"{label}:{n}{decision}:{topic}-{p}:{i}".encode())
+            for i in range(per_partition)
+            for topic, p in tps
+        )
+        script.append(Txn(decision == "C", records))
+    return script
+
+
+def expected(script: Iterable[Txn], committed_only: bool) -> dict[TP, list[bytes]]:
+    found: dict[TP, list[bytes]] = {}
+    for txn in script:
+        if committed_only and not txn.commit:
+            continue
+        for topic, p, value in txn.records:
+            found.setdefault((topic, p), []).append(value)
+    return found
+
+
+def offsets(bootstrap: str, tps: Sequence[TP], isolation: int) -> dict[TP, int]:
+    """High watermarks (read_uncommitted) or last stable offsets (read_committed), asked with
+    ListOffsets."""
+    topics: dict[str, list[int]] = {}
+    for topic, p in tps:
+        topics.setdefault(topic, []).append(p)
+    with SamsaAdmin(bootstrap) as admin:
+        return admin.list_offsets(topics, isolation)
+
+
+def wait_stable(bootstrap: str, tps: Sequence[TP], timeout_s: float = DEADLINE_S) -> dict[TP, int]:
+    """Wait until every partition's LSO has caught up with its high watermark."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        high = offsets(bootstrap, tps, READ_UNCOMMITTED)
+        stable = offsets(bootstrap, tps, READ_COMMITTED)
+        if stable == high:
+            return high
+        assert time.monotonic() < deadline, f"LSO stuck: stable {stable}, high {high}"
+        time.sleep(0.1)
+
+
+def read_confluent(
+    bootstrap: str,
+    tps: Sequence[TP],
+    isolation: str,
+    ends: dict[TP, int] | None = None,
+    timeout_s: float = DEADLINE_S,
+) -> dict[TP, list[bytes]]:
+    """Every record a consumer at `isolation` returns from each partition's start until its
+    position reaches `ends` (default: the high watermarks now)."""
+    ends = ends if ends is not None else offsets(bootstrap, tps, READ_UNCOMMITTED)
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "txn-check",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "log_level": 0,
+        }
+    )
+    found: dict[TP, list[bytes]] = {tp: [] for tp in tps}
+    tps = [tp for tp in tps if ends[tp] > 0]  # an empty partition has no position to reach
+    try:
+        consumer.assign([confluent_kafka.TopicPartition(t, p, 0) for t, p in tps])
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for message in consumer.consume(500, 0.2):
+                if message.error() is not None:
+                    raise AssertionError(f"consume error: {message.error()}")
+                found[(message.topic(), message.partition())].append(message.value())
+            positions = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.position([confluent_kafka.TopicPartition(t, p) for t, p in tps])
+            }
+            if all(positions[tp] >= ends[tp] for tp in tps):
+                return found
+            assert time.monotonic() < deadline, f"positions {positions} never reached {ends}"
+    finally:
+        consumer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BrokerProcess:
+    """`samsa serve` as a subprocess on a fixed port and data dir, to kill -9 and restart."""
+
+    def __init__(self, data_dir: str, settings: Sequence[str] = ()) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.settings = list(settings)
+        self.process: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> BrokerProcess:
+        command = [SAMSA, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
+        for setting in self.settings:
+            command += ["--set", setting]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.process = process
+        ready = threading.Event()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.output.append(line.rstrip("\n"))
+                if line.strip() == "ready":
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(DEADLINE_S) or process.poll() is not None:
+            self.kill9()
+            raise RuntimeError("samsa serve did not start:\n" + "\n".join(self.output[-50:]))
+        return self
+
+    def kill9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(DEADLINE_S)
+
+
+def txn_batch(
+    values: Sequence[bytes], producer_id: int, producer_epoch: int, base_sequence: int
+) -> bytes:
+    """A transactional magic-2 record batch, as a producer sends it (base offset 0)."""
+    records = tuple(
+        Record(
+            attributes=i8(0),
+            timestamp=datetime.datetime.now(datetime.UTC),
+            offset=i64(i),
+            key=None,
+            value=value,
+            headers=(),
+        )
+        for i, value in enumerate(values)
+    )
+    buffer = io.BytesIO()
+    write_new_batch(
+        buffer,
+        NewRecordBatch(
+            producer_id=i64(producer_id),
+            producer_epoch=i16(producer_epoch),
+            base_sequence=i32(base_sequence),
+            records=records,
+            attributes=i16(TRANSACTIONAL_ATTRIBUTE),
+        ),
+    )
+    return buffer.getvalue()
+
+
+def txn_producer(
+    bootstrap: str, transactional_id: str, **extra: object
+) -> confluent_kafka.Producer:
+    config: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": transactional_id,
+        "log_level": 0,
+    }
+    config.update(extra)
+    return confluent_kafka.Producer(config)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def sync(log: PartitionLog) -> None:
+    point = log.sync_point()
+    point.run()
+    log.complete_sync(point)
+
+
+def settle(result: Any) -> Any:
+    """Make a coordinator result's writes durable (what the server's group commit does) and
+    return the answer the client would get."""
+    while isinstance(result, Durable):
+        for log, _ in result.waits:
+            sync(log)
+        result = result.then(set())
+    return result

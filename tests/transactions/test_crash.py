@@ -1,0 +1,230 @@
+"""Crashes and transactions.
+
+- A crash after the coordinator made PrepareCommit (or PrepareAbort) durable and answered the
+  client, but before any marker was written: the restart must finish the transaction (markers
+  written, CompleteCommit), so a committed transaction is complete for read_committed readers.
+  Driven in-process, so the crash point is exact.
+- kill -9 of a real `samsa serve` right after commits return, many times: every transaction is
+  all-or-nothing after the restarts, and every acknowledged commit is complete.
+- kill -9 with transactions open: after the restart they are aborted by timeout, and no reader
+  ever sees part of one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+from kio.schema.errors import ErrorCode
+
+from samsa import config as broker_config
+from samsa.admin.client import AdminClient
+from samsa.broker.core import Broker, Endpoint
+from samsa.coordinator.txn.states import TxnState
+from samsa.log.partition import PartitionLog, partition_directory
+from samsa.log.segment import segment_name
+from samsa.log.storage import OsStorage
+from samsa.protocol.batch import iter_batches, parse_header
+from samsa.testing.embedded import EmbeddedBroker
+
+from .support import (
+    BrokerProcess,
+    all_partitions,
+    create_topics,
+    read_confluent,
+    settle,
+    sync,
+    txn_batch,
+    txn_producer,
+    wait_stable,
+    wall_ms,
+)
+
+pytestmark = pytest.mark.interop
+
+
+def batches(log: PartitionLog) -> list[tuple[int, bool]]:
+    """(base offset, is control) of every batch up to the high watermark."""
+    data = log.read(0, 1 << 30, log.high_watermark, True)
+    return [(header.base_offset, header.is_control) for _, header in iter_batches(data)]
+
+
+@pytest.mark.parametrize("lose_unsynced", [True, False], ids=["power-loss", "process-crash"])
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+def test_restart_completes_prepared_transaction(
+    tmp_path: Path, commit: bool, lose_unsynced: bool
+) -> None:
+    """The coordinator appends the markers as soon as PrepareX is durable, but they are not
+    fsynced (so not below the high watermark) when the crash comes. A power loss takes them
+    back; a process crash leaves them in the page cache, and the restart writes them again
+    (a second marker closes nothing and is harmless)."""
+    data_dir = str(tmp_path / "data")
+    broker = Broker(broker_config.load({}), OsStorage(), data_dir, wall_ms, Endpoint("x", 1))
+    broker.open()
+    broker.topics.create("crash", 2, {}, wall_ms())
+    coordinator = broker.txn
+    tps = all_partitions({"crash": 2})
+    init = settle(broker.txn.init_producer_id("crash-tx", 60_000, -1, -1))
+    assert init.error == ErrorCode.none
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert settle(broker.txn.add_partitions("crash-tx", pid, epoch, tps)) == ErrorCode.none
+    values = {tp: [f"{tp[1]}:{i}".encode() for i in range(3)] for tp in tps}
+    for topic, p in tps:
+        log = broker.topics.partition(topic, p)
+        assert log is not None
+        batch = txn_batch(values[(topic, p)], pid, epoch, 0)
+        log.append(
+            batch,
+            parse_header(batch),
+            wall_ms(),
+            lambda h, tp=(topic, p): coordinator.verify(
+                "crash-tx", h.producer_id, h.producer_epoch, tp
+            ),
+        )
+        sync(log)
+
+    # EndTxn: the client is answered once PrepareX is durable.
+    assert settle(broker.txn.end_transaction("crash-tx", pid, epoch, commit)) == ErrorCode.none
+    prepared = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
+    assert broker.txn.txns["crash-tx"].state is prepared
+    assert len(broker.background) == 1  # the marker writes, queued and not yet run
+    synced_bytes = {}
+    for topic, p in tps:
+        log = broker.topics.partition(topic, p)
+        assert log is not None
+        assert batches(log) == [(0, False)]  # no durable marker
+        assert log.last_stable_offset == 0 < log.high_watermark == 3
+        unsynced_marker = log.active.find_position(log.high_watermark)
+        assert unsynced_marker is not None and unsynced_marker[1].is_control
+        synced_bytes[(topic, p)] = unsynced_marker[0]
+
+    # Crash: the process dies with the marker work queued; nothing is closed or flushed, and
+    # the clean-shutdown file is absent, so the restart recovers.
+    broker.background.clear()
+    del broker
+    if lose_unsynced:
+        for (topic, p), size in synced_bytes.items():
+            segment = os.path.join(
+                partition_directory(data_dir, topic, p), segment_name(0) + ".log"
+            )
+            os.truncate(segment, size)
+
+    with EmbeddedBroker(data_dir=data_dir) as restarted:
+        ends = wait_stable(restarted.bootstrap, tps)
+        markers = [(3, True)] if lose_unsynced else [(3, True), (4, True)]
+        assert ends == {tp: 3 + len(markers) for tp in tps}
+        with AdminClient(restarted.bootstrap) as admin:
+            state = admin.describe_transactions(["crash-tx"]).transaction_states[0]
+        done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        assert state.transaction_state == done.value
+        assert restarted.server is not None
+        for topic, p in tps:
+            log = restarted.server.broker.topics.partition(topic, p)
+            assert log is not None
+            assert batches(log) == [(0, False), *markers]
+        committed = read_confluent(restarted.bootstrap, tps, "read_committed", ends)
+        assert committed == (values if commit else {tp: [] for tp in tps})
+        assert read_confluent(restarted.bootstrap, tps, "read_uncommitted", ends) == values
+
+
+# --------------------------------------------------------------------- real process, kill -9
+ATOMIC = {"atomic": 4}
+RECORDS_PER_TXN = 8
+
+
+def check_atomic(bootstrap: str, committed_txns: set[int], attempted: int) -> dict[int, int]:
+    """Read everything at read_committed; every transaction is whole or absent, in order per
+    partition, and every acknowledged commit is there. Returns txn -> records seen."""
+    tps = all_partitions(ATOMIC)
+    ends = wait_stable(bootstrap, tps)
+    found = read_confluent(bootstrap, tps, "read_committed", ends)
+    seen: dict[int, int] = {}
+    for tp, values in found.items():
+        last = -1
+        for value in values:
+            txn, _index, partition = (int(x) for x in value.decode().split(":"))
+            assert partition == tp[1]
+            assert txn >= last, f"{tp}: txn {txn} after {last}"
+            last = txn
+            seen[txn] = seen.get(txn, 0) + 1
+    partial = {txn: count for txn, count in seen.items() if count != RECORDS_PER_TXN}
+    assert not partial, f"partial transactions seen: {partial}"
+    assert not set(seen) - set(range(attempted)), "records of a transaction never begun"
+    missing = committed_txns - set(seen)
+    assert not missing, f"acknowledged commits lost: {sorted(missing)}"
+    return seen
+
+
+def produce_txn(producer: confluent_kafka.Producer, txn: int) -> None:
+    producer.begin_transaction()
+    for index in range(RECORDS_PER_TXN):
+        p = index % ATOMIC["atomic"]
+        producer.produce("atomic", f"{txn}:{index}:{p}".encode(), partition=p)
+
+
+def run_kill_after_commit(start: Callable[..., BrokerProcess], cycles: int, seed: int) -> None:
+    rng = random.Random(seed)
+    broker = start(["transaction.abort.timed.out.transaction.cleanup.interval.ms=500"])
+    create_topics(broker.bootstrap, ATOMIC)
+    committed: set[int] = set()
+    txn = 0
+    for _ in range(cycles):
+        producer = txn_producer(broker.bootstrap, "atomic-tx", **{"transaction.timeout.ms": 3000})
+        producer.init_transactions(30)
+        for _ in range(rng.randint(1, 3)):
+            produce_txn(producer, txn)
+            producer.commit_transaction(30)
+            committed.add(txn)
+            txn += 1
+        broker.kill9()  # right after the commit returned: its markers may not be written yet
+        broker.start()
+    check_atomic(broker.bootstrap, committed, txn)
+
+
+def test_kill9_right_after_commits(broker_process: Callable[..., BrokerProcess]) -> None:
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    run_kill_after_commit(broker_process, cycles=5, seed=seed)
+
+
+@pytest.mark.slow
+def test_kill9_right_after_commits_soak(broker_process: Callable[..., BrokerProcess]) -> None:
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    run_kill_after_commit(broker_process, cycles=40, seed=seed)
+
+
+def test_kill9_with_open_transactions(broker_process: Callable[..., BrokerProcess]) -> None:
+    broker = broker_process()
+    create_topics(broker.bootstrap, ATOMIC)
+    done = txn_producer(broker.bootstrap, "done-tx")
+    done.init_transactions(30)
+    produce_txn(done, 0)
+    done.commit_transaction(30)
+    open_producers = []
+    for n in (1, 2):
+        producer = txn_producer(
+            broker.bootstrap, f"open-tx-{n}", **{"transaction.timeout.ms": 3000}
+        )
+        producer.init_transactions(30)
+        produce_txn(producer, n)
+        assert producer.flush(30) == 0  # written, never to be committed
+        open_producers.append(producer)
+    # Another commit after the open ones: stuck behind them until they are aborted.
+    produce_txn(done, 3)
+    done.commit_transaction(30)
+    broker.kill9()
+    broker.start()
+
+    seen = check_atomic(broker.bootstrap, {0, 3}, 4)
+    assert set(seen) == {0, 3}
+    with AdminClient(broker.bootstrap) as admin:
+        states = admin.describe_transactions(["open-tx-1", "open-tx-2"]).transaction_states
+    assert [s.transaction_state for s in states] == ["CompleteAbort", "CompleteAbort"]
+    tps = all_partitions(ATOMIC)
+    everything = read_confluent(broker.bootstrap, tps, "read_uncommitted")
+    assert sum(len(v) for v in everything.values()) == 4 * RECORDS_PER_TXN  # all were written
