@@ -7,12 +7,18 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from samsa import config as broker_config
+from samsa.admin import txn_cli
 from samsa.chaos import cli as chaos_cli
+from samsa.demo import cli as demo_cli
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.server.run import serve
 from samsa.server.server import BrokerServer
+from samsa.sim import cli as sim_cli
+from samsa.streams import cli as streams_cli
+from samsa.verify import cli as verify_cli
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -50,6 +56,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each adds its subcommand with `register(subparsers)` and runs it with `run(args)`.
+SUBCOMMANDS: dict[str, Any] = {
+    "chaos": chaos_cli,
+    "txn": txn_cli,
+    "demo": demo_cli,
+    "streams": streams_cli,
+    "sim": sim_cli,
+    "verify": verify_cli,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="samsa", description=__doc__)
     parser.add_argument("--log-level", default="WARNING")
@@ -65,16 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a broker setting by its Kafka name (repeatable)",
     )
-    chaos_cli.register(commands)
+    for module in SUBCOMMANDS.values():
+        module.register(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "serve":
         return _serve(args)
-    if args.command == "chaos":
-        return chaos_cli.run(args)
-    return 2
+    result: int = SUBCOMMANDS[args.command].run(args)
+    return result
 
 
 if __name__ == "__main__":

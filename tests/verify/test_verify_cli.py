@@ -1,0 +1,49 @@
+"""`samsa verify` end to end: a `samsa serve` subprocess behind the chaos proxy, every fault kind,
+and no anomaly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from samsa.verify import checker
+from samsa.verify.faults import ALL_FAULTS
+
+pytestmark = pytest.mark.interop
+
+
+def test_a_short_verify_run_injects_every_fault_and_finds_no_anomaly(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "samsa.cli",
+        "verify",
+        "--duration",
+        "20",
+        "--fault-interval",
+        "1",
+        "--json",
+        "--history",
+        str(history),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.stdout, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["anomalies"] == {kind: 0 for kind in checker.CLASSES}, report["examples"]
+    assert all(report["faults"][kind] > 0 for kind in ALL_FAULTS), report["faults"]
+    assert report["ops"]["send"]["ok"] > 100
+    assert report["ops"]["txn"]["ok"] > 10
+    assert done.returncode == 0
+    # The kept history checks the same again.
+    again = subprocess.run(
+        [sys.executable, "-m", "samsa.cli", "verify", "--check", str(history), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(again.stdout)["anomalies"] == report["anomalies"]
