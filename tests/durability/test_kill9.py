@@ -93,9 +93,12 @@ def run_kill_cycles(
         for _ in range(cycles):
             wait_for_acks(acks, acks.count() + per_phase, phase_s)
             sent_before = sum(thread.sent for thread in threads)
-            time.sleep(0.05)
-            # Producers are writing right now: kill the broker under them.
-            assert sum(thread.sent for thread in threads) > sent_before
+            # Producers are writing right now: kill the broker under them (on a loaded machine
+            # a producer thread may need a moment to be scheduled).
+            deadline = time.monotonic() + 5.0
+            while sum(thread.sent for thread in threads) <= sent_before:
+                assert time.monotonic() < deadline, "the producers stopped writing"
+                time.sleep(0.01)
             broker.kill9()
             with acks.lock:
                 acked_at_kill = dict(acks.acked)

@@ -38,6 +38,18 @@ def check_nothing_lost(backend: Backend, inputs: list[tuple[str, dict[str, int]]
     assert {i for seq in want.values() for i, _ in seq} <= got_ids, support.diff_summary(got, want)
 
 
+def wait_assigned(worker: WorkerProcess, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if "assigned" in worker.log_tail(10_000):
+                return
+        except FileNotFoundError:  # not started writing its log yet
+            pass
+        assert time.monotonic() < deadline, f"worker {worker.instance} never got partitions"
+        time.sleep(0.1)
+
+
 def rebalance_run(backend: Backend, guarantee: str) -> None:
     print(f"seed {SEED}, backend {backend.name}, guarantee {guarantee}")
     inputs = support.make_inputs(RECORDS, ACCOUNTS, SEED)
@@ -48,11 +60,14 @@ def rebalance_run(backend: Backend, guarantee: str) -> None:
     producer.start()
     time.sleep(0.5)
     try:
-        # w0 alone; w1 joins; w2 joins; w0 leaves; w1 leaves; w2 finishes the input.
+        # w0 alone; w1 joins; w2 joins; w0 leaves; w1 leaves; w2 finishes the input. Each step
+        # waits until the worker before it has its partitions (a loaded machine starts slowly).
         workers[0].start()
-        for step in (lambda: workers[1].start(), lambda: workers[2].start()):
+        wait_assigned(workers[0])
+        for joining in workers[1:]:
             time.sleep(STAGGER_S)
-            step()
+            joining.start()
+            wait_assigned(joining)
         for leaving in workers[:2]:
             time.sleep(STAGGER_S)
             assert leaving.terminate() == 0, leaving.log_tail()

@@ -7,8 +7,8 @@
   not know whether it was charged (the article's costly case).
 - `slow`: the response is delayed by a uniform draw from `slow_ms_range`, still answered.
 
-`first_at` forces each kind once at a given request number (1-based), so even a short run sees
-every kind; after that the probabilities apply.
+`first_at` forces each kind once, from a given request number (1-based) until it takes effect,
+so even a short run sees every kind; after that the probabilities apply.
 """
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ class GatewayFaults:
             fail, hang, slow, amount = (self._random.random() for _ in range(4))
             low, high = self.slow_ms_range
             delay_ms = low + int(amount * (high - low))
-            forced = [kind for kind, at in self.first_at.items() if at == self._requests]
+            # A forced kind stays owed from its request on until it takes effect (a timeout
+            # after charging does not, on a request that is a replay or a decline).
+            forced = [
+                kind
+                for kind, at in self.first_at.items()
+                if at <= self._requests and not self.injected[kind.value]
+            ]
             if forced:
                 decision = FaultDecision(forced[0], delay_ms)
             elif fail < self.fail_before_charge_probability:
