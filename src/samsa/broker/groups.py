@@ -13,7 +13,8 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 from kio.static.constants import EntityType
 
-from samsa.broker.outcomes import AwaitDurable, AwaitSlot, Durable, Outcome, Slot
+from samsa.broker.answers import answer
+from samsa.broker.outcomes import AwaitSlot, Outcome, Slot
 from samsa.broker.txn import offsets_partition
 from samsa.coordinator.group import commits
 from samsa.coordinator.group.commits import OffsetToCommit
@@ -37,25 +38,6 @@ def _deferred(
             lambda value: answer.resolve(broker.reply(request, describe(value)).payload)
         )
         return AwaitSlot(request.correlation_id, answer)
-    return broker.reply(request, describe(result))
-
-
-def _durable(
-    broker: Broker,
-    request: Request,
-    result: T | Durable[T],
-    describe: Callable[[T], dict[str, Any]],
-) -> Outcome:
-    if isinstance(result, Durable):
-        step: Durable[T] = result
-
-        def finish(failed: set[Any]) -> Any:
-            value = step.then(failed)
-            if isinstance(value, Durable):
-                raise RuntimeError("group commits are one durable step")
-            return broker.reply(request, describe(value)).payload
-
-        return AwaitDurable(request.correlation_id, step.waits, finish)
     return broker.reply(request, describe(result))
 
 
@@ -202,7 +184,7 @@ def handle_offset_commit(broker: Broker, request: Request) -> Outcome:
         offsets,
         _partition_exists(broker),
     )
-    return _durable(
+    return answer(
         broker,
         request,
         result,
@@ -232,7 +214,7 @@ def handle_txn_offset_commit(broker: Broker, request: Request) -> Outcome:
         _partition_exists(broker),
         verify,
     )
-    return _durable(
+    return answer(
         broker,
         request,
         result,
@@ -308,7 +290,7 @@ def handle_offset_delete(broker: Broker, request: Request) -> Outcome:
             "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()],
         }
 
-    return _durable(broker, request, result, describe)
+    return answer(broker, request, result, describe)
 
 
 # --------------------------------------------------------------------- admin
@@ -381,4 +363,4 @@ def handle_delete_groups(broker: Broker, request: Request) -> Outcome:
             "results": [{"group_id": g, "error_code": e} for g, e in results.items()],
         }
 
-    return _durable(broker, request, result, describe)
+    return answer(broker, request, result, describe)

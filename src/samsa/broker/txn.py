@@ -5,11 +5,11 @@ ListTransactions). The decisions are the coordinator's; this module speaks the w
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kio.schema.errors import ErrorCode
 
+from samsa.broker.answers import answer
 from samsa.broker.outcomes import AwaitDurable, Durable, Outcome, Waits
 from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
 from samsa.coordinator.txn.states import TxnState
@@ -36,37 +36,6 @@ def _fenced(request: Request, error: ErrorCode, fenced_from: int) -> ErrorCode:
     if error == ErrorCode.producer_fenced and request.api_version < fenced_from:
         return ErrorCode.invalid_producer_epoch
     return error
-
-
-def _answer(
-    broker: Broker,
-    request: Request,
-    result: T | Durable[T],
-    describe: Callable[[T], dict[str, Any]],
-) -> Outcome:
-    if isinstance(result, Durable):
-        step: Durable[T] = result
-        return AwaitDurable(
-            request.correlation_id,
-            step.waits,
-            lambda failed: _payload(broker, request, step.then(failed), describe),
-        )
-    return broker.reply(request, describe(result))
-
-
-def _payload(
-    broker: Broker,
-    request: Request,
-    result: T | Durable[T],
-    describe: Callable[[T], dict[str, Any]],
-) -> Any:
-    """The response payload, or a `Durable` of it when the answer needs more writes first."""
-    if isinstance(result, Durable):
-        step: Durable[T] = result
-        return Durable(
-            step.waits, lambda failed: _payload(broker, request, step.then(failed), describe)
-        )
-    return broker.reply(request, describe(result)).payload
 
 
 # --------------------------------------------------------------------- FindCoordinator
@@ -122,7 +91,7 @@ def handle_init_producer_id(broker: Broker, request: Request) -> Outcome:
             "producer_epoch": r.producer_epoch,
         }
 
-    return _answer(broker, request, result, describe)
+    return answer(broker, request, result, describe)
 
 
 # --------------------------------------------------------------------- AddPartitionsToTxn
@@ -168,7 +137,7 @@ def handle_add_partitions_to_txn(broker: Broker, request: Request) -> Outcome:
     result = broker.txn.add_partitions(
         txn_id, int(body.v3_and_below_producer_id), int(body.v3_and_below_producer_epoch), every
     )
-    return _answer(broker, request, result, lambda error: describe(dict.fromkeys(every, error)))
+    return answer(broker, request, result, lambda error: describe(dict.fromkeys(every, error)))
 
 
 def handle_add_offsets_to_txn(broker: Broker, request: Request) -> Outcome:
@@ -179,7 +148,7 @@ def handle_add_offsets_to_txn(broker: Broker, request: Request) -> Outcome:
         int(body.producer_epoch),
         [offsets_partition(body.group_id)],
     )
-    return _answer(
+    return answer(
         broker,
         request,
         result,
@@ -193,7 +162,7 @@ def handle_end_txn(broker: Broker, request: Request) -> Outcome:
     result = broker.txn.end_transaction(
         body.transactional_id, int(body.producer_id), int(body.producer_epoch), bool(body.committed)
     )
-    return _answer(
+    return answer(
         broker,
         request,
         result,
