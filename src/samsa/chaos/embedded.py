@@ -8,7 +8,6 @@ with proxied_broker() as (broker, proxy):
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -19,6 +18,7 @@ from samsa.chaos.proxy import Address, ChaosProxy
 from samsa.chaos.schedule import Schedule
 from samsa.chaos.stats import FaultStats
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.loop_thread import LoopThread
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -39,49 +39,24 @@ class EmbeddedChaosProxy:
         schedule: Schedule | None = None,
     ) -> None:
         self.proxy = ChaosProxy(upstream, listen_host, listen_port, schedule)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread("samsa-chaos", START_TIMEOUT_S, STOP_TIMEOUT_S)
 
     # -- lifecycle
 
     def start(self) -> EmbeddedChaosProxy:
-        self._ready.clear()
-        self._thread = threading.Thread(target=self._main, name="samsa-chaos", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT_S):
-            raise TimeoutError(f"chaos proxy did not start in {START_TIMEOUT_S} s")
-        if self._error is not None:
-            raise RuntimeError("chaos proxy failed to start") from self._error
-        return self
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
+        async def run(ready: Callable[[], None], stop: asyncio.Event) -> None:
             await self.proxy.start()
             try:
-                self._ready.set()
-                await self._stop.wait()
+                ready()
+                await stop.wait()
             finally:
                 await self.proxy.stop()
 
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the thread that called start()
-            self._error = exc
-        finally:
-            self._ready.set()
+        self._thread.start(run)
+        return self
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(STOP_TIMEOUT_S)
-        self._thread = None
+        self._thread.stop()
 
     def __enter__(self) -> EmbeddedChaosProxy:
         return self.start()
@@ -95,14 +70,7 @@ class EmbeddedChaosProxy:
         self.stop()
 
     def _call(self, function: Callable[[], T]) -> T:
-        loop = self._loop
-        if loop is None or self._thread is None:
-            raise RuntimeError("the chaos proxy is not running; call start() first")
-
-        async def run() -> T:
-            return function()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(CONTROL_TIMEOUT_S)
+        return self._thread.call(function, CONTROL_TIMEOUT_S)
 
     # -- addresses
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 
 from samsa import config as broker_config
 from samsa.server.run import serve
 from samsa.server.server import BrokerServer
+from samsa.testing.loop_thread import LoopThread
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -37,11 +37,7 @@ class EmbeddedBroker:
         self.host = host
         self._port = port
         self.server: BrokerServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread("samsa-broker", START_TIMEOUT_S, STOP_TIMEOUT_S)
 
     @property
     def port(self) -> int:
@@ -54,42 +50,20 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self) -> EmbeddedBroker:
-        self._ready.clear()
-        self._thread = threading.Thread(target=self._main, name="samsa-broker", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT_S):
-            raise TimeoutError(f"embedded broker did not start in {START_TIMEOUT_S} s")
-        if self._error is not None:
-            raise RuntimeError("embedded broker failed to start") from self._error
-        return self
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-
-            def ready(server: BrokerServer) -> None:
+        async def run(ready: Callable[[], None], stop: asyncio.Event) -> None:
+            def on_ready(server: BrokerServer) -> None:
                 self.server = server
                 self._port = server.port
-                self._ready.set()
+                ready()
 
-            await serve(self.data_dir, self.host, self._port, self.config, self._stop, ready)
+            await serve(self.data_dir, self.host, self._port, self.config, stop, on_ready)
 
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the thread that called start()
-            self._error = exc
-        finally:
-            self._ready.set()
+        self._thread.start(run)
+        return self
 
     def stop(self) -> None:
         """Clean shutdown: everything flushed and synced, then the thread ends."""
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(STOP_TIMEOUT_S)
-        self._thread = None
+        self._thread.stop()
         self.server = None
 
     def restart(self) -> EmbeddedBroker:
