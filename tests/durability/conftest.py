@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from durability_support import BrokerProcess
+
+from samsa.testing.process import BrokerProcess
 
 
 @pytest.fixture

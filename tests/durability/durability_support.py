@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,76 +14,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 SAMSA = str(Path(sys.executable).parent / "samsa")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BrokerProcess:
-    """`samsa serve` on a fixed port and data dir, restartable after kill -9 or SIGTERM."""
-
-    def __init__(self, data_dir: str, settings: Sequence[str] = ()) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.settings = list(settings)
-        self.process: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-        self._reader: threading.Thread | None = None
-        self.starts = 0
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> BrokerProcess:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        command = [SAMSA, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
-        for setting in self.settings:
-            command += ["--set", setting]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        ready = threading.Event()
-        process = self.process
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                self.output.append(line.rstrip("\n"))
-                if line.strip() == "ready":
-                    ready.set()
-            ready.set()
-
-        self._reader = threading.Thread(target=read, daemon=True)
-        self._reader.start()
-        if not ready.wait(START_TIMEOUT_S) or process.poll() is not None:
-            self.kill9()
-            raise RuntimeError("samsa serve did not start:\n" + "\n".join(self.output[-50:]))
-        self.starts += 1
-        return self
-
-    def kill9(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_TIMEOUT_S)
-        self._join_reader()
-
-    def terminate(self) -> int:
-        """SIGTERM, wait; the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(STOP_TIMEOUT_S)
-        self._join_reader()
-        return code
-
-    def _join_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.join(5)
-            self._reader = None
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:

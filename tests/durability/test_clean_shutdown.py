@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import confluent_kafka
 from durability_support import (
-    BrokerProcess,
     create_topic,
     producer_config,
     read_partitions,
@@ -19,6 +18,7 @@ from durability_support import (
 from samsa import config as broker_config
 from samsa.broker.core import CLEAN_SHUTDOWN_FILE, Broker, Endpoint
 from samsa.log.storage import OsStorage
+from samsa.testing.process import BrokerProcess
 
 TOPIC = "clean"
 PARTITIONS = 3

@@ -16,7 +16,6 @@ import confluent_kafka
 import pytest
 from durability_support import (
     Acks,
-    BrokerProcess,
     ProducerThread,
     create_topic,
     decode,
@@ -26,6 +25,7 @@ from durability_support import (
 )
 
 from samsa.protocol.batch import HEADER_BYTES, iter_batches
+from samsa.testing.process import BrokerProcess
 
 TOPIC = "durable"
 PARTITIONS = 3

@@ -18,9 +18,10 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 
+from samsa.testing.process import BrokerProcess
+
 from .support import (
     BROKER_SETTINGS,
-    BrokerProcess,
     create_topics,
     end_offsets,
     produce_values,

@@ -14,12 +14,12 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.process import BrokerProcess
 
 from .support import (
     BROKER_SETTINGS,
     DEADLINE_S,
     SESSION_TIMEOUT_MS,
-    BrokerProcess,
     committed_offsets,
     create_topics,
     end_offsets,

@@ -26,9 +26,10 @@ from typing import Any
 import confluent_kafka
 import pytest
 
-from durability.durability_support import BrokerProcess, create_topic, free_port
+from durability.durability_support import create_topic
 from samsa.chaos import EmbeddedChaosProxy
 from samsa.demo.guarantees import PARTITIONS, ProduceResult, read_topic
+from samsa.testing.process import BrokerProcess, free_port
 
 TOPIC = "idempotent-kill9"
 RATE_PER_S = 3000

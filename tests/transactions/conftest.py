@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import BrokerProcess
+from samsa.testing.process import BrokerProcess
 
 
 @pytest.fixture

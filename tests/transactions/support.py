@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import datetime
 import io
-import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -139,57 +134,6 @@ def read_confluent(
             assert time.monotonic() < deadline, f"positions {positions} never reached {ends}"
     finally:
         consumer.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BrokerProcess:
-    """`samsa serve` as a subprocess on a fixed port and data dir, to kill -9 and restart."""
-
-    def __init__(self, data_dir: str, settings: Sequence[str] = ()) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.settings = list(settings)
-        self.process: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> BrokerProcess:
-        command = [SAMSA, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
-        for setting in self.settings:
-            command += ["--set", setting]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.process = process
-        ready = threading.Event()
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                self.output.append(line.rstrip("\n"))
-                if line.strip() == "ready":
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(DEADLINE_S) or process.poll() is not None:
-            self.kill9()
-            raise RuntimeError("samsa serve did not start:\n" + "\n".join(self.output[-50:]))
-        return self
-
-    def kill9(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(DEADLINE_S)
 
 
 def txn_batch(

@@ -30,9 +30,9 @@ from samsa.log.segment import segment_name
 from samsa.log.storage import OsStorage
 from samsa.protocol.batch import iter_batches, parse_header
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.process import BrokerProcess
 
 from .support import (
-    BrokerProcess,
     all_partitions,
     create_topics,
     read_confluent,

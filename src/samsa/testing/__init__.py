@@ -1,5 +1,7 @@
-"""Test tools that ship with samsa: an embedded broker and a pytest plugin built on it."""
+"""Test tools that ship with samsa: an embedded broker, a pytest plugin built on it, and
+`samsa serve` as a subprocess to kill -9 and restart."""
 
 from samsa.testing.embedded import EmbeddedBroker, embedded_broker
+from samsa.testing.process import BrokerProcess
 
-__all__ = ["EmbeddedBroker", "embedded_broker"]
+__all__ = ["BrokerProcess", "EmbeddedBroker", "embedded_broker"]
