@@ -352,7 +352,12 @@ class TransactionalProducer(TransactionalClient):
             if self.crash_requested.is_set():
                 self.crash(txn)
                 continue
-            self.end_txn(txn, commit=self.rng.random() >= config.abort_probability)
+            commit = self.rng.random() >= config.abort_probability
+            if not commit and self.rng.random() < 0.5:
+                # librdkafka purges what it has not sent when it aborts; half the aborts are of
+                # records the broker already holds, which read_committed readers must skip.
+                sender.producer.flush(CALL_TIMEOUT_S)
+            self.end_txn(txn, commit=commit)
             time.sleep(self.rng.uniform(0, 2 * config.pause_s))
         if self.sender is not None:
             self.sender.producer.flush(CALL_TIMEOUT_S)
