@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from samsa.testing.process import BrokerProcess
 
 VALUE_SIZES = (100, 1024)
 DEFAULT_RECORDS = 100_000
@@ -86,46 +87,15 @@ class SizeResult:
 
 
 # ----------------------------------------------------------------- targets
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def samsa_process(*settings: str) -> Iterator[str]:
     """`samsa serve` in a subprocess on a free port and a temp data dir; yields its bootstrap."""
     data_dir = tempfile.mkdtemp(prefix="samsa-bench-")
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "samsa.cli",
-        "serve",
-        "--data-dir",
-        data_dir,
-        "--port",
-        str(port),
-    ]
-    for setting in settings:
-        command += ["--set", setting]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    broker = BrokerProcess(data_dir, settings)
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-        else:
-            raise RuntimeError(f"samsa serve exited with {process.wait()} before it was ready")
-        yield f"127.0.0.1:{port}"
+        yield broker.start().bootstrap
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        broker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -16,22 +16,17 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from samsa.bench.broker import samsa_process
 from samsa.streams import App, KeyValueStore
 
 GUARANTEES = ("at_most_once", "at_least_once", "exactly_once")
@@ -39,33 +34,6 @@ KINDS = ("stateless", "stateful")
 PARTITIONS = 3
 ACCOUNTS = 1000
 TIMEOUT_S = 600.0
-
-
-@contextmanager
-def samsa_serve() -> Iterator[str]:
-    data_dir = tempfile.mkdtemp(prefix="samsa-bench-streams-")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    samsa = os.path.join(os.path.dirname(sys.executable), "samsa")
-    process = subprocess.Popen(
-        [samsa, "serve", "--data-dir", data_dir, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-        else:
-            raise RuntimeError("samsa serve did not start")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(30)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def fill(bootstrap: str, topic: str, records: int) -> None:
@@ -138,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
-    with samsa_serve() as bootstrap:
+    with samsa_process() as bootstrap:
         for kind in KINDS:
             for guarantee in GUARANTEES:
                 rate = measure(bootstrap, kind, guarantee, args.records, args.commit_interval_ms)

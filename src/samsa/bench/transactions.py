@@ -18,23 +18,19 @@ Against one `samsa serve` subprocess (fresh temp data dir, default durable setti
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import admin as kafka_admin
 from confluent_kafka.cimpl import NewTopic
+
+from samsa.bench.broker import samsa_process
 
 VALUE = b"x" * 1024
 COMMIT_INTERVALS_MS = (10, 100, 1000)
@@ -62,41 +58,6 @@ class ProduceRun:
     @property
     def records_per_s(self) -> float:
         return self.records / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def samsa_process() -> Iterator[str]:
-    """`samsa serve` on a free port and a temp data dir; yields its bootstrap."""
-    data_dir = tempfile.mkdtemp(prefix="samsa-bench-txn-")
-    port = _free_port()
-    samsa = os.path.join(os.path.dirname(sys.executable), "samsa")
-    process = subprocess.Popen(
-        [samsa, "serve", "--data-dir", data_dir, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-        else:
-            raise RuntimeError("samsa serve exited before it was ready")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def create_topic(bootstrap: str, name: str) -> None:

@@ -88,8 +88,9 @@ class BrokerProcess:
         return self
 
     def kill9(self) -> None:
-        """SIGKILL: no flush, no clean-shutdown marker."""
+        """SIGKILL: no flush, no clean-shutdown marker (also of a paused broker)."""
         if self.running and self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(STOP_TIMEOUT_S)
         self._join_reader()
@@ -110,6 +111,17 @@ class BrokerProcess:
         code = self.process.wait(STOP_TIMEOUT_S)
         self._join_reader()
         return code
+
+    def stop(self) -> None:
+        """Shut down cleanly if running (a paused broker is resumed first); kill -9 if it does
+        not stop in time."""
+        if not self.running:
+            return
+        self.resume()
+        try:
+            self.terminate()
+        except subprocess.TimeoutExpired:
+            self.kill9()
 
     def _join_reader(self) -> None:
         if self._reader is not None:

@@ -16,12 +16,7 @@ Every round injects each enabled kind once, in a seeded order, so a short run se
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,6 +24,7 @@ from typing import Literal
 
 from samsa.chaos import EmbeddedChaosProxy
 from samsa.protocol.apis import ApiKey
+from samsa.testing.process import START_TIMEOUT_S, BrokerProcess
 from samsa.verify.history import FAILED, OK, History
 
 KILL = "kill"
@@ -54,88 +50,6 @@ TARGET_APIS = (
     ApiKey.OFFSET_COMMIT,
     ApiKey.FIND_COORDINATOR,
 )
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BrokerProcess:
-    """`samsa serve` as a subprocess on a fixed port and data dir: kill -9, pause, restart."""
-
-    def __init__(self, data_dir: str, advertised: str, settings: Sequence[str] = ()) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.settings = [f"advertised.listeners=PLAINTEXT://{advertised}", *settings]
-        self.process: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-        self.starts = 0
-
-    def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "samsa.cli",
-            "serve",
-            "--data-dir",
-            self.data_dir,
-            "--port",
-            str(self.port),
-        ]
-        for setting in self.settings:
-            command += ["--set", setting]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.process = process
-        ready = threading.Event()
-
-        def read() -> None:
-            if process.stdout is None:
-                return
-            for line in process.stdout:
-                if len(self.output) < 10_000:
-                    self.output.append(line.rstrip("\n"))
-                if line.strip() == "ready":
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, name="verify-broker-output", daemon=True).start()
-        if not ready.wait(START_TIMEOUT_S) or process.poll() is not None:
-            self.kill()
-            raise RuntimeError("samsa serve did not start:\n" + "\n".join(self.output[-30:]))
-        self.starts += 1
-
-    def kill(self) -> None:
-        process = self.process
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT_S)
-
-    def pause(self) -> None:
-        if self.process is not None:
-            os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        self.resume()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 class Nemesis(threading.Thread):
@@ -190,7 +104,7 @@ class Nemesis(threading.Thread):
         detail: str | None
         if kind == KILL:
             assert self.broker is not None
-            self.broker.kill()
+            self.broker.kill9()
             self.stopping.wait(rng.uniform(0.0, 1.0))
             self.broker.start()
             detail = "kill -9, restarted"

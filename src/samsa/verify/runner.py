@@ -16,8 +16,9 @@ from typing import Any
 
 from samsa.chaos import EmbeddedChaosProxy
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.process import BrokerProcess
 from samsa.verify import checker
-from samsa.verify.faults import ALL_FAULTS, BROKER_FAULTS, PROXY_FAULTS, BrokerProcess, Nemesis
+from samsa.verify.faults import ALL_FAULTS, BROKER_FAULTS, PROXY_FAULTS, Nemesis
 from samsa.verify.history import History, Op
 from samsa.verify.workload import Workload, WorkloadConfig
 
@@ -76,9 +77,7 @@ def _target(options: Options) -> Iterator[Target]:
             kinds = tuple(k for k in wanted if k not in BROKER_FAULTS)
             yield Target(proxy.bootstrap, proxy, None, kinds)
             return
-        broker = BrokerProcess(
-            data_dir, proxy.bootstrap, [f"{k}={v}" for k, v in options.broker_settings.items()]
-        )
+        broker = BrokerProcess(data_dir, settings)
         stack.callback(broker.stop)
         broker.start()
         proxy.upstream = ("127.0.0.1", broker.port)
