@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,13 +115,20 @@ def test_restart_completes_prepared_transaction(
             os.truncate(segment, size)
 
     with EmbeddedBroker(data_dir=data_dir) as restarted:
+        # After a process crash the old marker already makes the log stable, so wait for the
+        # coordinator to finish before reading the ends: its second marker may still be queued.
+        done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        deadline = time.monotonic() + 10
+        with AdminClient(restarted.bootstrap) as admin:
+            while True:
+                state = admin.describe_transactions(["crash-tx"]).transaction_states[0]
+                if state.transaction_state == done.value or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        assert state.transaction_state == done.value
         ends = wait_stable(restarted.bootstrap, tps)
         markers = [(3, True)] if lose_unsynced else [(3, True), (4, True)]
         assert ends == {tp: 3 + len(markers) for tp in tps}
-        with AdminClient(restarted.bootstrap) as admin:
-            state = admin.describe_transactions(["crash-tx"]).transaction_states[0]
-        done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
-        assert state.transaction_state == done.value
         assert restarted.server is not None
         for topic, p in tps:
             log = restarted.server.broker.topics.partition(topic, p)
