@@ -1,12 +1,13 @@
 """Streams runtime benchmark (issue 6): records per second through a stateless and a stateful
 application under each processing guarantee, against a `samsa serve` subprocess.
 
-    python -m samsa.bench.streams [--records N] [--commit-interval-ms 100] [--json]
+    python -m samsa.bench.streams [--records N] [--repeat K] [--commit-interval-ms 100] [--json]
 
 For each (application, guarantee) a fresh input topic (3 partitions) is filled with N JSON
 records first; then one worker runs in this process and the figure is N divided by the time from
 its first processed record to the commit that covers the last one (so start-up, group join and
-restore are not counted). Stateless: filter + map_values + to. Stateful: the balances example
+restore are not counted). The guarantees take turns, in a rotated order each round, K rounds;
+each figure is the median. Stateless: filter + map_values + to. Stateful: the balances example
 (a store read and write per record, changelog records each commit).
 """
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import threading
 import time
@@ -101,27 +103,38 @@ def measure(bootstrap: str, kind: str, guarantee: str, records: int, interval: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samsa.bench.streams", description=__doc__)
-    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--records", type=int, default=200_000, help="per run")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure the median")
     parser.add_argument("--commit-interval-ms", type=int, default=100)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, list[float]]] = {k: {g: [] for g in GUARANTEES} for k in KINDS}
     with samsa_process() as bootstrap:
-        for kind in KINDS:
-            for guarantee in GUARANTEES:
-                rate = measure(bootstrap, kind, guarantee, args.records, args.commit_interval_ms)
-                results.setdefault(kind, {})[guarantee] = rate
-                if not args.json:
-                    print(f"{kind:<10} {guarantee:<14} {rate:>10,.0f} records/s", flush=True)
+        for round_ in range(args.repeat):
+            for kind in KINDS:
+                shift = round_ % len(GUARANTEES)
+                for guarantee in GUARANTEES[shift:] + GUARANTEES[:shift]:
+                    rate = measure(
+                        bootstrap, kind, guarantee, args.records, args.commit_interval_ms
+                    )
+                    runs[kind][guarantee].append(rate)
+                    if not args.json:
+                        print(
+                            f"round {round_}: {kind:<10} {guarantee:<14} {rate:>10,.0f} records/s",
+                            flush=True,
+                        )
+    results = {k: {g: statistics.median(r) for g, r in by.items()} for k, by in runs.items()}
     if args.json:
-        print(json.dumps({"records": args.records, "results": results}))
+        print(json.dumps({"records": args.records, "results": results, "runs": runs}))
     else:
         print(
-            f"({args.records} records, commit interval {args.commit_interval_ms} ms, "
+            f"(median of {args.repeat}; {args.records} records, "
+            f"commit interval {args.commit_interval_ms} ms, "
             f"{platform.python_implementation()} {platform.python_version()}, "
             f"{os.cpu_count()} CPUs)"
         )
         for kind, rates in results.items():
+            print(kind, ", ".join(f"{g} {r:,.0f}/s" for g, r in rates.items()))
             ratio = rates["exactly_once"] / rates["at_least_once"]
             print(f"{kind}: exactly_once / at_least_once = {ratio:.2f}")
     return 0
