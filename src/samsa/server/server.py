@@ -222,7 +222,13 @@ class BrokerServer:
                 return None
             return asyncio.ensure_future(self._after_sync(outcome, synced))
         if isinstance(outcome, AwaitData):
-            return asyncio.ensure_future(self._long_poll(outcome))
+            arrived = self._data_arrived  # taken first: data arriving after the attempt wakes it
+            payload = outcome.attempt(outcome.max_wait_ms <= 0)
+            if payload is not None:  # enough data already: answer without a long-poll task
+                ready: Pending = loop.create_future()
+                ready.set_result(_encode(outcome.correlation_id, payload))
+                return ready
+            return asyncio.ensure_future(self._long_poll(outcome, arrived))
         if isinstance(outcome, AwaitSlot):
             return asyncio.ensure_future(self._slot(outcome))
         raise TypeError(f"unexpected outcome {outcome!r}")
@@ -256,13 +262,16 @@ class BrokerServer:
             self.run_background()
         return _encode(outcome.correlation_id, payload)
 
-    async def _long_poll(self, outcome: AwaitData) -> Parts:
+    async def _long_poll(self, outcome: AwaitData, arrived: asyncio.Event) -> Parts:
+        """Attempt again each time data arrives, and finally at the deadline. `pending` made
+        the first attempt, after taking `arrived`, and found too little."""
         deadline = time.monotonic() + outcome.max_wait_ms / 1000
-        payload = outcome.attempt(False)
+        payload = None
         while payload is None:
             remaining = deadline - time.monotonic()
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._data_arrived.wait(), remaining)
+                    await asyncio.wait_for(arrived.wait(), remaining)
+            arrived = self._data_arrived
             payload = outcome.attempt(time.monotonic() >= deadline)
         return _encode(outcome.correlation_id, payload)
