@@ -1,6 +1,6 @@
 """Transactions benchmark: what exactly-once costs a confluent-kafka producer and consumer.
 
-    python -m samsa.bench.transactions [--seconds S] [--repeat K] [--json]
+    python -m samsa.bench.transactions [--seconds S] [--repeat K] [--reads R] [--json]
 
 Against one `samsa serve` subprocess (fresh temp data dir, default durable settings):
 
@@ -12,7 +12,8 @@ Against one `samsa serve` subprocess (fresh temp data dir, default durable setti
   transaction's last records), and, separately, for small transactions (10 records) whose
   records were flushed first, so only EndTxn is timed;
 - consume throughput of a topic written by the 100 ms run, read to its end with an assign()
-  consumer at read_committed and at read_uncommitted, alternating, K rounds each.
+  consumer at read_committed and at read_uncommitted, alternating, R reads each (default 9:
+  with 3 the ratio moved by 2-3 % between runs of the same code).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
 
 
-def run(seconds: float, repeat: int, progress: bool) -> dict[str, Any]:
+def run(seconds: float, repeat: int, reads: int, progress: bool) -> dict[str, Any]:
     results: dict[str, list[ProduceRun]] = {}
     consume: dict[str, list[float]] = {"read_committed": [], "read_uncommitted": []}
     with samsa_process() as bootstrap:
@@ -195,7 +196,7 @@ def run(seconds: float, repeat: int, progress: bool) -> dict[str, Any]:
                     )
         create_topic(bootstrap, "bench-latency")
         latency = endtxn_latency(bootstrap, "bench-latency", LATENCY_SAMPLES)
-        for round_ in range(repeat):
+        for round_ in range(reads):
             levels = ["read_committed", "read_uncommitted"]
             for level in levels if round_ % 2 == 0 else reversed(levels):
                 consume[level].append(consume_s(bootstrap, reread_topic, level, reread_records))
@@ -219,6 +220,7 @@ def run(seconds: float, repeat: int, progress: bool) -> dict[str, Any]:
     return {
         "seconds_per_run": seconds,
         "repeat": repeat,
+        "reads": reads,
         "produce": produce,
         "endtxn_ms_p50": percentile(latency, 0.5),
         "endtxn_ms_p99": percentile(latency, 0.99),
@@ -247,7 +249,8 @@ def report_text(out: dict[str, Any]) -> str:
     )
     rates = out["consume_records_per_s"]
     lines.append(
-        f"consume {out['consume_records']:,} records: read_committed "
+        f"consume {out['consume_records']:,} records ({out['reads']} reads each, median): "
+        "read_committed "
         f"{rates['read_committed']:,.0f} rec/s, read_uncommitted "
         f"{rates['read_uncommitted']:,.0f} rec/s, ratio {out['consume_ratio']:.3f}"
     )
@@ -259,9 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samsa.bench.transactions")
     parser.add_argument("--seconds", type=float, default=5.0, help="per produce run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--reads", type=int, default=9, help="consumer reads per isolation level, alternating"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    out = run(args.seconds, args.repeat, progress=not args.json)
+    out = run(args.seconds, args.repeat, args.reads, progress=not args.json)
     print(json.dumps(out, indent=2) if args.json else report_text(out))
     return 0
 
