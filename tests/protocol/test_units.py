@@ -69,6 +69,36 @@ def test_any_chunking_yields_the_same_frames(payloads: list[bytes], cuts: list[i
     assert buffer.buffered_bytes == 0
 
 
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=12),
+)
+def test_frame_views_through_the_socket_path_yield_the_same_frames(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    """The server's path: the socket writes into `get_buffer`, frames come out as views into
+    the same buffer, each used and released before the next read reuses the space."""
+    stream = b"".join(frame(p) for p in payloads)
+    points = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    buffer = FrameBuffer(300, read_bytes=16)
+    out: list[bytes] = []
+    for begin, end in itertools.pairwise(points):
+        chunk = stream[begin:end]
+        while chunk:
+            space = buffer.get_buffer()
+            n = min(len(space), len(chunk))
+            space[:n] = chunk[:n]
+            space.release()
+            buffer.buffer_updated(n)
+            chunk = chunk[n:]
+            while (view := buffer.next_frame_view()) is not None:
+                assert view.readonly
+                out.append(bytes(view))
+                view.release()
+    assert out == payloads
+    assert buffer.buffered_bytes == 0
+
+
 def test_frame_at_the_limit_is_accepted() -> None:
     buffer = FrameBuffer(16)
     buffer.receive_data(frame(b"x" * 16))
@@ -221,8 +251,10 @@ def test_any_bit_flip_in_a_batch_is_rejected_or_harmless(position: int, bit: int
 
 def test_assign_offset_keeps_the_crc_valid() -> None:
     records = make_batch([b"a", b"b", b"c"])
-    assigned = batch.assign_offset(records, 1234, 5)
+    written, head, rest = batch.assign_offset(records, batch.parse_header(records), 1234, 5)
+    assigned = head + bytes(rest)
     header = batch.parse_header(assigned)
+    assert header == written
     assert header.base_offset == 1234
     assert header.partition_leader_epoch == 5
     assert header.last_offset == 1236

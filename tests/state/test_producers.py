@@ -21,12 +21,29 @@ from samsa.state.producers import (
 DAY_MS = 24 * 3600 * 1000
 
 
-def header(pid: int, epoch: int, base_sequence: int, count: int, base_offset: int = 0,
-           timestamp: int = 1_000) -> BatchHeader:
-    return BatchHeader(base_offset=base_offset, batch_length=100, partition_leader_epoch=0,
-                       magic=2, crc=0, attributes=0, last_offset_delta=count - 1,
-                       base_timestamp=timestamp, max_timestamp=timestamp, producer_id=pid,
-                       producer_epoch=epoch, base_sequence=base_sequence, records_count=count)
+def header(
+    pid: int,
+    epoch: int,
+    base_sequence: int,
+    count: int,
+    base_offset: int = 0,
+    timestamp: int = 1_000,
+) -> BatchHeader:
+    return BatchHeader(
+        base_offset=base_offset,
+        batch_length=100,
+        partition_leader_epoch=0,
+        magic=2,
+        crc=0,
+        attributes=0,
+        last_offset_delta=count - 1,
+        base_timestamp=timestamp,
+        max_timestamp=timestamp,
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=base_sequence,
+        records_count=count,
+    )
 
 
 @dataclass
@@ -42,8 +59,14 @@ class FakeLog:
         if isinstance(verdict, Duplicate):
             return verdict.batch.first_offset, False
         assert isinstance(verdict, Append)
-        written = header(h.producer_id, h.producer_epoch, h.base_sequence, h.records_count,
-                         base_offset=self.end, timestamp=h.max_timestamp)
+        written = header(
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            h.records_count,
+            base_offset=self.end,
+            timestamp=h.max_timestamp,
+        )
         self.state.apply(written)
         self.end = written.next_offset
         return written.base_offset, True
@@ -52,8 +75,9 @@ class FakeLog:
 @settings(max_examples=300, deadline=None)
 @given(
     counts=st.lists(st.integers(1, 20), min_size=1, max_size=40),
-    retries=st.lists(st.tuples(st.integers(0, 39), st.integers(0, BATCHES_RETAINED - 1)),
-                     max_size=40),
+    retries=st.lists(
+        st.tuples(st.integers(0, 39), st.integers(0, BATCHES_RETAINED - 1)), max_size=40
+    ),
     start=st.one_of(st.just(0), st.integers(0, INT32_MAX)),
 )
 def test_retries_within_the_window_are_never_written_twice(
@@ -142,10 +166,13 @@ def test_only_the_last_five_batches_are_recognised() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(counts=st.lists(st.integers(1, 5), min_size=1, max_size=12),
-       pids=st.lists(st.integers(0, 50), min_size=1, max_size=12))
-def test_a_snapshot_answers_retries_as_the_live_state_does(counts: list[int],
-                                                           pids: list[int]) -> None:
+@given(
+    counts=st.lists(st.integers(1, 5), min_size=1, max_size=12),
+    pids=st.lists(st.integers(0, 50), min_size=1, max_size=12),
+)
+def test_a_snapshot_answers_retries_as_the_live_state_does(
+    counts: list[int], pids: list[int]
+) -> None:
     live = FakeLog(ProducerStateManager(DAY_MS))
     sequences: dict[int, int] = {}
     sent = []

@@ -144,7 +144,7 @@ class Broker:
         return cluster_id
 
     # ----------------------------------------------------------------- dispatch
-    def handle_frame(self, data: bytes) -> Outcome:
+    def handle_frame(self, data: bytes | memoryview) -> Outcome:
         """One request frame (without its size prefix) in, one outcome out. Never raises for
         anything a client sends."""
         try:

@@ -42,7 +42,7 @@ def api_versions_fallback(prefix: RequestPrefix) -> Outcome:
     return Reply(prefix.correlation_id, payload)
 
 
-def respond(prefix: RequestPrefix, data: bytes) -> Outcome:
+def respond(prefix: RequestPrefix, data: bytes | memoryview) -> Outcome:
     reason = f"api {prefix.api_key} v{prefix.api_version} is not served"
     if prefix.api_key == ApiKey.PRODUCE and 0 <= prefix.api_version <= 2:
         return _old_produce(prefix, data)
@@ -95,7 +95,7 @@ def _zero_values(schema: type[Any]) -> dict[str, Any]:
     return values
 
 
-def _old_produce(prefix: RequestPrefix, data: bytes) -> Outcome:
+def _old_produce(prefix: RequestPrefix, data: bytes | memoryview) -> Outcome:
     """Produce v0-2 bodies are v3 bodies without the leading transactional id."""
     try:
         _, offset = entity_reader(RequestHeaderV1)(data, 0)

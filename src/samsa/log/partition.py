@@ -258,9 +258,8 @@ class PartitionLog:
                     f"ongoing transaction with {self.topic}-{self.partition} in it",
                 )
         self._maybe_roll(len(records), now_ms)
-        data = assign_offset(records, self.log_end_offset, 0)
-        written = parse_header(data)
-        self.active.append(written, data)
+        written, head, rest = assign_offset(records, header, self.log_end_offset, 0)
+        self.active.append(written, head, rest)
         self.producers.apply(written)
         self._written()
         return written

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from samsa.log.index import OffsetIndex, TimeIndex
-from samsa.log.storage import File, Storage
+from samsa.log.storage import Bytes, File, Storage
 from samsa.log.txn_index import TxnIndex
 from samsa.protocol.batch import HEADER_BYTES, BatchHeader, crc_ok, iter_batches, parse_header
 
@@ -50,8 +50,9 @@ class Segment:
     def size(self) -> int:
         return self.log.size()
 
-    def append(self, header: BatchHeader, data: bytes) -> int:
-        """Append one batch whose offsets are already assigned; return its file position."""
+    def append(self, header: BatchHeader, *parts: Bytes) -> int:
+        """Append one batch whose offsets are already assigned, given as consecutive parts;
+        return its file position."""
         position = self.log.size()
         if self._bytes_since_index >= self._index_interval_bytes or position == 0:
             self.offset_index.append(header.base_offset, position)
@@ -59,9 +60,9 @@ class Segment:
                 max(self.max_timestamp, header.max_timestamp), header.base_offset
             )
             self._bytes_since_index = 0
-        self.log.append(data)
+        self.log.append(*parts)
         self._track(header)
-        self._bytes_since_index += len(data)
+        self._bytes_since_index += header.size
         return position
 
     def _track(self, header: BatchHeader) -> None:

@@ -11,9 +11,11 @@ import os
 import shutil
 from typing import Protocol
 
+Bytes = bytes | bytearray | memoryview
+
 
 class File(Protocol):
-    def append(self, data: bytes) -> None: ...
+    def append(self, *parts: Bytes) -> None: ...  # written one after the other, at the end
     def read(self, position: int, size: int) -> bytes: ...
     def size(self) -> int: ...
     def truncate(self, size: int) -> None: ...
@@ -40,12 +42,15 @@ class OsFile:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = os.fstat(self._fd).st_size
 
-    def append(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._size += len(data)
+    def append(self, *parts: Bytes) -> None:
+        views = [memoryview(part) for part in parts]
+        while views:
+            written = os.writev(self._fd, views)
+            self._size += written
+            while views and written >= views[0].nbytes:
+                written -= views.pop(0).nbytes
+            if views:
+                views[0] = views[0][written:]
 
     def read(self, position: int, size: int) -> bytes:
         return os.pread(self._fd, size, position)

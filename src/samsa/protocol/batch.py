@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import crc32c
 from kio.schema.errors import ErrorCode
@@ -159,8 +159,11 @@ def validate_produced(records: bytes, message_bytes_max: int) -> BatchHeader:
 _ASSIGN = struct.Struct(">qii")
 
 
-def assign_offset(records: bytes, base_offset: int, leader_epoch: int) -> bytes:
-    """The batch with its base offset and partition leader epoch set (outside the CRC)."""
-    head = _ASSIGN.pack(base_offset, len(records) - LOG_OVERHEAD, leader_epoch)
-    with memoryview(records) as view:
-        return b"".join((head, view[16:]))  # one copy of the batch, not two
+def assign_offset(
+    records: bytes, header: BatchHeader, base_offset: int, leader_epoch: int
+) -> tuple[BatchHeader, bytes, memoryview]:
+    """The batch with its base offset and partition leader epoch set (outside the CRC): its
+    new header, and the batch as a new 16-byte prefix and a view of the rest (not copied)."""
+    head = _ASSIGN.pack(base_offset, header.batch_length, leader_epoch)
+    assigned = replace(header, base_offset=base_offset, partition_leader_epoch=leader_epoch)
+    return assigned, head, memoryview(records)[16:]

@@ -47,7 +47,7 @@ class Request:
     payload: Any
 
 
-def peek_prefix(data: bytes) -> RequestPrefix:
+def peek_prefix(data: bytes | memoryview) -> RequestPrefix:
     """Api key, version and correlation id: readable even when the rest is not."""
     if len(data) < _PREFIX.size:
         raise DecodeError(f"request of {len(data)} bytes is shorter than a header")
@@ -86,7 +86,7 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_writer(response)
 
 
-def decode_request(data: bytes) -> Request:
+def decode_request(data: bytes | memoryview) -> Request:
     """Decode a whole request frame (without its size prefix)."""
     prefix = peek_prefix(data)
     schema = request_type(prefix.api_key, prefix.api_version)

@@ -59,6 +59,16 @@ class FrameBuffer:
 
     def next_frame(self) -> bytes | None:
         """The next whole frame, or None if more bytes are needed."""
+        view = self.next_frame_view()
+        if view is None:
+            return None
+        with view:
+            return bytes(view)
+
+    def next_frame_view(self) -> memoryview | None:
+        """The next whole frame as a read-only view into the buffer (no copy), or None if more
+        bytes are needed. The view is only valid until the next call that takes bytes in
+        (`receive_data`, `get_buffer`): use it, and release it, before then."""
         available = self._end - self._start
         if available < 4:
             return None
@@ -68,8 +78,7 @@ class FrameBuffer:
         if available < 4 + size:
             return None
         begin = self._start + 4
-        with memoryview(self._buffer) as view:
-            frame = bytes(view[begin : begin + size])  # the one copy
+        frame = memoryview(self._buffer)[begin : begin + size].toreadonly()
         self._start = begin + size
         if self._start == self._end:
             self._start = self._end = 0

@@ -104,7 +104,7 @@ class Connection(asyncio.BufferedProtocol):
         resume reading to match."""
         while not self._done and self._queue.qsize() < self._queued_max:
             try:
-                request = self._frames.next_frame()
+                request = self._frames.next_frame_view()  # valid until the next read
             except FrameError as exc:
                 self._owner.closing(self._peer, str(exc))
                 self._finish()
@@ -123,6 +123,8 @@ class Connection(asyncio.BufferedProtocol):
                 self._owner.failed(self._peer)
                 self._finish()
                 return
+            finally:
+                request.release()  # the broker keeps copies of what it needs, never the frame
             if pending is not None:
                 self._queue.put_nowait(pending)
         if self._done or self._transport is None:

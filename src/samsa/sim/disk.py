@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import random
 
-from samsa.log.storage import File
+from samsa.log.storage import Bytes, File
 
 
 class SimFile:
@@ -21,9 +21,10 @@ class SimFile:
         self.content = bytearray()
         self.durable = b""
 
-    def append(self, data: bytes) -> None:
+    def append(self, *parts: Bytes) -> None:
         self._disk.check_alive()
-        self.content += data
+        for part in parts:
+            self.content += part
 
     def read(self, position: int, size: int) -> bytes:
         return bytes(self.content[position : position + size])
