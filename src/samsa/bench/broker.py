@@ -5,7 +5,7 @@ in-process mock cluster (`test.mock.num.brokers`), plus the embedded broker's st
 
 For each value size (100 B and 1 KB) it produces N records with acks=all to a fresh
 one-partition topic, timing from the first `produce()` until every delivery report has arrived,
-then reads them all back with an assign()-based consumer (samsa has no consumer groups yet),
+then reads them all back with an assign()-based consumer (no group join inside the timing),
 timing from `assign()` until the last record. The client runs in this process in every case;
 samsa runs as a `samsa serve` subprocess (fresh temp data dir, free port), and, for reference,
 also as an embedded broker in this process (sharing the GIL with the client). Each figure is
