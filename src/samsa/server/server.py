@@ -59,6 +59,8 @@ class BrokerServer:
         self.group_commit = GroupCommit(self.notify_data)
         self._timers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._long_polls: set[Pending] = set()
+        self._stopping = False
         self.connections_closed_for_errors = 0
 
     @property
@@ -113,9 +115,17 @@ class BrokerServer:
 
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         await stop_all(self.connections)
+        # Their clients are gone; left running, they would read the logs closed below.
+        polls = list(self._long_polls)
+        for poll in polls:
+            poll.cancel()
+        for poll in polls:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await poll
         for timer in self._timers:
             timer.cancel()
         # Let background work finish (transaction markers and the CompleteCommit after them),
@@ -228,7 +238,10 @@ class BrokerServer:
                 ready: Pending = loop.create_future()
                 ready.set_result(_encode(outcome.correlation_id, payload))
                 return ready
-            return asyncio.ensure_future(self._long_poll(outcome, arrived))
+            poll: Pending = asyncio.ensure_future(self._long_poll(outcome, arrived))
+            self._long_polls.add(poll)
+            poll.add_done_callback(self._long_polls.discard)
+            return poll
         if isinstance(outcome, AwaitSlot):
             return asyncio.ensure_future(self._slot(outcome))
         raise TypeError(f"unexpected outcome {outcome!r}")
@@ -272,6 +285,8 @@ class BrokerServer:
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), remaining)
+            if self._stopping:  # Python 3.11's wait_for can swallow the cancel from `stop`
+                raise asyncio.CancelledError
             arrived = self._data_arrived
             payload = outcome.attempt(time.monotonic() >= deadline)
         return _encode(outcome.correlation_id, payload)

@@ -1,0 +1,87 @@
+"""A clean shutdown ends every long-polling fetch before it closes the logs.
+
+A fetch waiting for data belongs to a connection that `stop` has just dropped. Left running, it
+wakes later (at its deadline, or because the shutdown's own final syncs announced data) and
+reads segment files that are closed by then: `samsa demo payments` logged such OSErrors
+("Bad file descriptor") from an embedded broker's restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from samsa import config as broker_config
+from samsa.broker.core import Broker, Endpoint
+from samsa.log.storage import OsStorage
+from samsa.protocol import codec
+from samsa.protocol.apis import ApiKey
+from samsa.protocol.build import build
+from samsa.server.run import bind, wall_clock_ms
+from samsa.server.server import BrokerServer
+
+LONG_POLL_MS = 5_000
+
+
+def fetch_request(correlation_id: int, topic: str) -> bytes:
+    schema = codec.request_type(ApiKey.FETCH, 12)
+    assert schema is not None
+    body = {
+        "replica_id": -1,
+        "max_wait": LONG_POLL_MS,
+        "min_bytes": 1,
+        "max_bytes": 1 << 20,
+        "isolation_level": 0,
+        "session_id": 0,
+        "session_epoch": -1,
+        "topics": [
+            {
+                "topic": topic,
+                "partitions": [
+                    {
+                        "partition": 0,
+                        "current_leader_epoch": -1,
+                        "fetch_offset": 0,
+                        "last_fetched_epoch": -1,
+                        "log_start_offset": -1,
+                        "partition_max_bytes": 1 << 20,
+                    }
+                ],
+            }
+        ],
+        "forgotten_topics_data": [],
+        "rack_id": "",
+    }
+    return codec.encode_request(correlation_id, "test", build(schema, body))
+
+
+def test_stop_ends_long_polls_before_closing_the_logs(tmp_path: Path) -> None:
+    async def scenario() -> tuple[float, list[tuple[bool, bool]]]:
+        broker = Broker(
+            broker_config.load({}), OsStorage(), str(tmp_path), wall_clock_ms, Endpoint("x", 1)
+        )
+        broker.open()
+        broker.topics.create("quiet", 1, {}, wall_clock_ms())
+        sock = bind("127.0.0.1", 0)
+        server = BrokerServer(broker, sock)
+        await server.start()
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(fetch_request(1, "quiet"))  # an empty log: the fetch waits for data
+        await writer.drain()
+        deadline = time.monotonic() + 5
+        while not server._long_polls:
+            assert time.monotonic() < deadline, "the fetch never started waiting"
+            await asyncio.sleep(0.01)
+        polls = list(server._long_polls)
+        server.notify_data()  # the poll is woken in the same turn as the shutdown starts
+        began = time.monotonic()
+        await server.stop()
+        took = time.monotonic() - began
+        ended = [(poll.done(), poll.cancelled()) for poll in polls]  # before asyncio.run's cleanup
+        writer.close()
+        return took, ended
+
+    took, ended = asyncio.run(scenario())
+    assert ended == [(True, True)], "a long poll outlived the broker's stop"
+    assert took < LONG_POLL_MS / 1000 / 2, f"stop waited {took:.1f} s for a long poll"
