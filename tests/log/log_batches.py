@@ -7,26 +7,18 @@ kio's reader (which checks the CRC and every record length).
 
 from __future__ import annotations
 
-import datetime
-import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kio.records.readers import read_batch
-from kio.records.schema import NewRecordBatch, Record, RecordHeader
-from kio.records.writers import write_new_batch
-from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
 
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch import BatchHeader, parse_header, validate_produced
+from samsa.protocol.batch_writer import record_batch
 
 BASE_TIMESTAMP_MS = 1_700_000_000_000
-
-
-def _timestamp(ms: int) -> TZAwareMicros:
-    return TZAwareMicros.parse(datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC))
 
 
 def make_batch(
@@ -42,33 +34,18 @@ def make_batch(
     attributes: int = 0,
 ) -> bytes:
     """One uncompressed v2 batch holding `values` (with optional keys, headers, timestamps)."""
-    count = len(values)
-    keys = keys if keys is not None else [None] * count
-    headers = headers if headers is not None else [()] * count
-    timestamps = timestamps if timestamps is not None else [timestamp_ms] * count
-    records = tuple(
-        Record(
-            attributes=i8(0),
-            timestamp=_timestamp(timestamps[i]),
-            offset=i64(i),
-            key=keys[i],
-            value=values[i],
-            headers=tuple(RecordHeader(key=k, value=v) for k, v in headers[i]),
-        )
-        for i in range(count)
+    timestamps = timestamps if timestamps is not None else [timestamp_ms] * len(values)
+    data = record_batch(
+        values,
+        timestamp_ms=timestamp_ms,
+        keys=keys,
+        headers=headers,
+        timestamps_ms=timestamps,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        attributes=attributes,
     )
-    buffer = io.BytesIO()
-    write_new_batch(
-        buffer,
-        NewRecordBatch(
-            producer_id=i64(producer_id),
-            producer_epoch=i16(producer_epoch),
-            base_sequence=i32(base_sequence),
-            records=records,
-            attributes=i16(attributes),
-        ),
-    )
-    data = buffer.getvalue()
     # kio goes through float seconds; make sure the millisecond timestamps survived exactly.
     header = parse_header(data)
     assert header.base_timestamp == timestamps[0], (header.base_timestamp, timestamps[0])

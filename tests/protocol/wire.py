@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import datetime
-import io
 import socket
 import struct
 from typing import Any
 
 import crc32c
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_new_batch
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
-from kio.static.primitive import i8, i16, i32, i64
+from kio.static.primitive import i16, i32, i64
 
 from samsa.protocol import codec
 from samsa.protocol.batch import CRC_START
+from samsa.protocol.batch_writer import record_batch
 
-TIMESTAMP = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+TIMESTAMP_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 
 
 def make_batch(
@@ -31,29 +29,14 @@ def make_batch(
     base_sequence: int = -1,
 ) -> bytes:
     """A valid magic-2 record batch (base offset 0, CRC-32C computed by kio's writer)."""
-    records = tuple(
-        Record(
-            attributes=i8(0),
-            timestamp=TIMESTAMP,
-            offset=i64(i),
-            key=None,
-            value=value,
-            headers=(),
-        )
-        for i, value in enumerate(values)
+    return record_batch(
+        values,
+        timestamp_ms=TIMESTAMP_MS,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        attributes=attributes,
     )
-    buffer = io.BytesIO()
-    write_new_batch(
-        buffer,
-        NewRecordBatch(
-            producer_id=i64(producer_id),
-            producer_epoch=i16(producer_epoch),
-            base_sequence=i32(base_sequence),
-            records=records,
-            attributes=i16(attributes),
-        ),
-    )
-    return buffer.getvalue()
 
 
 def recrc(batch: bytes) -> bytes:

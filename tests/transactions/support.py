@@ -7,8 +7,6 @@ script order within each partition; a read_uncommitted reader sees every record.
 
 from __future__ import annotations
 
-import datetime
-import io
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -18,14 +16,12 @@ from typing import Any
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_new_batch
-from kio.static.primitive import i8, i16, i32, i64
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.admin.client import AdminClient as SamsaAdmin
 from samsa.broker.outcomes import Durable
 from samsa.log.partition import PartitionLog
+from samsa.protocol.batch_writer import record_batch
 
 DEADLINE_S = 30.0
 TRANSACTIONAL_ATTRIBUTE = 0x10
@@ -140,29 +136,14 @@ def txn_batch(
     values: Sequence[bytes], producer_id: int, producer_epoch: int, base_sequence: int
 ) -> bytes:
     """A transactional magic-2 record batch, as a producer sends it (base offset 0)."""
-    records = tuple(
-        Record(
-            attributes=i8(0),
-            timestamp=datetime.datetime.now(datetime.UTC),
-            offset=i64(i),
-            key=None,
-            value=value,
-            headers=(),
-        )
-        for i, value in enumerate(values)
+    return record_batch(
+        values,
+        timestamp_ms=wall_ms(),
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        attributes=TRANSACTIONAL_ATTRIBUTE,
     )
-    buffer = io.BytesIO()
-    write_new_batch(
-        buffer,
-        NewRecordBatch(
-            producer_id=i64(producer_id),
-            producer_epoch=i16(producer_epoch),
-            base_sequence=i32(base_sequence),
-            records=records,
-            attributes=i16(TRANSACTIONAL_ATTRIBUTE),
-        ),
-    )
-    return buffer.getvalue()
 
 
 def txn_producer(

@@ -6,52 +6,15 @@ it replays the same records through the same code. Batches are built with kio's 
 
 from __future__ import annotations
 
-import datetime
-import io
 from collections.abc import Callable, Iterator, Sequence
 
 from kio.records.readers import read_batch
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_new_batch
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
 
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch import TRANSACTIONAL_FLAG, BatchHeader, parse_header
+from samsa.protocol.batch_writer import record_batch
 from samsa.state.producers import Duplicate
-
-
-def record_batch(
-    records: Sequence[tuple[bytes, bytes | None]],
-    timestamp_ms: int,
-    producer_id: int = -1,
-    producer_epoch: int = -1,
-    transactional: bool = False,
-) -> bytes:
-    """One batch of keyed records; transactional ones carry the producer's id and epoch."""
-    timestamp = TZAwareMicros.parse(
-        datetime.datetime.fromtimestamp(timestamp_ms / 1000, datetime.UTC)
-    )
-    batch = NewRecordBatch(
-        producer_id=i64(producer_id),
-        producer_epoch=i16(producer_epoch),
-        base_sequence=i32(-1),
-        records=tuple(
-            Record(
-                attributes=i8(0),
-                timestamp=timestamp,
-                offset=i64(i),
-                key=key,
-                value=value,
-                headers=(),
-            )
-            for i, (key, value) in enumerate(records)
-        ),
-        attributes=i16(TRANSACTIONAL_FLAG if transactional else 0),
-    )
-    buffer = io.BytesIO()
-    write_new_batch(buffer, batch)
-    return buffer.getvalue()
 
 
 def append_records(
@@ -67,7 +30,14 @@ def append_records(
 
     Raises `ProducerStateError` for a transactional batch the producer state refuses.
     """
-    data = record_batch(records, now_ms, producer_id, producer_epoch, transactional)
+    data = record_batch(
+        [value for _, value in records],
+        keys=[key for key, _ in records],
+        timestamp_ms=now_ms,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        attributes=TRANSACTIONAL_FLAG if transactional else 0,
+    )
     written = log.append(data, parse_header(data), now_ms, verify_txn, coordinator=True)
     if isinstance(written, Duplicate):
         raise RuntimeError("a coordinator batch was taken for a duplicate")

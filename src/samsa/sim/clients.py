@@ -7,19 +7,15 @@ acknowledged, and how each transaction ended as far as its producer knows.
 
 from __future__ import annotations
 
-import datetime
-import io
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_new_batch
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
 
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.batch import TRANSACTIONAL_FLAG
+from samsa.protocol.batch_writer import record_batch
 
 TOPICS = {"a": 3, "b": 2}
 TXN_TIMEOUT_MS = 3000
@@ -33,27 +29,14 @@ def batch(
     transactional: bool,
     timestamp_ms: int,
 ) -> bytes:
-    timestamp = TZAwareMicros.parse(
-        datetime.datetime.fromtimestamp(timestamp_ms / 1000, datetime.UTC)
+    return record_batch(
+        values,
+        timestamp_ms=timestamp_ms,
+        producer_id=producer_id,
+        producer_epoch=epoch,
+        base_sequence=base_sequence,
+        attributes=TRANSACTIONAL_FLAG if transactional else 0,
     )
-    records = tuple(
-        Record(
-            attributes=i8(0), timestamp=timestamp, offset=i64(i), key=None, value=value, headers=()
-        )
-        for i, value in enumerate(values)
-    )
-    buffer = io.BytesIO()
-    write_new_batch(
-        buffer,
-        NewRecordBatch(
-            producer_id=i64(producer_id),
-            producer_epoch=i16(epoch),
-            base_sequence=i32(base_sequence),
-            records=records,
-            attributes=i16(TRANSACTIONAL_FLAG if transactional else 0),
-        ),
-    )
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True, slots=True)
