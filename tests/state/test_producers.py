@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
-from samsa.protocol.batch import INT32_MAX, BatchHeader, increment_sequence
+from samsa.protocol.batch import INT32_MAX, TRANSACTIONAL_FLAG, BatchHeader, increment_sequence
 from samsa.state.producers import (
     BATCHES_RETAINED,
     Append,
@@ -59,14 +60,7 @@ class FakeLog:
         if isinstance(verdict, Duplicate):
             return verdict.batch.first_offset, False
         assert isinstance(verdict, Append)
-        written = header(
-            h.producer_id,
-            h.producer_epoch,
-            h.base_sequence,
-            h.records_count,
-            base_offset=self.end,
-            timestamp=h.max_timestamp,
-        )
+        written = dataclasses.replace(h, base_offset=self.end)
         self.state.apply(written)
         self.end = written.next_offset
         return written.base_offset, True
@@ -221,3 +215,38 @@ def test_non_idempotent_batches_are_not_tracked() -> None:
     assert isinstance(state.check(h), Append)
     state.apply(h)
     assert len(state) == 0
+
+
+def txn_header(pid: int, epoch: int, base_sequence: int, count: int) -> BatchHeader:
+    return dataclasses.replace(
+        header(pid, epoch, base_sequence, count), attributes=TRANSACTIONAL_FLAG
+    )
+
+
+def test_sequences_reused_after_an_ended_transaction_are_out_of_order() -> None:
+    """librdkafka, after an abort purged batches it had in fact sent before a broker restart,
+    sends new records under the same epoch and the same sequences. Those are not retries:
+    taken for duplicates they would be answered with the aborted batch's offsets and never
+    written. They are refused as out of order, so the client aborts and bumps its epoch."""
+    state = ProducerStateManager(DAY_MS)
+    log = FakeLog(state)
+    assert log.produce(txn_header(7, 0, 0, 3)) == (0, True)  # transaction A
+    state.apply_marker(header(7, 0, -1, 1, base_offset=3), aborted=True, coordinator_epoch=0)
+    log.end = 4
+    with pytest.raises(ProducerStateError) as refused:
+        state.check(txn_header(7, 0, 0, 3))  # transaction B, the same sequences
+    assert refused.value.error == ErrorCode.out_of_order_sequence_number
+
+
+def test_a_retry_inside_the_open_transaction_is_still_a_duplicate() -> None:
+    state = ProducerStateManager(DAY_MS)
+    log = FakeLog(state)
+    assert log.produce(txn_header(7, 0, 0, 3)) == (0, True)  # transaction A
+    state.apply_marker(header(7, 0, -1, 1, base_offset=3), aborted=False, coordinator_epoch=0)
+    log.end = 4
+    assert log.produce(txn_header(7, 0, 3, 2)) == (4, True)  # transaction B opens here
+    assert log.produce(txn_header(7, 0, 5, 2)) == (6, True)
+    assert log.produce(txn_header(7, 0, 3, 2)) == (4, False)  # retries of B's batches
+    assert log.produce(txn_header(7, 0, 5, 2)) == (6, False)
+    with pytest.raises(ProducerStateError):  # A's sequences, while B is open
+        state.check(txn_header(7, 0, 0, 3))

@@ -113,6 +113,22 @@ class CompletedTxn:
     aborted: bool
 
 
+def _from_closed_transaction(
+    header: BatchHeader, entry: ProducerEntry, retained: BatchMetadata
+) -> bool:
+    """Whether a transactional batch matches the sequences of a batch that belongs to an
+    earlier, already ended transaction of its producer. Then it is not a retry (a client
+    retries a batch only within its transaction) but the producer reusing sequence numbers,
+    which librdkafka does (same epoch) after an abort purged batches that had in fact been
+    written before a broker restart. Taken for a duplicate, as Kafka does, the new batch would
+    be answered with the old batch's offsets and never written: lost, in a transaction that
+    then commits. Refused as out of order instead, it makes the client abort and bump its
+    epoch."""
+    if not header.is_transactional:
+        return False
+    return not entry.in_transaction or retained.first_offset < entry.current_txn_first_offset
+
+
 def in_sequence(last_sequence: int, next_sequence: int) -> bool:
     return next_sequence == last_sequence + 1 or (next_sequence == 0 and last_sequence == INT32_MAX)
 
@@ -153,7 +169,7 @@ class ProducerStateManager:
             return Append(opens_txn=header.is_transactional and not entry.in_transaction)
         if header.producer_epoch == entry.epoch:
             retained = entry.find(header.base_sequence, header.last_sequence)
-            if retained is not None:
+            if retained is not None and not _from_closed_transaction(header, entry, retained):
                 return Duplicate(retained)
         if header.producer_epoch < entry.epoch:
             raise ProducerStateError(
