@@ -223,11 +223,12 @@ def txn_header(pid: int, epoch: int, base_sequence: int, count: int) -> BatchHea
     )
 
 
-def test_sequences_reused_after_an_ended_transaction_are_out_of_order() -> None:
+def test_sequences_reused_after_an_ended_transaction_are_refused() -> None:
     """librdkafka, after an abort purged batches it had in fact sent before a broker restart,
     sends new records under the same epoch and the same sequences. Those are not retries:
     taken for duplicates they would be answered with the aborted batch's offsets and never
-    written. They are refused as out of order, so the client aborts and bumps its epoch."""
+    written. They are refused with UNKNOWN_PRODUCER_ID, so the client aborts and bumps its
+    epoch (tests/transactions/test_sequence_reuse.py shows librdkafka doing it)."""
     state = ProducerStateManager(DAY_MS)
     log = FakeLog(state)
     assert log.produce(txn_header(7, 0, 0, 3)) == (0, True)  # transaction A
@@ -235,7 +236,7 @@ def test_sequences_reused_after_an_ended_transaction_are_out_of_order() -> None:
     log.end = 4
     with pytest.raises(ProducerStateError) as refused:
         state.check(txn_header(7, 0, 0, 3))  # transaction B, the same sequences
-    assert refused.value.error == ErrorCode.out_of_order_sequence_number
+    assert refused.value.error == ErrorCode.unknown_producer_id
 
 
 def test_a_retry_inside_the_open_transaction_is_still_a_duplicate() -> None:

@@ -15,6 +15,9 @@ Theory of operation (Kafka's ProducerStateManager / ProducerAppendInfo, KIP-98 a
   Every failure is OUT_OF_ORDER_SEQUENCE_NUMBER, never DUPLICATE_SEQUENCE_NUMBER.
 - Unlike Kafka, snapshots keep the whole retained window, not only the last batch, so every retry
   in flight when the broker restarted is still recognised after it.
+- Unlike Kafka, a transactional batch is a duplicate only of a batch of the producer's current
+  transaction on this partition; matching one of an ended transaction, it is sequence reuse,
+  refused with UNKNOWN_PRODUCER_ID (see `_from_closed_transaction`).
 
 Transactions (KIP-98): a producer's first transactional batch opens a transaction on this
 partition at its base offset; the COMMIT or ABORT marker closes it (`apply_marker`). The first
@@ -122,8 +125,12 @@ def _from_closed_transaction(
     which librdkafka does (same epoch) after an abort purged batches that had in fact been
     written before a broker restart. Taken for a duplicate, as Kafka does, the new batch would
     be answered with the old batch's offsets and never written: lost, in a transaction that
-    then commits. Refused as out of order instead, it makes the client abort and bump its
-    epoch."""
+    then commits.
+
+    It is refused with UNKNOWN_PRODUCER_ID, the code that tells a client (KIP-360) to bump its
+    epoch and start its sequences again: librdkafka makes it an abortable error, aborts, bumps
+    and retries. OUT_OF_ORDER_SEQUENCE_NUMBER, the literal answer, is fatal to librdkafka here
+    ("sequence desynchronization"): no loss either, but the producer must be recreated."""
     if not header.is_transactional:
         return False
     return not entry.in_transaction or retained.first_offset < entry.current_txn_first_offset
@@ -169,7 +176,13 @@ class ProducerStateManager:
             return Append(opens_txn=header.is_transactional and not entry.in_transaction)
         if header.producer_epoch == entry.epoch:
             retained = entry.find(header.base_sequence, header.last_sequence)
-            if retained is not None and not _from_closed_transaction(header, entry, retained):
+            if retained is not None:
+                if _from_closed_transaction(header, entry, retained):
+                    raise ProducerStateError(
+                        ErrorCode.unknown_producer_id,
+                        f"producer {header.producer_id} reused sequences "
+                        f"{header.base_sequence}-{header.last_sequence} of an ended transaction",
+                    )
                 return Duplicate(retained)
         if header.producer_epoch < entry.epoch:
             raise ProducerStateError(
