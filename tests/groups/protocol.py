@@ -27,7 +27,7 @@ from kio.schema.txn_offset_commit.v3.request import (
 )
 from kio.static.primitive import i16, i32, i64
 
-from .support import Conn
+from samsa.admin.client import AdminClient as Conn
 
 SESSION = datetime.timedelta(seconds=10)
 REBALANCE = datetime.timedelta(seconds=10)
@@ -44,7 +44,7 @@ def join(conn: Conn, group: str, member_id: str = "", instance_id: str | None = 
     """JoinGroup v5 (a new dynamic member first gets MEMBER_ID_REQUIRED and joins again)."""
 
     def request(member: str) -> object:
-        return conn.request(
+        return conn.send(
             JoinGroupRequest(
                 group_id=group,
                 session_timeout=SESSION,
@@ -65,7 +65,7 @@ def join(conn: Conn, group: str, member_id: str = "", instance_id: str | None = 
 
 def sync(conn: Conn, group: str, member: Membership, instance_id: str | None = None) -> ErrorCode:
     """SyncGroup v3; the leader hands every member an empty assignment."""
-    response = conn.request(
+    response = conn.send(
         SyncGroupRequest(
             group_id=group,
             generation_id=i32(member.generation_id),
@@ -83,7 +83,7 @@ def sync(conn: Conn, group: str, member: Membership, instance_id: str | None = N
 def heartbeat(
     conn: Conn, group: str, member_id: str, generation_id: int, instance_id: str | None = None
 ) -> ErrorCode:
-    response = conn.request(
+    response = conn.send(
         HeartbeatRequest(
             group_id=group,
             generation_id=i32(generation_id),
@@ -103,7 +103,7 @@ class TxnProducer:
 
 
 def init_producer(conn: Conn, transactional_id: str) -> TxnProducer:
-    response = conn.request(
+    response = conn.send(
         InitProducerIdRequest(
             transactional_id=transactional_id,
             transaction_timeout=datetime.timedelta(seconds=60),
@@ -114,7 +114,7 @@ def init_producer(conn: Conn, transactional_id: str) -> TxnProducer:
 
 
 def add_offsets(conn: Conn, producer: TxnProducer, group: str) -> ErrorCode:
-    response = conn.request(
+    response = conn.send(
         AddOffsetsToTxnRequest(
             transactional_id=producer.transactional_id,
             producer_id=i64(producer.producer_id),
@@ -145,7 +145,7 @@ def txn_offset_commit(
                 committed_metadata="",
             )
         )
-    response = conn.request(
+    response = conn.send(
         TxnOffsetCommitRequest(
             transactional_id=producer.transactional_id,
             group_id=group,
@@ -168,7 +168,7 @@ def txn_offset_commit(
 
 
 def end_txn(conn: Conn, producer: TxnProducer, commit: bool) -> ErrorCode:
-    response = conn.request(
+    response = conn.send(
         EndTxnRequest(
             transactional_id=producer.transactional_id,
             producer_id=i64(producer.producer_id),
@@ -191,7 +191,7 @@ def offset_commit(conn: Conn, group: str, offsets: dict[tuple[str, int], int]) -
                 committed_metadata="",
             )
         )
-    response = conn.request(
+    response = conn.send(
         OffsetCommitRequest(
             group_id=group,
             generation_id_or_member_epoch=i32(-1),
@@ -213,7 +213,7 @@ def offset_fetch(
     topics: dict[str, list[i32]] = {}
     for topic, partition in partitions:
         topics.setdefault(topic, []).append(i32(partition))
-    response = conn.request(
+    response = conn.send(
         OffsetFetchRequest(
             group_id=group,
             topics=tuple(

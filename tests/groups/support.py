@@ -1,21 +1,16 @@
-"""Shared pieces of the consumer-group tests: topics, a `samsa serve` subprocess to kill -9, a
-raw-socket connection for protocol-level checks, and bounded waits."""
+"""Shared pieces of the consumer-group tests: topics, a `samsa serve` subprocess to kill -9, and
+bounded waits. (Protocol-level checks talk through `samsa.admin.client.AdminClient`.)"""
 
 from __future__ import annotations
 
-import socket
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from samsa.protocol import codec
 
 DEADLINE_S = 30.0
 SAMSA = str(Path(sys.executable).parent / "samsa")
@@ -103,43 +98,6 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
         return {tp.partition: tp.offset for tp in found}
     finally:
         consumer.close()
-
-
-class Conn:
-    """One raw TCP connection speaking Kafka frames with kio requests."""
-
-    def __init__(self, bootstrap: str, timeout_s: float = 15.0) -> None:
-        host, _, port = bootstrap.rpartition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
-        self._correlation = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Conn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _read_exactly(self, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
-            chunk = self.sock.recv(n - len(chunks))
-            if not chunk:
-                raise ConnectionError(f"closed after {len(chunks)} of {n} bytes")
-            chunks += chunk
-        return bytes(chunks)
-
-    def request(self, payload: Any) -> Any:
-        self._correlation += 1
-        self.sock.sendall(codec.encode_request(self._correlation, "samsa-group-tests", payload))
-        (size,) = struct.unpack(">i", self._read_exactly(4))
-        got, response = codec.decode_response(
-            payload.__api_key__, payload.__version__, self._read_exactly(size)
-        )
-        assert got == self._correlation
-        return response
 
 
 def run_script(script: str, args: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:

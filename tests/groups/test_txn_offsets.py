@@ -13,6 +13,7 @@ import confluent_kafka
 import pytest
 from kio.schema.errors import ErrorCode
 
+from samsa.admin.client import AdminClient as Conn
 from samsa.testing.embedded import EmbeddedBroker
 
 from .protocol import (
@@ -27,7 +28,7 @@ from .protocol import (
     sync,
     txn_offset_commit,
 )
-from .support import Conn, create_topics, wait_for
+from .support import create_topics, wait_for
 
 TOPIC = "txn-offsets"
 P0, P1 = (TOPIC, 0), (TOPIC, 1)
