@@ -119,13 +119,6 @@ class BrokerServer:
         if self._server is not None:
             self._server.close()
         await stop_all(self.connections)
-        # Their clients are gone; left running, they would read the logs closed below.
-        polls = list(self._long_polls)
-        for poll in polls:
-            poll.cancel()
-        for poll in polls:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await poll
         for timer in self._timers:
             timer.cancel()
         # Let background work finish (transaction markers and the CompleteCommit after them),
@@ -133,7 +126,9 @@ class BrokerServer:
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_DRAIN_S
         while self._background and asyncio.get_running_loop().time() < deadline:
             await asyncio.wait(list(self._background), timeout=SHUTDOWN_DRAIN_S)
-        tasks = list(self._timers) + list(self._background)
+        # Long polls too: their clients are gone, and left running they would read the logs
+        # closed below.
+        tasks: list[asyncio.Future[Any]] = [*self._timers, *self._background, *self._long_polls]
         for task in tasks:
             task.cancel()
         for task in tasks:
