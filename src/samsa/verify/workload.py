@@ -159,6 +159,20 @@ class Client(threading.Thread):
     def work(self) -> None:
         raise NotImplementedError
 
+    def _rebalanced(self, kind: str) -> Callable[[Any, list[Any]], None]:
+        """A consumer's on_assign/on_revoke callback that records the rebalance."""
+
+        def callback(_consumer: Any, partitions: list[Any]) -> None:
+            self.history.record(
+                kind,
+                self.process,
+                OK,
+                self.history.now(),
+                offsets={partition_key(tp.topic, tp.partition): -1 for tp in partitions},
+            )
+
+        return callback
+
 
 class _Sender:
     """One producer instance: its sends, numbered in the order they were made, and recorded
@@ -444,18 +458,6 @@ class Consumer(Client):
         finally:
             consumer.close()
 
-    def _rebalanced(self, kind: str) -> Callable[[Any, list[Any]], None]:
-        def callback(_consumer: Any, partitions: list[Any]) -> None:
-            self.history.record(
-                kind,
-                self.process,
-                OK,
-                self.history.now(),
-                offsets={partition_key(tp.topic, tp.partition): -1 for tp in partitions},
-            )
-
-        return callback
-
 
 class Copier(TransactionalClient):
     def __init__(self, index: int, workload: Workload) -> None:
@@ -483,18 +485,6 @@ class Copier(TransactionalClient):
             on_assign=self._rebalanced("assign"),
             on_revoke=self._rebalanced("revoke"),
         )
-
-    def _rebalanced(self, kind: str) -> Callable[[Any, list[Any]], None]:
-        def callback(_consumer: Any, partitions: list[Any]) -> None:
-            self.history.record(
-                kind,
-                self.process,
-                OK,
-                self.history.now(),
-                offsets={partition_key(tp.topic, tp.partition): -1 for tp in partitions},
-            )
-
-        return callback
 
     def restart(self, crashed_txn: str | None) -> None:
         """Close the consumer (its partitions go back to the group, to resume from the
