@@ -59,14 +59,23 @@ class TxnSettings:
 
 
 @dataclass(slots=True)
-class _Transition:
-    """A transition written to the log and not yet durable, with the requests waiting for it."""
+class _Busy:
+    """Writes an id is waiting for (a transition's record, or the markers that end its
+    transaction), what to do once they are durable, and the requests that arrived meanwhile.
+    `release` runs once, whoever wakes first: `finish`, then the requests in arrival order."""
 
-    target: TxnMetadata
     waits: Waits
-    then_write_markers: bool
-    applied: bool | None = None  # None until settled; False when its write failed
+    finish: Callable[[set[PartitionLog]], bool]
+    succeeded: bool | None = None  # None until released
     waiting: list[_Deferred[Any]] = field(default_factory=list)
+
+    def release(self, failed: set[PartitionLog]) -> bool:
+        if self.succeeded is None:
+            self.succeeded = self.finish(failed)
+            waiting, self.waiting = self.waiting, []
+            for deferred in waiting:
+                deferred.run()
+        return self.succeeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +102,9 @@ class TransactionCoordinator:
         self.settings = settings
         self._background = background
         self.txns: dict[str, TxnMetadata] = {}
-        self.pending: dict[str, _Transition] = {}
-        # Ids whose markers are being written, with the writes to wait for.
-        self.completing: dict[str, Waits] = {}
-        # Requests waiting for those markers, in arrival order (see `_markers_written`).
-        self.deferred: dict[str, list[_Deferred[Any]]] = {}
+        # Ids whose last transition is not yet durable, and ids whose markers are being written.
+        self.pending: dict[str, _Busy] = {}
+        self.completing: dict[str, _Busy] = {}
 
     # ----------------------------------------------------------------- log
     def load(self) -> int:
@@ -132,38 +139,36 @@ class TransactionCoordinator:
         end = append_record(
             self.txn_log, target.transactional_id.encode(), target.encode(), self._clock_ms()
         )
-        transition = _Transition(target, [(self.txn_log, end)], then_write_markers)
-        self.pending[target.transactional_id] = transition
-        return Durable(transition.waits, lambda failed: self._settle(transition, failed))
 
-    def _settle(self, transition: _Transition, failed: set[PartitionLog]) -> bool:
-        """Apply a durable transition (once; whoever wakes first), then handle the requests
-        that waited for it, in arrival order. Returns whether it was applied."""
-        if transition.applied is None:
-            transition.applied = not failed
-            self.pending.pop(transition.target.transactional_id, None)
-            if transition.applied:
-                self._apply(transition.target)
-                if transition.then_write_markers:
-                    self._background(self._write_markers(transition.target))
-            waiting, transition.waiting = transition.waiting, []
-            for deferred in waiting:
-                deferred.run()
-        return transition.applied
+        def finish(failed: set[PartitionLog]) -> bool:
+            self.pending.pop(target.transactional_id, None)
+            if failed:
+                return False
+            self._apply(target)
+            if then_write_markers:
+                self._background(self._write_markers(target))
+            return True
 
-    def _after_pending(
+        busy = _Busy([(self.txn_log, end)], finish)
+        self.pending[target.transactional_id] = busy
+        return Durable(busy.waits, busy.release)
+
+    def _when_free(
         self, transactional_id: str, retry: Callable[[], R | Durable[R]]
-    ) -> Durable[R]:
-        """Wait for the id's pending transition to settle, then `retry` the request."""
-        transition = self.pending[transactional_id]
+    ) -> Durable[R] | None:
+        """If the id is busy (a transition or its markers being written): wait for that, then
+        `retry` the request, in arrival order with the others waiting."""
+        busy = self.pending.get(transactional_id) or self.completing.get(transactional_id)
+        if busy is None:
+            return None
         deferred: _Deferred[R] = _Deferred(retry)
-        transition.waiting.append(deferred)
+        busy.waiting.append(deferred)
 
         def then(failed: set[PartitionLog]) -> R | Durable[R]:
-            self._settle(transition, failed)
+            busy.release(failed)
             return deferred.run()
 
-        return Durable(transition.waits, then)
+        return Durable(busy.waits, then)
 
     # ----------------------------------------------------------------- InitProducerId
     def init_producer_id(
@@ -185,10 +190,8 @@ class TransactionCoordinator:
         def retry() -> InitResult | Durable[InitResult]:
             return self.init_producer_id(transactional_id, timeout_ms, producer_id, producer_epoch)
 
-        if transactional_id in self.pending:
-            return self._after_pending(transactional_id, retry)
-        if meta.state in PREPARED:
-            return self._after_markers(transactional_id, retry) or InitResult(
+        if transactional_id in self.pending or meta.state in PREPARED:
+            return self._when_free(transactional_id, retry) or InitResult(
                 ErrorCode.concurrent_transactions
             )
         expected = producer_epoch if producer_id >= 0 else None
@@ -262,10 +265,8 @@ class TransactionCoordinator:
         def retry() -> ErrorCode | Durable[ErrorCode]:
             return self.add_partitions(transactional_id, producer_id, producer_epoch, wanted)
 
-        if transactional_id in self.pending:
-            return self._after_pending(transactional_id, retry)
-        if meta.state in PREPARED:
-            return self._after_markers(transactional_id, retry) or ErrorCode.concurrent_transactions
+        if transactional_id in self.pending or meta.state in PREPARED:
+            return self._when_free(transactional_id, retry) or ErrorCode.concurrent_transactions
         if meta.state is S.ONGOING and wanted <= meta.partitions:
             return ErrorCode.none
         now = self._clock_ms()
@@ -314,7 +315,7 @@ class TransactionCoordinator:
             return self.end_transaction(transactional_id, producer_id, producer_epoch, commit)
 
         if transactional_id in self.pending:
-            return self._after_pending(transactional_id, retry)
+            return self._when_free(transactional_id, retry) or ErrorCode.concurrent_transactions
         done = S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT
         preparing = S.PREPARE_COMMIT if commit else S.PREPARE_ABORT
         if meta.state is done:
@@ -325,7 +326,7 @@ class TransactionCoordinator:
             # the AddPartitions waits for those markers (see `add_partitions`), so this EndTxn
             # must wait too and then be judged on the state they leave, or it would find the
             # previous transaction's state and fail as INVALID_TXN_STATE.
-            return self._after_markers(transactional_id, retry) or ErrorCode.concurrent_transactions
+            return self._when_free(transactional_id, retry) or ErrorCode.concurrent_transactions
         if meta.state is not S.ONGOING:
             return ErrorCode.invalid_txn_state
         target = meta.but(state=preparing, update_ms=self._clock_ms())
@@ -366,27 +367,24 @@ class TransactionCoordinator:
                 )
                 continue
             waits.append((partition_log, partition_log.log_end_offset))
-        self.completing[meta.transactional_id] = waits
 
-        def complete(failed: set[PartitionLog]) -> Later | None:
-            self._markers_written(meta.transactional_id, failed)
+        def complete(failed: set[PartitionLog]) -> bool:
+            self.completing.pop(meta.transactional_id, None)
+            self._complete(meta.transactional_id, failed)
+            return not failed
+
+        # Requests that arrive meanwhile run after the CompleteX, in arrival order, whichever
+        # waiter's sync wakes first: after a commit, librdkafka may pipeline AddPartitionsToTxn
+        # and EndTxn(abort) for the next transaction, and the EndTxn must find the partitions
+        # added, not the previous transaction's state.
+        busy = _Busy(waits, complete)
+        self.completing[meta.transactional_id] = busy
+
+        def release(failed: set[PartitionLog]) -> Later | None:
+            busy.release(failed)
             return None
 
-        return Later(waits, complete)
-
-    def _markers_written(self, transactional_id: str, failed: set[PartitionLog]) -> None:
-        """Complete the transaction once its markers are durable, then run the requests that
-        waited for it, in the order they arrived. Idempotent: both the marker writer and a
-        request waiting on the same writes call it."""
-        if transactional_id not in self.completing:
-            return
-        del self.completing[transactional_id]
-        self._complete(transactional_id, failed)
-        # In arrival order, whichever waiter's sync wakes first: after a commit, librdkafka may
-        # pipeline AddPartitionsToTxn and EndTxn(abort) for the next transaction, and the
-        # EndTxn must find the partitions added, not the previous transaction's state.
-        for deferred in self.deferred.pop(transactional_id, []):
-            deferred.run()
+        return Later(waits, release)
 
     def _complete(self, transactional_id: str, failed: set[PartitionLog]) -> None:
         current = self.txns.get(transactional_id)
@@ -400,22 +398,6 @@ class TransactionCoordinator:
         check_transition(current.state, target.state)
         append_record(self.txn_log, transactional_id.encode(), target.encode(), self._clock_ms())
         self._apply(target)
-
-    def _after_markers(
-        self, transactional_id: str, retry: Callable[[], R | Durable[R]]
-    ) -> Durable[R] | None:
-        """If the id's markers are being written: wait for them, complete, then `retry`."""
-        waits = self.completing.get(transactional_id)
-        if waits is None or transactional_id in self.pending:
-            return None
-        deferred: _Deferred[R] = _Deferred(retry)
-        self.deferred.setdefault(transactional_id, []).append(deferred)
-
-        def then(failed: set[PartitionLog]) -> R | Durable[R]:
-            self._markers_written(transactional_id, failed)
-            return deferred.run()
-
-        return Durable(waits, then)
 
     # ----------------------------------------------------------------- periodic work
     def abort_timed_out(self) -> int:
@@ -456,7 +438,7 @@ class TransactionCoordinator:
 
 
 class _Deferred(Generic[R]):
-    """A request retried once the markers it waited for are written; runs once."""
+    """A request retried once the writes it waited for are durable; runs once."""
 
     def __init__(self, retry: Callable[[], R | Durable[R]]) -> None:
         self._retry: Callable[[], R | Durable[R]] | None = retry
