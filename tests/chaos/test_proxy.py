@@ -10,7 +10,7 @@ from samsa.chaos import EmbeddedChaosProxy, Fault
 from samsa.protocol.apis import ApiKey
 from samsa.testing import EmbeddedBroker
 
-from .support import RawClient, produce_one, producer, read_log
+from .support import DELIVERY_TIMEOUT_S, RawClient, produce_one, producer, read_log
 
 Chaos = tuple[EmbeddedBroker, EmbeddedChaosProxy]
 PRODUCE = int(ApiKey.PRODUCE)
@@ -193,6 +193,30 @@ def test_blackhole_swallows_responses_too(chaos: Chaos) -> None:
     assert stats.blackholed_requests == 0
     assert stats.requests_forwarded[API_VERSIONS] == 3
     assert stats.responses_forwarded[API_VERSIONS] == 2
+
+
+def test_one_way_blackhole_lets_the_broker_write_but_loses_the_acknowledgment(
+    chaos: Chaos,
+) -> None:
+    _, proxy = chaos
+    p = producer(
+        proxy.bootstrap, retries=0, **{"request.timeout.ms": 500, "message.timeout.ms": 1000}
+    )
+    produce_one(p, "one-way", b"before")
+    proxy.blackhole(5.0, forward_requests=True)
+    reports: list[object] = []
+    p.produce(
+        "one-way", b"unacknowledged", partition=0, on_delivery=lambda e, _m: reports.append(e)
+    )
+    assert p.flush(DELIVERY_TIMEOUT_S) == 0
+    assert len(reports) == 1 and reports[0] is not None, "the producer heard back"
+    proxy.clear()
+    # The request reached the broker, which wrote the record.
+    assert read_log(proxy.bootstrap, "one-way") == [b"before", b"unacknowledged"]
+    stats = proxy.stats()
+    assert stats.blackholes == 1
+    assert stats.blackholed_requests == 0
+    assert stats.blackholed_responses >= 1
 
 
 def test_a_producer_rides_out_a_blackhole(chaos: Chaos) -> None:

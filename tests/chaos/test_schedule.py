@@ -141,6 +141,15 @@ def test_blackhole_window_and_clear() -> None:
     assert injector.decide(_request(PRODUCE)).fault is Fault.PASS
 
 
+def test_one_way_blackhole_lets_requests_through() -> None:
+    injector = Injector()
+    injector.start_blackhole(now_ms=1000, duration_ms=500, requests=False)
+    assert injector.blackholed(1200)
+    assert not injector.blackholed(1200, request=True)
+    injector.start_blackhole(now_ms=1000, duration_ms=500)
+    assert injector.blackholed(1200, request=True)
+
+
 def _predicted_log(seed: int, values: list[bytes]) -> list[bytes]:
     """What a non-idempotent producer leaves in the log, sending `values` one at a time,
     when a Produce whose response the schedule drops is retried (and appended again)."""

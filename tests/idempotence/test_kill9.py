@@ -10,9 +10,10 @@ producer id would make librdkafka raise one).
 
 Whether a kill lands between a write and its acknowledgment is a race, so the producer talks to
 the broker through a chaos proxy, and before the second and third kills the proxy black-holes
-traffic for a moment: the broker writes the batches in flight, their acknowledgments are
-swallowed, and the kill comes before any reaches the producer, which must retry them after the
-restart.
+responses for a moment: requests still reach the broker, which writes the batches, but their
+acknowledgments are swallowed and the kill comes before any reaches the producer, which must retry
+them after the restart. (A black-hole of both directions would leave this to chance: it swallows
+the requests too, so only what was in flight when it opened gets written unacknowledged.)
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ def test_idempotent_producer_survives_kill9_without_duplicates(proxied: Proxied)
                 f"the producer stalled: {producer.error!r}, fatal {producer.result.fatal_errors}"
             )
             if kill > 0:
-                # Acknowledgments of what the broker writes from now on never arrive.
-                proxy.blackhole(PHASE_TIMEOUT_S)
+                # Requests still reach the broker, but the acknowledgments of what it writes
+                # from now on never arrive.
+                proxy.blackhole(PHASE_TIMEOUT_S, forward_requests=True)
                 time.sleep(BLACKHOLE_BEFORE_KILL_S)
             broker.kill9()
             proxy.clear()  # end the black-hole: the connections through it died with the broker

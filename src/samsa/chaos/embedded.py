@@ -109,8 +109,8 @@ class EmbeddedChaosProxy:
     def delay(self, ms: int, api_key: int | None = None, count: int | None = None) -> None:
         self._call(lambda: self.proxy.delay(ms, api_key, count))
 
-    def blackhole(self, seconds: float) -> None:
-        self._call(lambda: self.proxy.blackhole(seconds))
+    def blackhole(self, seconds: float, *, forward_requests: bool = False) -> None:
+        self._call(lambda: self.proxy.blackhole(seconds, forward_requests=forward_requests))
 
     def cut_all(self) -> int:
         return self._call(self.proxy.cut_all)

@@ -48,6 +48,13 @@ class FaultEvent:
     delay_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Blackhole:
+    start_ms: int
+    end_ms: int  # exclusive
+    requests: bool  # False: requests still reach the broker, only the responses vanish
+
+
 class Injector:
     def __init__(
         self,
@@ -56,7 +63,7 @@ class Injector:
     ) -> None:
         self.schedule = schedule
         self._rules: list[Rule] = []
-        self._blackhole_ms: tuple[int, int] | None = None  # [start, end)
+        self._blackhole: Blackhole | None = None
         self._sequence = 0
         self.fault_log: deque[FaultEvent] = deque(maxlen=fault_log_entries_max)
 
@@ -74,18 +81,19 @@ class Injector:
     def clear(self) -> None:
         """Forget every rule and end any black-hole; the schedule stays."""
         self._rules.clear()
-        self._blackhole_ms = None
+        self._blackhole = None
 
-    def start_blackhole(self, now_ms: int, duration_ms: int) -> None:
+    def start_blackhole(self, now_ms: int, duration_ms: int, *, requests: bool = True) -> None:
         if duration_ms < 0:
             raise ValueError(f"a black-hole cannot last {duration_ms} ms")
-        self._blackhole_ms = (now_ms, now_ms + duration_ms)
+        self._blackhole = Blackhole(now_ms, now_ms + duration_ms, requests)
 
-    def blackholed(self, now_ms: int) -> bool:
-        if self._blackhole_ms is None:
+    def blackholed(self, now_ms: int, *, request: bool = False) -> bool:
+        """Whether a frame (a response, or a request if `request`) vanishes at `now_ms`."""
+        hole = self._blackhole
+        if hole is None or (request and not hole.requests):
             return False
-        start_ms, end_ms = self._blackhole_ms
-        return start_ms <= now_ms < end_ms
+        return hole.start_ms <= now_ms < hole.end_ms
 
     def decide(self, request: RequestInfo) -> Decision:
         sequence = self._sequence

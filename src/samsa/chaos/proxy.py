@@ -191,9 +191,13 @@ class ChaosProxy:
             raise ValueError(f"cannot delay by {ms} ms")
         self._injector.add_rule(Decision(Fault.DELAY, ms), api_key, count)
 
-    def blackhole(self, seconds: float) -> None:
-        """For `seconds`, read every frame in either direction and forward none."""
-        self._injector.start_blackhole(self._clock_ms(), round(seconds * 1000))
+    def blackhole(self, seconds: float, *, forward_requests: bool = False) -> None:
+        """For `seconds`, read every frame in either direction and forward none. With
+        `forward_requests`, requests still reach the broker and only the responses vanish:
+        the broker does the work and every acknowledgment of it is lost."""
+        self._injector.start_blackhole(
+            self._clock_ms(), round(seconds * 1000), requests=not forward_requests
+        )
         self._stats.blackholes += 1
 
     def cut_all(self) -> int:
@@ -297,7 +301,7 @@ class ChaosProxy:
         if link.closed:
             raise _Closed
         request = read_request(payload)
-        if self._injector.blackholed(self._clock_ms()):
+        if self._injector.blackholed(self._clock_ms(), request=True):
             self._stats.blackholed_requests += 1
             return
         decision = self._injector.decide(request)
