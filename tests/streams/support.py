@@ -21,6 +21,7 @@ from pathlib import Path
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from groups.support import end_offsets
 from samsa.testing.embedded import embedded_broker
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
@@ -198,21 +199,6 @@ class WorkerProcess:
 
 def temp_log_dir() -> str:
     return tempfile.mkdtemp(prefix="samsa-streams-test-")
-
-
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "streams-check", "log_level": 0}
-    )
-    try:
-        return {
-            p: consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
-            )[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
 
 
 def committed_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
