@@ -4,6 +4,9 @@
   client, but before any marker was written: the restart must finish the transaction (markers
   written, CompleteCommit), so a committed transaction is complete for read_committed readers.
   Driven in-process, so the crash point is exact.
+- The same crash with the consumer's offsets in the transaction (a copier's transaction): after
+  the restart the offsets are committed with a commit, and the earlier ones stand after an abort,
+  also once the same transactional id commits a later transaction.
 - kill -9 of a real `samsa serve` right after commits return, many times: every transaction is
   all-or-nothing after the restarts, and every acknowledged commit is complete.
 - kill -9 with transactions open: after the restart they are aborted by timeout, and no reader
@@ -25,6 +28,9 @@ from kio.schema.errors import ErrorCode
 from samsa import config as broker_config
 from samsa.admin.client import AdminClient
 from samsa.broker.core import Broker, Endpoint
+from samsa.broker.txn import offsets_partition
+from samsa.coordinator.group import commits
+from samsa.coordinator.group.commits import OffsetToCommit
 from samsa.coordinator.txn.states import TxnState
 from samsa.log.partition import PartitionLog, partition_directory
 from samsa.log.segment import segment_name
@@ -52,6 +58,17 @@ def batches(log: PartitionLog) -> list[tuple[int, bool]]:
     """(base offset, is control) of every batch up to the high watermark."""
     data = log.read(0, 1 << 30, log.high_watermark, True)
     return [(header.base_offset, header.is_control) for _, header in iter_batches(data)]
+
+
+def wait_for_state(bootstrap: str, transactional_id: str, state: TxnState) -> None:
+    deadline = time.monotonic() + 10
+    with AdminClient(bootstrap) as admin:
+        while True:
+            found = admin.describe_transactions([transactional_id]).transaction_states[0]
+            if found.transaction_state == state.value:
+                return
+            assert time.monotonic() < deadline, f"{transactional_id}: {found.transaction_state}"
+            time.sleep(0.05)
 
 
 @pytest.mark.parametrize("lose_unsynced", [True, False], ids=["power-loss", "process-crash"])
@@ -117,15 +134,11 @@ def test_restart_completes_prepared_transaction(
     with EmbeddedBroker(data_dir=data_dir) as restarted:
         # After a process crash the old marker already makes the log stable, so wait for the
         # coordinator to finish before reading the ends: its second marker may still be queued.
-        done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
-        deadline = time.monotonic() + 10
-        with AdminClient(restarted.bootstrap) as admin:
-            while True:
-                state = admin.describe_transactions(["crash-tx"]).transaction_states[0]
-                if state.transaction_state == done.value or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-        assert state.transaction_state == done.value
+        wait_for_state(
+            restarted.bootstrap,
+            "crash-tx",
+            TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT,
+        )
         ends = wait_stable(restarted.bootstrap, tps)
         markers = [(3, True)] if lose_unsynced else [(3, True), (4, True)]
         assert ends == {tp: 3 + len(markers) for tp in tps}
@@ -137,6 +150,94 @@ def test_restart_completes_prepared_transaction(
         committed = read_confluent(restarted.bootstrap, tps, "read_committed", ends)
         assert committed == (values if commit else {tp: [] for tp in tps})
         assert read_confluent(restarted.bootstrap, tps, "read_uncommitted", ends) == values
+
+
+GROUP = "crash-group"
+
+
+def committed_offset(bootstrap: str, topic: str, partition: int) -> int:
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": GROUP, "log_level": 0}
+    )
+    try:
+        [found] = consumer.committed([confluent_kafka.TopicPartition(topic, partition)], 15)
+        return int(found.offset)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+def test_restart_settles_offsets_committed_in_the_transaction(tmp_path: Path, commit: bool) -> None:
+    """A copier's transaction (records, and the consumer's offsets through TxnOffsetCommit) is
+    answered PrepareX and the process crashes before any marker is written. The offsets log
+    then holds offsets pending for the producer id; only the marker the restart writes may
+    settle them. A pending offset left behind would be made committed by the next COMMIT marker
+    of the same producer id, so the same transactional id then commits a transaction without
+    offsets, and the committed offset must not move."""
+    data_dir = str(tmp_path / "data")
+    broker = Broker(broker_config.load({}), OsStorage(), data_dir, wall_ms, Endpoint("x", 1))
+    broker.open()
+    broker.topics.create("crash", 1, {}, wall_ms())
+    tp = ("crash", 0)
+    topics, coordinator = broker.topics, broker.txn
+
+    def exists(topic: str, partition: int) -> bool:
+        return topics.partition(topic, partition) is not None
+
+    earlier = [OffsetToCommit("crash", 0, 5, -1, None)]
+    assert settle(commits.commit(broker.groups, GROUP, -1, "", None, earlier, exists)) == {
+        tp: ErrorCode.none
+    }
+    init = settle(broker.txn.init_producer_id("crash-tx", 60_000, -1, -1))
+    pid, epoch = init.producer_id, init.producer_epoch
+    added = broker.txn.add_partitions("crash-tx", pid, epoch, [tp, offsets_partition(GROUP)])
+    assert settle(added) == ErrorCode.none
+    log = broker.topics.partition(*tp)
+    assert log is not None
+    batch = txn_batch([b"copied-1", b"copied-2"], pid, epoch, 0)
+    log.append(
+        batch,
+        parse_header(batch),
+        wall_ms(),
+        lambda h: coordinator.verify("crash-tx", h.producer_id, h.producer_epoch, tp),
+    )
+    sync(log)
+    inside = [OffsetToCommit("crash", 0, 9, -1, None)]
+    written = commits.txn_commit(
+        broker.groups,
+        GROUP,
+        pid,
+        epoch,
+        -1,
+        "",
+        None,
+        inside,
+        exists,
+        lambda h: coordinator.verify(
+            "crash-tx", h.producer_id, h.producer_epoch, offsets_partition(GROUP)
+        ),
+    )
+    assert settle(written) == {tp: ErrorCode.none}
+    assert settle(broker.txn.end_transaction("crash-tx", pid, epoch, commit)) == ErrorCode.none
+    broker.background.clear()  # crash with the marker writes queued
+    del broker
+
+    expected = 9 if commit else 5
+    with EmbeddedBroker(data_dir=data_dir) as restarted:
+        done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        wait_for_state(restarted.bootstrap, "crash-tx", done)
+        assert committed_offset(restarted.bootstrap, *tp) == expected
+
+        producer = txn_producer(restarted.bootstrap, "crash-tx")
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce("crash", b"later", partition=0)
+        producer.commit_transaction(30)
+        assert committed_offset(restarted.bootstrap, *tp) == expected
+        ends = wait_stable(restarted.bootstrap, [tp])
+        committed = read_confluent(restarted.bootstrap, [tp], "read_committed", ends)
+        copied = [b"copied-1", b"copied-2"] if commit else []
+        assert committed == {tp: [*copied, b"later"]}
 
 
 # --------------------------------------------------------------------- real process, kill -9
