@@ -71,6 +71,32 @@ def wait_for_state(bootstrap: str, transactional_id: str, state: TxnState) -> No
             time.sleep(0.05)
 
 
+def open_broker(data_dir: str, partitions: int) -> Broker:
+    """The broker core in this process (no server, so the test decides when anything is
+    synced), with topic "crash"."""
+    broker = Broker(broker_config.load({}), OsStorage(), data_dir, wall_ms, Endpoint("x", 1))
+    broker.open()
+    broker.topics.create("crash", partitions, {}, wall_ms())
+    return broker
+
+
+def append_txn(
+    broker: Broker, tp: tuple[str, int], values: list[bytes], pid: int, epoch: int
+) -> None:
+    """Append a batch of "crash-tx" to `tp` as the Produce path does (KIP-890 check), and fsync."""
+    log = broker.topics.partition(*tp)
+    assert log is not None
+    batch = txn_batch(values, pid, epoch, 0)
+    coordinator = broker.txn
+    log.append(
+        batch,
+        parse_header(batch),
+        wall_ms(),
+        lambda h: coordinator.verify("crash-tx", h.producer_id, h.producer_epoch, tp),
+    )
+    sync(log)
+
+
 @pytest.mark.parametrize("lose_unsynced", [True, False], ids=["power-loss", "process-crash"])
 @pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
 def test_restart_completes_prepared_transaction(
@@ -81,29 +107,15 @@ def test_restart_completes_prepared_transaction(
     back; a process crash leaves them in the page cache, and the restart writes them again
     (a second marker closes nothing and is harmless)."""
     data_dir = str(tmp_path / "data")
-    broker = Broker(broker_config.load({}), OsStorage(), data_dir, wall_ms, Endpoint("x", 1))
-    broker.open()
-    broker.topics.create("crash", 2, {}, wall_ms())
-    coordinator = broker.txn
+    broker = open_broker(data_dir, 2)
     tps = all_partitions({"crash": 2})
     init = settle(broker.txn.init_producer_id("crash-tx", 60_000, -1, -1))
     assert init.error == ErrorCode.none
     pid, epoch = init.producer_id, init.producer_epoch
     assert settle(broker.txn.add_partitions("crash-tx", pid, epoch, tps)) == ErrorCode.none
     values = {tp: [f"{tp[1]}:{i}".encode() for i in range(3)] for tp in tps}
-    for topic, p in tps:
-        log = broker.topics.partition(topic, p)
-        assert log is not None
-        batch = txn_batch(values[(topic, p)], pid, epoch, 0)
-        log.append(
-            batch,
-            parse_header(batch),
-            wall_ms(),
-            lambda h, tp=(topic, p): coordinator.verify(
-                "crash-tx", h.producer_id, h.producer_epoch, tp
-            ),
-        )
-        sync(log)
+    for tp in tps:
+        append_txn(broker, tp, values[tp], pid, epoch)
 
     # EndTxn: the client is answered once PrepareX is durable.
     assert settle(broker.txn.end_transaction("crash-tx", pid, epoch, commit)) == ErrorCode.none
@@ -175,9 +187,7 @@ def test_restart_settles_offsets_committed_in_the_transaction(tmp_path: Path, co
     of the same producer id, so the same transactional id then commits a transaction without
     offsets, and the committed offset must not move."""
     data_dir = str(tmp_path / "data")
-    broker = Broker(broker_config.load({}), OsStorage(), data_dir, wall_ms, Endpoint("x", 1))
-    broker.open()
-    broker.topics.create("crash", 1, {}, wall_ms())
+    broker = open_broker(data_dir, 1)
     tp = ("crash", 0)
     topics, coordinator = broker.topics, broker.txn
 
@@ -192,16 +202,7 @@ def test_restart_settles_offsets_committed_in_the_transaction(tmp_path: Path, co
     pid, epoch = init.producer_id, init.producer_epoch
     added = broker.txn.add_partitions("crash-tx", pid, epoch, [tp, offsets_partition(GROUP)])
     assert settle(added) == ErrorCode.none
-    log = broker.topics.partition(*tp)
-    assert log is not None
-    batch = txn_batch([b"copied-1", b"copied-2"], pid, epoch, 0)
-    log.append(
-        batch,
-        parse_header(batch),
-        wall_ms(),
-        lambda h: coordinator.verify("crash-tx", h.producer_id, h.producer_epoch, tp),
-    )
-    sync(log)
+    append_txn(broker, tp, [b"copied-1", b"copied-2"], pid, epoch)
     inside = [OffsetToCommit("crash", 0, 9, -1, None)]
     written = commits.txn_commit(
         broker.groups,
