@@ -102,6 +102,7 @@ class Worker:
         self.processed = 0
         self.committed = 0
         self.commits = 0
+        self.commit_seconds = 0.0  # wall time spent in commits (changelog, offsets, commit)
         self.aborts = 0
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -222,6 +223,9 @@ class Worker:
             self._restorer.close()
         if self.producer is not None and not self._fenced:
             self.producer.flush(CLIENT_TIMEOUT_S)
+        # The producer holds this worker (its delivery callback), so only the cyclic GC
+        # would free the pair, and with it the producer's librdkafka threads and connections.
+        self.consumer = self.producer = self._restorer = None
         log.info(
             "%s stopped: processed %d, committed %d in %d commits, %d aborts",
             self.instance_id,
@@ -303,10 +307,14 @@ class Worker:
     # -- commits --
 
     def _commit(self) -> None:
-        if self.guarantee is Guarantee.EXACTLY_ONCE:
-            self._commit_transaction()
-        else:
-            self._commit_flush()
+        began = time.monotonic()
+        try:
+            if self.guarantee is Guarantee.EXACTLY_ONCE:
+                self._commit_transaction()
+            else:
+                self._commit_flush()
+        finally:
+            self.commit_seconds += time.monotonic() - began
 
     def _write_changelogs(self) -> None:
         app = self.settings.application_id
