@@ -9,33 +9,78 @@ its first processed record to the commit that covers the last one (so start-up, 
 restore are not counted). The guarantees take turns, in a rotated order each round, K rounds;
 each figure is the median. Stateless: filter + map_values + to. Stateful: the balances example
 (a store read and write per record, changelog records each commit).
+
+Beside each rate it reports where the time went: the number of commits and the wall time the
+worker spent in them, and the CPU seconds of this process (the worker and its librdkafka
+threads) and of the broker during the timed span. On a machine with few cores the two
+processes share them, so CPU the broker spends on transactions is CPU the worker cannot use.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from samsa.bench.broker import samsa_process
 from samsa.streams import App, KeyValueStore
+from samsa.testing.process import BrokerProcess
 
 GUARANTEES = ("at_most_once", "at_least_once", "exactly_once")
 KINDS = ("stateless", "stateful")
 PARTITIONS = 3
 ACCOUNTS = 1000
 TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Run:
+    records_per_s: float
+    seconds: float
+    commits: int
+    commit_s: float  # wall time inside the worker's commits
+    worker_cpu_s: float  # this process: the worker and its clients' threads
+    broker_cpu_s: float
+
+    @property
+    def commit_p_ms(self) -> float:
+        return 1000 * self.commit_s / max(self.commits, 1)
+
+
+@contextlib.contextmanager
+def broker_process() -> Iterator[BrokerProcess]:
+    data_dir = tempfile.mkdtemp(prefix="samsa-bench-")
+    broker = BrokerProcess(data_dir)
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux); 0 where that is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fill(bootstrap: str, topic: str, records: int) -> None:
@@ -78,7 +123,9 @@ def build(kind: str, app_id: str, topic: str, bootstrap: str, guarantee: str, in
     return app
 
 
-def measure(bootstrap: str, kind: str, guarantee: str, records: int, interval: int) -> float:
+def measure(broker: BrokerProcess, kind: str, guarantee: str, records: int, interval: int) -> Run:
+    bootstrap = broker.bootstrap
+    pid = broker.process.pid if broker.process is not None else 0
     app_id = f"bench-{kind}-{guarantee}-{uuid.uuid4().hex[:6]}"
     topic = f"{app_id}-in"
     fill(bootstrap, topic, records)
@@ -91,14 +138,24 @@ def measure(bootstrap: str, kind: str, guarantee: str, records: int, interval: i
             raise RuntimeError(f"{app_id}: no record processed")
         time.sleep(0.002)
     began = time.monotonic()
+    worker_cpu, broker_cpu = time.process_time(), cpu_seconds(pid)
+    commits, commit_s = worker.commits, worker.commit_seconds
     while worker.committed < records:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"{app_id}: committed {worker.committed} of {records}")
         time.sleep(0.002)
     elapsed = time.monotonic() - began
+    run = Run(
+        records_per_s=records / elapsed,
+        seconds=elapsed,
+        commits=worker.commits - commits,
+        commit_s=worker.commit_seconds - commit_s,
+        worker_cpu_s=time.process_time() - worker_cpu,
+        broker_cpu_s=cpu_seconds(pid) - broker_cpu,
+    )
     worker.stop()
     thread.join(60)
-    return records / elapsed
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,38 +163,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=200_000, help="per run")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure the median")
     parser.add_argument("--commit-interval-ms", type=int, default=100)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")
+    parser.add_argument("--guarantees", default=",".join(GUARANTEES), help="comma-separated")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    runs: dict[str, dict[str, list[float]]] = {k: {g: [] for g in GUARANTEES} for k in KINDS}
-    with samsa_process() as bootstrap:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    kinds = [k for k in KINDS if k in args.kinds.split(",")]
+    guarantees = [g for g in GUARANTEES if g in args.guarantees.split(",")]
+    runs: dict[str, dict[str, list[Run]]] = {k: {g: [] for g in guarantees} for k in kinds}
+    with broker_process() as broker:
         for round_ in range(args.repeat):
-            for kind in KINDS:
-                shift = round_ % len(GUARANTEES)
-                for guarantee in GUARANTEES[shift:] + GUARANTEES[:shift]:
-                    rate = measure(
-                        bootstrap, kind, guarantee, args.records, args.commit_interval_ms
-                    )
-                    runs[kind][guarantee].append(rate)
+            for kind in kinds:
+                shift = round_ % len(guarantees)
+                for guarantee in guarantees[shift:] + guarantees[:shift]:
+                    run = measure(broker, kind, guarantee, args.records, args.commit_interval_ms)
+                    runs[kind][guarantee].append(run)
                     if not args.json:
-                        print(
-                            f"round {round_}: {kind:<10} {guarantee:<14} {rate:>10,.0f} records/s",
-                            flush=True,
-                        )
-    results = {k: {g: statistics.median(r) for g, r in by.items()} for k, by in runs.items()}
+                        print(f"round {round_}: {kind:<10} {guarantee:<14} {_line(run)}")
+    results = {
+        k: {g: statistics.median(r.records_per_s for r in rs) for g, rs in by.items()}
+        for k, by in runs.items()
+    }
     if args.json:
-        print(json.dumps({"records": args.records, "results": results, "runs": runs}))
-    else:
-        print(
-            f"(median of {args.repeat}; {args.records} records, "
-            f"commit interval {args.commit_interval_ms} ms, "
-            f"{platform.python_implementation()} {platform.python_version()}, "
-            f"{os.cpu_count()} CPUs)"
-        )
-        for kind, rates in results.items():
-            print(kind, ", ".join(f"{g} {r:,.0f}/s" for g, r in rates.items()))
+        detail = {k: {g: [asdict(r) for r in rs] for g, rs in by.items()} for k, by in runs.items()}
+        print(json.dumps({"records": args.records, "results": results, "runs": detail}))
+        return 0
+    print(
+        f"(median of {args.repeat}; {args.records} records, "
+        f"commit interval {args.commit_interval_ms} ms, "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs)"
+    )
+    for kind, rates in results.items():
+        print(kind, ", ".join(f"{g} {r:,.0f}/s" for g, r in rates.items()))
+        if "exactly_once" in rates and "at_least_once" in rates:
             ratio = rates["exactly_once"] / rates["at_least_once"]
             print(f"{kind}: exactly_once / at_least_once = {ratio:.2f}")
     return 0
+
+
+def _line(run: Run) -> str:
+    return (
+        f"{run.records_per_s:>9,.0f} records/s in {run.seconds:5.2f} s; "
+        f"{run.commits:>4} commits, {run.commit_s:5.2f} s ({run.commit_p_ms:4.1f} ms each); "
+        f"CPU worker {run.worker_cpu_s:5.2f} s, broker {run.broker_cpu_s:5.2f} s"
+    )
 
 
 if __name__ == "__main__":
