@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from samsa.admin.client import AdminClient
 from samsa.streams import App, KeyValueStore
 from samsa.testing.embedded import embedded_broker
 
@@ -37,8 +38,14 @@ def client_threads() -> int:
     return count
 
 
-def balances_app(bootstrap: str, guarantee: str, name: str) -> App:
-    app = App(name, bootstrap_servers=bootstrap, processing_guarantee=guarantee)
+def balances_app(bootstrap: str, guarantee: str, name: str, interval_ms: int = 100) -> App:
+    app = App(
+        name,
+        bootstrap_servers=bootstrap,
+        processing_guarantee=guarantee,
+        commit_interval_ms=interval_ms,
+        instance_id="only",
+    )
     source = app.topic(f"{name}-in", key="str", value="json")
     out = app.topic(f"{name}-out", key="str", value="json")
     store = app.store("balances")
@@ -52,17 +59,48 @@ def balances_app(bootstrap: str, guarantee: str, name: str) -> App:
     return app
 
 
+def fill(bootstrap: str, topic: str, records: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(records):
+        producer.produce(topic, json.dumps({"amount": 1}).encode(), f"a{i % 7}".encode())
+    assert producer.flush(30) == 0
+
+
+def test_exactly_once_adds_the_changelog_to_the_transaction_before_the_commit(
+    bootstrap: str,
+) -> None:
+    """The first store write of a transaction goes to the changelog at once, so the producer's
+    AddPartitionsToTxn for it is not left to the commit (where it would queue behind
+    AddOffsetsToTxn). Seen from the coordinator: the open transaction holds the changelog
+    partition well before the first commit is due (8 s, inside the 10 s transaction timeout)."""
+    name = "early-changelog"
+    fill(bootstrap, f"{name}-in", 1)
+    worker = balances_app(bootstrap, "exactly_once", name, interval_ms=8_000).worker()
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        topics: set[str] = set()
+        with AdminClient(bootstrap) as admin:
+            while f"{name}-balances-changelog" not in topics and worker.commits == 0:
+                time.sleep(0.05)
+                state = admin.describe_transactions([f"{name}-only"]).transaction_states[0]
+                topics = {t.topic for t in state.topics}
+        assert worker.commits == 0, "the commit came first: the changelog was left to it"
+        assert state.transaction_state == "Ongoing"
+        assert f"{name}-balances-changelog" in topics
+    finally:
+        worker.stop()
+        thread.join(DEADLINE_S)
+    assert worker.committed == 1
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_stopped_worker_releases_its_clients_without_the_cyclic_gc(
     bootstrap: str, guarantee: str
 ) -> None:
     name = f"worker-{guarantee}"
-    producer = Producer({"bootstrap.servers": bootstrap})
-    for i in range(RECORDS):
-        producer.produce(f"{name}-in", json.dumps({"amount": 1}).encode(), f"a{i % 7}".encode())
-    assert producer.flush(30) == 0
-    del producer
+    fill(bootstrap, f"{name}-in", RECORDS)
     gc.collect()
     before = client_threads()  # other tests' clients, if any still run
     gc.disable()  # a producer-worker cycle would now keep the clients' threads alive

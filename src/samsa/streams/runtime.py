@@ -94,6 +94,10 @@ class Worker:
         self._positions: dict[TP, int] = {}  # next offset to consume, processed, uncommitted
         self._txn_start: dict[TP, int] = {}  # first offset processed since the last commit
         self._in_txn = False
+        # exactly_once: the store changelogs already written to in the open transaction, as
+        # (partition, store name), and the partitions whose stores are all among them.
+        self._changelogs_in_txn: set[tuple[int, str]] = set()
+        self._partitions_in_txn: set[int] = set()
         self._opened_at = 0.0
         self._partition = -1
         self._callback_error: BaseException | None = None
@@ -256,6 +260,8 @@ class Worker:
         if self.guarantee is Guarantee.EXACTLY_ONCE and not self._in_txn:
             self._p.begin_transaction()
             self._in_txn = True
+            self._changelogs_in_txn.clear()
+            self._partitions_in_txn.clear()
         if not self._positions:
             self._opened_at = time.monotonic()
         source, root = self.sources[topic]
@@ -271,6 +277,30 @@ class Worker:
         self._txn_start.setdefault(tp, offset)
         self._positions[tp] = offset + 1
         self.processed += 1
+        if self._in_txn and partition not in self._partitions_in_txn:
+            self._add_changelogs(partition)
+
+    def _add_changelogs(self, partition: int) -> None:
+        """Write the first change of each store of `partition` at once. Producing to a
+        changelog partition is what makes the producer add it to the transaction
+        (AddPartitionsToTxn); done now, that round trip overlaps processing. Left to the
+        commit, it would queue behind the commit's AddOffsetsToTxn (Kafka's coordinator
+        refuses it with CONCURRENT_TRANSACTIONS while that write is pending, and the client
+        retries). The commit writes the key's final value after it; the changelog is
+        compacted and restored in order, so the later record wins."""
+        app = self.settings.application_id
+        complete = True
+        for store in self._tasks.get(partition, {}).values():
+            if (partition, store.spec.name) in self._changelogs_in_txn:
+                continue
+            change = store.first_change()
+            if change is None:
+                complete = False
+                continue
+            self._produce(store.spec.changelog_topic(app), change[0], change[1], partition)
+            self._changelogs_in_txn.add((partition, store.spec.name))
+        if complete:
+            self._partitions_in_txn.add(partition)
 
     def store(self, spec: StoreSpec) -> KeyValueStore:
         try:

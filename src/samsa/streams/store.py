@@ -84,6 +84,10 @@ class KeyValueStore:
         """The changelog records of the open commit: key -> latest value (None: deleted)."""
         return list(self._pending.items())
 
+    def first_change(self) -> tuple[bytes, bytes | None] | None:
+        """The oldest pending write, if any (its key's latest value)."""
+        return next(iter(self._pending.items()), None)
+
     def commit(self) -> None:
         for key, data in self._pending.items():
             if data is None:
