@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -54,6 +55,7 @@ class Run:
     seconds: float
     commits: int
     commit_s: float  # wall time inside the worker's commits
+    idle_s: float  # wall time in the worker's polls that returned no record
     worker_cpu_s: float  # this process: the worker and its clients' threads
     broker_cpu_s: float
 
@@ -139,7 +141,7 @@ def measure(broker: BrokerProcess, kind: str, guarantee: str, records: int, inte
         time.sleep(0.002)
     began = time.monotonic()
     worker_cpu, broker_cpu = time.process_time(), cpu_seconds(pid)
-    commits, commit_s = worker.commits, worker.commit_seconds
+    commits, commit_s, idle_s = worker.commits, worker.commit_seconds, worker.idle_seconds
     while worker.committed < records:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"{app_id}: committed {worker.committed} of {records}")
@@ -150,6 +152,7 @@ def measure(broker: BrokerProcess, kind: str, guarantee: str, records: int, inte
         seconds=elapsed,
         commits=worker.commits - commits,
         commit_s=worker.commit_seconds - commit_s,
+        idle_s=worker.idle_seconds - idle_s,
         worker_cpu_s=time.process_time() - worker_cpu,
         broker_cpu_s=cpu_seconds(pid) - broker_cpu,
     )
@@ -161,7 +164,7 @@ def measure(broker: BrokerProcess, kind: str, guarantee: str, records: int, inte
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samsa.bench.streams", description=__doc__)
     parser.add_argument("--records", type=int, default=200_000, help="per run")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure the median")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; each figure the median")
     parser.add_argument("--commit-interval-ms", type=int, default=100)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")
     parser.add_argument("--guarantees", default=",".join(GUARANTEES), help="comma-separated")
@@ -187,9 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     paired = {k: paired_ratios(by) for k, by in runs.items()}
     if args.json:
         detail = {k: {g: [asdict(r) for r in rs] for g, rs in by.items()} for k, by in runs.items()}
+        intervals = {k: median_interval(ratios) for k, ratios in paired.items() if ratios}
         print(
             json.dumps(
-                {"records": args.records, "results": results, "paired": paired, "runs": detail}
+                {
+                    "records": args.records,
+                    "results": results,
+                    "paired": paired,
+                    "paired_median_90": intervals,
+                    "runs": detail,
+                }
             )
         )
         return 0
@@ -204,11 +214,24 @@ def main(argv: list[str] | None = None) -> int:
         if paired[kind]:
             ratio = rates["exactly_once"] / rates["at_least_once"]
             rounds = ", ".join(f"{r:.2f}" for r in paired[kind])
+            low, high = median_interval(paired[kind])
             print(
                 f"{kind}: exactly_once / at_least_once = {ratio:.2f} (of the medians); "
-                f"per round {rounds}: median {statistics.median(paired[kind]):.2f}"
+                f"per round {rounds}: median {statistics.median(paired[kind]):.2f}, "
+                f"90% bootstrap interval {low:.2f}-{high:.2f}"
             )
     return 0
+
+
+def median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 90% percentile-bootstrap interval of the median (seeded: the same runs, the same
+    interval). On a shared VM one run moves by a quarter; this says how far the median of
+    a handful of runs can be trusted."""
+    draw = random.Random(0)
+    medians = sorted(
+        statistics.median(draw.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(0.05 * resamples)], medians[int(0.95 * resamples) - 1]
 
 
 def paired_ratios(by_guarantee: dict[str, list[Run]]) -> list[float]:
@@ -222,6 +245,7 @@ def _line(run: Run) -> str:
     return (
         f"{run.records_per_s:>9,.0f} records/s in {run.seconds:5.2f} s; "
         f"{run.commits:>4} commits, {run.commit_s:5.2f} s ({run.commit_p_ms:4.1f} ms each); "
+        f"idle {run.idle_s:5.2f} s; "
         f"CPU worker {run.worker_cpu_s:5.2f} s, broker {run.broker_cpu_s:5.2f} s"
     )
 

@@ -107,6 +107,7 @@ class Worker:
         self.committed = 0
         self.commits = 0
         self.commit_seconds = 0.0  # wall time spent in commits (changelog, offsets, commit)
+        self.idle_seconds = 0.0  # wall time in polls that returned nothing
         self.aborts = 0
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -193,7 +194,10 @@ class Worker:
         last_progress = time.monotonic()
         last_processed = 0
         while not self._stopping.is_set():
+            polled = time.monotonic()
             messages = self._c.consume(self.settings.max_poll_records, POLL_TIMEOUT_S)
+            if not messages:
+                self.idle_seconds += time.monotonic() - polled
             self._raise_callback_error()
             messages = self._without_rebalanced(messages)
             if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
