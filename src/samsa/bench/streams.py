@@ -1,19 +1,24 @@
 """Streams runtime benchmark (issue 6): records per second through a stateless and a stateful
 application under each processing guarantee, against a `samsa serve` subprocess.
 
-    python -m samsa.bench.streams [--records N] [--repeat K] [--commit-interval-ms 100] [--json]
+    python -m samsa.bench.streams [--records N] [--repeat K] [--commit-interval-ms 100]
+                                  [--kinds stateless,stateful] [--guarantees ...] [--json]
 
 For each (application, guarantee) a fresh input topic (3 partitions) is filled with N JSON
 records first; then one worker runs in this process and the figure is N divided by the time from
 its first processed record to the commit that covers the last one (so start-up, group join and
 restore are not counted). The guarantees take turns, in a rotated order each round, K rounds;
 each figure is the median. Stateless: filter + map_values + to. Stateful: the balances example
-(a store read and write per record, changelog records each commit).
+(a store read and write per record, changelog records each commit). The exactly_once /
+at_least_once ratio is given twice: of the two medians, and as the median of each round's own
+ratio (the two runs of a round are seconds apart, so slow drift of the machine moves both),
+with a 90% bootstrap interval of that median.
 
 Beside each rate it reports where the time went: the number of commits and the wall time the
-worker spent in them, and the CPU seconds of this process (the worker and its librdkafka
-threads) and of the broker during the timed span. On a machine with few cores the two
-processes share them, so CPU the broker spends on transactions is CPU the worker cannot use.
+worker spent in them, its idle time (polls that returned nothing), and the CPU seconds of this
+process (the worker and its librdkafka threads) and of the broker during the timed span. On a
+machine with few cores the two processes share them, so CPU the broker spends on transactions
+is CPU the worker cannot use.
 """
 
 from __future__ import annotations
