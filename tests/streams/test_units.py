@@ -108,3 +108,18 @@ def test_guarantee_names() -> None:
         Guarantee.parse("twice")
     with pytest.raises(ValueError):
         App("t", commit_interval_ms=0)
+
+
+def test_exactly_once_commits_inside_the_transaction_timeout() -> None:
+    # The coordinator aborts a transaction open past transaction.timeout.ms (10 s by default).
+    with pytest.raises(ValueError, match=r"transaction\.timeout\.ms"):
+        App("t", commit_interval_ms=10_000)
+    App("t", commit_interval_ms=9_999)
+    App("t", commit_interval_ms=10_000, processing_guarantee="at_least_once")
+    longer = {"transaction.timeout.ms": 60_000}
+    app = App("t", commit_interval_ms=30_000, producer_config=longer)
+    app.stream(app.topic("in")).to(app.topic("out"))
+    with pytest.raises(ValueError, match=r"transaction\.timeout\.ms"):
+        app.worker(commit_interval_ms=60_000)  # as `samsa streams run --commit-interval-ms`
+    with pytest.raises(ValueError, match="positive"):
+        app.worker(commit_interval_ms=0)

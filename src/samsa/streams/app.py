@@ -41,8 +41,6 @@ class App:
         instance_id: str | None = None,
         **settings: Any,
     ) -> None:
-        if commit_interval_ms <= 0:
-            raise ValueError(f"commit_interval_ms must be positive, got {commit_interval_ms}")
         self.settings = Settings(
             application_id=application_id,
             bootstrap_servers=bootstrap_servers,

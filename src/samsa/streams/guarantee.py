@@ -14,6 +14,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+# Kafka Streams' EOS default: a crashed instance's transaction that nobody aborts
+# (init_transactions of the same id does) holds read_committed readers this long.
+TRANSACTION_TIMEOUT_MS = 10_000
+
 
 class Guarantee(enum.Enum):
     AT_MOST_ONCE = "at_most_once"
@@ -62,9 +66,7 @@ def producer_config(
     config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "linger.ms": 5}
     if guarantee is Guarantee.EXACTLY_ONCE:
         config["transactional.id"] = transactional_id
-        # Kafka Streams' EOS default: a crashed instance's transaction that nobody aborts
-        # (init_transactions of the same id does) holds read_committed readers this long.
-        config["transaction.timeout.ms"] = 10_000
+        config["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
     elif guarantee is Guarantee.AT_LEAST_ONCE:
         config["enable.idempotence"] = True
         config["acks"] = "all"

@@ -32,6 +32,22 @@ class Settings:
     retry_deadline_ms: int = 30_000
     restore_timeout_ms: int = 120_000
 
+    def __post_init__(self) -> None:
+        if self.commit_interval_ms <= 0:
+            raise ValueError(f"commit_interval_ms must be positive, got {self.commit_interval_ms}")
+        if self.processing_guarantee is Guarantee.EXACTLY_ONCE:
+            timeout_ms = int(
+                self.producer_config.get(
+                    "transaction.timeout.ms", guarantees.TRANSACTION_TIMEOUT_MS
+                )
+            )
+            if self.commit_interval_ms >= timeout_ms:
+                # The coordinator aborts a transaction open that long: nothing would commit.
+                raise ValueError(
+                    f"commit_interval_ms ({self.commit_interval_ms}) must be below the "
+                    f"producer's transaction.timeout.ms ({timeout_ms})"
+                )
+
     def resolved_instance_id(self) -> str:
         return self.instance_id if self.instance_id is not None else uuid.uuid4().hex[:12]
 
