@@ -90,15 +90,22 @@ class SizeResult:
 
 # ----------------------------------------------------------------- targets
 @contextlib.contextmanager
-def samsa_process(*settings: str) -> Iterator[str]:
-    """`samsa serve` in a subprocess on a free port and a temp data dir; yields its bootstrap."""
+def broker_process(*settings: str) -> Iterator[BrokerProcess]:
+    """`samsa serve` in a subprocess on a free port and a temp data dir, started."""
     data_dir = tempfile.mkdtemp(prefix="samsa-bench-")
     broker = BrokerProcess(data_dir, settings)
     try:
-        yield broker.start().bootstrap
+        yield broker.start()
     finally:
         broker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def samsa_process(*settings: str) -> Iterator[str]:
+    """`broker_process`, yielding only its bootstrap."""
+    with broker_process(*settings) as broker:
+        yield broker.bootstrap
 
 
 @contextlib.contextmanager

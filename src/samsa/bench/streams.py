@@ -11,8 +11,8 @@ restore are not counted). The guarantees take turns, in a rotated order each rou
 each figure is the median. Stateless: filter + map_values + to. Stateful: the balances example
 (a store read and write per record, changelog records each commit). The exactly_once /
 at_least_once ratio is given twice: of the two medians, and as the median of each round's own
-ratio (the two runs of a round are seconds apart, so slow drift of the machine moves both),
-with a 90% bootstrap interval of that median.
+ratio (the two runs of a round are under a minute apart, so slow drift of the machine moves
+both), with a 90% bootstrap interval of that median.
 
 Beside each rate it reports where the time went: the number of commits and the wall time the
 worker spent in them, its idle time (polls that returned nothing), and the CPU seconds of this
@@ -24,19 +24,15 @@ is CPU the worker cannot use.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,6 +40,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from samsa.bench.broker import broker_process
 from samsa.streams import App, KeyValueStore
 from samsa.testing.process import BrokerProcess
 
@@ -65,19 +62,8 @@ class Run:
     broker_cpu_s: float
 
     @property
-    def commit_p_ms(self) -> float:
+    def commit_mean_ms(self) -> float:
         return 1000 * self.commit_s / max(self.commits, 1)
-
-
-@contextlib.contextmanager
-def broker_process() -> Iterator[BrokerProcess]:
-    data_dir = tempfile.mkdtemp(prefix="samsa-bench-")
-    broker = BrokerProcess(data_dir)
-    try:
-        yield broker.start()
-    finally:
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -240,8 +226,8 @@ def median_interval(values: list[float], resamples: int = 2000) -> tuple[float, 
 
 
 def paired_ratios(by_guarantee: dict[str, list[Run]]) -> list[float]:
-    """exactly_once / at_least_once of each round: the two ran minutes apart at most, so the
-    machine's drift (other tenants, CPU steal) moves both alike."""
+    """exactly_once / at_least_once of each round: the two ran under a minute apart, so slow
+    drift of the machine (other tenants, CPU steal) moves both alike."""
     eos, alo = by_guarantee.get("exactly_once", []), by_guarantee.get("at_least_once", [])
     return [e.records_per_s / a.records_per_s for e, a in zip(eos, alo, strict=False)]
 
@@ -249,7 +235,7 @@ def paired_ratios(by_guarantee: dict[str, list[Run]]) -> list[float]:
 def _line(run: Run) -> str:
     return (
         f"{run.records_per_s:>9,.0f} records/s in {run.seconds:5.2f} s; "
-        f"{run.commits:>4} commits, {run.commit_s:5.2f} s ({run.commit_p_ms:4.1f} ms each); "
+        f"{run.commits:>4} commits, {run.commit_s:5.2f} s ({run.commit_mean_ms:4.1f} ms each); "
         f"idle {run.idle_s:5.2f} s; "
         f"CPU worker {run.worker_cpu_s:5.2f} s, broker {run.broker_cpu_s:5.2f} s"
     )
