@@ -11,8 +11,10 @@ from typing import Any
 
 from samsa import config as broker_config
 from samsa.admin import txn_cli
+from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
+from samsa.log.storage import DataDirLocked
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.server.run import serve
 from samsa.server.server import BrokerServer
@@ -52,7 +54,11 @@ def _serve(args: argparse.Namespace) -> int:
         await serve(args.data_dir, args.host, args.port, config, stop, ready)
         print("samsa broker stopped cleanly", flush=True)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (DataDirLocked, DataDirError) as exc:
+        print(f"samsa serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

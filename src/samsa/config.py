@@ -69,6 +69,11 @@ class BrokerConfig:
     group_initial_rebalance_delay_ms: int = 0
     offset_metadata_max_bytes: int = 4096
     producer_id_expiration_check_interval_ms: int = 600_000
+    # samsa's own: the background check of every stored batch's CRC (`samsa.log.scrub`). A
+    # pass starts at start-up and then every interval; reads are paced to the rate.
+    log_scrubber_enable: bool = True
+    log_scrubber_bytes_per_second: int = 16 * 1024 * 1024
+    log_scrubber_interval_ms: int = 24 * HOUR_MS
 
     @property
     def durable(self) -> bool:
@@ -116,6 +121,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "producer_id_expiration_check_interval_ms",
         _int,
     ),
+    "log.scrubber.enable": ("log_scrubber_enable", _bool),
+    "log.scrubber.bytes.per.second": ("log_scrubber_bytes_per_second", _int),
+    "log.scrubber.interval.ms": ("log_scrubber_interval_ms", _int),
 }
 
 

@@ -30,6 +30,7 @@ class Harness:
 
     def boot(self) -> Broker:
         self.disk.reboot()
+        self.disk.locks.clear()  # a restart: the previous broker's process is gone
         broker = Broker(
             self.config, self.disk, "/data", lambda: self.now_ms, Endpoint("test", 9092)
         )

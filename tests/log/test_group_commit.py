@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
 from log_batches import NOW_MS, append, make_batch
 
-from samsa.log.partition import LogConfig, PartitionLog
+from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import File, OsFile, OsStorage
 from samsa.server.group_commit import GroupCommit
 
@@ -82,13 +83,14 @@ def test_failed_fsync_fails_the_wait_and_later_rounds(tmp_path: object) -> None:
             disk.failing = True
             assert await commit.wait([(log, 1)]) == {log}
             assert log.high_watermark == 0
-            # The disk "recovers"; a later write goes to a new segment, whose fsync works.
-            # Offset 0 was never made durable: the watermark must not move past it, and the
-            # new write must not be acknowledged as durable either.
+            # The disk "recovers", but after a failed fsync the page cache cannot be trusted:
+            # the log is offline and refuses writes until a restart recovers it, and a wait
+            # on it fails at once. Offset 0 was never made durable: the watermark stays.
             disk.failing = False
-            append(log, [b"x" * 100])
-            assert log.active.base_offset == 1
-            assert await commit.wait([(log, 2)]) == {log}
+            assert log.offline is not None
+            with pytest.raises(StorageError):
+                append(log, [b"x" * 100])
+            assert await commit.wait([(log, 1)]) == {log}
             assert log.high_watermark == 0
         finally:
             commit.close()

@@ -8,7 +8,7 @@ import random
 import pytest
 from log_batches import NOW_MS, OpenLog, append, make_batch, offsets, segment_files, sync, values
 
-from samsa.log.partition import PartitionLog
+from samsa.log.partition import CorruptLog, PartitionLog
 from samsa.log.segment import segment_name
 from samsa.protocol.batch import CRC_START, HEADER_BYTES, iter_batches
 
@@ -125,20 +125,46 @@ def test_corrupt_last_batch_is_cut_off(open_log: OpenLog, log_dir: str, where: s
     assert values(read_all(log)) == [*written[:8], b"after"]
 
 
-def test_corrupt_batch_in_the_middle_cuts_everything_after_it(
+def test_corrupt_batch_in_the_middle_is_refused_and_nothing_is_cut(
     open_log: OpenLog, log_dir: str
 ) -> None:
+    """A damaged batch with valid ones after it is not a torn write: recovery must not cut the
+    acknowledged batches after it away (it used to), and must leave the files as they are."""
     log = open_log()
-    written = fill(log, 5)
+    fill(log, 5)
     log.close()
     path = last_log_file(log_dir)
     positions = batch_positions(path)
     flip_byte(path, positions[2][0] + HEADER_BYTES + 2)
+    before = _snapshot_dir(log_dir)
 
-    log = open_log(recover=True)
-    assert os.path.getsize(path) == positions[2][0]
-    assert log.log_end_offset == 4
-    assert values(read_all(log)) == written[:4]
+    with pytest.raises(CorruptLog) as refused:
+        open_log(recover=True)
+    assert refused.value.path == path
+    assert refused.value.position == positions[2][0]
+    assert "CRC-32C mismatch after offset 3" in str(refused.value)
+    assert f"a valid batch at byte {positions[3][0]}" in str(refused.value)
+    assert _snapshot_dir(log_dir) == before, "a corrupt log's files are left exactly as found"
+
+
+def test_damaged_length_field_in_the_middle_is_found_by_searching_for_later_batches(
+    open_log: OpenLog, log_dir: str
+) -> None:
+    """With the batch length itself damaged the next batch cannot be found by skipping: the
+    scan looks for any valid batch after the damage."""
+    log = open_log()
+    fill(log, 5)
+    log.close()
+    path = last_log_file(log_dir)
+    positions = batch_positions(path)
+    with open(path, "r+b") as f:
+        f.seek(positions[1][0] + 8)
+        f.write((2**31 - 1).to_bytes(4, "big"))  # batchLength: far past the end of the file
+
+    with pytest.raises(CorruptLog) as refused:
+        open_log(recover=True)
+    assert refused.value.position == positions[1][0]
+    assert f"a valid batch at byte {positions[2][0]}" in str(refused.value)
 
 
 def test_only_garbage_leaves_an_empty_segment(open_log: OpenLog, log_dir: str) -> None:
@@ -174,24 +200,36 @@ def test_torn_tail_after_a_roll(open_log: OpenLog, log_dir: str) -> None:
     assert values(read_all(log)) == [*written[:6], b"after"]
 
 
-def test_torn_tail_in_an_older_segment_is_cut_and_reads_skip_the_gap(
+def test_a_damaged_older_segment_with_newer_data_is_corruption(
     open_log: OpenLog, log_dir: str
 ) -> None:
+    """Half a batch missing from an older segment while newer segments hold data: no crash
+    mid-write leaves that (writes are sequential), so it is refused, not cut into a gap."""
     size = len(make_batch([b"000.0", b"000.1"]))
     log = open_log(segment_bytes=2 * size)
-    written = fill(log, 6)
+    fill(log, 6)
     log.close()
     names = segment_files(log_dir)
     assert len(names) == 3
     older = os.path.join(log_dir, names[0])
     with open(older, "r+b") as f:  # the older segment loses half of its second batch
         f.truncate(size + size // 2)
+    before = _snapshot_dir(log_dir)
 
-    log = open_log(recover=True, segment_bytes=2 * size)
-    assert os.path.getsize(older) == size
-    data = read_all(log)
-    assert offsets(data) == [0, 1, *range(4, 12)]
-    assert values(data) == written[:2] + written[4:]
+    with pytest.raises(CorruptLog) as refused:
+        open_log(recover=True, segment_bytes=2 * size)
+    assert refused.value.path == older
+    assert refused.value.position == size
+    assert "later segment" in str(refused.value)
+    assert _snapshot_dir(log_dir) == before
+
+
+def _snapshot_dir(directory: str) -> dict[str, bytes]:
+    out = {}
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), "rb") as f:
+            out[name] = f.read()
+    return out
 
 
 # ------------------------------------------------------------------ indexes

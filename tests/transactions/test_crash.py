@@ -135,7 +135,7 @@ def test_restart_completes_prepared_transaction(
     # Crash: the process dies with the marker work queued; nothing is closed or flushed, and
     # the clean-shutdown file is absent, so the restart recovers.
     broker.background.clear()
-    del broker
+    broker.abandon()  # the process dies: its files are closed, its data dir lock dropped
     if lose_unsynced:
         for (topic, p), size in synced_bytes.items():
             segment = os.path.join(
@@ -221,7 +221,7 @@ def test_restart_settles_offsets_committed_in_the_transaction(tmp_path: Path, co
     assert settle(written) == {tp: ErrorCode.none}
     assert settle(broker.txn.end_transaction("crash-tx", pid, epoch, commit)) == ErrorCode.none
     broker.background.clear()  # crash with the marker writes queued
-    del broker
+    broker.abandon()
 
     expected = 9 if commit else 5
     with EmbeddedBroker(data_dir=data_dir) as restarted:

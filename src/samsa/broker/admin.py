@@ -99,6 +99,8 @@ def handle_delete_topics(broker: Broker, request: Request) -> Outcome:
             result["topic_id"] = topic.topic_id
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
+        except OSError as exc:  # the next start finishes a deletion this left halfway
+            result.update(error_code=ErrorCode.kafka_storage_error, error_message=str(exc))
         results.append(result)
     return broker.reply(request, {"throttle_time": 0, "responses": results})
 

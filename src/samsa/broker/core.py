@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from samsa.broker import admin, fetch, groups, metadata, offsets, produce, txn, unsupported
 from samsa.broker.outcomes import Close, Later, Outcome, Reply
-from samsa.broker.topics import Topics
+from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
 from samsa.config import BrokerConfig
 from samsa.coordinator.group.coordinator import GroupCoordinator, GroupSettings
 from samsa.coordinator.producer_ids import ProducerIdManager
 from samsa.coordinator.txn.coordinator import TransactionCoordinator, TxnSettings
-from samsa.log.storage import Storage
+from samsa.log.storage import DirLock, Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
 from samsa.protocol.build import build
@@ -32,12 +33,6 @@ Handler = Callable[["Broker", Request], Outcome]
 CLEAN_SHUTDOWN_FILE = ".samsa_cleanshutdown"
 TXN_TOPIC = "__transaction_state"
 INTERNAL_TOPICS = (TXN_TOPIC, txn.OFFSETS_TOPIC)
-# Coordinator logs are kept whole: their state is their replay.
-INTERNAL_TOPIC_CONFIGS = {
-    "retention.ms": "-1",
-    "cleanup.policy": "compact",
-    "segment.bytes": str(100 * 1024 * 1024),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +59,7 @@ class Broker:
         self.cluster_id = ""
         self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
+        self._lock: DirLock | None = None
         self.txn: TransactionCoordinator  # set by open()
         self.groups: GroupCoordinator  # set by open()
         # Work the server runs in the background once its writes are durable (markers).
@@ -74,16 +70,38 @@ class Broker:
         return self.config.node_id
 
     def open(self) -> None:
-        """Load everything from the data dir; recover logs if the last shutdown was not clean."""
+        """Take the data dir (`DataDirLocked` if another broker has it) and load everything
+        from it, recovering the logs if the last shutdown was not clean. `DataDirError` if it
+        cannot be served; the lock is released again then."""
         self.storage.makedirs(self.data_dir)
+        self._lock = self.storage.lock(self.data_dir)
+        try:
+            self._open()
+        except BaseException:
+            self.topics.close_files()
+            self._lock.release()
+            self._lock = None
+            raise
+
+    def _open(self) -> None:
         marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
         self.clean_start = self.storage.exists(marker)
         self.cluster_id = self._load_cluster_id()
+        started = time.monotonic()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
+        self._log_recovery(time.monotonic() - started)
         self.producer_ids = ProducerIdManager(self.storage, self.data_dir)
         for name in INTERNAL_TOPICS:
             if name not in self.topics:
                 self.topics.create(name, 1, INTERNAL_TOPIC_CONFIGS, self.clock_ms())
+            internal = self.topics.partition(name, 0)
+            if internal is not None and internal.offline is not None:
+                # The coordinators are their logs' replay: without the log there is no state
+                # to serve, and serving an empty one would forget offsets and transactions.
+                raise DataDirError(
+                    f"internal topic {name} is damaged ({internal.offline}); run "
+                    f"`samsa log repair --data-dir {self.data_dir} --topic {name} --partition 0`"
+                )
         txn_log = self.topics.partition(TXN_TOPIC, 0)
         if txn_log is None:
             raise RuntimeError(f"internal topic {TXN_TOPIC} has no partition 0")
@@ -127,8 +145,42 @@ class Broker:
         return sum(log.producers.remove_expired(now_ms) for log in self.topics.logs())
 
     def close(self) -> None:
-        self.topics.close()
-        self.storage.write_atomic(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"")
+        """Make everything durable and mark the shutdown clean, unless something could not be
+        synced: then the next start recovers. The data dir is released last."""
+        durable = self.topics.close()
+        try:
+            if durable:
+                self.storage.write_atomic(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE), b"")
+            else:
+                log.error("shutdown was not clean: the next start recovers the logs")
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def abandon(self) -> None:
+        """What the kernel does when the process dies (for tests that crash a broker in
+        process): every file closed, the data dir's lock dropped, nothing synced or written."""
+        self.topics.close_files()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _log_recovery(self, seconds: float) -> None:
+        logs = [p for t in self.topics for p in t.partitions]
+        reports = [r for p in logs for r in p.recovery]
+        offline = self.topics.offline()
+        log.info(
+            "loaded %d partition(s) after a%s shutdown in %.3f s: %d segment(s), %d rescanned, "
+            "%d byte(s) of torn tails cut, %d partition(s) offline",
+            len(logs),
+            " clean" if self.clean_start else "n unclean",
+            seconds,
+            len(reports),
+            sum(1 for r in reports if r.batches >= 0),
+            sum(r.truncated_bytes for r in reports),
+            len(offline),
+        )
 
     def _load_cluster_id(self) -> str:
         path = os.path.join(self.data_dir, "meta.properties")

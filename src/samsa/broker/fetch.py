@@ -41,7 +41,9 @@ def _error_partition(index: int, error: ErrorCode) -> dict[str, Any]:
         "log_start_offset": -1,
         "aborted_transactions": None,
         "preferred_read_replica": -1,
-        "records": None,
+        # Kafka sends an empty record set with an error, never a null one: librdkafka refuses
+        # the whole response over a null, and so would never see the error.
+        "records": b"",
     }
 
 
@@ -126,8 +128,20 @@ def handle_fetch(broker: Broker, request: Request) -> Outcome:
 
 def _read(want: _Wanted, isolation: int, remaining: int, min_one: bool) -> dict[str, Any]:
     log = want.log
-    if log is None:
+    if log is None or log.deleted:
         return _error_partition(want.partition, ErrorCode.unknown_topic_or_partition)
+    if log.offline is not None:
+        return _error_partition(want.partition, ErrorCode.kafka_storage_error)
+    try:
+        return _read_log(log, want, isolation, remaining, min_one)
+    except OSError as exc:
+        log.go_offline(f"a read failed: {exc}")
+        return _error_partition(want.partition, ErrorCode.kafka_storage_error)
+
+
+def _read_log(
+    log: PartitionLog, want: _Wanted, isolation: int, remaining: int, min_one: bool
+) -> dict[str, Any]:
     if want.fetch_offset < log.log_start_offset or want.fetch_offset > log.log_end_offset:
         partition = _error_partition(want.partition, ErrorCode.offset_out_of_range)
         partition.update(

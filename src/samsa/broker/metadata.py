@@ -40,15 +40,17 @@ def describe_topic(broker: Broker, topic: Topic) -> dict[str, Any]:
         "is_internal": topic.is_internal,
         "partitions": [
             {
-                "error_code": ErrorCode.none,
+                # An offline partition keeps its leader, so clients still send it requests and
+                # get KAFKA_STORAGE_ERROR from each, rather than waiting for a leader forever.
+                "error_code": ErrorCode.kafka_storage_error if log.offline else ErrorCode.none,
                 "partition_index": index,
                 "leader_id": node,
                 "leader_epoch": LEADER_EPOCH,
                 "replica_nodes": (node,),
-                "isr_nodes": (node,),
-                "offline_replicas": (),
+                "isr_nodes": () if log.offline else (node,),
+                "offline_replicas": (node,) if log.offline else (),
             }
-            for index in range(len(topic.partitions))
+            for index, log in enumerate(topic.partitions)
         ],
         "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }

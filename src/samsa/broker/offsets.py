@@ -34,6 +34,18 @@ def _list_one(
     if log is None:
         result["error_code"] = ErrorCode.unknown_topic_or_partition
         return result
+    if log.offline is not None:
+        result["error_code"] = ErrorCode.kafka_storage_error
+        return result
+    try:
+        _find(log, timestamp, isolation, result)
+    except OSError as exc:
+        log.go_offline(f"a read failed: {exc}")
+        result.update(error_code=ErrorCode.kafka_storage_error, offset=-1, timestamp=-1)
+    return result
+
+
+def _find(log: PartitionLog, timestamp: int, isolation: int, result: dict[str, Any]) -> None:
     limit = stable_offset(log) if isolation == READ_COMMITTED else log.high_watermark
     if timestamp == LATEST_TIMESTAMP:
         result["offset"] = limit
@@ -49,7 +61,6 @@ def _list_one(
             result["offset"], result["timestamp"] = found
     else:
         result["error_code"] = ErrorCode.invalid_request
-    return result
 
 
 def handle_list_offsets(broker: Broker, request: Request) -> Outcome:
@@ -93,6 +104,8 @@ def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Outcome:
             current = int(p.current_leader_epoch)
             if log is None:
                 result["error_code"] = ErrorCode.unknown_topic_or_partition
+            elif log.offline is not None:
+                result["error_code"] = ErrorCode.kafka_storage_error
             elif current > LEADER_EPOCH:
                 result["error_code"] = ErrorCode.unknown_leader_epoch
             elif 0 <= current < LEADER_EPOCH:

@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from samsa.broker.outcomes import AwaitDurable, Close, Outcome
 from samsa.broker.topics import TopicError, check_topic_name
-from samsa.log.partition import PartitionLog
+from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.batch import InvalidBatch, validate_produced
 from samsa.protocol.codec import Request
 from samsa.state.producers import Duplicate, ProducerStateError
@@ -60,6 +60,9 @@ def _append(
     if topic.is_internal:
         message = f"{topic_name} is internal: only the broker writes to it"
         return _partition_result(index, ErrorCode.invalid_topic_exception, message=message), None, 0
+    if log.offline is not None:
+        message = f"{topic_name}-{index} is offline: {log.offline}"
+        return _partition_result(index, ErrorCode.kafka_storage_error, message=message), None, 0
     message_bytes_max = int(broker.topics.setting(topic, "max.message.bytes"))
     try:
         header = validate_produced(records or b"", message_bytes_max)
@@ -74,7 +77,7 @@ def _append(
                 transactional_id, h.producer_id, h.producer_epoch, (topic_name, index)
             ),
         )
-    except ProducerStateError as exc:
+    except (ProducerStateError, StorageError) as exc:
         return _partition_result(index, exc.error, message=str(exc)), None, 0
     if isinstance(written, Duplicate):
         # An exact retry: the original offsets, once the original write is durable.
@@ -131,7 +134,9 @@ def handle_produce(broker: Broker, request: Request) -> Outcome:
             for result, log in partitions:
                 if log is not None and log in sync_failed:
                     result = _partition_result(
-                        result["index"], ErrorCode.kafka_storage_error, message="fsync failed"
+                        result["index"],
+                        ErrorCode.kafka_storage_error,
+                        message=f"not made durable: {log.offline or 'fsync failed'}",
                     )
                 results.append(result)
             responses.append({"name": name, "partition_responses": results})

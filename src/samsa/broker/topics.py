@@ -1,25 +1,56 @@
 """Topics: their partitions' logs, ids and config overrides, persisted in `topics.json`.
 
 Creating a topic makes its partition directories first and records it in `topics.json` (written
-atomically) last, so a crash in between leaves only empty directories, which are removed on start.
+atomically) last, so a crash in between leaves directories without data and without an entry,
+which the next start removes. Deleting one renames its directories to `<dir>.<id>-delete`
+(Kafka's convention) first, then drops the entry, then removes them: a crash at any point
+leaves either the whole topic or a deletion the next start finishes.
+
+A partition directory is never ignored: one with data but no entry (a lost or damaged
+`topics.json`) gets its entry rebuilt, with default configs and a WARNING, when the directory
+names say unambiguously which partitions the topic has; otherwise the broker refuses to start.
+A partition whose files are damaged (`CorruptLog`) is offline; every other one serves.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from samsa.config import BrokerConfig
-from samsa.log.partition import LogConfig, PartitionLog, partition_directory
+from samsa.log.partition import CorruptLog, LogConfig, PartitionLog, partition_directory
 from samsa.log.storage import Storage
 
+log = logging.getLogger("samsa.broker")
+
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+_PARTITION_DIR = re.compile(r"^(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>0|[1-9][0-9]*)$")
+DELETE_SUFFIX = "-delete"
+METADATA_FILE = "topics.json"
+
+
+# Coordinator logs are kept whole: their state is their replay.
+INTERNAL_TOPIC_CONFIGS = {
+    "retention.ms": "-1",
+    "cleanup.policy": "compact",
+    "segment.bytes": str(100 * 1024 * 1024),
+}
+
+# topics.json: topic name -> {"id": str, "partitions": int, "configs": {name: value}}
+Entries = dict[str, dict[str, Any]]
+
+
+class DataDirError(Exception):
+    """The data dir cannot be served as it is; the broker refuses to start and says why."""
+
 TOPIC_NAME_LENGTH_MAX = 249
 PARTITIONS_MAX = 10_000
 
@@ -96,8 +127,12 @@ class Topics:
         return topic.partitions[index]
 
     def logs(self) -> Iterator[PartitionLog]:
+        """Every partition log that serves (offline ones are left alone by periodic work)."""
         for topic in list(self.topics.values()):
-            yield from topic.partitions
+            yield from (log for log in topic.partitions if log.offline is None)
+
+    def offline(self) -> list[PartitionLog]:
+        return [p for topic in self.topics.values() for p in topic.partitions if p.offline]
 
     # ----------------------------------------------------------------- settings
     def setting(self, topic: Topic, name: str) -> str:
@@ -150,22 +185,142 @@ class Topics:
     # ----------------------------------------------------------------- lifecycle
     def load(self, now_ms: int, recover: bool) -> None:
         raw = self.storage.read_all(self._metadata_path())
-        entries = json.loads(raw) if raw else {}
+        try:
+            entries = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise DataDirError(f"{self._metadata_path()} is not valid JSON ({exc})") from None
+        entries = self._reconcile(entries)
         for name, entry in entries.items():
             topic = Topic(name, uuid.UUID(entry["id"]), dict(entry["configs"]))
             log_config = self.log_config(topic)
             for index in range(entry["partitions"]):
-                directory = partition_directory(self.data_dir, name, index)
-                topic.partitions.append(
-                    PartitionLog.open(
-                        self.storage, directory, name, index, log_config, now_ms, recover
-                    )
-                )
+                topic.partitions.append(self._open(topic, index, log_config, now_ms, recover))
             self.topics[name] = topic
 
-    def close(self) -> None:
-        for log in self.logs():
-            log.close()
+    def _open(
+        self, topic: Topic, index: int, log_config: LogConfig, now_ms: int, recover: bool
+    ) -> PartitionLog:
+        directory = partition_directory(self.data_dir, topic.name, index)
+        try:
+            return PartitionLog.open(
+                self.storage, directory, topic.name, index, log_config, now_ms, recover, False
+            )
+        except CorruptLog as exc:
+            log.error("%s-%d is offline: %s", topic.name, index, exc)
+            return PartitionLog.offline_placeholder(
+                self.storage, directory, topic.name, index, log_config, str(exc)
+            )
+
+    def _reconcile(self, entries: Entries) -> Entries:
+        """Match the directories in the data dir with `topics.json`: finish interrupted
+        deletions, remove what an interrupted creation left, rebuild lost entries."""
+        found: dict[str, set[int]] = {}
+        for name in self.storage.listdir(self.data_dir):
+            path = os.path.join(self.data_dir, name)
+            if name.endswith(DELETE_SUFFIX):
+                entries = self._finish_delete(entries, name)
+                self.storage.rmtree(path)
+                continue
+            match = _PARTITION_DIR.match(name)
+            if match is None:
+                continue
+            if not self._holds_segments(path):
+                continue  # not a partition directory (a file, or a stranger's directory)
+            topic, index = match["topic"], int(match["partition"])
+            listed = entries.get(topic)
+            if listed is not None and index < int(listed["partitions"]):
+                continue
+            if not self._holds_data(path):
+                log.warning("removing %s: left empty by a creation that never completed", path)
+                self.storage.rmtree(path)
+                continue
+            found.setdefault(topic, set()).add(index)
+        if not found:
+            return entries
+        return self._rebuild(entries, found)
+
+    def _finish_delete(
+        self, entries: Entries, name: str
+    ) -> Entries:
+        """`<topic>-<p>.<id hex>-delete`: drop the topic's entry if it is still the same topic."""
+        stem = name[: -len(DELETE_SUFFIX)]
+        partition_dir, _, id_hex = stem.rpartition(".")
+        match = _PARTITION_DIR.match(partition_dir)
+        if match is None:
+            return entries
+        entry = entries.get(match["topic"])
+        if entry is not None and uuid.UUID(entry["id"]).hex == id_hex:
+            log.warning("finishing the interrupted deletion of topic %s", match["topic"])
+            entries = {k: v for k, v in entries.items() if k != match["topic"]}
+            self._save_entries(entries)
+        return entries
+
+    def _rebuild(
+        self, entries: Entries, found: dict[str, set[int]]
+    ) -> Entries:
+        rebuilt = dict(entries)
+        for topic, indexes in sorted(found.items()):
+            listed = entries.get(topic)
+            first = 0 if listed is None else int(listed["partitions"])
+            expected = set(range(first, max(indexes) + 1))
+            if indexes != expected or check_name_quietly(topic) is not None:
+                missing = sorted(expected - indexes)
+                raise DataDirError(
+                    f"{self._metadata_path()} does not list topic {topic!r}, and its partition "
+                    f"directories cannot be matched to it (missing partitions {missing}); "
+                    "restore topics.json or move the directories away"
+                )
+            if listed is None:
+                rebuilt[topic] = {
+                    "id": str(uuid.uuid4()),
+                    "partitions": max(indexes) + 1,
+                    "configs": dict(INTERNAL_TOPIC_CONFIGS) if topic.startswith("__") else {},
+                }
+                log.warning(
+                    "topic %s was missing from %s: rebuilt from its %d partition "
+                    "director%s, with default configs (its own configs were lost)",
+                    topic,
+                    METADATA_FILE,
+                    len(indexes),
+                    "y" if len(indexes) == 1 else "ies",
+                )
+            else:
+                rebuilt[topic] = {**listed, "partitions": max(indexes) + 1}
+                log.warning(
+                    "topic %s: partitions %s were missing from %s and are restored",
+                    topic,
+                    sorted(indexes),
+                    METADATA_FILE,
+                )
+        self._save_entries(rebuilt)
+        return rebuilt
+
+    def _holds_segments(self, path: str) -> bool:
+        try:
+            return any(name.endswith(".log") for name in self.storage.listdir(path))
+        except OSError:
+            return False
+
+    def _holds_data(self, path: str) -> bool:
+        for name in self.storage.listdir(path):
+            if name.endswith(".log"):
+                data = self.storage.read_all(os.path.join(path, name))
+                if data:
+                    return True
+        return False
+
+    def close_files(self) -> None:
+        for topic in list(self.topics.values()):
+            for partition_log in topic.partitions:
+                partition_log.close_files()
+
+    def close(self) -> bool:
+        """Close every log; False if one could not make its data durable."""
+        durable = True
+        for topic in list(self.topics.values()):
+            for partition_log in topic.partitions:
+                durable = partition_log.close() and durable
+        return durable
 
     def create(
         self,
@@ -188,9 +343,15 @@ class Topics:
         topic = Topic(name, uuid.uuid4(), self.check_configs(configs))
         if validate_only:
             return topic
-        self._add_partitions(topic, partitions, now_ms)
-        self.topics[name] = topic
-        self._save()
+        try:
+            self._add_partitions(topic, partitions, now_ms)
+            self.topics[name] = topic
+            self._save()
+        except OSError as exc:
+            self.topics.pop(name, None)
+            for partition_log in topic.partitions:
+                partition_log.delete()
+            raise TopicError(ErrorCode.kafka_storage_error, f"creating {name!r}: {exc}") from exc
         return topic
 
     def create_partitions(self, name: str, count: int, now_ms: int, validate_only: bool) -> None:
@@ -204,18 +365,36 @@ class Topics:
             )
         if count > PARTITIONS_MAX:
             raise TopicError(ErrorCode.invalid_partitions, f"limit is {PARTITIONS_MAX}")
+        _refuse_internal(topic, "add partitions to")
         if validate_only:
             return
-        self._add_partitions(topic, count - len(topic.partitions), now_ms)
-        self._save()
+        before = len(topic.partitions)
+        try:
+            self._add_partitions(topic, count - before, now_ms)
+            self._save()
+        except OSError as exc:
+            for partition_log in topic.partitions[before:]:
+                partition_log.delete()
+            del topic.partitions[before:]
+            raise TopicError(ErrorCode.kafka_storage_error, f"adding partitions: {exc}") from exc
 
     def delete(self, name: str) -> Topic:
-        topic = self.topics.pop(name, None)
+        topic = self.topics.get(name)
         if topic is None:
             raise TopicError(ErrorCode.unknown_topic_or_partition, f"no topic {name!r}")
+        _refuse_internal(topic, "delete")
+        for partition_log in topic.partitions:
+            partition_log.close_files()
+            partition_log.deleted = True
+            if self.storage.exists(partition_log.directory):
+                doomed = f"{partition_log.directory}.{topic.topic_id.hex}{DELETE_SUFFIX}"
+                self.storage.rename(partition_log.directory, doomed)
+                partition_log.directory = doomed
+        self.storage.sync_dir(self.data_dir)
+        del self.topics[name]
         self._save()
-        for log in topic.partitions:
-            log.delete()
+        for partition_log in topic.partitions:
+            self.storage.rmtree(partition_log.directory)
         return topic
 
     def _add_partitions(self, topic: Topic, count: int, now_ms: int) -> None:
@@ -226,21 +405,49 @@ class Topics:
             self.storage.rmtree(directory)  # left over from a create that never completed
             topic.partitions.append(
                 PartitionLog.open(
-                    self.storage, directory, topic.name, index, log_config, now_ms, recover=False
+                    self.storage,
+                    directory,
+                    topic.name,
+                    index,
+                    log_config,
+                    now_ms,
+                    recover=False,
                 )
             )
         self.storage.sync_dir(self.data_dir)
 
     def _metadata_path(self) -> str:
-        return os.path.join(self.data_dir, "topics.json")
+        return os.path.join(self.data_dir, METADATA_FILE)
 
     def _save(self) -> None:
-        entries = {
-            topic.name: {
-                "id": str(topic.topic_id),
-                "partitions": len(topic.partitions),
-                "configs": topic.configs,
+        self._save_entries(
+            {
+                topic.name: {
+                    "id": str(topic.topic_id),
+                    "partitions": len(topic.partitions),
+                    "configs": topic.configs,
+                }
+                for topic in self.topics.values()
             }
-            for topic in self.topics.values()
-        }
+        )
+
+    def _save_entries(self, entries: Mapping[str, object]) -> None:
         self.storage.write_atomic(self._metadata_path(), json.dumps(entries, indent=1).encode())
+
+
+def _refuse_internal(topic: Topic, action: str) -> None:
+    """The coordinators' logs are the broker's: a client that deleted one would lose every
+    committed offset or transaction state at the next restart."""
+    if topic.is_internal:
+        raise TopicError(
+            ErrorCode.invalid_topic_exception,
+            f"cannot {action} internal topic {topic.name}: only the broker manages it",
+        )
+
+
+def check_name_quietly(name: str) -> str | None:
+    try:
+        check_topic_name(name)
+    except TopicError as exc:
+        return str(exc)
+    return None

@@ -13,7 +13,7 @@ from samsa.broker.answers import answer
 from samsa.broker.outcomes import AwaitDurable, Durable, Outcome, Waits
 from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
 from samsa.coordinator.txn.states import TxnState
-from samsa.log.partition import PartitionLog
+from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.codec import Request
 from samsa.state.producers import ProducerStateError
 
@@ -198,7 +198,7 @@ def handle_write_txn_markers(broker: Broker, request: Request) -> Outcome:
                             now,
                         )
                         waits.append((partition_log, partition_log.log_end_offset))
-                    except ProducerStateError as exc:
+                    except (ProducerStateError, StorageError) as exc:
                         error = exc.error
                 partitions.append({"partition_index": index, "error_code": error})
             topics.append({"name": topic.name, "partitions": partitions})
@@ -223,11 +223,16 @@ def handle_describe_producers(broker: Broker, request: Request) -> Outcome:
         partitions = []
         for index in topic.partition_indexes:
             partition_log = broker.topics.partition(topic.name, index)
-            if partition_log is None:
+            if partition_log is None or partition_log.offline is not None:
+                error = (
+                    ErrorCode.unknown_topic_or_partition
+                    if partition_log is None
+                    else ErrorCode.kafka_storage_error
+                )
                 partitions.append(
                     {
                         "partition_index": index,
-                        "error_code": ErrorCode.unknown_topic_or_partition,
+                        "error_code": error,
                         "error_message": None,
                         "active_producers": (),
                     }

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from kio.records.readers import read_batch
 from kio.schema.errors import ErrorCode
 
-from samsa.log.partition import PartitionLog
+from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.batch import TRANSACTIONAL_FLAG, BatchHeader, parse_header
 from samsa.protocol.batch_writer import record_batch
 from samsa.state.producers import Duplicate
@@ -29,6 +29,11 @@ def append_records(
     """Append records as one batch; returns the offset the log must be durable to (its end).
 
     Raises `ProducerStateError` for a transactional batch the producer state refuses.
+
+    A write the disk refuses takes the coordinator's log offline (as Kafka unloads a coordinator
+    whose log dir fails): the coordinator's state and its log could no longer be kept in step.
+    The offset returned then is one the log never reaches, and every wait for it fails, so the
+    caller answers as for a failed fsync.
     """
     data = record_batch(
         [value for _, value in records],
@@ -38,7 +43,11 @@ def append_records(
         producer_epoch=producer_epoch,
         attributes=TRANSACTIONAL_FLAG if transactional else 0,
     )
-    written = log.append(data, parse_header(data), now_ms, verify_txn, coordinator=True)
+    try:
+        written = log.append(data, parse_header(data), now_ms, verify_txn, coordinator=True)
+    except StorageError as exc:
+        log.go_offline(f"a coordinator write failed: {exc}")
+        return log.log_end_offset + 1
     if isinstance(written, Duplicate):
         raise RuntimeError("a coordinator batch was taken for a duplicate")
     return log.log_end_offset

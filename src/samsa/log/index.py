@@ -31,6 +31,14 @@ class OffsetIndex:
         self.offsets.append(offset)
         self.positions.append(position)
 
+    def mark(self) -> int:
+        return len(self.offsets)
+
+    def restore(self, mark: int) -> None:
+        """Forget the entries appended since `mark` (a write that failed is undone)."""
+        self._file.truncate(mark * _OFFSET_ENTRY.size)
+        del self.offsets[mark:], self.positions[mark:]
+
     def lookup(self, offset: int) -> tuple[int, int]:
         """(offset, position) of the last entry at or before `offset`; the segment start if none."""
         i = bisect.bisect_right(self.offsets, offset) - 1
@@ -84,6 +92,13 @@ class TimeIndex:
         self._file.append(_TIME_ENTRY.pack(timestamp, offset - self.base_offset))
         self.timestamps.append(timestamp)
         self.offsets.append(offset)
+
+    def mark(self) -> int:
+        return len(self.timestamps)
+
+    def restore(self, mark: int) -> None:
+        self._file.truncate(mark * _TIME_ENTRY.size)
+        del self.timestamps[mark:], self.offsets[mark:]
 
     def lookup(self, timestamp: int) -> int:
         """An offset from which a scan finds the first batch with max timestamp >= `timestamp`.

@@ -4,19 +4,34 @@ Offsets: `log_start_offset` <= `high_watermark` <= `log_end_offset`. Appends adv
 offset at once; the high watermark only moves to a `SyncPoint` that has been fsynced, so a
 consumer never reads a batch that a crash could take back (invariant 2). With syncing relaxed
 (`durable=False`), the high watermark follows the log end offset.
+
+Nothing acknowledged is lost or altered silently (invariant 9):
+- A write that fails is undone (the segment cut back to its size before it), so no partial
+  batch is left for later writes to land behind; if it cannot be undone, or after any failed
+  fsync (the page cache's state is then unknown: PostgreSQL's and Kafka's "fsyncgate" lesson),
+  the log goes `offline` until a restart recovers it from the files. An offline log refuses
+  every read and write with KAFKA_STORAGE_ERROR.
+- Opening tells a torn tail (an invalid batch with nothing valid after it anywhere in the log:
+  what a crash mid-write leaves) from corruption (an invalid batch followed by a valid one, a
+  gap between segments, a missing segment, an index or snapshot whose segment is gone). The
+  first is cut off with a WARNING; the second raises `CorruptLog` and the files are left
+  exactly as found, for `samsa log repair`.
+- The log start offset is checkpointed (`log-start-offset`) before retention deletes a segment,
+  so a missing first segment is told from a deleted one.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
-from samsa.log.segment import RecoveryReport, Segment, segment_name
-from samsa.log.storage import Storage
+from samsa.log.segment import RecoveryReport, Scan, Segment, SegmentDamaged, segment_name
+from samsa.log.storage import Bytes, Storage
 from samsa.log.txn_index import AbortedTxn
 from samsa.protocol.batch import (
     HEADER_BYTES,
@@ -35,8 +50,30 @@ from samsa.state.producers import (
     ProducerStateManager,
 )
 
+log = logging.getLogger("samsa.log")
+
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_RETAINED = 2
+LOG_START_FILE = "log-start-offset"
+SEGMENT_SUFFIXES = (".log", ".index", ".timeindex", ".txnindex")
+
+
+class StorageError(Exception):
+    """A read or write this log cannot do: the disk failed it, or the log is offline. Clients
+    get KAFKA_STORAGE_ERROR for the partition; nothing was written."""
+
+    error = ErrorCode.kafka_storage_error
+
+
+class CorruptLog(Exception):
+    """The files of a partition hold damage that recovery must not cut away silently: the
+    partition stays offline, its files untouched, until `samsa log repair`."""
+
+    def __init__(self, path: str, position: int | None, reason: str) -> None:
+        where = f"{path} at byte {position}" if position is not None else path
+        super().__init__(f"{where}: {reason}")
+        self.path = path
+        self.position = position
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +113,15 @@ class PartitionLog:
         self.high_watermark = 0
         self.recovery: list[RecoveryReport] = []
         self._unsynced: list[Segment] = []
-        # Set once an fsync of this log failed: see `fail_sync`.
-        self.sync_failed = False
+        # Why the log refuses reads and writes (None: it serves); see `go_offline`.
+        self.offline: str | None = None
+        self.deleted = False  # its topic was deleted: requests still holding it find it gone
         self.producers = ProducerStateManager(config.producer_id_expiration_ms)
         self.batches_replayed = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
 
     # ----------------------------------------------------------------- opening and closing
     @classmethod
@@ -92,26 +134,22 @@ class PartitionLog:
         config: LogConfig,
         now_ms: int,
         recover: bool,
+        create: bool = True,
     ) -> PartitionLog:
-        """Open (or create) the log; with `recover`, the newest segment is rescanned and cut back
-        to its last whole, CRC-valid batch (what an unclean shutdown may have left torn)."""
+        """Open the log; without `create` (a log the topics metadata lists) its directory and
+        at least one segment must exist. With `recover` (after an unclean
+        shutdown) the newest segment is rescanned; any segment whose indexes do not fit its
+        file is too. A torn tail is cut off; damage raises `CorruptLog` with nothing changed.
+        """
         log = cls(storage, directory, topic, partition, config)
+        if not create and not storage.exists(directory):
+            raise CorruptLog(directory, None, "the partition's directory is missing")
         storage.makedirs(directory)
-        bases = sorted(
-            int(name[: -len(".log")])
-            for name in storage.listdir(directory)
-            if name.endswith(".log") and name[: -len(".log")].isdigit()
-        )
-        for i, base in enumerate(bases):
-            segment = Segment(storage, directory, base, config.index_interval_bytes)
-            log.recovery.append(segment.load(recover=recover and i == len(bases) - 1))
-            # segment.ms counts from the segment's first batch (Kafka's rollingBasedTimestamp),
-            # so a restart does not reset it.
-            first = segment.first_batch_timestamp
-            segment.created_ms = now_ms if first is None else min(first, now_ms)
-            log.segments.append(segment)
-        if not log.segments:
-            log._add_segment(0, now_ms)
+        try:
+            log._load_segments(now_ms, recover, create)
+        except CorruptLog:
+            log.close_files()
+            raise
         if recover:
             # After a crash the files may hold writes that were never fsynced (the process died,
             # the page cache did not). They become the high watermark below, so they must be
@@ -119,8 +157,171 @@ class PartitionLog:
             for segment in log.segments:
                 segment.sync()
         log.high_watermark = log.log_end_offset
-        log._load_producer_state(now_ms)
+        log._load_producer_state(now_ms, strict=not recover)
         return log
+
+    @classmethod
+    def offline_placeholder(
+        cls,
+        storage: Storage,
+        directory: str,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        reason: str,
+    ) -> PartitionLog:
+        """A log that could not be opened: it holds no files and answers KAFKA_STORAGE_ERROR."""
+        log = cls(storage, directory, topic, partition, config)
+        log.offline = reason
+        return log
+
+    def _load_segments(self, now_ms: int, recover: bool, create: bool) -> None:
+        names = set(self.storage.listdir(self.directory))
+        bases = _numbered(names, ".log")
+        start = self._checkpointed_start()
+        self._finish_deletions(names, bases, start)
+        bases = [base for base in bases if start is None or base >= start]
+        self._check_orphans(names, set(bases), start)
+        if not bases:
+            if not create:
+                raise CorruptLog(self.directory, None, "no segment file: the log is gone")
+            self._add_segment(0 if start is None else start, now_ms)
+            return
+        first = 0 if start is None else start
+        if bases[0] > first:
+            raise CorruptLog(
+                os.path.join(self.directory, segment_name(first) + ".log"),
+                None,
+                f"segment missing: the log starts at offset {first}, its first segment at "
+                f"{bases[0]}",
+            )
+        scans: list[Scan | None] = []
+        for i, base in enumerate(bases):
+            segment = Segment(self.storage, self.directory, base, self.config.index_interval_bytes)
+            self.segments.append(segment)
+            scans.append(segment.load(recover=recover and i == len(bases) - 1))
+        self._settle_scans(scans)
+        for segment in self.segments:
+            # segment.ms counts from the segment's first batch (Kafka's rollingBasedTimestamp),
+            # so a restart does not reset it.
+            first_ts = segment.first_batch_timestamp
+            segment.created_ms = now_ms if first_ts is None else min(first_ts, now_ms)
+        for previous, segment in zip(self.segments, self.segments[1:], strict=False):
+            if previous.next_offset != segment.base_offset:
+                raise CorruptLog(
+                    segment.path + ".log",
+                    None,
+                    f"offsets {previous.next_offset} to {segment.base_offset - 1} are missing "
+                    f"between this segment and the one before it",
+                )
+
+    def _settle_scans(self, scans: list[Scan | None]) -> None:
+        """Rebuild every rescanned segment; cut a torn tail; refuse corruption."""
+        damaged = next((i for i, scan in enumerate(scans) if scan and scan.problem), None)
+        for i, scan in enumerate(scans):
+            segment = self.segments[i]
+            if scan is None:
+                self.recovery.append(RecoveryReport(segment.size, 0, -1))
+            elif damaged is None or i < damaged:
+                segment.rebuild(scan.valid_bytes)
+                self.recovery.append(RecoveryReport(scan.valid_bytes, 0, scan.batches))
+        if damaged is None:
+            return
+        scan = scans[damaged]
+        assert scan is not None and scan.problem is not None
+        segment = self.segments[damaged]
+        later = self.segments[damaged + 1 :]
+        valid_later = next(
+            (
+                s
+                for s, later_scan in zip(later, scans[damaged + 1 :], strict=True)
+                if (later_scan is None and s.size > 0)
+                or (later_scan is not None and (later_scan.batches or later_scan.valid_after))
+            ),
+            None,
+        )
+        if scan.valid_after is not None or valid_later is not None:
+            found = (
+                f"a valid batch at byte {scan.valid_after} of this segment"
+                if scan.valid_after is not None
+                else f"valid data in the later segment {valid_later.path}.log"
+                if valid_later is not None
+                else ""
+            )
+            raise CorruptLog(
+                segment.path + ".log",
+                scan.valid_bytes,
+                f"{scan.problem} after offset {scan.next_offset - 1}, followed by {found}: "
+                "corruption, not a torn write",
+            )
+        # A torn tail: nothing valid follows, so nothing after it was ever acknowledged.
+        removed = scan.size - scan.valid_bytes + sum(s.size for s in later)
+        log.warning(
+            "%s: torn tail cut off in %s.log at byte %d (%s): %d byte(s) removed, the log now "
+            "ends at offset %d",
+            self.name,
+            segment.path,
+            scan.valid_bytes,
+            scan.problem,
+            removed,
+            scan.next_offset,
+        )
+        segment.rebuild(scan.valid_bytes)
+        self.recovery.append(
+            RecoveryReport(scan.valid_bytes, scan.size - scan.valid_bytes, scan.batches)
+        )
+        for dropped in later:
+            log.warning("%s: removing %s.log, which held no whole batch", self.name, dropped.path)
+            dropped.delete(self.storage)
+            self.recovery.append(RecoveryReport(0, dropped.size, 0))
+        del self.segments[damaged + 1 :]
+
+    def _checkpointed_start(self) -> int | None:
+        raw = self.storage.read_all(os.path.join(self.directory, LOG_START_FILE))
+        if raw is None:
+            return None
+        text = raw.decode(errors="replace").strip()
+        if not text.isdigit():
+            raise CorruptLog(
+                os.path.join(self.directory, LOG_START_FILE), None, f"unreadable: {text[:40]!r}"
+            )
+        return int(text)
+
+    def _finish_deletions(self, names: set[str], bases: list[int], start: int | None) -> None:
+        """Segments wholly below the checkpointed log start: retention checkpointed the new
+        start and a crash came before it deleted them. Finish the job."""
+        if start is None:
+            return
+        for base in bases:
+            if base < start:
+                log.warning(
+                    "%s: finishing an interrupted deletion of segment %s (below log start %d)",
+                    self.name,
+                    segment_name(base),
+                    start,
+                )
+                for suffix in (*SEGMENT_SUFFIXES[1:], SEGMENT_SUFFIXES[0]):
+                    self.storage.remove(os.path.join(self.directory, segment_name(base) + suffix))
+        for suffix in SEGMENT_SUFFIXES[1:]:
+            for base in _numbered(names, suffix):
+                if base < start:
+                    self.storage.remove(os.path.join(self.directory, segment_name(base) + suffix))
+
+    def _check_orphans(self, names: set[str], bases: set[int], start: int | None) -> None:
+        """An index without its segment: the segment was lost (deletion removes it last)."""
+        for suffix in SEGMENT_SUFFIXES[1:]:
+            for base in _numbered(names, suffix):
+                if base not in bases and (start is None or base >= start):
+                    raise CorruptLog(
+                        os.path.join(self.directory, segment_name(base) + ".log"),
+                        None,
+                        f"segment missing: its {suffix} file is there, the log file is not",
+                    )
+
+    def close_files(self) -> None:
+        for segment in self.segments:
+            segment.close()
+        self.segments.clear()
 
     # ----------------------------------------------------------------- producer state
     def _snapshot_offsets(self) -> list[int]:
@@ -133,15 +334,27 @@ class PartitionLog:
     def _snapshot_path(self, offset: int) -> str:
         return os.path.join(self.directory, segment_name(offset) + SNAPSHOT_SUFFIX)
 
-    def _load_producer_state(self, now_ms: int) -> None:
+    def _load_producer_state(self, now_ms: int, strict: bool) -> None:
         """Newest valid snapshot at or below the log end, then replay of the batches after it.
 
-        A snapshot past the log end describes writes a crash took back: it is deleted, as is a
-        damaged one (Kafka's ProducerStateManager.truncateAndReload does the same).
+        After a crash, a snapshot past the log end describes writes the crash took back: it is
+        deleted, as is a damaged one (Kafka's ProducerStateManager.truncateAndReload does the
+        same). After a clean shutdown (`strict`) every write was synced, so a snapshot past the
+        log end means the log lost its end: corruption.
         """
         start = self.log_start_offset
         for offset in reversed(self._snapshot_offsets()):
             path = self._snapshot_path(offset)
+            if strict and offset > self.log_end_offset:
+                self.close_files()
+                raise CorruptLog(
+                    path,
+                    None,
+                    f"a producer snapshot at offset {offset} but the log ends at "
+                    f"{self.log_end_offset}: its last segment lost data",
+                )
+            if offset > self.log_end_offset:
+                log.warning("%s: removing %s, taken past the recovered log end", self.name, path)
             data = self.storage.read_all(path)
             if (
                 offset <= self.log_end_offset
@@ -198,18 +411,41 @@ class PartitionLog:
         for offset in self._snapshot_offsets()[:-SNAPSHOTS_RETAINED]:
             self.storage.remove(self._snapshot_path(offset))
 
-    def close(self) -> None:
-        self.take_snapshot()
+    def close(self) -> bool:
+        """Snapshot, sync and close; False if something could not be made durable (then the
+        next start must recover, so no clean-shutdown marker may be written)."""
+        if self.offline is not None:
+            self.close_files()
+            return True  # it was never trusted after going offline; its files are as found
+        durable = True
+        try:
+            self.take_snapshot()
+        except OSError as exc:  # producer state is rebuilt by replay: a lost snapshot costs time
+            log.warning("%s: no producer snapshot at shutdown: %s", self.name, exc)
         for segment in self.segments:
-            segment.sync()
-            segment.sync_indexes()
-            segment.close()
+            try:
+                segment.sync()
+                segment.sync_indexes()
+            except OSError as exc:
+                log.error("%s: fsync at shutdown failed: %s", self.name, exc)
+                durable = False
+        self.close_files()
+        return durable
 
     def delete(self) -> None:
-        for segment in self.segments:
-            segment.close()
-        self.segments.clear()
+        self.close_files()
         self.storage.rmtree(self.directory)
+
+    def go_offline(self, reason: str) -> None:
+        """Refuse every read and write from now until a restart recovers the log from its files.
+        The high watermark stays where it is: nothing above it was acknowledged."""
+        if self.offline is None:
+            self.offline = reason
+            log.error("%s is offline: %s", self.name, reason)
+
+    def check_online(self) -> None:
+        if self.offline is not None:
+            raise StorageError(f"{self.name} is offline: {self.offline}")
 
     # ----------------------------------------------------------------- offsets
     @property
@@ -218,11 +454,11 @@ class PartitionLog:
 
     @property
     def log_start_offset(self) -> int:
-        return self.segments[0].base_offset
+        return self.segments[0].base_offset if self.segments else 0
 
     @property
     def log_end_offset(self) -> int:
-        return self.active.next_offset
+        return self.active.next_offset if self.segments else 0
 
     @property
     def size_bytes(self) -> int:
@@ -244,6 +480,7 @@ class PartitionLog:
         a transaction here which `verify_txn` (the transaction coordinator) does not know of:
         KIP-890 part 1, so a delayed write cannot land in the producer's next transaction.
         """
+        self.check_online()
         verdict = self.producers.check(header, coordinator)
         if isinstance(verdict, Duplicate):
             return verdict
@@ -257,9 +494,8 @@ class PartitionLog:
                     f"producer {header.producer_id} epoch {header.producer_epoch} has no "
                     f"ongoing transaction with {self.topic}-{self.partition} in it",
                 )
-        self._maybe_roll(len(records), now_ms)
         written, head, rest = assign_offset(records, header, self.log_end_offset, 0)
-        self.active.append(written, head, rest)
+        self._write(len(records), now_ms, written, head, rest)
         self.producers.apply(written)
         self._written()
         return written
@@ -276,19 +512,57 @@ class PartitionLog:
 
         Raises `ProducerStateError` (INVALID_PRODUCER_EPOCH) for a marker from an older epoch.
         """
+        self.check_online()
         self.producers.check_marker(producer_id, producer_epoch)
         data = marker_batch(
             producer_id, producer_epoch, commit, coordinator_epoch, self.log_end_offset, now_ms
         )
-        self._maybe_roll(len(data), now_ms)
         header = parse_header(data)
+        self._write(len(data), now_ms, header, data)
         segment = self.active
-        segment.append(header, data)
         completed = self.producers.apply_marker(header, not commit, coordinator_epoch)
         if completed is not None and not commit:
-            self._index_abort(segment, completed)
+            try:
+                self._index_abort(segment, completed)
+            except OSError as exc:
+                # The marker is written and the producer state moved on: the index cannot be
+                # left short of it, and the write cannot be taken back now.
+                self.go_offline(f"the aborted-transaction index could not be written: {exc}")
         self._written()
         return header
+
+    def _write(self, size: int, now_ms: int, header: BatchHeader, *parts: Bytes) -> None:
+        """Roll if due, then append one batch: all of it or, raising `StorageError`, none.
+
+        A failed append was cut back by the segment (the log stays online, and writes resume
+        once the disk has room); one that could not be cut back, or a failed roll that left
+        files behind it cannot remove, takes the log offline."""
+        segments = len(self.segments)
+        try:
+            self._maybe_roll(size, now_ms)
+            self.active.append(header, *parts)
+        except SegmentDamaged as exc:
+            self.go_offline(str(exc))
+            raise StorageError(str(exc)) from exc
+        except OSError as exc:
+            self._undo_roll(segments)
+            log.warning(
+                "%s: write of offset %d failed and was undone: %s",
+                self.name,
+                header.base_offset,
+                exc,
+            )
+            raise StorageError(f"{self.name}: write failed: {exc}") from exc
+
+    def _undo_roll(self, segments: int) -> None:
+        while len(self.segments) > segments:
+            added = self.segments.pop()
+            if added in self._unsynced:
+                self._unsynced.remove(added)
+            try:
+                added.delete(self.storage)
+            except OSError as exc:
+                self.go_offline(f"a segment of a failed roll could not be removed: {exc}")
 
     def _written(self) -> None:
         if not self._unsynced or self._unsynced[-1] is not self.active:
@@ -321,16 +595,20 @@ class PartitionLog:
         self._unsynced = []
         return point
 
-    def fail_sync(self, point: SyncPoint) -> None:
+    def fail_sync(self, point: SyncPoint, reason: str = "fsync failed") -> None:
         """`point.run()` raised. What it covered may not be on disk, later rounds do not sync
         those segments again, and a retried fsync may report success for pages the kernel has
-        already dropped: the high watermark of this log never moves again (until a restart
-        recovers it from the files)."""
-        self.sync_failed = True
+        already dropped: the log goes offline, its high watermark never moves again (until a
+        restart recovers it from the files)."""
+        self.go_offline(reason)
+
+    @property
+    def sync_failed(self) -> bool:
+        return self.offline is not None
 
     def complete_sync(self, point: SyncPoint) -> bool:
         """After `point.run()`: move the high watermark. True if it moved."""
-        if self.sync_failed:
+        if self.offline is not None:
             return False
         if point.log_end_offset > self.high_watermark:
             self.high_watermark = point.log_end_offset
@@ -437,12 +715,17 @@ class PartitionLog:
     # ----------------------------------------------------------------- retention
     def apply_retention(self, now_ms: int) -> int:
         """Delete whole segments past `retention.ms` or beyond `retention.bytes`; never the
-        active one, nor one holding data above the high watermark. Returns segments deleted."""
-        deleted = 0
+        active one, nor one holding data above the high watermark. Returns segments deleted.
+
+        The new log start is checkpointed first: a crash before the files are gone leaves
+        segments below it, which the next start deletes, never a log that looks shortened."""
+        if self.offline is not None:
+            return 0
+        doomed = 0
         total = self.size_bytes
-        while len(self.segments) > 1:
-            oldest = self.segments[0]
-            if self.segments[1].base_offset > self.high_watermark:
+        while doomed < len(self.segments) - 1:
+            oldest = self.segments[doomed]
+            if self.segments[doomed + 1].base_offset > self.high_watermark:
                 break
             expired = (
                 self.config.retention_ms >= 0
@@ -456,12 +739,34 @@ class PartitionLog:
             if not (expired or oversized):
                 break
             total -= oldest.size
-            self.segments.pop(0)
+            doomed += 1
+        if doomed:
+            self._delete_oldest(doomed)
+        return doomed
+
+    def _delete_oldest(self, count: int) -> None:
+        start = self.segments[count].base_offset
+        try:
+            self.storage.write_atomic(
+                os.path.join(self.directory, LOG_START_FILE), f"{start}\n".encode()
+            )
+        except OSError as exc:
+            log.warning("%s: retention postponed, log start not checkpointed: %s", self.name, exc)
+            return
+        for oldest in self.segments[:count]:
             if oldest in self._unsynced:
                 self._unsynced.remove(oldest)
             oldest.delete(self.storage)
-            deleted += 1
-        return deleted
+        del self.segments[:count]
+
+
+def _numbered(names: set[str], suffix: str) -> list[int]:
+    """The base offsets of the files named `<20 digits><suffix>`, sorted."""
+    return sorted(
+        int(name[: -len(suffix)])
+        for name in names
+        if name.endswith(suffix) and name[: -len(suffix)].isdigit()
+    )
 
 
 def partition_directory(data_dir: str, topic: str, partition: int) -> str:

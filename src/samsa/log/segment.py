@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from samsa.log.index import OffsetIndex, TimeIndex
 from samsa.log.storage import Bytes, File, Storage
 from samsa.log.txn_index import TxnIndex
-from samsa.protocol.batch import HEADER_BYTES, BatchHeader, crc_ok, iter_batches, parse_header
+from samsa.protocol.batch import (
+    HEADER_BYTES,
+    LOG_OVERHEAD,
+    MAGIC,
+    BatchHeader,
+    crc_ok,
+    iter_batches,
+    parse_header,
+)
 
 # How much of the log a scan reads at a time.
 SCAN_CHUNK_BYTES = 1 << 20
@@ -26,7 +34,30 @@ def segment_name(base_offset: int) -> str:
 class RecoveryReport:
     valid_bytes: int
     truncated_bytes: int
+    batches: int  # -1: loaded from its indexes, not rescanned
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What a full read of a segment found: whole, CRC-valid batches up to `valid_bytes`, then
+    (if `problem`) something that is not one, and maybe a valid batch after it at `valid_after`.
+
+    Writes are sequential, so an invalid region with nothing valid after it (in this segment or
+    a later one) is what a crash mid-write leaves: a torn tail. A valid batch after it means the
+    bytes were damaged after they were written: corruption.
+    """
+
+    size: int
+    valid_bytes: int
     batches: int
+    next_offset: int
+    problem: str | None = None
+    valid_after: int | None = None
+
+
+class SegmentDamaged(Exception):
+    """A failed write could not be undone either: the segment's file no longer matches what the
+    log believes it holds, so its partition must go offline."""
 
 
 class Segment:
@@ -52,18 +83,39 @@ class Segment:
 
     def append(self, header: BatchHeader, *parts: Bytes) -> int:
         """Append one batch whose offsets are already assigned, given as consecutive parts;
-        return its file position."""
+        return its file position.
+
+        All or nothing: if a write fails (a full disk, an I/O error), what it wrote to the log
+        and its indexes is cut off again and the OSError propagates; `SegmentDamaged` if even
+        that fails."""
         position = self.log.size()
-        if self._bytes_since_index >= self._index_interval_bytes or position == 0:
-            self.offset_index.append(header.base_offset, position)
-            self.time_index.maybe_append(
-                max(self.max_timestamp, header.max_timestamp), header.base_offset
-            )
+        index_due = self._bytes_since_index >= self._index_interval_bytes or position == 0
+        marks = (self.offset_index.mark(), self.time_index.mark())
+        try:
+            self.log.append(*parts)
+            if index_due:
+                self.offset_index.append(header.base_offset, position)
+                self.time_index.maybe_append(
+                    max(self.max_timestamp, header.max_timestamp), header.base_offset
+                )
+        except OSError:
+            self._undo(position, marks)
+            raise
+        if index_due:
             self._bytes_since_index = 0
-        self.log.append(*parts)
         self._track(header)
         self._bytes_since_index += header.size
         return position
+
+    def _undo(self, position: int, marks: tuple[int, int]) -> None:
+        try:
+            self.log.truncate(position)
+            self.offset_index.restore(marks[0])
+            self.time_index.restore(marks[1])
+        except OSError as exc:
+            raise SegmentDamaged(
+                f"{self.path}.log: a failed write could not be undone: {exc}"
+            ) from exc
 
     def _track(self, header: BatchHeader) -> None:
         self.next_offset = header.next_offset
@@ -105,15 +157,15 @@ class Segment:
     def read(self, position: int, end: int) -> bytes:
         return self.log.read(position, end - position)
 
-    def load(self, recover: bool) -> RecoveryReport:
-        """Rebuild in-memory state from the files.
+    def load(self, recover: bool) -> Scan | None:
+        """Rebuild in-memory state from the files; None when the indexes were trusted.
 
-        With `recover`, every batch is checked (length, magic, CRC) and a torn or corrupt tail is
-        cut off, then both indexes are rebuilt. Otherwise the indexes are checked for plausibility
-        (sorted, inside the file, starting with the first batch, the last entry at a batch of
-        that offset, the walk from it ending exactly at the end of the file) and the segment is
-        rescanned only when they fail. Both indexes always have an entry for the first batch,
-        so an empty one (a deleted file) fails too.
+        With `recover`, every batch is read and checked (length, magic, offsets, CRC), and so
+        it is when the indexes are not plausible (sorted, inside the file, starting with the
+        first batch, the last entry at a batch of that offset, the walk from it ending exactly
+        at the end of the file; an empty index, as after a deleted file, fails too). A scan
+        only reads: the caller decides what to do with what it found (`rebuild`), so a segment
+        found damaged is left exactly as it was.
         """
         size = self.log.size()
         if (
@@ -123,7 +175,7 @@ class Segment:
             or not self.offset_index.positions
             or self.offset_index.positions[0] != 0
         ):
-            return self._recover(size)
+            return self.scan()
         indexed, position = self.offset_index.lookup(2**63 - 1)
         end = position
         max_timestamp = -1
@@ -142,29 +194,72 @@ class Segment:
             or not self.time_index.load(last.next_offset)
             or not self.time_index.timestamps
         ):
-            return self._recover(size)
+            return self.scan()
         self.next_offset = last.next_offset
         timestamps = self.time_index.timestamps
         self.max_timestamp = max(max_timestamp, timestamps[-1] if timestamps else -1)
         self.first_batch_timestamp = parse_header(self.log.read(0, HEADER_BYTES)).max_timestamp
         self.txn_index.load(self.base_offset, self.next_offset)
-        return RecoveryReport(size, 0, -1)
+        return None
 
-    def _recover(self, size: int) -> RecoveryReport:
+    def scan(self) -> Scan:
+        """Read every batch from the start; stop at the first that is not whole and valid, and
+        look for a valid batch beyond it. Changes nothing."""
+        size = self.log.size()
+        valid = count = 0
+        expected = self.base_offset
+        problem: str | None = None
+        for position, header in self.batches(0, size):
+            problem = batch_problem(header, expected)
+            if problem is None and not crc_ok(self.log.read(position, header.size), 0, header):
+                problem = "CRC-32C mismatch"
+            if problem is not None:
+                break
+            expected = header.next_offset
+            valid = position + header.size
+            count += 1
+        if valid < size and problem is None:
+            problem = "a partial or unreadable batch"
+        valid_after = None if problem is None else self.find_valid_batch(valid + 1, expected)
+        return Scan(size, valid, count, expected, problem, valid_after)
+
+    def find_valid_batch(self, start: int, expected_offset: int) -> int | None:
+        """Position of the first whole, CRC-valid batch at or after `start` whose offsets are
+        not below `expected_offset`, found by trying every position whose magic byte is 2."""
+        size = self.log.size()
+        chunk_start = start
+        while chunk_start < size:
+            chunk = self.log.read(
+                chunk_start, min(SCAN_CHUNK_BYTES + HEADER_BYTES, size - chunk_start)
+            )
+            at = chunk.find(b"\x02", MAGIC_AT)
+            limit = min(len(chunk), SCAN_CHUNK_BYTES + MAGIC_AT)
+            while 0 <= at < limit:
+                position = chunk_start + at - MAGIC_AT
+                if position + HEADER_BYTES <= size:
+                    header = parse_header(self.log.read(position, HEADER_BYTES))
+                    if (
+                        batch_problem(header, expected_offset) is None
+                        and position + header.size <= size
+                        and crc_ok(self.log.read(position, header.size), 0, header)
+                    ):
+                        return position
+                at = chunk.find(b"\x02", at + 1)
+            chunk_start += SCAN_CHUNK_BYTES
+        return None
+
+    def rebuild(self, valid_bytes: int) -> None:
+        """Cut the log back to `valid_bytes` (whole valid batches, as `scan` found) and rebuild
+        both indexes and the in-memory state from it."""
+        if valid_bytes < self.log.size():
+            self.log.truncate(valid_bytes)
         self.offset_index.reset()
         self.time_index.reset()
         self.next_offset = self.base_offset
         self.max_timestamp = -1
         self.first_batch_timestamp = None
         self._bytes_since_index = 0
-        valid = 0
-        count = 0
-        expected = self.base_offset
-        for position, header in self.batches(0, size):
-            if header.magic != 2 or header.base_offset < expected or header.last_offset_delta < 0:
-                break
-            if not crc_ok(self.log.read(position, header.size), 0, header):
-                break
+        for position, header in self.batches(0, valid_bytes):
             if self._bytes_since_index >= self._index_interval_bytes or position == 0:
                 self.offset_index.append(header.base_offset, position)
                 self.time_index.maybe_append(
@@ -173,13 +268,7 @@ class Segment:
                 self._bytes_since_index = 0
             self._bytes_since_index += header.size
             self._track(header)
-            expected = header.next_offset
-            valid = position + header.size
-            count += 1
-        if valid < size:
-            self.log.truncate(valid)
         self.txn_index.load(self.base_offset, self.next_offset)
-        return RecoveryReport(valid, size - valid, count)
 
     def sync(self) -> None:
         self.log.sync()
@@ -196,6 +285,25 @@ class Segment:
         self.txn_index.close()
 
     def delete(self, storage: Storage) -> None:
+        """The `.log` file goes last: an index without its log is evidence of a lost segment
+        (see `PartitionLog.open`), so a crash halfway must not leave one behind."""
         self.close()
-        for suffix in (".log", ".index", ".timeindex", ".txnindex"):
+        for suffix in (".index", ".timeindex", ".txnindex", ".log"):
             storage.remove(self.path + suffix)
+
+
+# Where the magic byte sits in a batch: after baseOffset i64, batchLength i32, leaderEpoch i32.
+MAGIC_AT = 16
+
+
+def batch_problem(header: BatchHeader, expected_offset: int) -> str | None:
+    """Why a batch header read from the log cannot be a batch the log wrote, or None."""
+    if header.magic != MAGIC:
+        return f"magic {header.magic}"
+    if header.batch_length < HEADER_BYTES - LOG_OVERHEAD:
+        return f"batch length {header.batch_length}"
+    if header.base_offset < expected_offset:
+        return f"offset {header.base_offset} below {expected_offset}"
+    if header.last_offset_delta < 0:
+        return f"last offset delta {header.last_offset_delta}"
+    return None

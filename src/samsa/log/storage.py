@@ -2,11 +2,17 @@
 
 `File.sync` may run on a worker thread while the event loop appends to the same file: that is
 how fsyncs are group-committed without blocking the loop.
+
+A data dir has one owner (Kafka's `.lock` per log dir): `Storage.lock` takes an exclusive OS
+lock on a file in it for the broker's whole life, and a second broker, in this process or
+another, is refused before it reads or writes anything there. The lock file holds the owner's
+pid, so the refusal can name it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from typing import Protocol
@@ -23,7 +29,25 @@ class File(Protocol):
     def close(self) -> None: ...
 
 
+class DirLock(Protocol):
+    def release(self) -> None: ...
+
+
+class DataDirLocked(Exception):
+    """Another broker owns the data dir; raised by `Storage.lock` before anything is touched."""
+
+    def __init__(self, directory: str, holder_pid: int | None) -> None:
+        holder = f"process {holder_pid}" if holder_pid else "another broker"
+        super().__init__(f"data dir {directory} is in use by {holder} (its lock file is held)")
+        self.directory = directory
+        self.holder_pid = holder_pid
+
+
+LOCK_FILE = ".lock"
+
+
 class Storage(Protocol):
+    def lock(self, directory: str) -> DirLock: ...
     def open(self, path: str) -> File: ...
     def exists(self, path: str) -> bool: ...
     def listdir(self, path: str) -> list[str]: ...
@@ -71,7 +95,39 @@ class OsFile:
             self._fd = -1
 
 
+class OsDirLock:
+    """`flock` on `<dir>/.lock`: held per open file description, so a second broker in the same
+    process is refused too (a POSIX record lock would not be), and released by the kernel when
+    the process dies, so a `kill -9` leaves no stale lock behind."""
+
+    def __init__(self, directory: str) -> None:
+        path = os.path.join(directory, LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise DataDirLocked(directory, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # drops the flock
+            self._fd = -1
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
 class OsStorage:
+    def lock(self, directory: str) -> DirLock:
+        return OsDirLock(directory)
+
     def open(self, path: str) -> File:
         return OsFile(path)
 
@@ -104,11 +160,16 @@ class OsStorage:
     def write_atomic(self, path: str, data: bytes) -> None:
         """Write, fsync, rename over `path`, fsync the directory: all or nothing after a crash."""
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)  # a full disk must not also keep a half-written copy
+            raise
         self.sync_dir(os.path.dirname(path) or ".")
 
     def sync_dir(self, path: str) -> None:

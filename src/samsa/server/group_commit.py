@@ -32,7 +32,11 @@ class GroupCommit:
         """A future of the logs whose sync failed, done once every (log, offset) is durable."""
         loop = asyncio.get_running_loop()
         futures = []
+        failed: set[PartitionLog] = set()
         for partition_log, offset in waits:
+            if partition_log.offline is not None:
+                failed.add(partition_log)  # it will never be durable: fail at once
+                continue
             if partition_log.high_watermark >= offset:
                 continue
             future: asyncio.Future[set[PartitionLog]] = loop.create_future()
@@ -41,7 +45,7 @@ class GroupCommit:
             futures.append(future)
         if self._dirty and (self._task is None or self._task.done()):
             self._task = loop.create_task(self._run())
-        return _merge(loop, futures)
+        return _merge(loop, futures, failed)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,7 +81,7 @@ class GroupCommit:
         for offset, future in waiting:
             if future.done():
                 continue
-            if failed and offset <= point.log_end_offset:
+            if failed:  # an offline log never becomes durable, whatever the offset
                 future.set_result({partition_log})
             elif partition_log.high_watermark >= offset:
                 future.set_result(set())
@@ -93,14 +97,15 @@ class GroupCommit:
 
 
 def _merge(
-    loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[set[PartitionLog]]]
+    loop: asyncio.AbstractEventLoop,
+    futures: list[asyncio.Future[set[PartitionLog]]],
+    failed: set[PartitionLog],
 ) -> asyncio.Future[set[PartitionLog]]:
     merged: asyncio.Future[set[PartitionLog]] = loop.create_future()
     if not futures:
-        merged.set_result(set())
+        merged.set_result(failed)
         return merged
     remaining = [len(futures)]
-    failed: set[PartitionLog] = set()
 
     def done(future: asyncio.Future[set[PartitionLog]]) -> None:
         failed.update(future.result())

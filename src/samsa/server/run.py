@@ -39,11 +39,15 @@ async def serve(
 ) -> None:
     """Run a broker until `stop` is set; `ready` is called once it accepts connections."""
     sock = bind(host, port)
-    advertised_host, advertised_port = advertised_address(config, host, sock.getsockname()[1])
-    broker = Broker(
-        config, OsStorage(), data_dir, wall_clock_ms, Endpoint(advertised_host, advertised_port)
-    )
-    broker.open()
+    try:
+        advertised_host, advertised_port = advertised_address(config, host, sock.getsockname()[1])
+        broker = Broker(
+            config, OsStorage(), data_dir, wall_clock_ms, Endpoint(advertised_host, advertised_port)
+        )
+        broker.open()
+    except BaseException:
+        sock.close()
+        raise
     server = BrokerServer(broker, sock)
     await server.start()
     try:

@@ -26,6 +26,7 @@ from samsa.broker.outcomes import (
     Reply,
 )
 from samsa.broker.unsupported import RawFrame
+from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
 from samsa.protocol.frames import frame
@@ -41,6 +42,8 @@ PRELOADED_APIS = (ApiKey.PRODUCE, ApiKey.FETCH)
 SHUTDOWN_DRAIN_S = 5.0
 # How often the group coordinator looks for expired sessions and overdue rebalances.
 GROUP_TICK_MS = 100
+# The scrubber's pace: a slice of its byte budget every tick.
+SCRUB_TICK_MS = 100
 
 
 def _encode(correlation_id: int, payload: Any) -> Parts:
@@ -62,6 +65,9 @@ class BrokerServer:
         self._long_polls: set[Pending] = set()
         self._stopping = False
         self.connections_closed_for_errors = 0
+        self.scrubber = Scrubber(
+            broker.topics.logs, broker.clock_ms, broker.config.log_scrubber_interval_ms
+        )
 
     @property
     def port(self) -> int:
@@ -111,6 +117,8 @@ class BrokerServer:
                 asyncio.create_task(self._every(config.log_flush_interval_ms, self._flush))
             )
         self._timers.append(asyncio.create_task(self._every(GROUP_TICK_MS, self._group_tick)))
+        if config.log_scrubber_enable and config.log_scrubber_bytes_per_second > 0:
+            self._timers.append(asyncio.create_task(self._every(SCRUB_TICK_MS, self._scrub)))
         self.run_background()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
@@ -179,6 +187,10 @@ class BrokerServer:
                 return
             self.run_background()
             self.notify_data()
+
+    async def _scrub(self) -> None:
+        rate = self.broker.config.log_scrubber_bytes_per_second
+        self.scrubber.step(max(rate * SCRUB_TICK_MS // 1000, 1))
 
     async def _retention(self) -> None:
         now_ms = self.broker.clock_ms()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import random
 
-from samsa.log.storage import Bytes, File
+from samsa.log.storage import Bytes, DataDirLocked, DirLock, File
 
 
 class SimFile:
@@ -53,6 +53,15 @@ class SimFile:
         self.content = kept
 
 
+class SimLock:
+    def __init__(self, disk: SimDisk, directory: str) -> None:
+        self._disk = disk
+        self.directory = directory
+
+    def release(self) -> None:
+        self._disk.locks.discard(self.directory)
+
+
 class DiskCrashed(Exception):
     """Raised to code that keeps writing to a disk after its machine crashed."""
 
@@ -66,6 +75,13 @@ class SimDisk:
         self.generation = 0  # bumped by each crash; handles from before it are dead
         self._alive_generation = 0
         self.fsyncs = 0
+        self.locks: set[str] = set()  # data dirs locked by the (one) running broker
+
+    def lock(self, directory: str) -> DirLock:
+        if directory in self.locks:
+            raise DataDirLocked(directory, None)
+        self.locks.add(directory)
+        return SimLock(self, directory)
 
     def check_alive(self) -> None:
         if self._alive_generation != self.generation:
@@ -129,6 +145,7 @@ class SimDisk:
         for file in self.files.values():
             file.crash(rng, torn_probability)
         self.generation += 1
+        self.locks.clear()  # the process died: the kernel drops its locks
 
     def reboot(self) -> None:
         self._alive_generation = self.generation

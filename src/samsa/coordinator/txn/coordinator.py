@@ -41,7 +41,7 @@ from samsa.coordinator.txn.states import (
     TxnState,
     check_transition,
 )
-from samsa.log.partition import PartitionLog
+from samsa.log.partition import PartitionLog, StorageError
 from samsa.state.producers import ProducerStateError
 
 log = logging.getLogger("samsa.txn")
@@ -105,6 +105,9 @@ class TransactionCoordinator:
         # Ids whose last transition is not yet durable, and ids whose markers are being written.
         self.pending: dict[str, _Busy] = {}
         self.completing: dict[str, _Busy] = {}
+        # Prepared ids whose markers a partition refused (a full disk): written again on the
+        # next tick, as Kafka's marker channel retries, until every partition has its marker.
+        self.markers_unwritten: set[str] = set()
 
     # ----------------------------------------------------------------- log
     def load(self) -> int:
@@ -353,6 +356,7 @@ class TransactionCoordinator:
         commit = meta.state is S.PREPARE_COMMIT
         now = self._clock_ms()
         waits: Waits = []
+        unwritten: set[PartitionLog] = set()
         for topic, index in sorted(meta.partitions):
             partition_log = self._partition(topic, index)
             if partition_log is None:
@@ -366,11 +370,17 @@ class TransactionCoordinator:
                     "no marker for %r on %s-%d: %s", meta.transactional_id, topic, index, exc
                 )
                 continue
+            except StorageError as exc:
+                log.error("marker for %r not written, retrying: %s", meta.transactional_id, exc)
+                unwritten.add(partition_log)
+                continue
             waits.append((partition_log, partition_log.log_end_offset))
 
         def complete(failed: set[PartitionLog]) -> bool:
             self.completing.pop(meta.transactional_id, None)
-            self._complete(meta.transactional_id, failed)
+            if unwritten:
+                self.markers_unwritten.add(meta.transactional_id)
+            self._complete(meta.transactional_id, failed | unwritten)
             return not failed
 
         # Requests that arrive meanwhile run after the CompleteX, in arrival order, whichever
@@ -391,8 +401,12 @@ class TransactionCoordinator:
         if current is None or current.state not in PREPARED:
             return
         if failed:
-            log.error("markers of %r not durable; it completes at the next start", transactional_id)
+            if transactional_id not in self.markers_unwritten:
+                log.error(
+                    "markers of %r not durable; it completes at the next start", transactional_id
+                )
             return
+        self.markers_unwritten.discard(transactional_id)
         done = S.COMPLETE_COMMIT if current.state is S.PREPARE_COMMIT else S.COMPLETE_ABORT
         target = current.but(state=done, partitions=frozenset(), update_ms=self._clock_ms())
         check_transition(current.state, target.state)
@@ -401,7 +415,15 @@ class TransactionCoordinator:
 
     # ----------------------------------------------------------------- periodic work
     def abort_timed_out(self) -> int:
-        """Abort (and fence) every ongoing transaction past its timeout; returns how many."""
+        """Abort (and fence) every ongoing transaction past its timeout; returns how many.
+        Also writes again the markers a partition refused last time."""
+        for transactional_id in sorted(self.markers_unwritten):
+            meta = self.txns.get(transactional_id)
+            if meta is None or meta.state not in PREPARED:
+                self.markers_unwritten.discard(transactional_id)
+            elif transactional_id not in self.completing:
+                self.markers_unwritten.discard(transactional_id)
+                self._background(self._write_markers(meta))
         now = self._clock_ms()
         count = 0
         for meta in list(self.txns.values()):
