@@ -346,13 +346,14 @@ class PartitionLog:
         for offset in reversed(self._snapshot_offsets()):
             path = self._snapshot_path(offset)
             if strict and offset > self.log_end_offset:
-                self.close_files()
-                raise CorruptLog(
+                damage = CorruptLog(
                     path,
                     None,
                     f"a producer snapshot at offset {offset} but the log ends at "
                     f"{self.log_end_offset}: its last segment lost data",
                 )
+                self.close_files()
+                raise damage
             if offset > self.log_end_offset:
                 log.warning("%s: removing %s, taken past the recovered log end", self.name, path)
             data = self.storage.read_all(path)
