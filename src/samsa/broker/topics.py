@@ -205,7 +205,7 @@ class Topics:
             return PartitionLog.open(
                 self.storage, directory, topic.name, index, log_config, now_ms, recover, False
             )
-        except CorruptLog as exc:
+        except (CorruptLog, OSError) as exc:  # OSError: the disk failed the recovery itself
             log.error("%s-%d is offline: %s", topic.name, index, exc)
             return PartitionLog.offline_placeholder(
                 self.storage, directory, topic.name, index, log_config, str(exc)

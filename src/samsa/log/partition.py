@@ -147,15 +147,16 @@ class PartitionLog:
         storage.makedirs(directory)
         try:
             log._load_segments(now_ms, recover, create)
-        except CorruptLog:
+            if recover:
+                # After a crash the files may hold writes that were never fsynced (the process
+                # died, the page cache did not). They become the high watermark below, so they
+                # must be made durable first: another crash must not take back what readers
+                # may now see.
+                for segment in log.segments:
+                    segment.sync()
+        except (CorruptLog, OSError):
             log.close_files()
             raise
-        if recover:
-            # After a crash the files may hold writes that were never fsynced (the process died,
-            # the page cache did not). They become the high watermark below, so they must be
-            # made durable first: another crash must not take back what readers may now see.
-            for segment in log.segments:
-                segment.sync()
         log.high_watermark = log.log_end_offset
         log._load_producer_state(now_ms, strict=not recover)
         return log
@@ -199,7 +200,15 @@ class PartitionLog:
         for i, base in enumerate(bases):
             segment = Segment(self.storage, self.directory, base, self.config.index_interval_bytes)
             self.segments.append(segment)
-            scans.append(segment.load(recover=recover and i == len(bases) - 1))
+            routine = recover and i == len(bases) - 1
+            scan = segment.load(recover=routine)
+            if scan is not None and not routine and segment.size:
+                log.warning(
+                    "%s: the indexes of %s.log do not match it: rescanned and rebuilt",
+                    self.name,
+                    segment.path,
+                )
+            scans.append(scan)
         self._settle_scans(scans)
         for segment in self.segments:
             # segment.ms counts from the segment's first batch (Kafka's rollingBasedTimestamp),
@@ -416,8 +425,10 @@ class PartitionLog:
         """Snapshot, sync and close; False if something could not be made durable (then the
         next start must recover, so no clean-shutdown marker may be written)."""
         if self.offline is not None:
+            # Not synced (an offline log is never trusted again): the next start must rescan
+            # it from what is really on disk, not take the page cache or its indexes for it.
             self.close_files()
-            return True  # it was never trusted after going offline; its files are as found
+            return False
         durable = True
         try:
             self.take_snapshot()

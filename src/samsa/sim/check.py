@@ -44,6 +44,8 @@ class Checker:
         self.committed_cursor: dict[Partition, int] = {}
         self.values_seen: dict[Partition, set[bytes]] = {}
         self.durable_before_crash: dict[Partition, int] = {}
+        # The high watermark of each offline log when it went offline: it must never move.
+        self.offline_high_watermarks: dict[Partition, int] = {}
 
     def fail(self, kind: str, detail: str) -> None:
         anomaly = Anomaly(kind, f"seed {self.world.seed}: {detail}")
@@ -150,6 +152,10 @@ class Checker:
                     )
                 if log.high_watermark < self.high_watermarks.get(key, 0):
                     self.fail("hw-moved-back", f"{key}: {log.high_watermark}")
+                if log.offline is not None:
+                    at_failure = self.offline_high_watermarks.setdefault(key, log.high_watermark)
+                    if log.high_watermark > at_failure:
+                        self.fail("acknowledged-after-failed-fsync", f"{key}: {log.offline}")
                 self.high_watermarks[key] = log.high_watermark
         if world.stats.steps % READ_EVERY_STEPS == 0:
             self.observe()
@@ -188,12 +194,13 @@ class Checker:
         """After a crash everything is read again: what was below the high watermark must
         still be there, unchanged, and so must every acknowledged batch."""
         self.high_watermarks.clear()
+        self.offline_high_watermarks.clear()
         self.cursor.clear()
         self.committed_cursor.clear()
         self.values_seen.clear()
         for key, durable in self.durable_before_crash.items():
             log = self.world.broker.topics.partition(*key)
-            if log is not None and log.log_end_offset < durable:
+            if log is not None and log.offline is None and log.log_end_offset < durable:
                 self.fail(
                     "durable-data-lost",
                     f"{key}: log end {log.log_end_offset} below "
@@ -212,6 +219,9 @@ class Checker:
             if not isinstance(client, IdempotentProducer):
                 continue
             for acked in client.acked:
+                log = self.world.broker.topics.partition(acked.topic, acked.partition)
+                if log is not None and log.offline is not None:
+                    continue  # refused, not lost: checked again once it is recovered
                 for i, value in enumerate(acked.values):
                     if at.get((acked.topic, acked.partition, acked.base_offset + i)) != value:
                         self.fail(

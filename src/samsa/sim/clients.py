@@ -18,6 +18,12 @@ from samsa.protocol.batch import TRANSACTIONAL_FLAG
 from samsa.protocol.batch_writer import record_batch
 
 TOPICS = {"a": 3, "b": 2}
+# Errors a client retries with the same request (a disk fault on the broker's side).
+RETRIABLE = (
+    ErrorCode.kafka_storage_error,
+    ErrorCode.coordinator_not_available,
+    ErrorCode.not_coordinator,
+)
 TXN_TIMEOUT_MS = 3000
 
 
@@ -120,6 +126,8 @@ class IdempotentProducer:
         if self.current is None:
             return
         topic, partition, values, sequence = self.current
+        if error in RETRIABLE:
+            return  # the same batch is sent again
         if error != ErrorCode.none:
             self.anomalies.append(Anomaly("producer-error", f"{self.name}: {error!r}"))
             return
@@ -258,7 +266,7 @@ class TransactionalProducer:
             )
         else:
             error = response.error_code
-        if error == ErrorCode.concurrent_transactions:
+        if error == ErrorCode.concurrent_transactions or error in RETRIABLE:
             return  # retry the same request
         if error in (
             ErrorCode.producer_fenced,

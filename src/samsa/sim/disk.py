@@ -4,14 +4,31 @@ Each file keeps what its last fsync made durable beside what the page cache hold
 keeps the durable part, plus, sometimes, a random part of the unsynced tail (a torn write: the
 OS flushed some pages on its own). Directory operations (create, rename, remove) are durable at
 once, as `write_atomic` and the directory fsyncs after them make them in the real storage.
+
+With `faults`, the disk also fails as real ones do: a write to a segment file writes part of
+its bytes and raises ENOSPC or EIO; an fsync raises EIO and makes nothing durable; and
+`flip_bit` damages a stored batch at rest.
 """
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import random
+from dataclasses import dataclass
 
 from samsa.log.storage import Bytes, DataDirLocked, DirLock, File
+from samsa.protocol.batch import CRC_START, iter_batches
+
+SEGMENT_FILES = (".log", ".index", ".timeindex", ".txnindex")
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFaults:
+    """Per-operation probabilities of each fault, drawn from the disk's own seeded rng."""
+
+    write_error: float = 0.0  # a segment file append writes a prefix, then fails
+    fsync_error: float = 0.0  # an fsync fails and makes nothing durable
 
 
 class SimFile:
@@ -23,8 +40,12 @@ class SimFile:
 
     def append(self, *parts: Bytes) -> None:
         self._disk.check_alive()
-        for part in parts:
-            self.content += part
+        data = b"".join(bytes(part) for part in parts)
+        if self._disk.fails("write_error", self.path):
+            self.content += data[: self._disk.rng.randrange(len(data) + 1)]
+            code = self._disk.rng.choice((errno.ENOSPC, errno.EIO))
+            raise OSError(code, f"simulated {errno.errorcode[code]} writing {self.path}")
+        self.content += data
 
     def read(self, position: int, size: int) -> bytes:
         return bytes(self.content[position : position + size])
@@ -38,6 +59,8 @@ class SimFile:
 
     def sync(self) -> None:
         self._disk.check_alive()
+        if self._disk.fails("fsync_error", self.path):
+            raise OSError(errno.EIO, f"simulated EIO on fsync of {self.path}")
         self.durable = bytes(self.content)
         self._disk.fsyncs += 1
 
@@ -69,7 +92,16 @@ class DiskCrashed(Exception):
 class SimDisk:
     """Implements `samsa.log.storage.Storage` in memory."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        faults: DiskFaults | None = None,
+        rng: random.Random | None = None,
+        fault_prefixes: tuple[str, ...] = ("",),
+    ) -> None:
+        self.faults = faults or DiskFaults()
+        self.rng = rng or random.Random(0)
+        self.fault_prefixes = fault_prefixes  # the files faults may hit
+        self.injected: dict[str, int] = {"write_error": 0, "fsync_error": 0, "bit_flip": 0}
         self.files: dict[str, SimFile] = {}
         self.dirs: set[str] = {"/"}
         self.generation = 0  # bumped by each crash; handles from before it are dead
@@ -82,6 +114,52 @@ class SimDisk:
             raise DataDirLocked(directory, None)
         self.locks.add(directory)
         return SimLock(self, directory)
+
+    def fails(self, kind: str, path: str) -> bool:
+        """Whether this operation on `path` fails (segment files only: the small metadata
+        files are written atomically, and a failure there is a refused request, not a fault
+        of the log)."""
+        probability: float = getattr(self.faults, kind)
+        if probability <= 0 or not path.endswith(SEGMENT_FILES):
+            return False
+        if not path.startswith(self.fault_prefixes):
+            return False
+        if self.rng.random() >= probability:
+            return False
+        self.injected[kind] += 1
+        return True
+
+    def flip_bit(self, rng: random.Random) -> tuple[str, int, int] | None:
+        """Flip one bit of a stored batch that is not the last of its file, in a durable `.log`
+        file that faults may hit (a damaged last batch looks exactly like a torn write and is
+        cut off as one; see docs/durability.md), in the bytes its CRC covers (the leader epoch
+        before them is covered by nothing, in Kafka's format too). Returns (path, byte
+        position, mask), what `toggle` takes to undo it."""
+        candidates = []
+        for path, file in sorted(self.files.items()):
+            if not (path.startswith(self.fault_prefixes) and path.endswith(".log")):
+                continue
+            batches = list(iter_batches(file.durable))
+            if len(batches) >= 2:
+                candidates.append((path, batches[:-1]))
+        if not candidates:
+            return None
+        path, batches = rng.choice(candidates)
+        start, header = rng.choice(batches)
+        position = start + rng.randrange(CRC_START, header.size)
+        mask = 1 << rng.randrange(8)
+        self.toggle(path, position, mask)
+        self.injected["bit_flip"] += 1
+        return path, position, mask
+
+    def toggle(self, path: str, position: int, mask: int) -> None:
+        """XOR one byte of a file, both durable and cached (damage at rest, or its repair)."""
+        file = self.files[path]
+        durable = bytearray(file.durable)
+        durable[position] ^= mask
+        file.durable = bytes(durable)
+        if position < len(file.content):
+            file.content[position] ^= mask
 
     def check_alive(self) -> None:
         if self._alive_generation != self.generation:

@@ -16,7 +16,7 @@ from samsa.protocol import codec
 from samsa.protocol.build import build
 from samsa.sim.check import Checker
 from samsa.sim.clients import TOPICS, Anomaly, Call, IdempotentProducer, TransactionalProducer
-from samsa.sim.disk import SimDisk
+from samsa.sim.disk import DiskFaults, SimDisk
 
 DATA_DIR = "/data"
 Client = IdempotentProducer | TransactionalProducer
@@ -33,6 +33,15 @@ class Odds:
     fsync: float = 0.25
     lost_response: float = 0.08  # of each response
     torn_write: float = 0.5  # of each crash: part of the unsynced tail survives
+    # Disk faults, off by default (`samsa sim --disk-faults`), on the user topics' segment
+    # files: a write that writes part of its bytes and fails, an fsync that fails, and (at a
+    # crash) a bit flipped in a stored batch.
+    write_error: float = 0.0  # of each segment file append
+    fsync_error: float = 0.0  # of each segment file fsync
+    bit_flip: float = 0.0  # of each crash
+
+
+DISK_FAULTS = Odds(write_error=0.01, fsync_error=0.004, bit_flip=0.3)
 
 
 @dataclass
@@ -45,6 +54,10 @@ class Stats:
     clean_restarts: int = 0
     client_restarts: int = 0
     checks: int = 0
+    write_errors: int = 0
+    fsync_errors: int = 0
+    bit_flips: int = 0
+    offline_restarts: int = 0
 
 
 @dataclass
@@ -64,7 +77,11 @@ class World:
         self.rng = random.Random(seed)
         self.odds = odds or Odds()
         self.now_ms = 1_700_000_000_000
-        self.disk = SimDisk()
+        self.disk = SimDisk(
+            DiskFaults(self.odds.write_error, self.odds.fsync_error),
+            random.Random(f"disk-{seed}"),  # its own stream: no draw taken from the world's
+            tuple(f"{DATA_DIR}/{topic}-" for topic in TOPICS),
+        )
         self.stats = Stats()
         self.clients: list[Client] = [
             IdempotentProducer(f"idem{i}", random.Random(self.rng.random())) for i in range(2)
@@ -95,6 +112,32 @@ class World:
         self.stats.crashes += 1
         self.checker.before_crash()
         self.disk.crash(self.rng, self.odds.torn_write)
+        self._drop_inflight()
+        flipped = None
+        if self.odds.bit_flip > 0 and self.rng.random() < self.odds.bit_flip:
+            flipped = self.disk.flip_bit(self.rng)
+        self.broker = self._boot()
+        if flipped is not None:
+            self.stats.bit_flips += 1
+            self._repair(*flipped)
+        self.checker.after_restart()
+
+    def _repair(self, path: str, position: int, mask: int) -> None:
+        """A flipped bit must have taken its partition offline, never been cut away or served.
+        Then the operator restores the byte (from a backup) and restarts the broker."""
+        offline = [log for log in self.broker.topics.offline() if path.startswith(log.directory)]
+        if not offline:
+            self.checker.fail("corruption-undetected", f"{path} byte {position} served as good")
+        self.disk.toggle(path, position, mask)
+        self.broker.abandon()
+        self.broker = self._boot()
+
+    def restart_offline(self) -> None:
+        """A partition went offline (a failed fsync, or a write that could not be undone):
+        the operator restarts the broker, which recovers it from the files."""
+        self.stats.offline_restarts += 1
+        self.checker.before_crash()
+        self.broker.close()  # not a clean shutdown: an offline log was never synced again
         self._drop_inflight()
         self.broker = self._boot()
         self.checker.after_restart()
@@ -143,13 +186,18 @@ class World:
         self.inflight[index] = inflight
 
     def _durable(self, waits: list[Any]) -> bool:
-        return all(log.high_watermark >= offset for log, offset in waits)
+        """Every wait is durable, or will never be (an offline log: it fails)."""
+        return all(log.offline is not None or log.high_watermark >= offset for log, offset in waits)
+
+    @staticmethod
+    def _failed(waits: list[Any]) -> set[Any]:
+        return {log for log, _ in waits if log.offline is not None}
 
     def deliver(self) -> None:
         """Hand every finished response to its client (or lose it)."""
         for orphan in list(self.orphans):
             if orphan.finish is not None and self._durable(orphan.waits):
-                result = orphan.finish(set())
+                result = orphan.finish(self._failed(orphan.waits))
                 self.laters.extend(self.broker.take_background())
                 if isinstance(result, Durable):
                     orphan.waits, orphan.finish = result.waits, result.then
@@ -157,7 +205,7 @@ class World:
                     self.orphans.remove(orphan)
         for index, inflight in list(self.inflight.items()):
             if not inflight.done and inflight.finish is not None and self._durable(inflight.waits):
-                result = inflight.finish(set())
+                result = inflight.finish(self._failed(inflight.waits))
                 self.laters.extend(self.broker.take_background())
                 if isinstance(result, Durable):
                     inflight.waits, inflight.finish = result.waits, result.then
@@ -182,7 +230,12 @@ class World:
         self.stats.fsyncs += 1
         for log in self.broker.topics.logs():
             point = log.sync_point()
-            point.run()
+            try:
+                point.run()
+            except OSError as exc:
+                self.stats.fsync_errors += 1
+                log.fail_sync(point, str(exc))
+                continue
             log.complete_sync(point)
         self._run_laters()
 
@@ -193,7 +246,7 @@ class World:
             for later in list(self.laters):
                 if self._durable(later.waits):
                     self.laters.remove(later)
-                    following = later.then(set())
+                    following = later.then(self._failed(later.waits))
                     self.laters.extend(self.broker.take_background())
                     if following is not None:
                         self.laters.append(following)
@@ -216,6 +269,11 @@ class World:
             (odds.tick, self.tick),
             (odds.fsync, self.sync_all),
         ]
+        if self.broker.topics.offline():
+            self.restart_offline()
+            self.deliver()
+            self.checker.after_step()
+            return
         roll = self.rng.random()
         for probability, event in events:
             if roll < probability:
@@ -244,7 +302,11 @@ class World:
             client.restart()
 
     def quiesce(self) -> None:
-        """Stop starting transactions; let everything in flight finish and time out."""
+        """Stop starting transactions; let everything in flight finish and time out. The
+        disk stops failing, and a last restart brings back what went offline."""
+        self.disk.faults = DiskFaults()
+        while self.broker.topics.offline():
+            self.restart_offline()
         for client in self.clients:
             if isinstance(client, TransactionalProducer) and client.stage == "idle":
                 client.stage = "done"
@@ -286,4 +348,5 @@ def run(seed: int, steps: int, odds: Odds | None = None) -> World:
         world.step()
     world.quiesce()
     world.checker.final()
+    world.stats.write_errors = world.disk.injected["write_error"]
     return world
