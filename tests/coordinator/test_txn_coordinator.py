@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 from kio.schema.errors import ErrorCode
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.broker.outcomes import Durable, Later
 from samsa.config import BrokerConfig
 from samsa.coordinator.txn.coordinator import InitResult
 from samsa.coordinator.txn.metadata import EPOCH_EXHAUSTED
 from samsa.coordinator.txn.states import TxnState
+from samsa.durability import Durable, Later
 from samsa.sim.disk import SimDisk
 
 T = TypeVar("T")

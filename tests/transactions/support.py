@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.admin.client import AdminClient as SamsaAdmin
-from samsa.broker.outcomes import Durable
+from samsa.durability import Durable
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch_writer import record_batch
 

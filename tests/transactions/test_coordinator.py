@@ -17,8 +17,8 @@ from kio.schema.errors import ErrorCode
 
 from samsa import config as broker_config
 from samsa.broker.core import Broker, Endpoint
-from samsa.broker.outcomes import Durable
 from samsa.coordinator.txn.states import TxnState
+from samsa.durability import Durable
 from samsa.log.storage import OsStorage
 from samsa.protocol.batch import parse_header
 

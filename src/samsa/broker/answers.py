@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from samsa.broker.outcomes import AwaitDurable, Durable, Outcome
+from samsa.broker.outcomes import AwaitDurable, Outcome
+from samsa.durability import Durable
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from samsa.broker import admin, fetch, groups, metadata, offsets, produce, txn, unsupported
-from samsa.broker.outcomes import Close, Later, Outcome, Reply
+from samsa.broker.outcomes import Close, Outcome, Reply
 from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
 from samsa.config import BrokerConfig
 from samsa.coordinator.group.coordinator import GroupCoordinator, GroupSettings
 from samsa.coordinator.producer_ids import ProducerIdManager
 from samsa.coordinator.txn.coordinator import TransactionCoordinator, TxnSettings
+from samsa.durability import Later
 from samsa.log.storage import DirLock, Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served

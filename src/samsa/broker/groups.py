@@ -14,12 +14,13 @@ from kio.serial import entity_reader
 from kio.static.constants import EntityType
 
 from samsa.broker.answers import answer
-from samsa.broker.outcomes import AwaitSlot, Outcome, Slot
+from samsa.broker.outcomes import AwaitSlot, Outcome
 from samsa.broker.txn import offsets_partition
 from samsa.coordinator.group import commits
 from samsa.coordinator.group.commits import OffsetToCommit
 from samsa.coordinator.group.coordinator import JoinRequest, JoinResult, SyncResult
 from samsa.coordinator.group.states import GroupState
+from samsa.durability import Slot
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:

@@ -1,12 +1,16 @@
-"""What a handler asks the server to do with a request: the only contract between the two."""
+"""What a handler asks the server to do with a request: the only contract between the two.
+
+The continuations behind `AwaitDurable` and `AwaitSlot` (`Durable`, `Slot`) live in
+`samsa.durability`, below both the broker and the coordinators, which return them too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from samsa.log.partition import PartitionLog
+from samsa.durability import Failed, Slot, Waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,8 @@ class AwaitDurable:
     """
 
     correlation_id: int
-    waits: list[tuple[PartitionLog, int]]
-    finish: Callable[[set[PartitionLog]], Any] | None  # None: acks=0, nothing to send
+    waits: Waits
+    finish: Callable[[Failed], Any] | None  # None: acks=0, nothing to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,30 +56,6 @@ class AwaitData:
     attempt: Callable[[bool], Any | None]
 
 
-class Slot:
-    """A response someone else will produce: a JoinGroup or SyncGroup waiting for the rest of
-    its group. The coordinator calls `resolve` (with a payload, or a `Durable` of one)."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-        self.done = False
-        self._callbacks: list[Callable[[Any], None]] = []
-
-    def resolve(self, value: Any) -> None:
-        if self.done:
-            return
-        self.value, self.done = value, True
-        for callback in self._callbacks:
-            callback(value)
-        self._callbacks.clear()
-
-    def subscribe(self, callback: Callable[[Any], None]) -> None:
-        if self.done:
-            callback(self.value)
-        else:
-            self._callbacks.append(callback)
-
-
 @dataclass(frozen=True, slots=True)
 class AwaitSlot:
     """Reply with whatever the slot is resolved with (in request order)."""
@@ -85,24 +65,3 @@ class AwaitSlot:
 
 
 Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData | AwaitSlot
-
-T = TypeVar("T")
-Waits = list[tuple[PartitionLog, int]]
-
-
-@dataclass(frozen=True, slots=True)
-class Durable(Generic[T]):
-    """A result that exists once every (log, offset) in `waits` is durable: `then(failed)`
-    computes it, given the logs whose fsync failed (write to the log, then change state)."""
-
-    waits: Waits
-    then: Callable[[set[PartitionLog]], T | Durable[T]]
-
-
-@dataclass(frozen=True, slots=True)
-class Later:
-    """Background work not tied to a reply (transaction markers, timeouts): once `waits` are
-    durable, `then(failed)` runs and may ask for more."""
-
-    waits: Waits
-    then: Callable[[set[PartitionLog]], Later | None]

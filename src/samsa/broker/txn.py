@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kio.schema.errors import ErrorCode
 
 from samsa.broker.answers import answer
-from samsa.broker.outcomes import AwaitDurable, Durable, Outcome, Waits
+from samsa.broker.outcomes import AwaitDurable, Outcome
 from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
 from samsa.coordinator.txn.states import TxnState
+from samsa.durability import Durable, Waits
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.codec import Request
 from samsa.state.producers import ProducerStateError

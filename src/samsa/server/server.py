@@ -15,17 +15,9 @@ import time
 from typing import Any
 
 from samsa.broker.core import Broker
-from samsa.broker.outcomes import (
-    AwaitData,
-    AwaitDurable,
-    AwaitSlot,
-    Durable,
-    Later,
-    NoReply,
-    Outcome,
-    Reply,
-)
+from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, NoReply, Outcome, Reply
 from samsa.broker.unsupported import RawFrame
+from samsa.durability import Durable, Later
 from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey

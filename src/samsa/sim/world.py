@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.broker.outcomes import AwaitData, AwaitDurable, Close, Durable, Later, Reply
+from samsa.broker.outcomes import AwaitData, AwaitDurable, Close, Reply
 from samsa.config import BrokerConfig
+from samsa.durability import Durable, Later
 from samsa.protocol import codec
 from samsa.protocol.build import build
 from samsa.sim.check import Checker

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
-from samsa.broker.outcomes import Durable
 from samsa.coordinator.group.coordinator import GroupCoordinator
 from samsa.coordinator.group.offsets import offset_key, offset_value
 from samsa.coordinator.group.states import GroupState
 from samsa.coordinator.records import append_records
+from samsa.durability import Durable
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch import BatchHeader
 from samsa.state.producers import ProducerStateError

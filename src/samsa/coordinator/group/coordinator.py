@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
-from samsa.broker.outcomes import Durable, Later, Slot
 from samsa.coordinator.group.model import Group, Member
 from samsa.coordinator.group.offsets import OffsetStore, group_key, offset_key
 from samsa.coordinator.group.states import GroupState, check_transition
 from samsa.coordinator.records import append_record, append_records
+from samsa.durability import Durable, Later, Slot
 from samsa.log.partition import PartitionLog
 
 log = logging.getLogger("samsa.group")

@@ -6,8 +6,8 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from samsa.broker.outcomes import Slot
 from samsa.coordinator.group.states import GroupState
+from samsa.durability import Slot
 
 
 @dataclass(slots=True)

@@ -31,7 +31,6 @@ from typing import Any, Generic, TypeVar, cast
 
 from kio.schema.errors import ErrorCode
 
-from samsa.broker.outcomes import Durable, Later, Waits
 from samsa.coordinator.records import append_record, read_records
 from samsa.coordinator.txn.metadata import NO_PRODUCER_EPOCH, TopicPartition, TxnMetadata
 from samsa.coordinator.txn.states import (
@@ -41,6 +40,7 @@ from samsa.coordinator.txn.states import (
     TxnState,
     check_transition,
 )
+from samsa.durability import Durable, Later, Waits
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.state.producers import ProducerStateError
 
