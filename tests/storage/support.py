@@ -1,0 +1,306 @@
+"""Shared pieces of the storage fault tests: a real small tmpfs, producing with every
+acknowledgement kept, reading everything back, and looking at (and damaging) the files.
+
+The rule every test checks: each record a client was told is stored (a delivery report without
+error) is read back after the fault, at the partition and offset it was acknowledged with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient
+from kio.schema.errors import ErrorCode
+
+from protocol.wire import Conn, fetch_request, make_batch, produce_request
+from samsa.demo.guarantees import ProduceResult, produce
+from samsa.protocol.batch import HEADER_BYTES, crc_ok, iter_batches, parse_header
+from samsa.testing.requirements import missing
+
+MIB = 1024 * 1024
+TMPFS_BYTES = 20 * MIB
+STORAGE_ERROR = int(ErrorCode.kafka_storage_error)  # 56
+READ_TIMEOUT_S = 20.0
+WAIT_TIMEOUT_S = 15.0
+
+# acks=all and idempotent: what a careful application runs. Small batches, so a few hundred
+# records make many batches (and segments, with a small log.segment.bytes) to damage.
+ACKS_ALL_IDEMPOTENT: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "linger.ms": 1,
+    "batch.num.messages": 10,
+    "message.timeout.ms": 20_000,
+    "reconnect.backoff.ms": 20,
+    "reconnect.backoff.max.ms": 200,
+    "log_level": 0,
+}
+
+Acknowledged = Mapping[bytes, tuple[int, int]]  # value -> (partition, offset)
+Stored = dict[int, dict[int, bytes | None]]  # partition -> offset -> value
+
+
+# ------------------------------------------------------------------ a small real disk
+def mount_tmpfs(mount_point: Path, size_bytes: int) -> None:
+    mount_point.mkdir(parents=True, exist_ok=True)
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(mount_point)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        missing("MISSING TOOL: 'mount' is not installed; this storage test did NOT run")
+    if result.returncode != 0:
+        missing(
+            f"CANNOT MOUNT a tmpfs at {mount_point} ({result.stderr.strip()}; root is needed): "
+            "this storage test did NOT run"
+        )
+
+
+def unmount(mount_point: Path) -> None:
+    """Unmount; if something still holds the mount, detach it lazily (the kernel frees it when
+    the last file closes), so no test leaves a mount behind."""
+    result = subprocess.run(["umount", str(mount_point)], capture_output=True, text=True)
+    if result.returncode != 0:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True, capture_output=True)
+
+
+def fill(path: Path, size_bytes: int) -> None:
+    """A file of `size_bytes` real (not sparse) bytes."""
+    block = b"\xa5" * MIB
+    with open(path, "wb") as f:
+        remaining = size_bytes
+        while remaining > 0:
+            remaining -= f.write(block[: min(remaining, len(block))])
+
+
+# ------------------------------------------------------------------ clients
+def values(count: int, prefix: str, value_bytes: int = 100) -> list[bytes]:
+    """Distinct values padded to `value_bytes`; with `produce`, value i goes to partition
+    i % partitions."""
+    return [f"{prefix}-{i:07d}-".encode().ljust(value_bytes, b".") for i in range(count)]
+
+
+def produce_acked(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[bytes],
+    partitions: int,
+    round_records: int | None = 30,
+) -> dict[bytes, tuple[int, int]]:
+    """Produce (acks=all, idempotent) and demand that every record is acknowledged; returns
+    where. `round_records`: wait for the reports after every so many records, so each round
+    makes its own batches."""
+    result = produce(
+        bootstrap, topic, records, ACKS_ALL_IDEMPOTENT, partitions, round_records=round_records
+    )
+    check_clean(result)
+    assert len(result.acknowledged) == len(records), "not every record was acknowledged"
+    return dict(result.acknowledged)
+
+
+def check_clean(result: ProduceResult) -> None:
+    assert not result.fatal_errors, f"fatal producer error: {result.fatal_errors}"
+    assert not result.delivery_errors, f"delivery errors: {result.delivery_errors[:3]}"
+    assert result.unflushed == 0, f"{result.unflushed} records never reported"
+
+
+def read_back(
+    bootstrap: str, topic: str, partitions: Iterable[int], timeout_s: float = READ_TIMEOUT_S
+) -> Stored:
+    """Every record of the given partitions, from the log start to the high watermark, with a
+    read_committed consumer (librdkafka's default isolation). Unlike
+    `durability_support.read_partitions`, it takes any set of partitions: the damaged ones of a
+    topic cannot be asked for their watermarks."""
+    wanted = sorted(partitions)
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "storage-faults-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "log_level": 0,
+        }
+    )
+    try:
+        ends = {
+            p: consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=timeout_s, cached=False
+            )[1]
+            for p in wanted
+        }
+        stored: Stored = {p: {} for p in wanted}
+        consumer.assign(
+            [
+                confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                for p in wanted
+                if ends[p] > 0
+            ]
+        )
+        deadline = time.monotonic() + timeout_s
+        done = {p for p in wanted if ends[p] == 0}
+        while len(done) < len(wanted):
+            assert time.monotonic() < deadline, (
+                f"{topic}: read timed out; read {[len(stored[p]) for p in wanted]} records of "
+                f"partitions {wanted}, high watermarks {ends}"
+            )
+            for message in consumer.consume(1000, 0.2):
+                error = message.error()
+                assert error is None, f"{topic}: consume error: {error}"
+                p, offset = message.partition(), message.offset()
+                assert offset not in stored[p], f"{topic}-{p}: offset {offset} read twice"
+                stored[p][offset] = message.value()
+                if offset + 1 >= ends[p]:
+                    done.add(p)
+        return stored
+    finally:
+        consumer.close()
+
+
+def check_acknowledged(
+    stored: Stored, acknowledged: Acknowledged, partitions: Iterable[int] | None = None
+) -> int:
+    """Every acknowledged record of the partitions read is stored at its acknowledged offset;
+    returns how many were checked."""
+    wanted = set(stored if partitions is None else partitions)
+    wrong = [
+        (value, (p, offset), stored[p].get(offset))
+        for value, (p, offset) in acknowledged.items()
+        if p in wanted and stored[p].get(offset) != value
+    ]
+    checked = sum(1 for p, _ in acknowledged.values() if p in wanted)
+    assert not wrong, (
+        f"{len(wrong)} of {checked} acknowledged records are not at their acknowledged offset; "
+        f"first (value, acknowledged at, found there): {wrong[:3]}"
+    )
+    return checked
+
+
+def produce_error(bootstrap: str, topic: str, partition: int, value_bytes: int = 5) -> int:
+    """The error code of one raw Produce (acks=all) of a one-record batch; the connection must
+    stay open after it (a fetch of nothing answers on it)."""
+    with Conn(bootstrap) as conn:
+        batch = make_batch([b"p" * value_bytes])
+        request = produce_request(topic, {partition: batch})
+        response = conn.request(request)
+        [data] = response.responses[0].partition_responses
+        conn.request(fetch_request(topic, []))  # still answers: the connection was not dropped
+        return int(data.error_code)
+
+
+def fetch_error(bootstrap: str, topic: str, partition: int) -> int:
+    with Conn(bootstrap) as conn:
+        response = conn.request(fetch_request(topic, [partition]))
+        [data] = response.responses[0].partitions
+        return int(data.error_code)
+
+
+def metadata_error(bootstrap: str, topic: str, partition: int) -> int:
+    """The partition's error in a Metadata response, as librdkafka reports it (0: none)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    described = admin.list_topics(topic, timeout=WAIT_TIMEOUT_S).topics[topic]
+    error = described.partitions[partition].error
+    return 0 if error is None else int(error.code())
+
+
+# ------------------------------------------------------------------ files
+def fingerprint(directory: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under `directory` (directories as 'dir')."""
+    found: dict[str, str] = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(root, name), directory)] = "dir"
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def segment_logs(partition_dir: Path) -> list[Path]:
+    return sorted(partition_dir.glob("*.log"))
+
+
+def batches(path: Path) -> list[tuple[int, int]]:
+    """(position, size) of each whole batch in a segment file."""
+    data = path.read_bytes()
+    return [(position, header.size) for position, header in iter_batches(data)]
+
+
+def check_whole_batches(path: Path) -> int:
+    """The segment file is exactly whole, CRC-valid batches with consecutive offsets (no partial
+    batch left by a failed write); returns the number of records it holds."""
+    data = path.read_bytes()
+    end = 0
+    records = 0
+    expected: int | None = None
+    for position, header in iter_batches(data):
+        assert position == end
+        assert crc_ok(data, position, header), f"{path} at byte {position}: CRC mismatch"
+        if expected is not None:
+            assert header.base_offset == expected, f"{path} at byte {position}: offset gap"
+        expected = header.next_offset
+        records += header.last_offset_delta + 1
+        end = position + header.size
+    assert end == len(data), f"{path}: {len(data) - end} byte(s) after the last whole batch"
+    return records
+
+
+def flip_byte(path: Path, position: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(position)
+        byte = f.read(1)
+        f.seek(position)
+        f.write(bytes([byte[0] ^ 0x5A]))
+
+
+def middle_batch(path: Path) -> tuple[int, int]:
+    """(position, size) of a batch with whole batches before and after it."""
+    found = batches(path)
+    assert len(found) >= 3, f"{path} holds {len(found)} batches; the test needs 3 or more"
+    return found[len(found) // 2]
+
+
+def record_byte(position: int, size: int) -> int:
+    """A byte inside the records of a batch (past its header): covered by the CRC only."""
+    return position + HEADER_BYTES + (size - HEADER_BYTES) // 2
+
+
+def next_offset(path: Path) -> int:
+    data = path.read_bytes()
+    last = [header for _, header in iter_batches(data)][-1]
+    return last.next_offset
+
+
+def half_a_batch(base_offset: int) -> bytes:
+    """The first half of a valid batch at `base_offset`: what a crash mid-write leaves."""
+    batch = bytearray(make_batch([b"never acknowledged"] * 20))
+    batch[0:8] = base_offset.to_bytes(8, "big")  # the base offset is outside the CRC
+    assert parse_header(bytes(batch)).base_offset == base_offset
+    return bytes(batch[: len(batch) // 2])
+
+
+# ------------------------------------------------------------------ broker output
+def lines(output: Sequence[str], level: str, *needles: str) -> list[str]:
+    """Log lines of `level` ('ERROR', 'WARNING') that contain every needle."""
+    return [
+        line
+        for line in output
+        if f" {level} " in line and all(needle in line for needle in needles)
+    ]
+
+
+def wait_for_line(output: Sequence[str], level: str, *needles: str) -> list[str]:
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while not (found := lines(output, level, *needles)):
+        assert time.monotonic() < deadline, (
+            f"no {level} line with {needles} in the broker's output; its last lines:\n"
+            + "\n".join(output[-20:])
+        )
+        time.sleep(0.05)
+    return found
