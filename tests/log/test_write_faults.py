@@ -244,3 +244,27 @@ def test_one_owner_per_data_dir(tmp_path: object) -> None:
     assert str(os.getpid()) in str(refused.value)
     first.release()
     OsStorage().lock(directory).release()
+
+
+def test_no_snapshot_at_shutdown_unless_everything_before_it_is_durable(log_dir: str) -> None:
+    """Found by the disk-fault simulation (seed 14): the shutdown snapshot was written before
+    the indexes were synced. When the aborted-transaction index's fsync failed, the snapshot
+    still claimed everything before it was settled; after a later power loss the index had lost
+    its entry, no replay restored it, and an aborted transaction's records became visible to
+    read_committed readers."""
+
+    class _FailingIndexSync(OsStorage):
+        def open(self, path: str) -> File:
+            file = OsFile(path)
+            if path.endswith(".txnindex"):
+
+                def sync() -> None:
+                    raise OSError(errno.EIO, "Input/output error")
+
+                file.sync = sync  # type: ignore[method-assign]
+            return file
+
+    log = PartitionLog.open(_FailingIndexSync(), log_dir, "t", 0, LogConfig(), NOW_MS, False)
+    append(log, [b"a"])
+    assert log.close() is False, "the shutdown is not clean: the next start must recover"
+    assert not [name for name in os.listdir(log_dir) if name.endswith(".snapshot")]

@@ -6,6 +6,7 @@ SAMSA_SIM_SEEDS sets how many seeds the default suite runs (CI: the default, a f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,10 +15,11 @@ import pytest
 
 from samsa.log import partition as partition_module
 from samsa.sim.disk import SimDisk
-from samsa.sim.world import run
+from samsa.sim.world import DISK_FAULTS, run
 from samsa.state import producers as producers_module
 
 SEEDS = int(os.environ.get("SAMSA_SIM_SEEDS", "200"))
+DISK_FAULT_SEEDS = int(os.environ.get("SAMSA_SIM_DISK_FAULT_SEEDS", "100"))
 STEPS = 300
 PLANTED_SEEDS = 8
 
@@ -32,6 +34,22 @@ def test_seeds_pass() -> None:
             failed[seed] = world.anomalies()[:5]
     assert not failed, f"replay with `samsa sim --first SEED --seeds 1`: {failed}"
     assert crashes > SEEDS  # the runs really crash, more than once a seed on average
+
+
+def test_seeds_with_disk_faults_pass() -> None:
+    """Writes that fail halfway, fsyncs that fail, bits flipped at rest: nothing acknowledged
+    is lost, nothing is acknowledged after a failed fsync, and a flipped bit always takes its
+    partition offline (the checker's `corruption-undetected`)."""
+    failed = {}
+    injected = {"write_errors": 0, "fsync_errors": 0, "bit_flips": 0}
+    for seed in range(DISK_FAULT_SEEDS):
+        world = run(seed, STEPS, DISK_FAULTS)
+        for name in injected:
+            injected[name] += getattr(world.stats, name)
+        if world.anomalies():
+            failed[seed] = world.anomalies()[:5]
+    assert not failed, f"replay with `samsa sim --disk-faults --first SEED --seeds 1`: {failed}"
+    assert all(count > DISK_FAULT_SEEDS // 10 for count in injected.values()), injected
 
 
 def test_a_seed_replays_exactly() -> None:
@@ -88,11 +106,28 @@ def _lose_the_aborted_index(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def _trust_a_damaged_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery as it was: cut at the first invalid batch, whatever follows it."""
+    original = partition_module.PartitionLog._settle_scans
+
+    def settle(self: Any, scans: list[Any]) -> None:
+        scans = [
+            None if scan is None else dataclasses.replace(scan, valid_after=None) for scan in scans
+        ]
+        original(self, scans)
+
+    monkeypatch.setattr(partition_module.PartitionLog, "_settle_scans", settle)
+
+
 PLANTED: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], set[str]]] = {
     "skip dedup": (_skip_dedup, {"duplicate"}),
     "serve past the LSO": (_serve_past_the_lso, {"aborted-read"}),
     "ack before fsync": (_ack_before_fsync, {"lost-acknowledged", "durable-data-lost"}),
     "lose the aborted index": (_lose_the_aborted_index, {"aborted-visible", "aborted-read"}),
+}
+# Bugs only disk faults reveal: run with them.
+PLANTED_WITH_DISK_FAULTS = {
+    "trust a damaged log": (_trust_a_damaged_log, {"corruption-undetected"})
 }
 
 
@@ -108,6 +143,18 @@ def test_the_checker_catches_planted_bugs(planted: set[str]) -> None:
     for seed in range(PLANTED_SEEDS):
         kinds |= {anomaly.kind for anomaly in run(seed, STEPS).anomalies()}
     assert kinds & planted, f"expected one of {planted}, the checker reported {kinds}"
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED_WITH_DISK_FAULTS))
+def test_the_checker_catches_planted_bugs_under_disk_faults(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant, expected = PLANTED_WITH_DISK_FAULTS[name]
+    plant(monkeypatch)
+    kinds: set[str] = set()
+    for seed in range(PLANTED_SEEDS):
+        kinds |= {anomaly.kind for anomaly in run(seed, STEPS, DISK_FAULTS).anomalies()}
+    assert kinds & expected, f"expected one of {expected}, the checker reported {kinds}"
 
 
 def test_what_recovery_exposes_survives_the_next_crash() -> None:

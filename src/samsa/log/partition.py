@@ -430,10 +430,6 @@ class PartitionLog:
             self.close_files()
             return False
         durable = True
-        try:
-            self.take_snapshot()
-        except OSError as exc:  # producer state is rebuilt by replay: a lost snapshot costs time
-            log.warning("%s: no producer snapshot at shutdown: %s", self.name, exc)
         for segment in self.segments:
             try:
                 segment.sync()
@@ -441,6 +437,13 @@ class PartitionLog:
             except OSError as exc:
                 log.error("%s: fsync at shutdown failed: %s", self.name, exc)
                 durable = False
+        # Only after everything is durable: a snapshot says "no need to replay what is before
+        # me", and the aborted-transaction index entries before it are rebuilt only by a replay.
+        if durable:
+            try:
+                self.take_snapshot()
+            except OSError as exc:  # producer state is rebuilt by replay: it costs only time
+                log.warning("%s: no producer snapshot at shutdown: %s", self.name, exc)
         self.close_files()
         return durable
 

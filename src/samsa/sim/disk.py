@@ -154,7 +154,9 @@ class SimDisk:
 
     def toggle(self, path: str, position: int, mask: int) -> None:
         """XOR one byte of a file, both durable and cached (damage at rest, or its repair)."""
-        file = self.files[path]
+        file = self.files.get(path)
+        if file is None or position >= len(file.durable):
+            return  # cut away meanwhile (what the checker reports as corruption-undetected)
         durable = bytearray(file.durable)
         durable[position] ^= mask
         file.durable = bytes(durable)
