@@ -51,6 +51,7 @@ Entries = dict[str, dict[str, Any]]
 class DataDirError(Exception):
     """The data dir cannot be served as it is; the broker refuses to start and says why."""
 
+
 TOPIC_NAME_LENGTH_MAX = 249
 PARTITIONS_MAX = 10_000
 
@@ -239,9 +240,7 @@ class Topics:
             return entries
         return self._rebuild(entries, found)
 
-    def _finish_delete(
-        self, entries: Entries, name: str
-    ) -> Entries:
+    def _finish_delete(self, entries: Entries, name: str) -> Entries:
         """`<topic>-<p>.<id hex>-delete`: drop the topic's entry if it is still the same topic."""
         stem = name[: -len(DELETE_SUFFIX)]
         partition_dir, _, id_hex = stem.rpartition(".")
@@ -255,9 +254,7 @@ class Topics:
             self._save_entries(entries)
         return entries
 
-    def _rebuild(
-        self, entries: Entries, found: dict[str, set[int]]
-    ) -> Entries:
+    def _rebuild(self, entries: Entries, found: dict[str, set[int]]) -> Entries:
         rebuilt = dict(entries)
         for topic, indexes in sorted(found.items()):
             listed = entries.get(topic)

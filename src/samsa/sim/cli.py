@@ -33,9 +33,7 @@ def register(commands: Any) -> None:
     )
 
 
-def simulate(
-    first: int, seeds: int, steps: int, odds: world.Odds | None = None
-) -> dict[str, Any]:
+def simulate(first: int, seeds: int, steps: int, odds: world.Odds | None = None) -> dict[str, Any]:
     totals: dict[str, int] = {}
     failures: list[dict[str, Any]] = []
     started = time.monotonic()
