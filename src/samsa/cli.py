@@ -75,7 +75,11 @@ SUBCOMMANDS: dict[str, Any] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="samsa", description=__doc__)
-    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="DEBUG, INFO, WARNING, ERROR (default: INFO for serve, WARNING otherwise)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run a broker")
     serve_parser.add_argument("--data-dir", default="data")
@@ -91,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     for module in SUBCOMMANDS.values():
         module.register(commands)
     args = parser.parse_args(argv)
+    # A server says what it found at start-up (recovery) and what it does; tools stay quiet.
+    level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "serve":
         return _serve(args)
