@@ -15,6 +15,15 @@ from tools.support import TOPIC, Batch, samsa
         (["verify", "--data-dir", "{data}", "--topic", "nope"], "no topic nope in {data}"),
         (["verify", "--data-dir", "{data}", "--topic", TOPIC, "--partition", "x"], "invalid int"),
         (["verify"], "the following arguments are required: --data-dir"),
+        (["repair", "--data-dir", "{data}", "--topic", TOPIC], "required: --partition"),
+        (
+            ["repair", "--data-dir", "{data}", "--topic", TOPIC, "--partition", "7"],
+            "no partition directory {data}/orders-7",
+        ),
+        (
+            ["repair", "--data-dir", "{missing}", "--topic", TOPIC, "--partition", "0"],
+            "no partition directory {missing}/orders-0",
+        ),
     ],
     ids=[
         "no-data-dir",
@@ -22,6 +31,9 @@ from tools.support import TOPIC, Batch, samsa
         "unknown-topic",
         "partition-not-a-number",
         "no-data-dir-argument",
+        "repair-without-partition",
+        "repair-unknown-partition",
+        "repair-no-data-dir",
     ],
 )
 def test_misuse_is_one_line_and_exit_2(

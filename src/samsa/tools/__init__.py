@@ -3,11 +3,16 @@ segment of every partition (it only reads, so a broker may be running); `samsa l
 gives a damaged partition of a stopped broker back, keeping every intact batch."""
 
 from samsa.tools.logdir import Finding, PartitionRef, Report, UsageError, verify
+from samsa.tools.repair import Lost, Outcome, RepairFailed, repair
 
 __all__ = [
     "Finding",
+    "Lost",
+    "Outcome",
     "PartitionRef",
+    "RepairFailed",
     "Report",
     "UsageError",
+    "repair",
     "verify",
 ]

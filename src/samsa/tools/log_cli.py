@@ -1,8 +1,10 @@
-"""`samsa log`: check a data dir's partition logs.
+"""`samsa log`: check a data dir's partition logs, and repair a damaged partition.
 
     samsa log verify --data-dir D [--topic T [--partition P]] [--json]
+    samsa log repair --data-dir D --topic T --partition P [--dry-run]
 
-Exit status: 0 clean; 1 problems found; 2 on a usage error.
+Exit status: 0 clean (verify) or repaired / nothing to repair (repair); 1 problems found
+(verify) or the repair failed with nothing changed; 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from samsa.tools.logdir import UsageError, verify
+from samsa.tools.repair import REPAIR_INFIX, RepairFailed, describe, repair
 
 VERIFY_HELP = """\
 Check every batch (header and CRC-32C) of every segment, every offset, time and
@@ -23,6 +27,19 @@ agree. Prints one line per finding (file, byte position, what is wrong) and a su
 It only reads, so it may run while a broker runs; a finding at the very end of an
 active segment, or in a segment that retention deleted meanwhile, may then be a
 race: run it again.
+"""
+
+REPAIR_HELP = f"""\
+Repair one partition of a STOPPED broker (it takes the data dir's lock, and refuses
+if a broker holds it). Every intact batch is kept: damaged bytes are skipped to the
+next valid batch, and the offsets lost are printed, one range per line. The
+partition's original files, producer snapshots included, are moved aside, untouched,
+to <data dir>/<topic>-<partition>{REPAIR_INFIX}<UTC time>, which the broker ignores:
+delete it once satisfied. The broker rebuilds producer state from the log on start.
+
+Lost offsets at the end of the log are reused by new writes; a consumer whose
+position was past the new log end is reset (auto.offset.reset). The repair needs
+free space for one copy of the partition.
 """
 
 
@@ -37,7 +54,7 @@ def register(subparsers: Any) -> None:
     """Add the `log` subcommand to the `samsa` parser."""
     parser = subparsers.add_parser(
         "log",
-        help="verify a data dir's logs",
+        help="verify a data dir's logs, repair a damaged partition",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,16 +69,28 @@ def register(subparsers: Any) -> None:
     check.add_argument("--topic", help="only this topic")
     check.add_argument("--partition", type=int, help="only this partition (needs --topic)")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    fix = actions.add_parser(
+        "repair",
+        help="keep every intact batch of a damaged partition (broker stopped)",
+        description=REPAIR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fix.add_argument("--data-dir", required=True)
+    fix.add_argument("--topic", required=True)
+    fix.add_argument("--partition", type=int, required=True)
+    fix.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
 
 
 def run(args: argparse.Namespace) -> int:
     command = f"samsa log {args.log_command}"
     try:
-        return _verify(args)
+        if args.log_command == "verify":
+            return _verify(args)
+        return _repair(args)
     except UsageError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (RepairFailed, OSError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 1
 
@@ -98,3 +127,12 @@ def _verify(args: argparse.Namespace) -> int:
                 f"{args.data_dir} --topic {ref.topic} --partition {ref.partition}`"
             )
     return 1 if report.findings else 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    outcome = repair(
+        args.data_dir, args.topic, args.partition, datetime.now(UTC), dry_run=args.dry_run
+    )
+    for line in describe(outcome, args.data_dir):
+        print(line)
+    return 0
