@@ -20,6 +20,7 @@ from samsa.server.run import serve
 from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
 from samsa.streams import cli as streams_cli
+from samsa.tools import log_cli
 from samsa.verify import cli as verify_cli
 
 
@@ -70,6 +71,7 @@ SUBCOMMANDS: dict[str, Any] = {
     "streams": streams_cli,
     "sim": sim_cli,
     "verify": verify_cli,
+    "log": log_cli,
 }
 
 

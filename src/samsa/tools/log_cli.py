@@ -1,0 +1,138 @@
+"""`samsa log`: check a data dir's partition logs, and repair a damaged partition.
+
+    samsa log verify --data-dir D [--topic T [--partition P]] [--json]
+    samsa log repair --data-dir D --topic T --partition P [--dry-run]
+
+Exit status: 0 clean (verify) or repaired / nothing to repair (repair); 1 problems found
+(verify) or the repair failed with nothing changed; 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from samsa.tools.logdir import UsageError, verify
+from samsa.tools.repair import REPAIR_INFIX, RepairFailed, describe, repair
+
+VERIFY_HELP = """\
+Check every batch (header and CRC-32C) of every segment, every offset, time and
+aborted-transaction index, the offsets from one segment to the next, the log start
+checkpoint, producer snapshots, and that topics.json and the partition directories
+agree. Prints one line per finding (file, byte position, what is wrong) and a summary.
+
+It only reads, so it may run while a broker runs; a finding at the very end of an
+active segment, or in a segment that retention deleted meanwhile, may then be a
+race: run it again.
+"""
+
+REPAIR_HELP = f"""\
+Repair one partition of a STOPPED broker (it takes the data dir's lock, and refuses
+if a broker holds it). Every intact batch is kept: damaged bytes are skipped to the
+next valid batch, and the offsets lost are printed, one range per line. The
+partition's original files, producer snapshots included, are moved aside, untouched,
+to <data dir>/<topic>-<partition>{REPAIR_INFIX}<UTC time>, which the broker ignores:
+delete it once satisfied. The broker rebuilds producer state from the log on start.
+
+Lost offsets at the end of the log are reused by new writes; a consumer whose
+position was past the new log end is reset (auto.offset.reset). The repair needs
+free space for one copy of the partition.
+"""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def register(subparsers: Any) -> None:
+    """Add the `log` subcommand to the `samsa` parser."""
+    parser = subparsers.add_parser(
+        "log",
+        help="verify a data dir's logs, repair a damaged partition",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="log_command", required=True, parser_class=_OneLineParser)
+    check = actions.add_parser(
+        "verify",
+        help="check every batch, index and segment (read only; safe beside a broker)",
+        description=VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--data-dir", required=True)
+    check.add_argument("--topic", help="only this topic")
+    check.add_argument("--partition", type=int, help="only this partition (needs --topic)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    fix = actions.add_parser(
+        "repair",
+        help="keep every intact batch of a damaged partition (broker stopped)",
+        description=REPAIR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fix.add_argument("--data-dir", required=True)
+    fix.add_argument("--topic", required=True)
+    fix.add_argument("--partition", type=int, required=True)
+    fix.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    command = f"samsa log {args.log_command}"
+    try:
+        if args.log_command == "verify":
+            return _verify(args)
+        return _repair(args)
+    except UsageError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    except (RepairFailed, OSError) as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.partition is not None and args.topic is None:
+        raise UsageError("--partition needs --topic")
+    report = verify(args.data_dir, args.topic, args.partition)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "data_dir": args.data_dir,
+                    "clean": not report.findings,
+                    "partitions": report.partitions,
+                    "segments": report.segments,
+                    "batches": report.batches,
+                    "bytes_checked": report.bytes_checked,
+                    "findings": [
+                        {"path": f.path, "position": f.position, "problem": f.problem}
+                        for f in report.findings
+                    ],
+                    "damaged_partitions": [ref.name for ref in report.damaged],
+                }
+            )
+        )
+    else:
+        for finding in report.findings:
+            print(finding)
+        print(report.summary)
+        for ref in report.damaged:
+            print(
+                f"{ref.name}: with the broker stopped, `samsa log repair --data-dir "
+                f"{args.data_dir} --topic {ref.topic} --partition {ref.partition}`"
+            )
+    return 1 if report.findings else 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    outcome = repair(
+        args.data_dir, args.topic, args.partition, datetime.now(UTC), dry_run=args.dry_run
+    )
+    for line in describe(outcome, args.data_dir):
+        print(line)
+    return 0
