@@ -207,7 +207,16 @@ class Topics:
                 self.storage, directory, topic.name, index, log_config, now_ms, recover, False
             )
         except (CorruptLog, OSError) as exc:  # OSError: the disk failed the recovery itself
-            log.error("%s-%d is offline: %s", topic.name, index, exc)
+            log.error(
+                "%s-%d is offline: %s; with the broker stopped, `samsa log repair --data-dir %s "
+                "--topic %s --partition %d` keeps every intact batch",
+                topic.name,
+                index,
+                exc,
+                self.data_dir,
+                topic.name,
+                index,
+            )
             return PartitionLog.offline_placeholder(
                 self.storage, directory, topic.name, index, log_config, str(exc)
             )

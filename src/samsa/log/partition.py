@@ -352,7 +352,14 @@ class PartitionLog:
         log end means the log lost its end: corruption.
         """
         start = self.log_start_offset
-        for offset in reversed(self._snapshot_offsets()):
+        damaged = [s for s in self.segments if s.txn_index.damaged]
+        for segment in damaged:
+            log.warning(
+                "%s: %s.txnindex is damaged: replaying the whole log to rebuild it",
+                self.name,
+                segment.path,
+            )
+        for offset in [] if damaged else reversed(self._snapshot_offsets()):
             path = self._snapshot_path(offset)
             if strict and offset > self.log_end_offset:
                 damage = CorruptLog(

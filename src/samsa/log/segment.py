@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from samsa.protocol.batch import (
     iter_batches,
     parse_header,
 )
+
+log = logging.getLogger("samsa.log")
 
 # How much of the log a scan reads at a time.
 SCAN_CHUNK_BYTES = 1 << 20
@@ -55,9 +58,10 @@ class Scan:
     valid_after: int | None = None
 
 
-class SegmentDamaged(Exception):
-    """A failed write could not be undone either: the segment's file no longer matches what the
-    log believes it holds, so its partition must go offline."""
+class SegmentDamaged(OSError):
+    """The segment's file no longer matches what the log believes it holds (a failed write
+    that could not be undone, damage found while reading): its partition must go offline. An
+    OSError, so the read paths that take a log offline on an I/O error do so for it too."""
 
 
 class Segment:
@@ -147,12 +151,32 @@ class Segment:
             position += consumed
 
     def find_position(self, offset: int) -> tuple[int, BatchHeader] | None:
-        """Position and header of the batch holding `offset`, or None if it is past the end."""
-        _, position = self.offset_index.lookup(offset)
+        """Position and header of the batch holding `offset`, or None if it is past the end.
+
+        The index entry used is checked on the way (the batch at its position must start at
+        its offset): start-up checks only an index's last entry, and a damaged middle entry
+        would otherwise make reads below the high watermark come back empty. A mismatch
+        rebuilds the indexes from the log."""
+        indexed, position = self.offset_index.lookup(offset)
+        checked = position == 0  # the segment's start needs no index entry
         for batch_position, header in self.batches(position, chunk_bytes=FIND_CHUNK_BYTES):
+            if not checked and header.base_offset != indexed:
+                break
+            checked = True
             if header.last_offset >= offset:
                 return batch_position, header
+        if not checked:
+            self._rebuild_indexes(f"entry {indexed} -> byte {position} is not that batch's start")
+            return self.find_position(offset)
         return None
+
+    def _rebuild_indexes(self, why: str) -> None:
+        size, next_offset = self.log.size(), self.next_offset
+        scan = self.scan()
+        if scan.problem is not None or scan.valid_bytes != size or scan.next_offset != next_offset:
+            raise SegmentDamaged(f"{self.path}.index is damaged ({why}), and so is the log")
+        log.warning("%s.index is damaged (%s): rebuilt from the log", self.path, why)
+        self.rebuild(size)
 
     def read(self, position: int, end: int) -> bytes:
         return self.log.read(position, end - position)
@@ -241,6 +265,9 @@ class Segment:
                     if (
                         batch_problem(header, expected_offset) is None
                         and position + header.size <= size
+                        # true of every batch samsa writes; cheap, so garbage rarely costs
+                        # a CRC over the length it claims
+                        and header.records_count == header.last_offset_delta + 1
                         and crc_ok(self.log.read(position, header.size), 0, header)
                     ):
                         return position

@@ -30,6 +30,7 @@ class TxnIndex:
     def __init__(self, file: File) -> None:
         self._file = file
         self.entries: list[AbortedTxn] = []
+        self.damaged = False
 
     def append(self, entry: AbortedTxn) -> None:
         self._file.append(
@@ -44,14 +45,25 @@ class TxnIndex:
         self.entries.append(entry)
 
     def load(self, base_offset: int, next_offset: int) -> None:
-        """Read the file, keeping the whole entries whose marker lies in [base, next)."""
+        """Read the file, keeping the whole entries whose marker lies in [base, next).
+
+        Entries past `next_offset` describe markers a crash took back, and a partial last
+        entry is a torn append: both are dropped. Anything else that does not parse as an
+        entry of this segment sets `damaged`: the entries after it are lost, and only a replay
+        of the whole log can restore them (a replay from a snapshot would not reach them)."""
         data = self._file.read(0, self._file.size())
         whole = len(data) - len(data) % _ENTRY.size
         kept: list[AbortedTxn] = []
+        self.damaged = False
+        previous = base_offset - 1
         for version, pid, first, last, stable in _ENTRY.iter_unpack(data[:whole]):
-            if version != 0 or not base_offset <= last < next_offset or first > last:
+            if last >= next_offset and version == 0:
+                break
+            if version != 0 or last <= previous or first > last or last < base_offset:
+                self.damaged = True
                 break
             kept.append(AbortedTxn(pid, first, last, stable))
+            previous = last
         self.entries = kept
         if len(kept) * _ENTRY.size != len(data):
             self._file.truncate(0)
