@@ -193,6 +193,33 @@ def produce_error(bootstrap: str, topic: str, partition: int, value_bytes: int =
         return int(data.error_code)
 
 
+def refused_without_retries(
+    bootstrap: str, topic: str, partition: int, value_bytes: int = 5
+) -> confluent_kafka.KafkaError | None:
+    """The error a plain producer (acks=all, no retries) is told for one record; None if it
+    was acknowledged. librdkafka retries a KAFKA_STORAGE_ERROR until the message times out, and
+    then reports the timeout: without retries it reports the broker's error itself."""
+    errors: list[confluent_kafka.KafkaError | None] = []
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": False,
+            "message.send.max.retries": 0,
+            "message.timeout.ms": int(WAIT_TIMEOUT_S * 1000),
+            "log_level": 0,
+        }
+    )
+    producer.produce(
+        topic,
+        b"p" * value_bytes,
+        partition=partition,
+        on_delivery=lambda error, _message: errors.append(error),
+    )
+    assert producer.flush(WAIT_TIMEOUT_S + 5) == 0, "no delivery report"
+    return errors[0]
+
+
 def fetch_error(bootstrap: str, topic: str, partition: int) -> int:
     with Conn(bootstrap) as conn:
         response = conn.request(fetch_request(topic, [partition]))

@@ -39,6 +39,7 @@ from .support import (
     fill,
     produce_error,
     read_back,
+    refused_without_retries,
     segment_logs,
     values,
 )
@@ -107,28 +108,6 @@ class Producer:
         self._producer.flush(10)
 
 
-def refused_without_retries(bootstrap: str, partition: int) -> confluent_kafka.KafkaError | None:
-    """The error a plain producer (no retries) is told for one large record."""
-    errors: list[confluent_kafka.KafkaError | None] = []
-    producer = confluent_kafka.Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": False,
-            "message.send.max.retries": 0,
-            "log_level": 0,
-        }
-    )
-    producer.produce(
-        TOPIC,
-        b"x" * PROBE_BYTES,
-        partition=partition,
-        on_delivery=lambda error, _message: errors.append(error),
-    )
-    assert producer.flush(15) == 0
-    return errors[0]
-
-
 def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
     tmpfs: Path, start_broker: StartBroker
 ) -> None:
@@ -153,7 +132,7 @@ def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
     # the message times out, so ask on the wire and with a producer that does not retry)...
     for partition in range(PARTITIONS):
         assert produce_error(broker.bootstrap, TOPIC, partition, PROBE_BYTES) == STORAGE_ERROR
-    refused = refused_without_retries(broker.bootstrap, 0)
+    refused = refused_without_retries(broker.bootstrap, TOPIC, 0, PROBE_BYTES)
     assert refused is not None and refused.code() == confluent_kafka.KafkaError.KAFKA_STORAGE_ERROR
     # ... and keeps serving: everything acknowledged is read back while the disk is full.
     check_acknowledged(read_back(broker.bootstrap, TOPIC, range(PARTITIONS)), acknowledged_before)
