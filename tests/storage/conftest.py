@@ -14,7 +14,7 @@ import pytest
 
 from samsa.testing.process import BrokerProcess
 
-from .support import TMPFS_BYTES, mount_tmpfs, unmount
+from .support import TMPFS_BYTES, ThinDisk, mount_tmpfs, unmount
 
 StartBroker = Callable[..., BrokerProcess]
 
@@ -44,3 +44,15 @@ def start_broker() -> Iterator[StartBroker]:
     yield _start
     for broker in started:
         broker.kill9()
+
+
+@pytest.fixture
+def thin_disk(tmp_path: Path) -> Iterator[ThinDisk]:
+    """An ext4 filesystem whose fsync fails with EIO once `fill_backing` has left it no room;
+    unmounted and detached at teardown."""
+    disk = ThinDisk(tmp_path / "thin")
+    try:
+        disk.create()
+        yield disk
+    finally:
+        disk.destroy()

@@ -22,7 +22,7 @@ from kio.schema.errors import ErrorCode
 from protocol.wire import Conn, fetch_request, make_batch, produce_request
 from samsa.demo.guarantees import ProduceResult, produce
 from samsa.protocol.batch import HEADER_BYTES, crc_ok, iter_batches, parse_header
-from samsa.testing.requirements import missing
+from samsa.testing.requirements import missing, require_binary
 
 MIB = 1024 * 1024
 TMPFS_BYTES = 20 * MIB
@@ -331,3 +331,82 @@ def wait_for_line(output: Sequence[str], level: str, *needles: str) -> list[str]
         )
         time.sleep(0.05)
     return found
+
+
+# ------------------------------------------------------------------ a disk whose fsync fails
+class ThinDisk:
+    """An ext4 filesystem on a loop device whose backing file is sparse, on a small tmpfs: the
+    filesystem believes it has room that the tmpfs does not. Once the tmpfs is full, the loop
+    device's writes fail: write() still succeeds (into the page cache) and fsync reports EIO.
+    A real failed fsync, without device-mapper (which this kernel does not have).
+
+    The filesystem is made with errors=continue: a failing device must never panic the host.
+    """
+
+    IMAGE_BYTES = 64 * MIB
+    BACKING_BYTES = 32 * MIB
+
+    def __init__(self, root: Path) -> None:
+        self.backing = root / "backing"
+        self.image = self.backing / "disk.img"
+        self.filler = self.backing / "filler"
+        self.mount_point = root / "ext4"
+        self.loop: str | None = None
+        self.mounted = False
+        self.backing_mounted = False
+
+    def create(self) -> None:
+        for tool in ("losetup", "mkfs.ext4", "e2fsck"):
+            require_binary(tool)
+        mount_tmpfs(self.backing, self.BACKING_BYTES)
+        self.backing_mounted = True
+        with open(self.image, "wb") as f:
+            f.truncate(self.IMAGE_BYTES)
+        _run(["mkfs.ext4", "-q", "-F", "-e", "continue", "-E", "nodiscard", str(self.image)])
+        self.mount()
+
+    def mount(self) -> None:
+        attached = subprocess.run(
+            ["losetup", "--find", "--show", str(self.image)], capture_output=True, text=True
+        )
+        if attached.returncode != 0:
+            missing(
+                f"NO LOOP DEVICE ({attached.stderr.strip()}): the real fsync-failure test did "
+                "NOT run"
+            )
+        self.loop = attached.stdout.strip()
+        self.mount_point.mkdir(exist_ok=True)
+        _run(["mount", "-o", "errors=continue", self.loop, str(self.mount_point)])
+        self.mounted = True
+
+    def unmount(self) -> None:
+        if self.mounted:
+            unmount(self.mount_point)
+            self.mounted = False
+        if self.loop is not None:
+            _run(["losetup", "--detach", self.loop])
+            self.loop = None
+
+    def fill_backing(self, leave_bytes: int) -> None:
+        """Take all but `leave_bytes` of the tmpfs under the image."""
+        stat = os.statvfs(self.backing)
+        fill(self.filler, stat.f_bavail * stat.f_frsize - leave_bytes)
+
+    def free_backing(self) -> None:
+        self.filler.unlink()
+
+    def repair(self) -> None:
+        """e2fsck the (unmounted) image: a failing device leaves an aborted journal."""
+        result = subprocess.run(["e2fsck", "-f", "-y", str(self.image)], capture_output=True)
+        assert result.returncode in (0, 1, 2), result  # 1, 2: errors corrected
+
+    def destroy(self) -> None:
+        self.unmount()
+        if self.backing_mounted:
+            unmount(self.backing)
+            self.backing_mounted = False
+
+
+def _run(command: Sequence[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{' '.join(command)}: {result.stderr.strip()}"
