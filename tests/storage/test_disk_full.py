@@ -14,6 +14,7 @@ resume once there is room.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import confluent_kafka
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from kio.records.readers import read_batch
 
 from samsa.demo.guarantees import create_topic
@@ -37,6 +39,7 @@ from .support import (
     check_acknowledged,
     check_whole_batches,
     fill,
+    produce_acked,
     produce_error,
     read_back,
     refused_without_retries,
@@ -266,3 +269,32 @@ def test_full_disk_write_is_undone_in_place(tmpfs: Path, fails_at: str) -> None:
         assert read_values(reopened) == expected
     finally:
         reopened.close_files()
+
+
+def test_topic_creation_on_a_full_disk_is_refused_and_leaves_nothing(
+    tmpfs: Path, start_broker: StartBroker
+) -> None:
+    """CreateTopics while the disk is full: KAFKA_STORAGE_ERROR, and no partition directory or
+    topics.json entry left half made; with room again the same topic is created and serves.
+
+    Before the storage commit the OSError escaped the handler: the broker closed the client's
+    connection, and the client saw a transport failure, not the reason."""
+    data_dir = tmpfs / "data"
+    broker = start_broker(data_dir, SETTINGS)
+    filler = tmpfs / "filler"
+    fill_up(filler)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
+    future = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC]
+    with pytest.raises(confluent_kafka.KafkaException) as raised:
+        future.result(timeout=15)
+    error = raised.value.args[0]
+    assert error.code() == confluent_kafka.KafkaError.KAFKA_STORAGE_ERROR, error
+    assert not [path for path in data_dir.iterdir() if path.name.startswith(f"{TOPIC}-")]
+    assert TOPIC not in json.loads((data_dir / "topics.json").read_text())
+
+    filler.unlink()
+    create_topic(broker.bootstrap, TOPIC, PARTITIONS)
+    acknowledged = produce_acked(broker.bootstrap, TOPIC, values(300, "late"), PARTITIONS)
+    broker.kill9()
+    broker.start()
+    check_acknowledged(read_back(broker.bootstrap, TOPIC, range(PARTITIONS)), acknowledged)
