@@ -13,6 +13,7 @@ resume once there is room.
 
 from __future__ import annotations
 
+import datetime
 import errno
 import json
 import os
@@ -24,7 +25,10 @@ import confluent_kafka
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.records.readers import read_batch
+from kio.schema.errors import ErrorCode
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 
+from protocol.wire import Conn
 from samsa.demo.guarantees import create_topic
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import OsStorage
@@ -298,3 +302,46 @@ def test_topic_creation_on_a_full_disk_is_refused_and_leaves_nothing(
     broker.kill9()
     broker.start()
     check_acknowledged(read_back(broker.bootstrap, TOPIC, range(PARTITIONS)), acknowledged)
+
+
+def test_producer_starting_on_a_full_disk_is_told_and_gets_its_id_once_there_is_room(
+    tmpfs: Path, start_broker: StartBroker
+) -> None:
+    """The first InitProducerId after a start reserves a block of producer ids on disk. On a
+    full disk it gets KAFKA_STORAGE_ERROR (retriable: librdkafka and the Java client ask
+    again) on a connection that stays open; an idempotent producer started then delivers once
+    there is room.
+
+    Before the fix the OSError of writing producer_ids.json escaped the handler: the broker
+    closed the connection (and with it every other request on it) on each attempt, and the
+    client saw only 'all brokers down'."""
+    broker = start_broker(tmpfs / "data", SETTINGS)
+    create_topic(broker.bootstrap, TOPIC, PARTITIONS)
+    filler = tmpfs / "filler"
+    fill_up(filler)
+
+    request = InitProducerIdRequest(
+        transactional_id=None, transaction_timeout=datetime.timedelta(seconds=60)
+    )
+    with Conn(broker.bootstrap) as conn:
+        assert conn.request(request).error_code == ErrorCode.kafka_storage_error
+        assert conn.request(request).error_code == ErrorCode.kafka_storage_error  # still open
+
+    transport_errors: list[str] = []
+    reports: list[confluent_kafka.KafkaError | None] = []
+
+    def on_error(error: confluent_kafka.KafkaError) -> None:
+        transport_errors.append(str(error))
+
+    producer = confluent_kafka.Producer(
+        {**ACKS_ALL_IDEMPOTENT, "bootstrap.servers": broker.bootstrap, "error_cb": on_error}
+    )
+    producer.produce(
+        TOPIC, b"started on a full disk", partition=0, on_delivery=lambda e, _m: reports.append(e)
+    )
+    producer.poll(1.0)
+    assert not reports, "delivered while the disk was full"
+    filler.unlink()
+    assert producer.flush(15) == 0
+    assert reports == [None], reports
+    assert not transport_errors, transport_errors
