@@ -104,6 +104,62 @@ def produce_acked(
     return dict(result.acknowledged)
 
 
+class RoundProducer:
+    """One idempotent acks=all producer kept across a fault (a full disk, a failing fsync), so
+    its sequence numbers must stay in step with the broker across the refused writes. Refused
+    writes are retried by librdkafka until `message_timeout_ms`: short, so the tests are too."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, message_timeout_ms: int = 3000
+    ) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.acknowledged: dict[bytes, tuple[int, int]] = {}
+        self.failed: dict[bytes, confluent_kafka.KafkaError] = {}
+        self.fatal: list[str] = []
+        config: dict[str, Any] = {
+            **ACKS_ALL_IDEMPOTENT,
+            "bootstrap.servers": bootstrap,
+            "message.timeout.ms": message_timeout_ms,
+            "error_cb": self._on_error,
+        }
+        self._producer = confluent_kafka.Producer(config)
+
+    def _on_error(self, error: confluent_kafka.KafkaError) -> None:
+        if error.fatal():
+            self.fatal.append(str(error))
+
+    def _on_delivery(self, error: confluent_kafka.KafkaError | None, message: Any) -> None:
+        if error is None:
+            self.acknowledged[message.value()] = (message.partition(), message.offset())
+        else:
+            self.failed[message.value()] = error
+
+    def round(self, records: Sequence[bytes]) -> int:
+        """Send the records (record i to partition i % partitions), wait for every report;
+        returns how many failed. A fatal error (a sequence the broker lost track of) fails."""
+        failed_before = len(self.failed)
+        for index, value in enumerate(records):
+            while True:
+                try:
+                    self._producer.produce(
+                        self.topic,
+                        value,
+                        partition=index % self.partitions,
+                        on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self._producer.poll(0)
+        assert self._producer.flush(30) == 0, "reports missing"
+        assert not self.fatal, f"the producer hit a fatal error: {self.fatal}"
+        return len(self.failed) - failed_before
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
 def check_clean(result: ProduceResult) -> None:
     assert not result.fatal_errors, f"fatal producer error: {result.fatal_errors}"
     assert not result.delivery_errors, f"delivery errors: {result.delivery_errors[:3]}"

@@ -17,9 +17,7 @@ import datetime
 import errno
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import confluent_kafka
 import pytest
@@ -40,6 +38,7 @@ from .support import (
     ACKS_ALL_IDEMPOTENT,
     MIB,
     STORAGE_ERROR,
+    RoundProducer,
     check_acknowledged,
     check_whole_batches,
     fill,
@@ -62,57 +61,7 @@ SETTINGS = {
     # Small segments: the disk also fills up while a segment is being rolled.
     "log.segment.bytes": str(MIB),
 }
-# Refused writes are retried by librdkafka until this timeout; short, so the test is too.
-FULL_MESSAGE_TIMEOUT_MS = 3000
 PROBE_BYTES = 64 * 1024  # more than one tmpfs page: it cannot fit in a page already allocated
-
-
-class Producer:
-    """One idempotent acks=all producer used before, during and after the full disk, so its
-    sequence numbers must stay in step with the broker across the refused writes."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.acknowledged: dict[bytes, tuple[int, int]] = {}
-        self.failed: dict[bytes, confluent_kafka.KafkaError] = {}
-        self.fatal: list[str] = []
-        config: dict[str, Any] = {
-            **ACKS_ALL_IDEMPOTENT,
-            "bootstrap.servers": bootstrap,
-            "message.timeout.ms": FULL_MESSAGE_TIMEOUT_MS,
-            "error_cb": self._on_error,
-        }
-        self._producer = confluent_kafka.Producer(config)
-
-    def _on_error(self, error: confluent_kafka.KafkaError) -> None:
-        if error.fatal():
-            self.fatal.append(str(error))
-
-    def _on_delivery(self, error: confluent_kafka.KafkaError | None, message: Any) -> None:
-        if error is None:
-            self.acknowledged[message.value()] = (message.partition(), message.offset())
-        else:
-            self.failed[message.value()] = error
-
-    def round(self, records: Sequence[bytes]) -> int:
-        """Send the records (record i to partition i % PARTITIONS), wait for every report;
-        returns how many failed."""
-        failed_before = len(self.failed)
-        for index, value in enumerate(records):
-            while True:
-                try:
-                    self._producer.produce(
-                        TOPIC, value, partition=index % PARTITIONS, on_delivery=self._on_delivery
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-            self._producer.poll(0)
-        assert self._producer.flush(30) == 0, "reports missing"
-        assert not self.fatal, f"the producer hit a fatal error: {self.fatal}"
-        return len(self.failed) - failed_before
-
-    def close(self) -> None:
-        self._producer.flush(10)
 
 
 def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
@@ -123,7 +72,7 @@ def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
     data_dir = tmpfs / "data"
     broker = start_broker(data_dir, SETTINGS)
     create_topic(broker.bootstrap, TOPIC, PARTITIONS)
-    producer = Producer(broker.bootstrap)
+    producer = RoundProducer(broker.bootstrap, TOPIC, PARTITIONS)
 
     # 1. Write until the disk is full and writes fail.
     for number in range(ROUNDS_MAX):

@@ -15,17 +15,13 @@ where this test fails on the parent commit (after its missing "is offline" line)
 
 from __future__ import annotations
 
-from typing import Any
-
-import confluent_kafka
-
 from samsa.demo.guarantees import create_topic
 
 from .conftest import StartBroker
 from .support import (
-    ACKS_ALL_IDEMPOTENT,
     MIB,
     STORAGE_ERROR,
+    RoundProducer,
     ThinDisk,
     check_acknowledged,
     lines,
@@ -42,26 +38,10 @@ VALUE_BYTES = 1000
 ROOM_BYTES = 2 * MIB  # what the device has left when producing starts
 
 
-def produce_until_refused(bootstrap: str) -> tuple[dict[bytes, tuple[int, int]], int]:
-    """Rounds of records (acks=all, idempotent) until deliveries fail; (acknowledged, failed)."""
-    acknowledged: dict[bytes, tuple[int, int]] = {}
-    failed: list[confluent_kafka.KafkaError] = []
-
-    def on_delivery(error: confluent_kafka.KafkaError | None, message: Any) -> None:
-        if error is None:
-            acknowledged[message.value()] = (message.partition(), message.offset())
-        else:
-            failed.append(error)
-
-    config = {**ACKS_ALL_IDEMPOTENT, "bootstrap.servers": bootstrap, "message.timeout.ms": 3000}
-    producer = confluent_kafka.Producer(config)
+def produce_until_refused(producer: RoundProducer) -> None:
     for number in range(ROUNDS_MAX):
-        for value in values(ROUND_RECORDS, f"round-{number:03d}", VALUE_BYTES):
-            producer.produce(TOPIC, value, partition=0, on_delivery=on_delivery)
-            producer.poll(0)
-        assert producer.flush(30) == 0
-        if failed:
-            return acknowledged, len(failed)
+        if producer.round(values(ROUND_RECORDS, f"round-{number:03d}", VALUE_BYTES)):
+            return
     raise AssertionError(f"{ROUNDS_MAX * ROUND_RECORDS} records and no fsync failed")
 
 
@@ -73,8 +53,11 @@ def test_failed_fsync_takes_the_partition_offline_and_loses_nothing_acknowledged
     create_topic(broker.bootstrap, TOPIC, 1)
     thin_disk.fill_backing(ROOM_BYTES)
 
-    acknowledged, failed = produce_until_refused(broker.bootstrap)
-    assert failed > 0 and len(acknowledged) > 100, (len(acknowledged), failed)
+    producer = RoundProducer(broker.bootstrap, TOPIC, 1)
+    produce_until_refused(producer)
+    producer.close()
+    acknowledged = producer.acknowledged
+    assert len(acknowledged) > 100, len(acknowledged)
     assert lines(broker.output, "ERROR", f"fsync of {TOPIC}-0 failed", "Input/output error")
     assert lines(broker.output, "ERROR", f"{TOPIC}-0 is offline")
     # Offline: no retried fsync can be trusted, so nothing more is written or read.
