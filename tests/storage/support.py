@@ -220,9 +220,8 @@ def read_back(
 
 def check_acknowledged(
     stored: Stored, acknowledged: Acknowledged, partitions: Iterable[int] | None = None
-) -> int:
-    """Every acknowledged record of the partitions read is stored at its acknowledged offset;
-    returns how many were checked."""
+) -> None:
+    """Every acknowledged record of the partitions read is stored at its acknowledged offset."""
     wanted = set(stored if partitions is None else partitions)
     wrong = [
         (value, (p, offset), stored[p].get(offset))
@@ -234,7 +233,6 @@ def check_acknowledged(
         f"{len(wrong)} of {checked} acknowledged records are not at their acknowledged offset; "
         f"first (value, acknowledged at, found there): {wrong[:3]}"
     )
-    return checked
 
 
 def produce_error(bootstrap: str, topic: str, partition: int, value_bytes: int = 5) -> int:
@@ -315,12 +313,11 @@ def batches(path: Path) -> list[tuple[int, int]]:
     return [(position, header.size) for position, header in iter_batches(data)]
 
 
-def check_whole_batches(path: Path) -> int:
+def check_whole_batches(path: Path) -> None:
     """The segment file is exactly whole, CRC-valid batches with consecutive offsets (no partial
-    batch left by a failed write); returns the number of records it holds."""
+    batch left by a failed write)."""
     data = path.read_bytes()
     end = 0
-    records = 0
     expected: int | None = None
     for position, header in iter_batches(data):
         assert position == end
@@ -328,10 +325,8 @@ def check_whole_batches(path: Path) -> int:
         if expected is not None:
             assert header.base_offset == expected, f"{path} at byte {position}: offset gap"
         expected = header.next_offset
-        records += header.last_offset_delta + 1
         end = position + header.size
     assert end == len(data), f"{path}: {len(data) - end} byte(s) after the last whole batch"
-    return records
 
 
 def flip_byte(path: Path, position: int) -> None:
