@@ -1,8 +1,9 @@
-"""Fixtures for the storage fault tests: a small real tmpfs (a disk that fills up) and `samsa
-serve` processes that are killed at teardown.
+"""Fixtures for the storage fault tests: a small real tmpfs (a disk that fills up), an ext4 on a
+loop device whose fsync fails, and `samsa serve` processes that are killed at teardown.
 
-Mounting needs root (CI runs as root). Where it is refused the test is skipped LOUDLY, or fails
-under SAMSA_REQUIRE_ALL=1, as `samsa.testing.requirements.missing` does for every missing tool.
+Mounting needs root (CI runs as root), the thin disk a loop device too. Where either is refused
+the test is skipped LOUDLY, or fails under SAMSA_REQUIRE_ALL=1, as
+`samsa.testing.requirements.missing` does for every missing tool.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ TOPIC = "damaged"
 PARTITIONS = 3
 DAMAGED = 1
 HEALTHY = [p for p in range(PARTITIONS) if p != DAMAGED]
-# About 13 batches of 10 records per segment: several sealed segments and a busy active one.
+# About 14 batches of 10 records per segment: several sealed segments and a busy active one.
 SETTINGS = {"num.partitions": str(PARTITIONS), "log.segment.bytes": "16384"}
 ROUND_RECORDS = 30  # 10 per partition: one batch each
 CHUNK_ROUNDS = 11  # one producer per chunk (a producer takes half a second to start and close)
