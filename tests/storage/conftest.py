@@ -1,8 +1,9 @@
-"""Fixtures for the storage fault tests: a small real tmpfs (a disk that fills up) and `samsa
-serve` processes that are killed at teardown.
+"""Fixtures for the storage fault tests: a small real tmpfs (a disk that fills up), an ext4 on a
+loop device whose fsync fails, and `samsa serve` processes that are killed at teardown.
 
-Mounting needs root (CI runs as root). Where it is refused the test is skipped LOUDLY, or fails
-under SAMSA_REQUIRE_ALL=1, as `samsa.testing.requirements.missing` does for every missing tool.
+Mounting needs root (CI runs as root), the thin disk a loop device too. Where either is refused
+the test is skipped LOUDLY, or fails under SAMSA_REQUIRE_ALL=1, as
+`samsa.testing.requirements.missing` does for every missing tool.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from samsa.testing.process import BrokerProcess
 
-from .support import TMPFS_BYTES, mount_tmpfs, unmount
+from .support import TMPFS_BYTES, ThinDisk, mount_tmpfs, unmount
 
 StartBroker = Callable[..., BrokerProcess]
 
@@ -44,3 +45,15 @@ def start_broker() -> Iterator[StartBroker]:
     yield _start
     for broker in started:
         broker.kill9()
+
+
+@pytest.fixture
+def thin_disk(tmp_path: Path) -> Iterator[ThinDisk]:
+    """An ext4 filesystem whose fsync fails with EIO once `fill_backing` has left it no room;
+    unmounted and detached at teardown."""
+    disk = ThinDisk(tmp_path / "thin")
+    try:
+        disk.create()
+        yield disk
+    finally:
+        disk.destroy()

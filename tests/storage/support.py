@@ -22,7 +22,7 @@ from kio.schema.errors import ErrorCode
 from protocol.wire import Conn, fetch_request, make_batch, produce_request
 from samsa.demo.guarantees import ProduceResult, produce
 from samsa.protocol.batch import HEADER_BYTES, crc_ok, iter_batches, parse_header
-from samsa.testing.requirements import missing
+from samsa.testing.requirements import missing, require_binary
 
 MIB = 1024 * 1024
 TMPFS_BYTES = 20 * MIB
@@ -104,6 +104,62 @@ def produce_acked(
     return dict(result.acknowledged)
 
 
+class RoundProducer:
+    """One idempotent acks=all producer kept across a fault (a full disk, a failing fsync), so
+    its sequence numbers must stay in step with the broker across the refused writes. Refused
+    writes are retried by librdkafka until `message_timeout_ms`: short, so the tests are too."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, message_timeout_ms: int = 3000
+    ) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.acknowledged: dict[bytes, tuple[int, int]] = {}
+        self.failed: dict[bytes, confluent_kafka.KafkaError] = {}
+        self.fatal: list[str] = []
+        config: dict[str, Any] = {
+            **ACKS_ALL_IDEMPOTENT,
+            "bootstrap.servers": bootstrap,
+            "message.timeout.ms": message_timeout_ms,
+            "error_cb": self._on_error,
+        }
+        self._producer = confluent_kafka.Producer(config)
+
+    def _on_error(self, error: confluent_kafka.KafkaError) -> None:
+        if error.fatal():
+            self.fatal.append(str(error))
+
+    def _on_delivery(self, error: confluent_kafka.KafkaError | None, message: Any) -> None:
+        if error is None:
+            self.acknowledged[message.value()] = (message.partition(), message.offset())
+        else:
+            self.failed[message.value()] = error
+
+    def round(self, records: Sequence[bytes]) -> int:
+        """Send the records (record i to partition i % partitions), wait for every report;
+        returns how many failed. A fatal error (a sequence the broker lost track of) fails."""
+        failed_before = len(self.failed)
+        for index, value in enumerate(records):
+            while True:
+                try:
+                    self._producer.produce(
+                        self.topic,
+                        value,
+                        partition=index % self.partitions,
+                        on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self._producer.poll(0)
+        assert self._producer.flush(30) == 0, "reports missing"
+        assert not self.fatal, f"the producer hit a fatal error: {self.fatal}"
+        return len(self.failed) - failed_before
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
 def check_clean(result: ProduceResult) -> None:
     assert not result.fatal_errors, f"fatal producer error: {result.fatal_errors}"
     assert not result.delivery_errors, f"delivery errors: {result.delivery_errors[:3]}"
@@ -164,9 +220,8 @@ def read_back(
 
 def check_acknowledged(
     stored: Stored, acknowledged: Acknowledged, partitions: Iterable[int] | None = None
-) -> int:
-    """Every acknowledged record of the partitions read is stored at its acknowledged offset;
-    returns how many were checked."""
+) -> None:
+    """Every acknowledged record of the partitions read is stored at its acknowledged offset."""
     wanted = set(stored if partitions is None else partitions)
     wrong = [
         (value, (p, offset), stored[p].get(offset))
@@ -178,7 +233,6 @@ def check_acknowledged(
         f"{len(wrong)} of {checked} acknowledged records are not at their acknowledged offset; "
         f"first (value, acknowledged at, found there): {wrong[:3]}"
     )
-    return checked
 
 
 def produce_error(bootstrap: str, topic: str, partition: int, value_bytes: int = 5) -> int:
@@ -191,6 +245,33 @@ def produce_error(bootstrap: str, topic: str, partition: int, value_bytes: int =
         [data] = response.responses[0].partition_responses
         conn.request(fetch_request(topic, []))  # still answers: the connection was not dropped
         return int(data.error_code)
+
+
+def refused_without_retries(
+    bootstrap: str, topic: str, partition: int, value_bytes: int = 5
+) -> confluent_kafka.KafkaError | None:
+    """The error a plain producer (acks=all, no retries) is told for one record; None if it
+    was acknowledged. librdkafka retries a KAFKA_STORAGE_ERROR until the message times out, and
+    then reports the timeout: without retries it reports the broker's error itself."""
+    errors: list[confluent_kafka.KafkaError | None] = []
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": False,
+            "message.send.max.retries": 0,
+            "message.timeout.ms": int(WAIT_TIMEOUT_S * 1000),
+            "log_level": 0,
+        }
+    )
+    producer.produce(
+        topic,
+        b"p" * value_bytes,
+        partition=partition,
+        on_delivery=lambda error, _message: errors.append(error),
+    )
+    assert producer.flush(WAIT_TIMEOUT_S + 5) == 0, "no delivery report"
+    return errors[0]
 
 
 def fetch_error(bootstrap: str, topic: str, partition: int) -> int:
@@ -232,12 +313,11 @@ def batches(path: Path) -> list[tuple[int, int]]:
     return [(position, header.size) for position, header in iter_batches(data)]
 
 
-def check_whole_batches(path: Path) -> int:
+def check_whole_batches(path: Path) -> None:
     """The segment file is exactly whole, CRC-valid batches with consecutive offsets (no partial
-    batch left by a failed write); returns the number of records it holds."""
+    batch left by a failed write)."""
     data = path.read_bytes()
     end = 0
-    records = 0
     expected: int | None = None
     for position, header in iter_batches(data):
         assert position == end
@@ -245,10 +325,8 @@ def check_whole_batches(path: Path) -> int:
         if expected is not None:
             assert header.base_offset == expected, f"{path} at byte {position}: offset gap"
         expected = header.next_offset
-        records += header.last_offset_delta + 1
         end = position + header.size
     assert end == len(data), f"{path}: {len(data) - end} byte(s) after the last whole batch"
-    return records
 
 
 def flip_byte(path: Path, position: int) -> None:
@@ -304,3 +382,82 @@ def wait_for_line(output: Sequence[str], level: str, *needles: str) -> list[str]
         )
         time.sleep(0.05)
     return found
+
+
+# ------------------------------------------------------------------ a disk whose fsync fails
+class ThinDisk:
+    """An ext4 filesystem on a loop device whose backing file is sparse, on a small tmpfs: the
+    filesystem believes it has room that the tmpfs does not. Once the tmpfs is full, the loop
+    device's writes fail: write() still succeeds (into the page cache) and fsync reports EIO.
+    A real failed fsync, without device-mapper (which this kernel does not have).
+
+    The filesystem is made with errors=continue: a failing device must never panic the host.
+    """
+
+    IMAGE_BYTES = 64 * MIB
+    BACKING_BYTES = 32 * MIB
+
+    def __init__(self, root: Path) -> None:
+        self.backing = root / "backing"
+        self.image = self.backing / "disk.img"
+        self.filler = self.backing / "filler"
+        self.mount_point = root / "ext4"
+        self.loop: str | None = None
+        self.mounted = False
+        self.backing_mounted = False
+
+    def create(self) -> None:
+        for tool in ("losetup", "mkfs.ext4", "e2fsck"):
+            require_binary(tool)
+        mount_tmpfs(self.backing, self.BACKING_BYTES)
+        self.backing_mounted = True
+        with open(self.image, "wb") as f:
+            f.truncate(self.IMAGE_BYTES)
+        _run(["mkfs.ext4", "-q", "-F", "-e", "continue", "-E", "nodiscard", str(self.image)])
+        self.mount()
+
+    def mount(self) -> None:
+        attached = subprocess.run(
+            ["losetup", "--find", "--show", str(self.image)], capture_output=True, text=True
+        )
+        if attached.returncode != 0:
+            missing(
+                f"NO LOOP DEVICE ({attached.stderr.strip()}): the real fsync-failure test did "
+                "NOT run"
+            )
+        self.loop = attached.stdout.strip()
+        self.mount_point.mkdir(exist_ok=True)
+        _run(["mount", "-o", "errors=continue", self.loop, str(self.mount_point)])
+        self.mounted = True
+
+    def unmount(self) -> None:
+        if self.mounted:
+            unmount(self.mount_point)
+            self.mounted = False
+        if self.loop is not None:
+            _run(["losetup", "--detach", self.loop])
+            self.loop = None
+
+    def fill_backing(self, leave_bytes: int) -> None:
+        """Take all but `leave_bytes` of the tmpfs under the image."""
+        stat = os.statvfs(self.backing)
+        fill(self.filler, stat.f_bavail * stat.f_frsize - leave_bytes)
+
+    def free_backing(self) -> None:
+        self.filler.unlink()
+
+    def repair(self) -> None:
+        """e2fsck the (unmounted) image: a failing device leaves an aborted journal."""
+        result = subprocess.run(["e2fsck", "-f", "-y", str(self.image)], capture_output=True)
+        assert result.returncode in (0, 1, 2), result  # 1, 2: errors corrected
+
+    def destroy(self) -> None:
+        self.unmount()
+        if self.backing_mounted:
+            unmount(self.backing)
+            self.backing_mounted = False
+
+
+def _run(command: Sequence[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{' '.join(command)}: {result.stderr.strip()}"

@@ -4,7 +4,9 @@ Before the storage commit a write that hit ENOSPC raised out of the request hand
 closed the client's connection (every partition's requests on it failed, not just the full
 one), and the short write's partial batch stayed in the segment. Once space came back, later
 batches were appended behind that partial batch; the next start after a crash read the
-segment up to the partial batch and cut everything after it, acknowledged records included.
+segment up to the partial batch and cut everything after it, acknowledged records included
+(seen on the parent commit with a PartitionLog on this tmpfs: 20 batches acknowledged after
+the failed write were gone after the restart).
 
 Now a failed write is undone (the segment and its indexes cut back to their size before it),
 the partition answers KAFKA_STORAGE_ERROR while the disk is full and stays online, and writes
@@ -13,16 +15,20 @@ resume once there is room.
 
 from __future__ import annotations
 
+import datetime
 import errno
+import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import confluent_kafka
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from kio.records.readers import read_batch
+from kio.schema.errors import ErrorCode
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 
+from protocol.wire import Conn
 from samsa.demo.guarantees import create_topic
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import OsStorage
@@ -34,11 +40,14 @@ from .support import (
     ACKS_ALL_IDEMPOTENT,
     MIB,
     STORAGE_ERROR,
+    RoundProducer,
     check_acknowledged,
     check_whole_batches,
     fill,
+    produce_acked,
     produce_error,
     read_back,
+    refused_without_retries,
     segment_logs,
     values,
 )
@@ -54,79 +63,7 @@ SETTINGS = {
     # Small segments: the disk also fills up while a segment is being rolled.
     "log.segment.bytes": str(MIB),
 }
-# Refused writes are retried by librdkafka until this timeout; short, so the test is too.
-FULL_MESSAGE_TIMEOUT_MS = 3000
 PROBE_BYTES = 64 * 1024  # more than one tmpfs page: it cannot fit in a page already allocated
-
-
-class Producer:
-    """One idempotent acks=all producer used before, during and after the full disk, so its
-    sequence numbers must stay in step with the broker across the refused writes."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.acknowledged: dict[bytes, tuple[int, int]] = {}
-        self.failed: dict[bytes, confluent_kafka.KafkaError] = {}
-        self.fatal: list[str] = []
-        config: dict[str, Any] = {
-            **ACKS_ALL_IDEMPOTENT,
-            "bootstrap.servers": bootstrap,
-            "message.timeout.ms": FULL_MESSAGE_TIMEOUT_MS,
-            "error_cb": self._on_error,
-        }
-        self._producer = confluent_kafka.Producer(config)
-
-    def _on_error(self, error: confluent_kafka.KafkaError) -> None:
-        if error.fatal():
-            self.fatal.append(str(error))
-
-    def _on_delivery(self, error: confluent_kafka.KafkaError | None, message: Any) -> None:
-        if error is None:
-            self.acknowledged[message.value()] = (message.partition(), message.offset())
-        else:
-            self.failed[message.value()] = error
-
-    def round(self, records: Sequence[bytes]) -> int:
-        """Send the records (record i to partition i % PARTITIONS), wait for every report;
-        returns how many failed."""
-        failed_before = len(self.failed)
-        for index, value in enumerate(records):
-            while True:
-                try:
-                    self._producer.produce(
-                        TOPIC, value, partition=index % PARTITIONS, on_delivery=self._on_delivery
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-            self._producer.poll(0)
-        assert self._producer.flush(30) == 0, "reports missing"
-        assert not self.fatal, f"the producer hit a fatal error: {self.fatal}"
-        return len(self.failed) - failed_before
-
-    def close(self) -> None:
-        self._producer.flush(10)
-
-
-def refused_without_retries(bootstrap: str, partition: int) -> confluent_kafka.KafkaError | None:
-    """The error a plain producer (no retries) is told for one large record."""
-    errors: list[confluent_kafka.KafkaError | None] = []
-    producer = confluent_kafka.Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": False,
-            "message.send.max.retries": 0,
-            "log_level": 0,
-        }
-    )
-    producer.produce(
-        TOPIC,
-        b"x" * PROBE_BYTES,
-        partition=partition,
-        on_delivery=lambda error, _message: errors.append(error),
-    )
-    assert producer.flush(15) == 0
-    return errors[0]
 
 
 def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
@@ -137,7 +74,7 @@ def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
     data_dir = tmpfs / "data"
     broker = start_broker(data_dir, SETTINGS)
     create_topic(broker.bootstrap, TOPIC, PARTITIONS)
-    producer = Producer(broker.bootstrap)
+    producer = RoundProducer(broker.bootstrap, TOPIC, PARTITIONS)
 
     # 1. Write until the disk is full and writes fail.
     for number in range(ROUNDS_MAX):
@@ -145,7 +82,8 @@ def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
             break
     else:
         pytest.fail(f"{ROUNDS_MAX * ROUND_RECORDS} records fit on a {tmpfs} of 20 MiB")
-    assert os.statvfs(tmpfs).f_bavail * os.statvfs(tmpfs).f_frsize < PROBE_BYTES
+    room = os.statvfs(tmpfs)
+    assert room.f_bavail * room.f_frsize < PROBE_BYTES, "deliveries failed, the disk is not full"
     acknowledged_before = dict(producer.acknowledged)
     assert len(acknowledged_before) > 5000, "the disk filled up before it held much"
 
@@ -153,7 +91,7 @@ def test_full_disk_is_refused_per_partition_and_loses_nothing_acknowledged(
     # the message times out, so ask on the wire and with a producer that does not retry)...
     for partition in range(PARTITIONS):
         assert produce_error(broker.bootstrap, TOPIC, partition, PROBE_BYTES) == STORAGE_ERROR
-    refused = refused_without_retries(broker.bootstrap, 0)
+    refused = refused_without_retries(broker.bootstrap, TOPIC, 0, PROBE_BYTES)
     assert refused is not None and refused.code() == confluent_kafka.KafkaError.KAFKA_STORAGE_ERROR
     # ... and keeps serving: everything acknowledged is read back while the disk is full.
     check_acknowledged(read_back(broker.bootstrap, TOPIC, range(PARTITIONS)), acknowledged_before)
@@ -287,3 +225,75 @@ def test_full_disk_write_is_undone_in_place(tmpfs: Path, fails_at: str) -> None:
         assert read_values(reopened) == expected
     finally:
         reopened.close_files()
+
+
+def test_topic_creation_on_a_full_disk_is_refused_and_leaves_nothing(
+    tmpfs: Path, start_broker: StartBroker
+) -> None:
+    """CreateTopics while the disk is full: KAFKA_STORAGE_ERROR, and no partition directory or
+    topics.json entry left half made; with room again the same topic is created and serves.
+
+    Before the storage commit the OSError escaped the handler: the broker closed the client's
+    connection, and the client saw a transport failure, not the reason."""
+    data_dir = tmpfs / "data"
+    broker = start_broker(data_dir, SETTINGS)
+    filler = tmpfs / "filler"
+    fill_up(filler)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
+    future = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC]
+    with pytest.raises(confluent_kafka.KafkaException) as raised:
+        future.result(timeout=15)
+    error = raised.value.args[0]
+    assert error.code() == confluent_kafka.KafkaError.KAFKA_STORAGE_ERROR, error
+    assert not [path for path in data_dir.iterdir() if path.name.startswith(f"{TOPIC}-")]
+    assert TOPIC not in json.loads((data_dir / "topics.json").read_text())
+
+    filler.unlink()
+    create_topic(broker.bootstrap, TOPIC, PARTITIONS)
+    acknowledged = produce_acked(broker.bootstrap, TOPIC, values(300, "late"), PARTITIONS)
+    broker.kill9()
+    broker.start()
+    check_acknowledged(read_back(broker.bootstrap, TOPIC, range(PARTITIONS)), acknowledged)
+
+
+def test_producer_starting_on_a_full_disk_is_told_and_gets_its_id_once_there_is_room(
+    tmpfs: Path, start_broker: StartBroker
+) -> None:
+    """The first InitProducerId after a start reserves a block of producer ids on disk. On a
+    full disk it gets KAFKA_STORAGE_ERROR (retriable: librdkafka and the Java client ask
+    again) on a connection that stays open; an idempotent producer started then delivers once
+    there is room.
+
+    Before the fix the OSError of writing producer_ids.json escaped the handler: the broker
+    closed the connection (and with it every other request on it) on each attempt, and the
+    client saw only 'all brokers down'."""
+    broker = start_broker(tmpfs / "data", SETTINGS)
+    create_topic(broker.bootstrap, TOPIC, PARTITIONS)
+    filler = tmpfs / "filler"
+    fill_up(filler)
+
+    request = InitProducerIdRequest(
+        transactional_id=None, transaction_timeout=datetime.timedelta(seconds=60)
+    )
+    with Conn(broker.bootstrap) as conn:
+        assert conn.request(request).error_code == ErrorCode.kafka_storage_error
+        assert conn.request(request).error_code == ErrorCode.kafka_storage_error  # still open
+
+    client_errors: list[str] = []
+    reports: list[confluent_kafka.KafkaError | None] = []
+
+    def on_error(error: confluent_kafka.KafkaError) -> None:
+        client_errors.append(str(error))
+
+    producer = confluent_kafka.Producer(
+        {**ACKS_ALL_IDEMPOTENT, "bootstrap.servers": broker.bootstrap, "error_cb": on_error}
+    )
+    producer.produce(
+        TOPIC, b"started on a full disk", partition=0, on_delivery=lambda e, _m: reports.append(e)
+    )
+    producer.poll(1.0)
+    assert not reports, "delivered while the disk was full"
+    filler.unlink()
+    assert producer.flush(15) == 0
+    assert reports == [None], reports
+    assert not client_errors, client_errors

@@ -5,6 +5,7 @@ ListTransactions). The decisions are the coordinator's; this module speaks the w
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kio.schema.errors import ErrorCode
@@ -20,6 +21,8 @@ from samsa.state.producers import ProducerStateError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
+
+log = logging.getLogger("samsa.broker")
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
@@ -69,20 +72,26 @@ def handle_find_coordinator(broker: Broker, request: Request) -> Outcome:
 # --------------------------------------------------------------------- InitProducerId
 def handle_init_producer_id(broker: Broker, request: Request) -> Outcome:
     body = request.payload
-    if body.transactional_id is None:
-        # Idempotent only: always a fresh id at epoch 0, whatever a v3+ request carries (this is
-        # how librdkafka bumps an idempotent producer's epoch, KIP-360).
-        result: InitResult | Durable[InitResult] = InitResult(
-            ErrorCode.none, broker.producer_ids.next_id(), 0
-        )
-    else:
-        timeout_ms = int(body.transaction_timeout.total_seconds() * 1000)
-        result = broker.txn.init_producer_id(
-            body.transactional_id,
-            timeout_ms,
-            int(getattr(body, "producer_id", -1)),
-            int(getattr(body, "producer_epoch", -1)),
-        )
+    result: InitResult | Durable[InitResult]
+    try:
+        if body.transactional_id is None:
+            # Idempotent only: always a fresh id at epoch 0, whatever a v3+ request carries
+            # (this is how librdkafka bumps an idempotent producer's epoch, KIP-360).
+            result = InitResult(ErrorCode.none, broker.producer_ids.next_id(), 0)
+        else:
+            timeout_ms = int(body.transaction_timeout.total_seconds() * 1000)
+            result = broker.txn.init_producer_id(
+                body.transactional_id,
+                timeout_ms,
+                int(getattr(body, "producer_id", -1)),
+                int(getattr(body, "producer_epoch", -1)),
+            )
+    except OSError as exc:
+        # The next block of producer ids could not be reserved on disk (a full disk), before
+        # any id was handed out or any state changed. KAFKA_STORAGE_ERROR is retriable: the
+        # client asks again, on a connection that stays open.
+        log.warning("InitProducerId refused: no producer id block could be reserved: %s", exc)
+        result = InitResult(ErrorCode.kafka_storage_error)
 
     def describe(r: InitResult) -> dict[str, Any]:
         return {
