@@ -30,10 +30,11 @@ def append_records(
 
     Raises `ProducerStateError` for a transactional batch the producer state refuses.
 
-    A write the disk refuses takes the coordinator's log offline (as Kafka unloads a coordinator
-    whose log dir fails): the coordinator's state and its log could no longer be kept in step.
-    The offset returned then is one the log never reaches, and every wait for it fails, so the
-    caller answers as for a failed fsync.
+    A write the disk refuses (and the log undid) returns an offset past the log end: a wait
+    for a write that is not in the log fails at once, so the caller answers as for a failed
+    fsync, and the coordinator's log stays online for the next write (a full disk that has room
+    again). A write that could not be undone has taken the log offline (as Kafka unloads a
+    coordinator whose log dir fails).
     """
     data = record_batch(
         [value for _, value in records],
@@ -45,8 +46,7 @@ def append_records(
     )
     try:
         written = log.append(data, parse_header(data), now_ms, verify_txn, coordinator=True)
-    except StorageError as exc:
-        log.go_offline(f"a coordinator write failed: {exc}")
+    except StorageError:
         return log.log_end_offset + 1
     if isinstance(written, Duplicate):
         raise RuntimeError("a coordinator batch was taken for a duplicate")

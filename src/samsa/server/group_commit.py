@@ -34,8 +34,10 @@ class GroupCommit:
         futures = []
         failed: set[PartitionLog] = set()
         for partition_log, offset in waits:
-            if partition_log.offline is not None:
-                failed.add(partition_log)  # it will never be durable: fail at once
+            if partition_log.offline is not None or offset > partition_log.log_end_offset:
+                # It will never be durable (an offline log, a write that failed and was
+                # undone, a deleted log): fail at once.
+                failed.add(partition_log)
                 continue
             if partition_log.high_watermark >= offset:
                 continue

@@ -187,12 +187,12 @@ class World:
         self.inflight[index] = inflight
 
     def _durable(self, waits: list[Any]) -> bool:
-        """Every wait is durable, or will never be (an offline log: it fails)."""
-        return all(log.offline is not None or log.high_watermark >= offset for log, offset in waits)
+        """Every wait is durable, or will never be (it fails)."""
+        return all(_never(log, offset) or log.high_watermark >= offset for log, offset in waits)
 
     @staticmethod
     def _failed(waits: list[Any]) -> set[Any]:
-        return {log for log, _ in waits if log.offline is not None}
+        return {log for log, offset in waits if _never(log, offset)}
 
     def deliver(self) -> None:
         """Hand every finished response to its client (or lose it)."""
@@ -341,6 +341,12 @@ class World:
         for client in self.clients:
             found.extend(client.anomalies)
         return found
+
+
+def _never(log: Any, offset: int) -> bool:
+    """A wait that can never be met: the log is offline, or the write was refused and undone
+    (the GroupCommit's rule)."""
+    return log.offline is not None or offset > log.log_end_offset
 
 
 def run(seed: int, steps: int, odds: Odds | None = None) -> World:
