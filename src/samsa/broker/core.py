@@ -87,10 +87,11 @@ class Broker:
     def _open(self) -> None:
         marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
         self.clean_start = self.storage.exists(marker)
+        fresh = not self.storage.exists(os.path.join(self.data_dir, "meta.properties"))
         self.cluster_id = self._load_cluster_id()
         started = time.monotonic()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
-        self._log_recovery(time.monotonic() - started)
+        self._log_recovery(time.monotonic() - started, fresh)
         self.producer_ids = ProducerIdManager(self.storage, self.data_dir)
         for name in INTERNAL_TOPICS:
             if name not in self.topics:
@@ -167,15 +168,16 @@ class Broker:
             self._lock.release()
             self._lock = None
 
-    def _log_recovery(self, seconds: float) -> None:
+    def _log_recovery(self, seconds: float, fresh: bool) -> None:
         logs = [p for t in self.topics for p in t.partitions]
         reports = [r for p in logs for r in p.recovery]
         offline = self.topics.offline()
+        how = "no earlier" if fresh else "a clean" if self.clean_start else "an unclean"
         log.info(
-            "loaded %d partition(s) after a%s shutdown in %.3f s: %d segment(s), %d rescanned, "
+            "loaded %d partition(s) after %s shutdown in %.3f s: %d segment(s), %d rescanned, "
             "%d byte(s) of torn tails cut, %d partition(s) offline",
             len(logs),
-            " clean" if self.clean_start else "n unclean",
+            how,
             seconds,
             len(reports),
             sum(1 for r in reports if r.batches >= 0),
