@@ -87,8 +87,7 @@ class World:
         ] + [TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)]
         self.inflight: dict[int, InFlight] = {}  # one per client (by index)
         self.correlation_id = 0
-        # Requests whose client is gone stay in the driver: the broker still finishes them.
-        self.driver: Driver[InFlight] = Driver()
+        self.driver: Driver[InFlight]  # set by _boot: one per life of the broker
         self.broker = self._boot(first=True)
         self.checker = Checker(self)
 
