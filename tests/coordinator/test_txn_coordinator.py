@@ -13,7 +13,8 @@ from samsa.config import BrokerConfig
 from samsa.coordinator.txn.coordinator import InitResult
 from samsa.coordinator.txn.metadata import EPOCH_EXHAUSTED
 from samsa.coordinator.txn.states import TxnState
-from samsa.durability import Durable, Later
+from samsa.durability import Driver, Durable
+from samsa.durability.inline import settle, sync_logs
 from samsa.sim.disk import SimDisk
 
 T = TypeVar("T")
@@ -35,31 +36,18 @@ class Harness:
             self.config, self.disk, "/data", lambda: self.now_ms, Endpoint("test", 9092)
         )
         broker.open()
+        self.driver: Driver[object] = Driver(broker.take_background)
         return broker
 
     def sync(self) -> None:
-        for log in self.broker.topics.logs():
-            point = log.sync_point()
-            point.run()
-            log.complete_sync(point)
+        sync_logs(self.driver, self.broker.topics.logs())
 
     def settle(self, result: T | Durable[T]) -> T:
         """Make what the result waits for durable, then run background work to its end."""
-        while isinstance(result, Durable):
-            self.sync()
-            result = result.then(set())
-        self.run_background()
-        return result
+        return settle(self.driver, result, self.broker.topics.logs)
 
     def run_background(self) -> None:
-        laters: list[Later] = self.broker.take_background()
-        while laters:
-            self.sync()
-            later = laters.pop(0)
-            following = later.then(set())
-            laters.extend(self.broker.take_background())
-            if following is not None:
-                laters.append(following)
+        settle(self.driver, None, self.broker.topics.logs)
 
     def init(self, txn_id: str, producer_id: int = -1, epoch: int = -1) -> InitResult:
         return self.settle(self.broker.txn.init_producer_id(txn_id, TIMEOUT_MS, producer_id, epoch))

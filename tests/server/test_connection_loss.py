@@ -170,7 +170,7 @@ class _Owner:
     def pending(self, outcome: Any) -> asyncio.Future[Any]:
         return self._work
 
-    def run_background(self) -> None:
+    def drive(self) -> None:
         pass
 
     def closing(self, peer: Any, reason: str) -> None:

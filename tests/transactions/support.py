@@ -19,7 +19,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.admin.client import AdminClient as SamsaAdmin
-from samsa.durability import Durable
+from samsa.durability import Driver
+from samsa.durability.inline import settle as settle_inline
+from samsa.durability.inline import sync_log
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch_writer import record_batch
 
@@ -163,16 +165,11 @@ def wall_ms() -> int:
 
 
 def sync(log: PartitionLog) -> None:
-    point = log.sync_point()
-    point.run()
-    log.complete_sync(point)
+    sync_log(log)
 
 
 def settle(result: Any) -> Any:
     """Make a coordinator result's writes durable (what the server's group commit does) and
-    return the answer the client would get."""
-    while isinstance(result, Durable):
-        for log, _ in result.waits:
-            sync(log)
-        result = result.then(set())
-    return result
+    return the answer the client would get. Only the logs it waits on are fsynced; background
+    work it queued (transaction markers) is left to the caller."""
+    return settle_inline(Driver(), result)

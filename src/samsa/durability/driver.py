@@ -27,10 +27,11 @@ States out:
 - `ready`, `waiting`, `background`: how much is ready to run, waiting for an fsync, and how
   many background chains are unfinished.
 
-A wait is resolved the way the group commit always resolved it: at once if the log's high
-watermark already covers it; failed if a sync covering its offset failed (or the log's syncs
-fail for good, `PartitionLog.sync_failed`); done once the high watermark reaches it; otherwise
-it waits for a later round.
+A wait is resolved: at once if the log's high watermark already covers it; failed at once
+if it can never be met (the log is offline, or the offset is past the log end: a write the disk
+refused and the log undid); failed when a sync of the log fails (the log is offline from then
+on, and no later sync of it is trusted); done once the high watermark reaches it; otherwise it
+waits for a later round.
 
 A continuation that raises is dropped; `run` raises `ContinuationFailed` naming its key, and
 keeps everything else for the next call.
@@ -110,7 +111,7 @@ class Driver(Generic[K]):
         still = []
         for entry in waiting:
             offset, waiter = entry
-            if failed and offset <= point.log_end_offset:
+            if failed:  # an offline log never becomes durable, whatever the offset
                 if waiter.failed is None:
                     waiter.failed = set()
                 waiter.failed.add(log)
@@ -178,6 +179,9 @@ class Driver(Generic[K]):
     def _wait(self, waiter: _Waiter[K], waits: Waits) -> None:
         for entry in waits:
             log, offset = entry
+            if log.offline is not None or offset > log.log_end_offset:
+                waiter.failed = (waiter.failed or set()) | {log}  # never durable: fail now
+                continue
             if log.high_watermark >= offset:
                 continue
             waiter.remaining += 1

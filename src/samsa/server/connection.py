@@ -34,7 +34,7 @@ class Owner(Protocol):
     connections: set[Connection]
 
     def pending(self, outcome: Outcome) -> Pending | None: ...
-    def run_background(self) -> None: ...
+    def drive(self) -> None: ...
     def closing(self, peer: Any, reason: str) -> None: ...
     def failed(self, peer: Any) -> None: ...
 
@@ -118,7 +118,7 @@ class Connection(asyncio.BufferedProtocol):
                     self._finish()
                     return
                 pending = self._owner.pending(outcome)  # encodes a Reply: that can fail too
-                self._owner.run_background()
+                self._owner.drive()
             except Exception:
                 self._owner.failed(self._peer)
                 self._finish()

@@ -1,8 +1,10 @@
 """Listener, timers and the outcomes of requests.
 
 Connections (`samsa.server.connection`) cut frames and hand them to the broker; the server turns
-each outcome into a future of its response: at once for a reply, after the group commit for a
-durable write, on new data for a long-polling fetch.
+each outcome into a future of its response: at once for a reply, on new data for a long-polling
+fetch, and, for a durable write or a group's slot, when the durability driver
+(`samsa.durability.Driver`) finishes it. The group commit runs the driver's fsync rounds on
+worker threads; `drive` runs whatever they made ready and answers the responses it finished.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from samsa.broker.core import Broker
 from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, NoReply, Outcome, Reply
 from samsa.broker.unsupported import RawFrame
-from samsa.durability import Durable, Later
+from samsa.durability import ContinuationFailed, Driver
 from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
@@ -51,9 +53,10 @@ class BrokerServer:
         self._server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
         self._data_arrived = asyncio.Event()
-        self.group_commit = GroupCommit(self.notify_data)
+        # A response the driver finishes is keyed by its correlation id and its future.
+        self.driver: Driver[tuple[int, Pending]] = Driver(broker.take_background)
+        self.group_commit = GroupCommit(self.driver, self._after_round)
         self._timers: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
         self._long_polls: set[Pending] = set()
         self._stopping = False
         self.connections_closed_for_errors = 0
@@ -111,7 +114,7 @@ class BrokerServer:
         self._timers.append(asyncio.create_task(self._every(GROUP_TICK_MS, self._group_tick)))
         if config.log_scrubber_enable and config.log_scrubber_bytes_per_second > 0:
             self._timers.append(asyncio.create_task(self._every(SCRUB_TICK_MS, self._scrub)))
-        self.run_background()  # transactions left prepared by the last run
+        self.drive()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
@@ -123,12 +126,17 @@ class BrokerServer:
             timer.cancel()
         # Let background work finish (transaction markers and the CompleteCommit after them),
         # so a clean restart has nothing left to complete.
-        deadline = asyncio.get_running_loop().time() + SHUTDOWN_DRAIN_S
-        while self._background and asyncio.get_running_loop().time() < deadline:
-            await asyncio.wait(list(self._background), timeout=SHUTDOWN_DRAIN_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_DRAIN_S
+        while self.driver.background and loop.time() < deadline:
+            self.drive()
+            if not self.group_commit.running:
+                break  # nothing left to fsync: what remains waits for something else
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.group_commit.idle(), deadline - loop.time())
         # Long polls too: their clients are gone, and left running they would read the logs
         # closed below.
-        tasks: list[asyncio.Future[Any]] = [*self._timers, *self._background, *self._long_polls]
+        tasks: list[asyncio.Future[Any]] = [*self._timers, *self._long_polls]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -151,34 +159,48 @@ class BrokerServer:
 
     async def _abort_timed_out_transactions(self) -> None:
         self.broker.txn.abort_timed_out()
-        self.run_background()
+        self.drive()
 
     async def _group_tick(self) -> None:
         self.broker.groups.tick()
-        self.run_background()
+        self.drive()
 
     async def _expire_transactional_ids(self) -> None:
         self.broker.txn.expire_ids()
-        self.run_background()
+        self.drive()
 
-    # ----------------------------------------------------------------- background work
-    def run_background(self) -> None:
-        """Start whatever the broker queued: work that continues once its writes are durable."""
-        for later in self.broker.take_background():
-            task = asyncio.create_task(self._later(later))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _later(self, later: Later | None) -> None:
-        while later is not None:
-            failed = await self.group_commit.wait(later.waits)
+    # ----------------------------------------------------------------- the durability driver
+    def drive(self) -> None:
+        """Run every continuation whose writes are durable (and the broker's new background
+        work), answer the responses they finished, and start an fsync round for what waits."""
+        driver = self.driver
+        background_runs = driver.background_runs
+        while True:
             try:
-                later = later.then(failed)
-            except Exception:
-                log.exception("background work failed")
-                return
-            self.run_background()
+                finished = driver.run()
+                break
+            except ContinuationFailed as exc:
+                if exc.key is None:
+                    log.error("background work failed", exc_info=exc.__cause__)
+                    continue
+                _, future = exc.key
+                if not future.done() and exc.__cause__ is not None:
+                    future.set_exception(exc.__cause__)  # its connection logs it and closes
+        for (correlation_id, future), payload in finished:
+            if future.done():
+                continue
+            try:
+                future.set_result(_encode(correlation_id, payload))
+            except Exception as exc:
+                future.set_exception(exc)
+        if driver.background_runs != background_runs:
+            self.notify_data()  # markers move last stable offsets
+        self.group_commit.kick()
+
+    def _after_round(self, advanced: bool) -> None:
+        if advanced:
             self.notify_data()
+        self.drive()
 
     async def _scrub(self) -> None:
         rate = self.broker.config.log_scrubber_bytes_per_second
@@ -202,8 +224,9 @@ class BrokerServer:
             log.info("expired %d idle producer(s)", expired)
 
     async def _flush(self) -> None:
-        waits = [(pl, pl.log_end_offset) for pl in self.broker.topics.logs()]
-        await self.group_commit.wait(waits)
+        self.driver.make_durable([(pl, pl.log_end_offset) for pl in self.broker.topics.logs()])
+        self.group_commit.kick()
+        await self.group_commit.idle()
 
     # ----------------------------------------------------------------- connections
     def closing(self, peer: Any, reason: str) -> None:
@@ -215,7 +238,8 @@ class BrokerServer:
         log.exception("request from %s failed; closing its connection", peer)
 
     def pending(self, outcome: Outcome) -> Pending | None:
-        """A future of the response `outcome` asks for (None: no response)."""
+        """A future of the response `outcome` asks for (None: no response). What it registers
+        with the driver goes on at the next `drive`, which the connection calls next."""
         loop = asyncio.get_running_loop()
         if isinstance(outcome, Reply):
             done: Pending = loop.create_future()
@@ -226,10 +250,12 @@ class BrokerServer:
         if isinstance(outcome, AwaitDurable):
             if not self.broker.config.durable:
                 self.notify_data()
-            synced = self.group_commit.wait(outcome.waits)
             if outcome.finish is None:
+                self.driver.make_durable(outcome.waits)
                 return None
-            return asyncio.ensure_future(self._after_sync(outcome, synced))
+            durable: Pending = loop.create_future()
+            self.driver.respond((outcome.correlation_id, durable), outcome.waits, outcome.finish)
+            return durable
         if isinstance(outcome, AwaitData):
             arrived = self._data_arrived  # taken first: data arriving after the attempt wakes it
             payload = outcome.attempt(outcome.max_wait_ms <= 0)
@@ -242,37 +268,10 @@ class BrokerServer:
             poll.add_done_callback(self._long_polls.discard)
             return poll
         if isinstance(outcome, AwaitSlot):
-            return asyncio.ensure_future(self._slot(outcome))
+            slotted: Pending = loop.create_future()
+            self.driver.slot((outcome.correlation_id, slotted), outcome.slot)
+            return slotted
         raise TypeError(f"unexpected outcome {outcome!r}")
-
-    async def _after_sync(
-        self, outcome: AwaitDurable, synced: asyncio.Future[set[Any]]
-    ) -> Parts | None:
-        failed = await synced
-        if outcome.finish is None:
-            return None
-        payload = outcome.finish(failed)
-        self.run_background()
-        while isinstance(payload, Durable):
-            failed = await self.group_commit.wait(payload.waits)
-            payload = payload.then(failed)
-            self.run_background()
-        return _encode(outcome.correlation_id, payload)
-
-    async def _slot(self, outcome: AwaitSlot) -> Parts:
-        resolved: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def settle(value: Any) -> None:
-            if not resolved.done():
-                resolved.set_result(value)
-
-        outcome.slot.subscribe(settle)
-        payload = await resolved
-        while isinstance(payload, Durable):
-            failed = await self.group_commit.wait(payload.waits)
-            payload = payload.then(failed)
-            self.run_background()
-        return _encode(outcome.correlation_id, payload)
 
     async def _long_poll(self, outcome: AwaitData, arrived: asyncio.Event) -> Parts:
         """Attempt again each time data arrives, and finally at the deadline. `pending` made

@@ -1,18 +1,25 @@
 """The simulated world: one broker on a simulated disk and clock, clients, and a seeded
 scheduler that interleaves their requests with fsyncs, lost responses, timer ticks, client
-restarts, clean restarts and crashes. `World.run` checks the invariants after every step."""
+restarts, clean restarts and crashes. `World.run` checks the invariants after every step.
+
+Durable writes, slots and background work go through the server's own durability driver
+(`samsa.durability.Driver`): the world only decides when an fsync round happens and which of
+its fsyncs fail (`sync_all(failing=...)`), as the group commit's worker threads do for real.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.broker.outcomes import AwaitData, AwaitDurable, Close, Reply
+from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, Close, Reply
 from samsa.config import BrokerConfig
-from samsa.durability import Durable, Later
+from samsa.durability import Driver
+from samsa.durability.inline import sync_logs
+from samsa.log.partition import PartitionLog
 from samsa.protocol import codec
 from samsa.protocol.build import build
 from samsa.sim.check import Checker
@@ -61,13 +68,21 @@ class Stats:
     offline_restarts: int = 0
 
 
-@dataclass
+class SimClient(Protocol):
+    """What the world needs of a client."""
+
+    name: str
+
+    def on_response(self, call: Call, response: Any) -> None: ...
+    def on_lost(self) -> None: ...
+
+
+@dataclass(eq=False)
 class InFlight:
-    client: Client
+    """A request and, once the broker has finished it, its response."""
+
+    client: SimClient
     call: Call
-    # Waiting for durability: the writes, and what builds the response once they are durable.
-    waits: list[Any] = field(default_factory=list)
-    finish: Callable[[set[Any]], Any] | None = None
     response: Any = None
     done: bool = False
 
@@ -88,9 +103,8 @@ class World:
             IdempotentProducer(f"idem{i}", random.Random(self.rng.random())) for i in range(2)
         ] + [TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)]
         self.inflight: dict[int, InFlight] = {}  # one per client (by index)
-        self.laters: list[Later] = []
-        self.orphans: list[InFlight] = []  # requests whose client is gone, still in progress
         self.correlation_id = 0
+        self.driver: Driver[InFlight]  # set by _boot: one per life of the broker
         self.broker = self._boot(first=True)
         self.checker = Checker(self)
 
@@ -106,7 +120,7 @@ class World:
         if first:
             for topic, partitions in TOPICS.items():
                 broker.topics.create(topic, partitions, {}, self.now_ms)
-        self.laters = broker.take_background()
+        self.driver = Driver(broker.take_background)
         return broker
 
     def crash(self) -> None:
@@ -155,8 +169,6 @@ class World:
         for inflight in self.inflight.values():
             inflight.client.on_lost()
         self.inflight.clear()
-        self.laters.clear()
-        self.orphans.clear()
 
     # ----------------------------------------------------------------- requests
     def send(self, index: int) -> None:
@@ -164,6 +176,13 @@ class World:
         call = client.next_call(self.now_ms)
         if call is None:
             return
+        inflight = self.submit(client, call)
+        if inflight is not None:
+            self.inflight[index] = inflight
+
+    def submit(self, client: SimClient, call: Call) -> InFlight | None:
+        """Hand `call` to the broker as `client`'s request, as a connection does; None if the
+        broker closes the connection instead (the client is told it lost the request)."""
         self.correlation_id += 1
         schema = codec.request_type(call.api_key, call.version)
         if schema is None:
@@ -171,47 +190,31 @@ class World:
         frame = codec.encode_request(self.correlation_id, client.name, build(schema, call.body))
         outcome = self.broker.handle_frame(frame[4:])
         self.stats.requests += 1
-        self.laters.extend(self.broker.take_background())
         inflight = InFlight(client, call)
         if isinstance(outcome, Reply):
             inflight.response, inflight.done = outcome.payload, True
         elif isinstance(outcome, AwaitDurable) and outcome.finish is not None:
-            inflight.waits, inflight.finish = outcome.waits, outcome.finish
+            self.driver.respond(inflight, outcome.waits, outcome.finish)
+        elif isinstance(outcome, AwaitSlot):
+            self.driver.slot(inflight, outcome.slot)
         elif isinstance(outcome, AwaitData):
             inflight.response, inflight.done = outcome.attempt(True), True
         elif isinstance(outcome, Close):
             client.on_lost()
-            return
+            return None
         else:
             raise RuntimeError(f"unexpected outcome {outcome!r} for {call}")
-        self.inflight[index] = inflight
+        return inflight
 
-    def _durable(self, waits: list[Any]) -> bool:
-        """Every wait is durable, or will never be (it fails)."""
-        return all(_never(log, offset) or log.high_watermark >= offset for log, offset in waits)
-
-    @staticmethod
-    def _failed(waits: list[Any]) -> set[Any]:
-        return {log for log, offset in waits if _never(log, offset)}
+    def drive(self) -> None:
+        """Run what the last fsyncs (or requests) made ready; note the responses it finished."""
+        for inflight, payload in self.driver.run():
+            inflight.response, inflight.done = payload, True
 
     def deliver(self) -> None:
         """Hand every finished response to its client (or lose it)."""
-        for orphan in list(self.orphans):
-            if orphan.finish is not None and self._durable(orphan.waits):
-                result = orphan.finish(self._failed(orphan.waits))
-                self.laters.extend(self.broker.take_background())
-                if isinstance(result, Durable):
-                    orphan.waits, orphan.finish = result.waits, result.then
-                else:
-                    self.orphans.remove(orphan)
+        self.drive()
         for index, inflight in list(self.inflight.items()):
-            if not inflight.done and inflight.finish is not None and self._durable(inflight.waits):
-                result = inflight.finish(self._failed(inflight.waits))
-                self.laters.extend(self.broker.take_background())
-                if isinstance(result, Durable):
-                    inflight.waits, inflight.finish = result.waits, result.then
-                else:
-                    inflight.response, inflight.done = result, True
             if not inflight.done:
                 continue
             del self.inflight[index]
@@ -226,38 +229,18 @@ class World:
             )
             inflight.client.on_response(inflight.call, payload)
 
-    def sync_all(self) -> None:
-        """One group-commit round: every log written since the last becomes durable."""
+    def sync_all(self, failing: Collection[PartitionLog] = ()) -> None:
+        """One group-commit round: every log written since the last becomes durable, except
+        that the fsyncs of the logs in `failing` fail; then what that made ready runs."""
         self.stats.fsyncs += 1
-        for log in self.broker.topics.logs():
-            point = log.sync_point()
-            try:
-                point.run()
-            except OSError as exc:
-                self.stats.fsync_errors += 1
-                log.fail_sync(point, str(exc))
-                continue
-            log.complete_sync(point)
-        self._run_laters()
-
-    def _run_laters(self) -> None:
-        progress = True
-        while progress:
-            progress = False
-            for later in list(self.laters):
-                if self._durable(later.waits):
-                    self.laters.remove(later)
-                    following = later.then(self._failed(later.waits))
-                    self.laters.extend(self.broker.take_background())
-                    if following is not None:
-                        self.laters.append(following)
-                    progress = True
+        failed = sync_logs(self.driver, self.broker.topics.logs(), failing)
+        self.stats.fsync_errors += len(failed)
+        self.drive()
 
     def tick(self) -> None:
         self.now_ms += self.rng.randint(1, 1500)
         self.broker.txn.abort_timed_out()
         self.broker.groups.tick()
-        self.laters.extend(self.broker.take_background())
 
     # ----------------------------------------------------------------- the scheduler
     def step(self) -> None:
@@ -294,10 +277,9 @@ class World:
         index = self.rng.choice(
             [i for i, c in enumerate(self.clients) if isinstance(c, TransactionalProducer)]
         )
-        inflight = self.inflight.pop(index, None)
-        if inflight is not None and not inflight.done:
-            # The broker still finishes what the request started; only the answer is lost.
-            self.orphans.append(inflight)
+        # The broker still finishes what a request in flight started (its continuation stays
+        # in the driver); only the answer is lost.
+        self.inflight.pop(index, None)
         client = self.clients[index]
         if isinstance(client, TransactionalProducer):
             client.restart()
@@ -332,7 +314,6 @@ class World:
                         client.stage = "done"
         self.now_ms += 10 * 60_000  # past every transaction timeout
         self.broker.txn.abort_timed_out()
-        self.laters.extend(self.broker.take_background())
         for _ in range(5):
             self.sync_all()
 
@@ -341,12 +322,6 @@ class World:
         for client in self.clients:
             found.extend(client.anomalies)
         return found
-
-
-def _never(log: Any, offset: int) -> bool:
-    """A wait that can never be met: the log is offline, or the write was refused and undone
-    (the GroupCommit's rule)."""
-    return log.offline is not None or offset > log.log_end_offset
 
 
 def run(seed: int, steps: int, odds: Odds | None = None) -> World:
