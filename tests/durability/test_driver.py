@@ -213,3 +213,36 @@ def test_settle_and_sync_logs(logs: tuple[PartitionLog, PartitionLog]) -> None:
     assert sync_logs(driver, [log, other], failing={other}) == {other}
     assert driver.run() == [("x", "x")]
     assert calls == [set(), {other}]
+
+
+def test_a_wait_that_can_never_be_met_fails_at_once(
+    logs: tuple[PartitionLog, PartitionLog],
+) -> None:
+    """A refused write the log undid leaves the wait's offset past the log end; an offline log
+    never becomes durable. Neither may hang its response (nor ask for an fsync)."""
+    refused, offline = logs
+    _write(offline)
+    offline.go_offline("a test")
+    driver: Driver[str] = Driver()
+    calls: list[Failed] = []
+    driver.respond("refused", [(refused, refused.log_end_offset + 1)], _record(calls, 1))
+    driver.respond("offline", [(offline, offline.log_end_offset)], _record(calls, 2))
+    assert (driver.dirty, driver.waiting) == (False, 0)
+    assert driver.run() == [("refused", 1), ("offline", 2)]
+    assert calls == [{refused}, {offline}]
+
+
+def test_a_failed_sync_fails_waits_for_later_writes_too(
+    logs: tuple[PartitionLog, PartitionLog],
+) -> None:
+    """Written after the point the failed round covered, but before it ended: the log is
+    offline from then on, so that wait can never be met either."""
+    log, _ = logs
+    driver: Driver[str] = Driver()
+    calls: list[Failed] = []
+    point = log.sync_point()
+    driver.respond("later", [(log, _write(log))], _record(calls, "refused"))
+    log.fail_sync(point)
+    driver.synced(log, point, failed=True)
+    assert driver.run() == [("later", "refused")]
+    assert calls == [{log}]
