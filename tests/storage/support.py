@@ -289,6 +289,33 @@ def metadata_error(bootstrap: str, topic: str, partition: int) -> int:
     return 0 if error is None else int(error.code())
 
 
+def commit(bootstrap: str, group: str, topic: str, offset: int) -> None:
+    """Commit `offset` for partition 0 of `topic` as `group` (raises KafkaException if refused)."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0}
+    )
+    try:
+        consumer.commit(
+            offsets=[confluent_kafka.TopicPartition(topic, 0, offset)], asynchronous=False
+        )
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The offset `group` has committed for partition 0 of `topic`."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0}
+    )
+    try:
+        [found] = consumer.committed(
+            [confluent_kafka.TopicPartition(topic, 0)], timeout=WAIT_TIMEOUT_S
+        )
+        return int(found.offset)
+    finally:
+        consumer.close()
+
+
 # ------------------------------------------------------------------ files
 def fingerprint(directory: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under `directory` (directories as 'dir')."""

@@ -14,37 +14,10 @@ import pytest
 from samsa.demo.guarantees import create_topic
 
 from .conftest import StartBroker
-from .support import WAIT_TIMEOUT_S, fill
+from .support import commit, committed, fill
 
 TOPIC = "committed"
 GROUP = "commits-through-a-full-disk"
-
-
-def _consumer(bootstrap: str) -> confluent_kafka.Consumer:
-    return confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": GROUP, "log_level": 0}
-    )
-
-
-def _commit(bootstrap: str, offset: int) -> None:
-    consumer = _consumer(bootstrap)
-    try:
-        consumer.commit(
-            offsets=[confluent_kafka.TopicPartition(TOPIC, 0, offset)], asynchronous=False
-        )
-    finally:
-        consumer.close()
-
-
-def _committed(bootstrap: str) -> int:
-    consumer = _consumer(bootstrap)
-    try:
-        [found] = consumer.committed(
-            [confluent_kafka.TopicPartition(TOPIC, 0)], timeout=WAIT_TIMEOUT_S
-        )
-        return int(found.offset)
-    finally:
-        consumer.close()
 
 
 def test_offset_commits_resume_when_the_disk_has_room_again(
@@ -52,7 +25,7 @@ def test_offset_commits_resume_when_the_disk_has_room_again(
 ) -> None:
     broker = start_broker(tmpfs / "data")
     create_topic(broker.bootstrap, TOPIC, 1)
-    _commit(broker.bootstrap, 10)
+    commit(broker.bootstrap, GROUP, TOPIC, 10)
 
     stats = os.statvfs(tmpfs)
     filler = tmpfs / "filler"
@@ -62,18 +35,18 @@ def test_offset_commits_resume_when_the_disk_has_room_again(
     last = 10
     for offset in range(11, 200):
         try:
-            _commit(broker.bootstrap, offset)
+            commit(broker.bootstrap, GROUP, TOPIC, offset)
         except confluent_kafka.KafkaException:
             break
         last = offset
     else:
         pytest.fail("no commit was refused on a full disk")
-    assert _committed(broker.bootstrap) == last
+    assert committed(broker.bootstrap, GROUP, TOPIC) == last
 
     filler.unlink()  # room again
-    _commit(broker.bootstrap, 300)
-    assert _committed(broker.bootstrap) == 300
+    commit(broker.bootstrap, GROUP, TOPIC, 300)
+    assert committed(broker.bootstrap, GROUP, TOPIC) == 300
 
     broker.kill9()
     broker.start()
-    assert _committed(broker.bootstrap) == 300
+    assert committed(broker.bootstrap, GROUP, TOPIC) == 300

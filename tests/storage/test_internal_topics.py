@@ -22,37 +22,12 @@ from protocol.wire import Conn
 from samsa.demo.guarantees import create_topic
 
 from .conftest import StartBroker
-from .support import WAIT_TIMEOUT_S, produce_acked, values
+from .support import WAIT_TIMEOUT_S, commit, committed, produce_acked, values
 
 TOPIC = "consumed"
 GROUP = "keeps-its-offsets"
 COMMITTED = 42
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
-
-
-def commit(bootstrap: str, offset: int) -> None:
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": GROUP, "log_level": 0}
-    )
-    try:
-        consumer.commit(
-            offsets=[confluent_kafka.TopicPartition(TOPIC, 0, offset)], asynchronous=False
-        )
-    finally:
-        consumer.close()
-
-
-def committed(bootstrap: str) -> int:
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": GROUP, "log_level": 0}
-    )
-    try:
-        [found] = consumer.committed(
-            [confluent_kafka.TopicPartition(TOPIC, 0)], timeout=WAIT_TIMEOUT_S
-        )
-        return int(found.offset)
-    finally:
-        consumer.close()
 
 
 def refusal(future: object) -> confluent_kafka.KafkaError:
@@ -79,7 +54,7 @@ def test_internal_topics_cannot_be_deleted_or_grown_and_offsets_survive(
     broker = start_broker(tmp_path / "data")
     create_topic(broker.bootstrap, TOPIC, 1)
     produce_acked(broker.bootstrap, TOPIC, values(100, "consumed"), 1)
-    commit(broker.bootstrap, COMMITTED)
+    commit(broker.bootstrap, GROUP, TOPIC, COMMITTED)
     # A transaction, so __transaction_state holds records as well.
     transactional = confluent_kafka.Producer(
         {"bootstrap.servers": broker.bootstrap, "transactional.id": "t-1", "log_level": 0}
@@ -105,4 +80,4 @@ def test_internal_topics_cannot_be_deleted_or_grown_and_offsets_survive(
 
     broker.kill9()
     broker.start()
-    assert committed(broker.bootstrap) == COMMITTED
+    assert committed(broker.bootstrap, GROUP, TOPIC) == COMMITTED
