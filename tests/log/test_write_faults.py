@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 
 import pytest
 from kio.schema.errors import ErrorCode
@@ -18,6 +19,7 @@ from samsa.log.partition import LOG_START_FILE, CorruptLog, LogConfig, Partition
 from samsa.log.scrub import Scrubber
 from samsa.log.segment import segment_name
 from samsa.log.storage import Bytes, DataDirLocked, File, OsFile, OsStorage
+from samsa.log.txn_index import AbortedTxn, TxnIndex
 from samsa.protocol.batch import (
     HEADER_BYTES,
     TRANSACTIONAL_FLAG,
@@ -25,6 +27,7 @@ from samsa.protocol.batch import (
     iter_batches,
     parse_header,
 )
+from samsa.sim.disk import DiskFaults, SimDisk
 
 
 class _FillingDisk(OsStorage):
@@ -336,3 +339,23 @@ def test_a_damaged_aborted_transaction_index_is_rebuilt_by_a_whole_replay(
     again = [(e.first_offset, e.last_offset) for e in log.aborted_transactions(0, 6)]
     assert again == aborted
     log.close()
+
+
+def test_loading_the_aborted_transaction_index_never_rewrites_what_it_keeps() -> None:
+    """Found by the disk-fault simulation (seed 508): loading cut a torn entry off by
+    truncating the file to nothing and writing the kept entries again; a write that failed
+    there (or a crash) left the file empty. The entries lost had markers before the newest
+    producer snapshot, so no replay restored them, and an aborted transaction's records were
+    served to read_committed readers."""
+    disk = SimDisk(DiskFaults(write_error=1.0), random.Random(1), ("/d/",))
+    path = "/d/t-0/00000000000000000000.txnindex"
+    index = TxnIndex(disk.open(path))
+    disk.faults = DiskFaults()
+    index.append(AbortedTxn(7, 0, 1, 2))
+    index.append(AbortedTxn(7, 2, 3, 4))
+    disk.open(path).append(b"\x00" * 20)  # a torn third entry
+    disk.faults = DiskFaults(write_error=1.0)  # every write now fails halfway
+    TxnIndex(disk.open(path)).load(0, 10)
+    reloaded = TxnIndex(disk.open(path))
+    reloaded.load(0, 10)
+    assert [(e.first_offset, e.last_offset) for e in reloaded.entries] == [(0, 1), (2, 3)]

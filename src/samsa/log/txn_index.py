@@ -66,17 +66,10 @@ class TxnIndex:
             previous = last
         self.entries = kept
         if len(kept) * _ENTRY.size != len(data):
-            self._file.truncate(0)
-            for entry in kept:
-                self._file.append(
-                    _ENTRY.pack(
-                        0,
-                        entry.producer_id,
-                        entry.first_offset,
-                        entry.last_offset,
-                        entry.last_stable_offset,
-                    )
-                )
+            # The kept entries are the file's first bytes: cut what follows them, never rewrite
+            # them (a truncate-and-rewrite that failed or crashed halfway lost entries whose
+            # markers lie before the newest snapshot, which no replay brings back).
+            self._file.truncate(len(kept) * _ENTRY.size)
 
     def sync(self) -> None:
         self._file.sync()
