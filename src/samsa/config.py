@@ -49,9 +49,30 @@ class BrokerConfig:
     log_flush_interval_messages: int = 1
     log_flush_interval_ms: int = 1000
     message_max_bytes: int = 1_048_588
+    # --- connections and memory: docs/security.md, "Connections and memory"
     socket_request_max_bytes: int = 104_857_600
-    # Per connection: requests read but not yet answered before reading pauses.
+    """`socket.request.max.bytes`: the largest request frame; a larger size prefix closes the
+    connection. Its buffer grows with the bytes that arrive, never with the size announced."""
     queued_max_requests: int = 500
+    """`queued.max.requests`: per connection in samsa (broker-wide in Kafka), requests read but
+    not yet answered; at it, reading from that connection pauses."""
+    queued_max_request_bytes: int = 256 * 1024 * 1024
+    """`queued.max.request.bytes`: broker-wide, bytes of requests read and not yet handled
+    (from a request's first byte until the broker takes it whole; partial requests count); at
+    it, connections stop reading, except that one at a time may finish the request it is
+    partway through. Kafka's default is -1, unbounded (<= 0 still means that here); samsa's
+    bounds it: 256 MiB holds a maximal request twice over and is over half a second of samsa's
+    measured produce rate (430 MB/s), so only an overload or slow senders meet it. At least
+    `socket.request.max.bytes`, as Kafka requires."""
+    queued_max_response_bytes_per_connection: int = 16 * 1024 * 1024
+    """`queued.max.response.bytes.per.connection` (samsa's own; Kafka has no such bound): bytes
+    of one connection's responses built and not yet taken by its socket. At it, samsa stops
+    reading that connection's requests and building its long-poll answers until the client
+    reads; the one response that crosses it is still sent."""
+    connections_max_idle_ms: int = 600_000
+    """`connections.max.idle.ms`: a connection with no bytes in or out for this long is closed;
+    -1: never (Kafka's default, 10 minutes)."""
+    # ---
     fetch_max_bytes: int = 57_671_680
     advertised_listeners: str = ""
     delete_topic_enable: bool = True
@@ -99,6 +120,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "message.max.bytes": ("message_max_bytes", _int),
     "socket.request.max.bytes": ("socket_request_max_bytes", _int),
     "queued.max.requests": ("queued_max_requests", _int),
+    "queued.max.request.bytes": ("queued_max_request_bytes", _int),
+    "queued.max.response.bytes.per.connection": ("queued_max_response_bytes_per_connection", _int),
+    "connections.max.idle.ms": ("connections_max_idle_ms", _int),
     "fetch.max.bytes": ("fetch_max_bytes", _int),
     "advertised.listeners": ("advertised_listeners", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),
@@ -161,7 +185,28 @@ def load(settings: Mapping[str, str], base: BrokerConfig | None = None) -> Broke
             changes[attribute] = parser(value)
         except ValueError as exc:
             raise ConfigError(f"{name}={value!r}: {exc}") from None
-    return dataclasses.replace(base or BrokerConfig(), **changes)
+    config = dataclasses.replace(base or BrokerConfig(), **changes)
+    _check(config)
+    return config
+
+
+def _check(config: BrokerConfig) -> None:
+    """The rules between settings (Kafka's `KafkaConfig.validateValues`, for these ones)."""
+    if 0 < config.queued_max_request_bytes < config.socket_request_max_bytes:
+        raise ConfigError(
+            f"queued.max.request.bytes={config.queued_max_request_bytes} must be at least "
+            f"socket.request.max.bytes={config.socket_request_max_bytes} (or <= 0: unbounded)"
+        )
+    for name, value in (
+        ("socket.request.max.bytes", config.socket_request_max_bytes),
+        ("queued.max.requests", config.queued_max_requests),
+        (
+            "queued.max.response.bytes.per.connection",
+            config.queued_max_response_bytes_per_connection,
+        ),
+    ):
+        if value < 1:
+            raise ConfigError(f"{name}={value} must be at least 1")
 
 
 def advertised_address(config: BrokerConfig, host: str, port: int) -> tuple[str, int]:

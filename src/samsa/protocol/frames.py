@@ -68,15 +68,23 @@ class FrameBuffer:
         return len(self._buffer)
 
     @property
-    def partial(self) -> bool:
-        """Some bytes of a frame are here, but not all of them."""
+    def missing_bytes(self) -> int:
+        """Bytes still to come of a frame partway received; 0 if none is (or its size prefix
+        is refused, which `next_frame` reports)."""
         available = self._end - self._start
         if available == 0:
-            return False
+            return 0
         if available < 4:
-            return True
+            return 4 - available
         size: int = _SIZE.unpack_from(self._buffer, self._start)[0]
-        return size >= 0 and available < 4 + size
+        if size < 0 or size > self._frame_bytes_max:
+            return 0
+        return max(4 + size - available, 0)
+
+    def clear(self) -> None:
+        """Drop what is buffered, and the allocation (the connection is gone)."""
+        self._buffer = bytearray()
+        self._start = self._end = 0
 
     def trim(self) -> None:
         """Let the allocation go if nothing is buffered (a quiet connection); the next read
