@@ -7,6 +7,7 @@ ignored.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,14 @@ class BrokerConfig:
     connections_max_idle_ms: int = 600_000
     """`connections.max.idle.ms`: a connection with no bytes in or out for this long is closed;
     -1: never (Kafka's default, 10 minutes)."""
+    max_connections: int = 2_147_483_647
+    """`max.connections`: connections open at once; a new one over it is closed at once (Kafka
+    makes it wait in the listen backlog), counted and logged at most once per 10 s."""
+    max_connections_per_ip: int = 2_147_483_647
+    """`max.connections.per.ip`: the same, per client IP address."""
+    max_connections_per_ip_overrides: str = ""
+    """`max.connections.per.ip.overrides`: `ip:count,ip:count` (IP addresses; Kafka also takes
+    host names)."""
     # ---
     fetch_max_bytes: int = 57_671_680
     advertised_listeners: str = ""
@@ -123,6 +132,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "queued.max.request.bytes": ("queued_max_request_bytes", _int),
     "queued.max.response.bytes.per.connection": ("queued_max_response_bytes_per_connection", _int),
     "connections.max.idle.ms": ("connections_max_idle_ms", _int),
+    "max.connections": ("max_connections", _int),
+    "max.connections.per.ip": ("max_connections_per_ip", _int),
+    "max.connections.per.ip.overrides": ("max_connections_per_ip_overrides", _str),
     "fetch.max.bytes": ("fetch_max_bytes", _int),
     "advertised.listeners": ("advertised_listeners", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),
@@ -207,6 +219,45 @@ def _check(config: BrokerConfig) -> None:
     ):
         if value < 1:
             raise ConfigError(f"{name}={value} must be at least 1")
+    if config.max_connections < 0 or config.max_connections_per_ip < 0:
+        raise ConfigError("max.connections and max.connections.per.ip must be >= 0")
+    overrides = connection_overrides(config)
+    if config.max_connections_per_ip == 0 and not overrides:
+        raise ConfigError(
+            "max.connections.per.ip can be 0 only if max.connections.per.ip.overrides is set"
+        )
+
+
+def connection_overrides(config: BrokerConfig) -> dict[str, int]:
+    """max.connections.per.ip.overrides as {normalised IP address: limit}."""
+    overrides: dict[str, int] = {}
+    for item in config.max_connections_per_ip_overrides.split(","):
+        if not item.strip():
+            continue
+        host, _, count = item.strip().rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[] "))
+            limit = int(count)
+        except ValueError:
+            raise ConfigError(
+                f"max.connections.per.ip.overrides: {item.strip()!r} is not IP:COUNT "
+                "(samsa takes IP addresses here, not host names)"
+            ) from None
+        if limit < 0:
+            raise ConfigError(f"max.connections.per.ip.overrides: {item.strip()!r}: count < 0")
+        overrides[normalised_ip(str(address))] = limit
+    return overrides
+
+
+def normalised_ip(host: str) -> str:
+    """One spelling per address: compressed, and IPv4-mapped IPv6 as plain IPv4."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def advertised_address(config: BrokerConfig, host: str, port: int) -> tuple[str, int]:

@@ -5,7 +5,8 @@ each outcome into a future of its response: at once for a reply, on new data for
 fetch (once its connection has room for another response), and, for a durable write or a
 group's slot, when the durability driver (`samsa.durability.Driver`) finishes it. The group
 commit runs the driver's fsync rounds on worker threads; `drive` runs whatever they made ready
-and answers the responses it finished. A sweep closes connections idle past
+and answers the responses it finished. The listener (`samsa.server.listener`) admits
+connections within their limits; a sweep closes connections idle past
 `connections.max.idle.ms` and lets quiet ones' read buffers go.
 """
 
@@ -30,6 +31,7 @@ from samsa.ratelog import RateLimitedLog
 from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.connection import Connection, Parts, Pending, stop_all
 from samsa.server.group_commit import GroupCommit
+from samsa.server.listener import Listener
 
 log = logging.getLogger("samsa.server")
 
@@ -61,13 +63,15 @@ class BrokerServer:
     def __init__(self, broker: Broker, sock: socket.socket) -> None:
         self.broker = broker
         self._sock = sock
-        self._server: asyncio.Server | None = None
         self._port: int = sock.getsockname()[1]
         self.connections: set[Connection] = set()
         self.request_budget = RequestBudget(
             broker.config.queued_max_request_bytes, broker.config.socket_request_max_bytes
         )
         self.limited_log = RateLimitedLog(log)
+        self.listener = Listener(
+            sock, broker.config, self.connections, self._new_connection, self.limited_log
+        )
         self.connections_closed_idle = 0
         self._data_arrived = asyncio.Event()
         # A response the driver finishes is keyed by its correlation id, its future, and the
@@ -96,7 +100,7 @@ class BrokerServer:
         # Built once the broker is ready rather than before, so a start stays quick; the first
         # Produce or Fetch then does not pay for it.
         loop.call_soon(codec.preload, [(key, SERVED[key].max) for key in PRELOADED_APIS])
-        self._server = await loop.create_server(lambda: Connection(self), sock=self._sock)
+        self.listener.start()
         config = self.broker.config
         idle_ms = config.connections_max_idle_ms
         sweep_ms = SWEEP_MS if idle_ms < 0 else min(SWEEP_MS, max(idle_ms // 4, 10))
@@ -139,8 +143,7 @@ class BrokerServer:
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
+        self.listener.stop()
         await stop_all(self.connections)
         for timer in self._timers:
             timer.cancel()
@@ -162,9 +165,6 @@ class BrokerServer:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1)
         self.group_commit.close()
         self.broker.close()
 
@@ -249,11 +249,15 @@ class BrokerServer:
         await self.group_commit.idle()
 
     # ----------------------------------------------------------------- connections
+    def _new_connection(self, ip: str) -> Connection:
+        return Connection(self, ip)
+
     def opened(self, connection: Connection) -> None:
         self.connections.add(connection)
 
     def closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        self.listener.closed(connection)
 
     async def _sweep(self) -> None:
         """Close connections idle past connections.max.idle.ms; let quiet ones' buffers go."""
