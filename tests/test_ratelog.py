@@ -64,3 +64,15 @@ def test_kinds_are_limited_apart(caplog: pytest.LogCaptureFixture) -> None:
         assert limited.error("one %d", 1)  # another level, another kind
         assert not limited.warning("one %d", 3)
         assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2 + [logging.ERROR]
+
+
+def test_a_traceback_goes_with_the_line_logged_only(caplog: pytest.LogCaptureFixture) -> None:
+    limited = RateLimitedLog(logging.getLogger("test.ratelog"), 10.0, Clock())
+    with caplog.at_level(logging.WARNING, "test.ratelog"):
+        for _ in range(100):
+            try:
+                raise ValueError("bug")
+            except ValueError:
+                limited.error("request failed", exc_info=True)
+    assert len(caplog.records) == 1
+    assert caplog.records[0].exc_info is not None

@@ -38,14 +38,16 @@ class RateLimitedLog:
         self._clock = clock
         self._kinds: dict[tuple[int, str], _Kind] = {}
 
-    def warning(self, message: str, *args: object) -> bool:
-        return self.log(logging.WARNING, message, *args)
+    def warning(self, message: str, *args: object, exc_info: bool = False) -> bool:
+        return self.log(logging.WARNING, message, *args, exc_info=exc_info)
 
-    def error(self, message: str, *args: object) -> bool:
-        return self.log(logging.ERROR, message, *args)
+    def error(self, message: str, *args: object, exc_info: bool = False) -> bool:
+        return self.log(logging.ERROR, message, *args, exc_info=exc_info)
 
-    def log(self, level: int, message: str, *args: object) -> bool:
-        """Log `message % args` now, or count it; True if it was logged now."""
+    def log(self, level: int, message: str, *args: object, exc_info: bool = False) -> bool:
+        """Log `message % args` now, or count it; True if it was logged now. With `exc_info`,
+        the exception being handled goes with the line that is logged (one traceback per
+        interval, not one per occurrence)."""
         now = self._clock()
         key = (level, message)
         kind = self._kinds.get(key)
@@ -62,9 +64,10 @@ class RateLimitedLog:
                 *args,
                 suppressed,
                 self._interval_s,
+                exc_info=exc_info,
             )
         else:
-            self._logger.log(level, message, *args)
+            self._logger.log(level, message, *args, exc_info=exc_info)
         return True
 
     def flush(self) -> None:

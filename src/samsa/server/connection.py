@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 import socket
 from typing import Any, Protocol, cast
 
@@ -34,8 +33,6 @@ from samsa.broker.core import Broker
 from samsa.broker.outcomes import AwaitData, Close, Outcome
 from samsa.protocol.frames import FrameBuffer, FrameError
 from samsa.server.budget import RequestBudget, ResponseBytes
-
-log = logging.getLogger("samsa.server")
 
 Parts = list[bytes | bytearray]  # one response frame, as buffers to send one after the other
 Pending = asyncio.Future[Parts | None]
@@ -265,7 +262,8 @@ class Connection(asyncio.BufferedProtocol):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("building a response failed; closing the connection")
+                if self._owner is not None:  # building its response failed: the same fault
+                    self._owner.failed(self.peer)
                 transport.abort()
                 return
             if parts is None:

@@ -275,11 +275,13 @@ class BrokerServer:
 
     def closing(self, peer: Any, reason: str) -> None:
         self.connections_closed_for_errors += 1
-        log.warning("closing connection from %s: %s", peer, reason)
+        self.limited_log.warning("closing connection from %s: %s", peer, reason)
 
     def failed(self, peer: Any) -> None:
         self.connections_closed_for_errors += 1
-        log.exception("request from %s failed; closing its connection", peer)
+        self.limited_log.error(
+            "request from %s failed; closing its connection", peer, exc_info=True
+        )
 
     def pending(self, outcome: Outcome, responses: ResponseBytes) -> Pending | None:
         """A future of the response `outcome` asks for (None: no response). Each response is
