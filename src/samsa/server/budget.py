@@ -70,7 +70,7 @@ class RequestBudget:
         if nbytes <= 0:
             return
         self.used_bytes -= nbytes
-        if self.used_bytes < self.limit_bytes:
+        if self._blocked and self.used_bytes < self.limit_bytes:
             self._wake()
 
     def forget(self, reader: Reader) -> None:
