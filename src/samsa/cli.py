@@ -16,7 +16,7 @@ from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
 from samsa.protocol.apis import ADVERTISED, ApiKey
-from samsa.server.run import serve
+from samsa.server.run import raise_open_files_limit, serve
 from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
 from samsa.streams import cli as streams_cli
@@ -35,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     except broker_config.ConfigError as exc:
         print(f"samsa serve: {exc}", file=sys.stderr)
         return 2
+    raise_open_files_limit()
 
     async def main() -> None:
         stop = asyncio.Event()

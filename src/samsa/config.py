@@ -7,6 +7,7 @@ ignored.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +50,38 @@ class BrokerConfig:
     log_flush_interval_messages: int = 1
     log_flush_interval_ms: int = 1000
     message_max_bytes: int = 1_048_588
+    # --- connections and memory: docs/security.md, "Connections and memory"
     socket_request_max_bytes: int = 104_857_600
-    # Per connection: requests read but not yet answered before reading pauses.
+    """`socket.request.max.bytes`: the largest request frame; a larger size prefix closes the
+    connection. Its buffer grows with the bytes that arrive, never with the size announced."""
     queued_max_requests: int = 500
+    """`queued.max.requests`: per connection in samsa (broker-wide in Kafka), requests read but
+    not yet answered; at it, reading from that connection pauses."""
+    queued_max_request_bytes: int = 256 * 1024 * 1024
+    """`queued.max.request.bytes`: broker-wide, bytes of requests read and not yet handled
+    (from a request's first byte until the broker takes it whole; partial requests count); at
+    it, connections stop reading, except that one at a time may finish the request it is
+    partway through. Kafka's default is -1, unbounded (<= 0 still means that here); samsa's
+    bounds it: 256 MiB holds a maximal request twice over and is over half a second of samsa's
+    measured produce rate (430 MB/s), so only an overload or slow senders meet it. At least
+    `socket.request.max.bytes`, as Kafka requires."""
+    queued_max_response_bytes_per_connection: int = 16 * 1024 * 1024
+    """`queued.max.response.bytes.per.connection` (samsa's own; Kafka has no such bound): bytes
+    of one connection's responses built and not yet taken by its socket. At it, samsa stops
+    reading that connection's requests and building its long-poll answers until the client
+    reads; the one response that crosses it is still sent."""
+    connections_max_idle_ms: int = 600_000
+    """`connections.max.idle.ms`: a connection with no bytes in or out for this long is closed;
+    -1: never (Kafka's default, 10 minutes)."""
+    max_connections: int = 2_147_483_647
+    """`max.connections`: connections open at once; a new one over it is closed at once (Kafka
+    makes it wait in the listen backlog), counted and logged at most once per 10 s."""
+    max_connections_per_ip: int = 2_147_483_647
+    """`max.connections.per.ip`: the same, per client IP address."""
+    max_connections_per_ip_overrides: str = ""
+    """`max.connections.per.ip.overrides`: `ip:count,ip:count` (IP addresses; Kafka also takes
+    host names)."""
+    # ---
     fetch_max_bytes: int = 57_671_680
     advertised_listeners: str = ""
     delete_topic_enable: bool = True
@@ -99,6 +129,12 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "message.max.bytes": ("message_max_bytes", _int),
     "socket.request.max.bytes": ("socket_request_max_bytes", _int),
     "queued.max.requests": ("queued_max_requests", _int),
+    "queued.max.request.bytes": ("queued_max_request_bytes", _int),
+    "queued.max.response.bytes.per.connection": ("queued_max_response_bytes_per_connection", _int),
+    "connections.max.idle.ms": ("connections_max_idle_ms", _int),
+    "max.connections": ("max_connections", _int),
+    "max.connections.per.ip": ("max_connections_per_ip", _int),
+    "max.connections.per.ip.overrides": ("max_connections_per_ip_overrides", _str),
     "fetch.max.bytes": ("fetch_max_bytes", _int),
     "advertised.listeners": ("advertised_listeners", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),
@@ -161,7 +197,67 @@ def load(settings: Mapping[str, str], base: BrokerConfig | None = None) -> Broke
             changes[attribute] = parser(value)
         except ValueError as exc:
             raise ConfigError(f"{name}={value!r}: {exc}") from None
-    return dataclasses.replace(base or BrokerConfig(), **changes)
+    config = dataclasses.replace(base or BrokerConfig(), **changes)
+    _check(config)
+    return config
+
+
+def _check(config: BrokerConfig) -> None:
+    """The rules between settings (Kafka's `KafkaConfig.validateValues`, for these ones)."""
+    if 0 < config.queued_max_request_bytes < config.socket_request_max_bytes:
+        raise ConfigError(
+            f"queued.max.request.bytes={config.queued_max_request_bytes} must be at least "
+            f"socket.request.max.bytes={config.socket_request_max_bytes} (or <= 0: unbounded)"
+        )
+    for name, value in (
+        ("socket.request.max.bytes", config.socket_request_max_bytes),
+        ("queued.max.requests", config.queued_max_requests),
+        (
+            "queued.max.response.bytes.per.connection",
+            config.queued_max_response_bytes_per_connection,
+        ),
+    ):
+        if value < 1:
+            raise ConfigError(f"{name}={value} must be at least 1")
+    if config.max_connections < 0 or config.max_connections_per_ip < 0:
+        raise ConfigError("max.connections and max.connections.per.ip must be >= 0")
+    overrides = connection_overrides(config)
+    if config.max_connections_per_ip == 0 and not overrides:
+        raise ConfigError(
+            "max.connections.per.ip can be 0 only if max.connections.per.ip.overrides is set"
+        )
+
+
+def connection_overrides(config: BrokerConfig) -> dict[str, int]:
+    """max.connections.per.ip.overrides as {normalised IP address: limit}."""
+    overrides: dict[str, int] = {}
+    for item in config.max_connections_per_ip_overrides.split(","):
+        if not item.strip():
+            continue
+        host, _, count = item.strip().rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[] "))
+            limit = int(count)
+        except ValueError:
+            raise ConfigError(
+                f"max.connections.per.ip.overrides: {item.strip()!r} is not IP:COUNT "
+                "(samsa takes IP addresses here, not host names)"
+            ) from None
+        if limit < 0:
+            raise ConfigError(f"max.connections.per.ip.overrides: {item.strip()!r}: count < 0")
+        overrides[normalised_ip(str(address))] = limit
+    return overrides
+
+
+def normalised_ip(host: str) -> str:
+    """One spelling per address: compressed, and IPv4-mapped IPv6 as plain IPv4."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def advertised_address(config: BrokerConfig, host: str, port: int) -> tuple[str, int]:

@@ -134,6 +134,72 @@ def test_oversized_frame_after_a_good_one() -> None:
         buffer.next_frame()
 
 
+def _socket_write(buffer: FrameBuffer, data: bytes) -> None:
+    """What asyncio's BufferedProtocol does: receive into the offered space, as much as fits."""
+    while data:
+        space = buffer.get_buffer()
+        n = min(len(space), len(data))
+        space[:n] = data[:n]
+        space.release()
+        buffer.buffer_updated(n)
+        data = data[n:]
+
+
+def test_an_announced_size_reserves_nothing() -> None:
+    """Five bytes (a 100 MiB size prefix, then one byte) cost one read's worth of buffer, not
+    the 100 MiB announced: room is made for bytes that arrive."""
+    read_bytes = 64 * 1024
+    buffer = FrameBuffer(100 * 1024 * 1024, read_bytes=read_bytes)
+    assert buffer.capacity_bytes == 0  # nothing until the first read
+    _socket_write(buffer, struct.pack(">i", 100 * 1024 * 1024))
+    assert buffer.next_frame_view() is None
+    _socket_write(buffer, b"x")
+    assert buffer.next_frame_view() is None
+    buffer.get_buffer().release()  # asyncio asks for room before every read
+    assert buffer.missing_bytes == 100 * 1024 * 1024 - 1
+    assert buffer.capacity_bytes <= 2 * read_bytes, buffer.capacity_bytes
+
+
+def test_a_large_frame_grows_with_its_bytes_in_few_copies() -> None:
+    read_bytes = 64 * 1024
+    payload = bytes(range(256)) * (40 * 1024)  # 10 MiB
+    data = frame(payload)
+    buffer = FrameBuffer(len(payload), read_bytes=read_bytes)
+    capacities = []
+    for begin in range(0, len(data), read_bytes):  # a socket that delivers one read at a time
+        space = buffer.get_buffer()
+        capacities.append(buffer.capacity_bytes)
+        chunk = data[begin : begin + min(read_bytes, len(space))]
+        space[: len(chunk)] = chunk
+        space.release()
+        buffer.buffer_updated(len(chunk))
+        received = begin + len(chunk)
+        # Never more than twice what arrived, plus one read.
+        assert buffer.capacity_bytes <= 2 * received + read_bytes
+    assert buffer.next_frame() == payload
+    growths = len(set(capacities))
+    assert growths <= 12, f"{growths} reallocations for a 10 MiB frame"
+    assert max(capacities) <= len(data) + read_bytes
+
+
+def test_a_quiet_buffer_can_be_trimmed_and_a_large_one_is_not_kept() -> None:
+    buffer = FrameBuffer(16 * 1024 * 1024, read_bytes=1024)
+    _socket_write(buffer, frame(b"small"))
+    assert buffer.next_frame() == b"small"
+    assert buffer.capacity_bytes > 0
+    buffer.trim()
+    assert buffer.capacity_bytes == 0
+    _socket_write(buffer, frame(b"y" * (8 * 1024 * 1024)))
+    assert buffer.next_frame() == b"y" * (8 * 1024 * 1024)
+    assert buffer.capacity_bytes == 0  # larger than RETAINED_BYTES_MAX: let go at once
+    _socket_write(buffer, frame(b"abc")[:5])
+    buffer.trim()  # a partial frame stays
+    assert buffer.missing_bytes == 2
+    _socket_write(buffer, frame(b"abc")[5:])
+    assert buffer.missing_bytes == 0
+    assert buffer.next_frame() == b"abc"
+
+
 # ----------------------------------------------------------------------------- validate_produced
 
 MAX = 1 << 20

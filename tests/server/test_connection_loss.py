@@ -19,6 +19,7 @@ from samsa.config import BrokerConfig
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.build import build
+from samsa.server.budget import RequestBudget
 from samsa.server.connection import Connection
 from samsa.sim.clients import batch
 from samsa.testing import EmbeddedBroker
@@ -164,10 +165,17 @@ class _Owner:
 
     def __init__(self, work: asyncio.Future[Any]) -> None:
         self.broker = SimpleNamespace(config=BrokerConfig(), handle_frame=lambda frame: "outcome")
+        self.request_budget = RequestBudget(-1, 0)
         self.connections: set[Connection] = set()
         self._work = work
 
-    def pending(self, outcome: Any) -> asyncio.Future[Any]:
+    def opened(self, connection: Connection) -> None:
+        self.connections.add(connection)
+
+    def closed(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+
+    def pending(self, outcome: Any, responses: Any) -> asyncio.Future[Any]:
         return self._work
 
     def drive(self) -> None:

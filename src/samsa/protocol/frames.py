@@ -4,7 +4,11 @@ Theory of operation: bytes go in, whole frames come out of `next_frame`. Bytes g
 copy (`receive_data`) or, for asyncio's `BufferedProtocol`, by letting the socket write straight
 into free space (`get_buffer`, then `buffer_updated`). The announced size is checked against
 `frame_bytes_max` *before* any room is made for it, so a client that announces a 2 GiB frame
-costs us 4 bytes, not 2 GiB.
+costs us 4 bytes, not 2 GiB. An allowed size is not trusted either: room grows with the bytes
+that actually arrive (a buffer that must grow at most doubles what is already buffered), so a
+client that announces 100 MiB and sends one byte costs one read's worth (`read_bytes`), not
+100 MiB, and a frame that does arrive costs its size plus one read, in a logarithmic number of
+copies.
 
 The buffer is never resized in place (a new one is allocated and the unread bytes moved), so a
 `memoryview` from `get_buffer` that its caller still holds never blocks a later call.
@@ -29,7 +33,7 @@ class FrameBuffer:
     def __init__(self, frame_bytes_max: int, read_bytes: int = READ_BYTES) -> None:
         self._frame_bytes_max = frame_bytes_max
         self._read_bytes = read_bytes
-        self._buffer = bytearray(read_bytes)
+        self._buffer = bytearray()  # allocated on the first read: an idle connection holds none
         self._start = 0  # first byte not yet returned as a frame
         self._end = 0  # end of the bytes received
 
@@ -39,15 +43,16 @@ class FrameBuffer:
         self._end += len(data)
 
     def get_buffer(self) -> memoryview:
-        """Free space to receive into: the rest of the current frame once its size is known and
-        allowed, else `read_bytes`. Report what was written with `buffer_updated`."""
-        wanted = self._read_bytes
+        """Free space to receive into: at least `read_bytes`. For a large frame whose size is
+        known and allowed, the buffer grows geometrically toward the frame's end, though never
+        beyond twice what is already here of it. Report what was written with `buffer_updated`."""
+        grow_to = 0
         available = self._end - self._start
         if available >= 4:
             (size,) = _SIZE.unpack_from(self._buffer, self._start)
             if 0 <= size <= self._frame_bytes_max:
-                wanted = max(wanted, 4 + size - available)
-        self._make_room(wanted)
+                grow_to = min(4 + size, 2 * available)
+        self._make_room(self._read_bytes, grow_to)
         return memoryview(self._buffer)[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -56,6 +61,37 @@ class FrameBuffer:
     @property
     def buffered_bytes(self) -> int:
         return self._end - self._start
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Bytes allocated, buffered or free."""
+        return len(self._buffer)
+
+    @property
+    def missing_bytes(self) -> int:
+        """Bytes still to come of a frame partway received; 0 if none is (or its size prefix
+        is refused, which `next_frame` reports)."""
+        available = self._end - self._start
+        if available == 0:
+            return 0
+        if available < 4:
+            return 4 - available
+        size: int = _SIZE.unpack_from(self._buffer, self._start)[0]
+        if size < 0 or size > self._frame_bytes_max:
+            return 0
+        return max(4 + size - available, 0)
+
+    def clear(self) -> None:
+        """Drop what is buffered, and the allocation (the connection is gone)."""
+        self._buffer = bytearray()
+        self._start = self._end = 0
+
+    def trim(self) -> None:
+        """Let the allocation go if nothing is buffered (a quiet connection); the next read
+        allocates again."""
+        if self._start == self._end:
+            self._buffer = bytearray()
+            self._start = self._end = 0
 
     def next_frame(self) -> bytes | None:
         """The next whole frame, or None if more bytes are needed."""
@@ -82,10 +118,13 @@ class FrameBuffer:
         self._start = begin + size
         if self._start == self._end:
             self._start = self._end = 0
+            if len(self._buffer) > RETAINED_BYTES_MAX:
+                self._buffer = bytearray()  # goes with the view: a large frame is not kept
         return frame
 
-    def _make_room(self, wanted: int) -> None:
-        """At least `wanted` free bytes after the received ones."""
+    def _make_room(self, wanted: int, grow_to: int = 0) -> None:
+        """At least `wanted` free bytes after the received ones; a buffer that must grow grows
+        to at least `grow_to` bytes."""
         unread = self._end - self._start
         if unread == 0 and len(self._buffer) > RETAINED_BYTES_MAX >= wanted:
             self._buffer = bytearray(self._read_bytes)  # let a large buffer go
@@ -96,7 +135,7 @@ class FrameBuffer:
             if self._start:  # same length: moves bytes, never resizes
                 self._buffer[:unread] = self._buffer[self._start : self._end]
         else:
-            grown = bytearray(max(unread + wanted, self._read_bytes))
+            grown = bytearray(max(unread + wanted, grow_to, self._read_bytes))
             grown[:unread] = self._buffer[self._start : self._end]
             self._buffer = grown
         self._start, self._end = 0, unread

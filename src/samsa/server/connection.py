@@ -1,77 +1,117 @@
-"""One client connection: frames in, responses out in request order.
+"""One client connection: frames in, responses out in request order, within bounds.
 
 The socket writes straight into the connection's `FrameBuffer` (an asyncio `BufferedProtocol`:
 no StreamReader copies). Each whole frame goes to the broker at once, in arrival order
 (`handle_frame` changes state before it returns); its response, or a future of it, joins a queue
-that a sender task empties in request order. With `queued.max.requests` responses queued the
-connection stops reading, frames already received wait in the buffer, and TCP pushes back on
-the client. A malformed frame, a `Close` outcome or a handler fault stops reading: what was
-answered before it is still sent, then this connection (only) is closed.
+that a sender task empties in request order. A malformed frame, a `Close` outcome or a handler
+fault stops reading: what was answered before it is still sent, then this connection (only) is
+closed.
+
+Reading pauses (frames already received wait in the buffer, and TCP pushes back on the client)
+while any of these holds:
+- `queued.max.requests` requests of this connection are not answered yet;
+- `queued.max.response.bytes.per.connection` bytes of its responses are built and not yet taken
+  by its socket (a client that does not read): its long polls wait too (`ResponseBytes.room`);
+- the broker-wide `queued.max.request.bytes` is spent (`RequestBudget`): bytes count from their
+  arrival until the response of their request is built.
+
+A closed connection lets go of everything at once: its buffer, its queued responses, its share
+of the request budget, its long polls (a fetch only reads, so it is cancelled; other work, such
+as a coordinator transition waiting for its fsync, runs to its end), and nothing it owned refers
+back to it, so no reference cycle waits for the cyclic GC.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import logging
 import socket
 from typing import Any, Protocol, cast
 
 from samsa.broker.core import Broker
-from samsa.broker.outcomes import Close, Outcome
+from samsa.broker.outcomes import AwaitData, Close, Outcome
 from samsa.protocol.frames import FrameBuffer, FrameError
-
-log = logging.getLogger("samsa.server")
+from samsa.server.budget import RequestBudget, ResponseBytes
 
 Parts = list[bytes | bytearray]  # one response frame, as buffers to send one after the other
 Pending = asyncio.Future[Parts | None]
+# Room a read is offered when the request budget has none: asyncio needs a non-empty buffer for
+# a read it has already decided to make; the next check pauses reading.
+MIN_READ_BYTES = 1
 
 
 class Owner(Protocol):
     """What a connection needs from its server."""
 
     broker: Broker
-    connections: set[Connection]
+    request_budget: RequestBudget
 
-    def pending(self, outcome: Outcome) -> Pending | None: ...
+    def opened(self, connection: Connection) -> None: ...
+    def closed(self, connection: Connection) -> None: ...
+    def pending(self, outcome: Outcome, responses: ResponseBytes) -> Pending | None: ...
     def drive(self) -> None: ...
     def closing(self, peer: Any, reason: str) -> None: ...
     def failed(self, peer: Any) -> None: ...
 
 
 class Connection(asyncio.BufferedProtocol):
-    def __init__(self, owner: Owner) -> None:
+    def __init__(self, owner: Owner, ip: str = "") -> None:
         config = owner.broker.config
-        self._owner = owner
+        self.ip = ip
+        self._owner: Owner | None = owner
+        self._budget = owner.request_budget
         self._frames = FrameBuffer(config.socket_request_max_bytes)
         self._queued_max = config.queued_max_requests
+        self.responses = ResponseBytes(config.queued_max_response_bytes_per_connection)
         # Responses in request order; None asks the sender to close the connection.
-        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
+        self._queue: collections.deque[Pending | None] = collections.deque()
+        self._queued = asyncio.Event()
+        # Long polls not answered yet: a fetch only reads, so they end with the connection.
+        self._long_polls: set[Pending] = set()
+        self._charged_bytes = 0  # this connection's share of the request budget
         self._transport: asyncio.Transport | None = None
-        self._peer: Any = None
+        self.peer: Any = None
         self._done = False  # no more requests are taken
-        self._reading_paused = False
+        self.opened = False  # connection_made ran
+        self.closing = False  # aborted or lost
+        self._reading = True
         self._writable = asyncio.Event()
         self._writable.set()
         self.sender: asyncio.Task[None] | None = None
+        self.last_active = 0.0  # loop time of the last byte in or out
+        self.received = False  # bytes arrived since the server last looked (`quiet`)
 
     # ----------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._peer = transport.get_extra_info("peername")
+        self.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # asyncio only sets this for sockets created with proto=IPPROTO_TCP; without it a
             # pipelined second response waits for the client's delayed ACK (40 ms).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sender = asyncio.get_running_loop().create_task(self._send())
-        self._owner.connections.add(self)
+        loop = asyncio.get_running_loop()
+        self.opened = True
+        self.last_active = loop.time()
+        self.sender = loop.create_task(self._send())
+        if self._owner is not None:
+            self._owner.opened(self)
+        self._update_reading()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._frames.get_buffer()
+        view = self._frames.get_buffer()
+        allowance = self._budget.allowance(self, self._frames.missing_bytes)
+        if allowance < len(view):
+            return view[: max(allowance, MIN_READ_BYTES)]
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         self._frames.buffer_updated(nbytes)
+        self._budget.charge(nbytes)
+        self._charged_bytes += nbytes
+        self.received = True
+        self.last_active = asyncio.get_running_loop().time()
         self._take_frames()
 
     def eof_received(self) -> bool:
@@ -83,76 +123,134 @@ class Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._writable.set()
+        self.last_active = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._done = True
+        self.closing = True
         self._writable.set()
-        if self.sender is not None:
-            self.sender.cancel()
-        self._owner.connections.discard(self)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.closed(self)
+        self._budget.forget(self)
+        self._budget.release(self._charged_bytes)
+        self._charged_bytes = 0
+        for poll in self._long_polls:
+            poll.cancel()
+        self._long_polls.clear()
+        self._queue.clear()
+        self._frames.clear()
+        self.responses.close()
+        sender, self.sender = self.sender, None
+        if sender is not None:
+            sender.cancel()
+        self._transport = None
 
     def abort(self) -> None:
-        """Drop the connection now (server shutdown)."""
+        """Drop the connection now (server shutdown, idle, or to free its file descriptor)."""
+        self.closing = True
         if self._transport is not None:
             self._transport.abort()
-        if self.sender is not None:
+        elif self.sender is not None:
             self.sender.cancel()
+
+    # ----------------------------------------------------------------- state for the server
+    @property
+    def busy(self) -> bool:
+        """Work is under way for this client, or part of a request is here."""
+        return bool(self._queue) or self._frames.buffered_bytes > 0
+
+    def quiet(self) -> None:
+        """Nothing arrived for a while: let the read buffer go until the next read."""
+        self._frames.trim()
+
+    def budget_room(self) -> None:
+        self._update_reading()
 
     # ----------------------------------------------------------------- requests
     def _take_frames(self) -> None:
-        """Hand each whole frame received to the broker while the queue has room; stop or
-        resume reading to match."""
-        while not self._done and self._queue.qsize() < self._queued_max:
+        """Hand each whole frame received to the broker while this connection's bounds have
+        room; then stop or resume reading to match."""
+        while not self._done and len(self._queue) < self._queued_max and not self.responses.full:
             try:
                 request = self._frames.next_frame_view()  # valid until the next read
             except FrameError as exc:
-                self._owner.closing(self._peer, str(exc))
-                self._finish()
+                self._fail(str(exc))
                 return
             if request is None:
                 break
+            size = 4 + request.nbytes
+            owner = self._owner
+            if owner is None:
+                request.release()
+                return
             try:
-                outcome = self._owner.broker.handle_frame(request)
+                outcome = owner.broker.handle_frame(request)
                 if isinstance(outcome, Close):
-                    self._owner.closing(self._peer, outcome.reason)
-                    self._finish()
+                    self._fail(outcome.reason)
                     return
-                pending = self._owner.pending(outcome)  # encodes a Reply: that can fail too
-                self._owner.drive()
+                pending = owner.pending(outcome, self.responses)  # encodes a Reply: can fail
+                owner.drive()
             except Exception:
-                self._owner.failed(self._peer)
+                owner.failed(self.peer)
                 self._finish()
                 return
             finally:
                 request.release()  # the broker keeps copies of what it needs, never the frame
+                self._charged_bytes -= size
+                self._budget.release(size)
             if pending is not None:
-                self._queue.put_nowait(pending)
-        if self._done or self._transport is None:
+                if isinstance(outcome, AwaitData) and not pending.done():
+                    self._long_polls.add(pending)
+                    pending.add_done_callback(self._long_polls.discard)
+                self._queue.append(pending)
+                self._queued.set()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._done:
             return
-        full = self._queue.qsize() >= self._queued_max
-        if full != self._reading_paused:
-            self._reading_paused = full
-            if full:
-                self._transport.pause_reading()
+        if len(self._queue) >= self._queued_max or self.responses.full:
+            self._budget.forget(self)  # waiting for its own client: no claim on the budget
+            wanted = False
+        else:
+            wanted = self._budget.allowance(self, self._frames.missing_bytes) > 0
+        if wanted != self._reading:
+            self._reading = wanted
+            if wanted:
+                transport.resume_reading()
             else:
-                self._transport.resume_reading()
+                transport.pause_reading()
+
+    def _fail(self, reason: str) -> None:
+        if self._owner is not None:
+            self._owner.closing(self.peer, reason)
+        self._finish()
 
     def _finish(self) -> None:
         """Take no more requests; close once the responses queued so far are sent."""
         if self._done:
             return
         self._done = True
+        self._budget.forget(self)
         if self._transport is not None:
             self._transport.pause_reading()
-        self._queue.put_nowait(None)
+        self._queue.append(None)
+        self._queued.set()
 
     # ----------------------------------------------------------------- responses
     async def _send(self) -> None:
         transport = self._transport
         if transport is None:
             return
+        loop = asyncio.get_running_loop()
         while True:
-            pending = await self._queue.get()
+            if not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            pending = self._queue.popleft()
             if pending is None:
                 transport.close()  # after what is buffered has been written
                 return
@@ -160,16 +258,25 @@ class Connection(asyncio.BufferedProtocol):
             try:
                 # Shielded: when the connection goes, the work behind its response (say a
                 # coordinator transition waiting for its fsync) must still run to the end.
-                parts = await asyncio.shield(pending)
+                parts = pending.result() if pending.done() else await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("building a response failed; closing the connection")
+                if self._owner is not None:  # building its response failed: the same fault
+                    self._owner.failed(self.peer)
                 transport.abort()
                 return
             if parts is None:
                 continue
+            size = 0
             for part in parts:
                 transport.write(part)
+                size += len(part)
+            self.last_active = loop.time()
             await self._writable.wait()
+            self.responses.sent(size)
+            if not self.responses.full:
+                self._take_frames()
 
 
 async def stop_all(connections: set[Connection]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -13,6 +15,27 @@ from samsa.log.storage import OsStorage
 from samsa.server.server import BrokerServer
 
 LISTEN_BACKLOG = 1024
+# Where the hard open-files limit is "unlimited": Linux's default ceiling (fs.nr_open).
+OPEN_FILES_CEILING = 1 << 20
+
+log = logging.getLogger("samsa.server")
+
+
+def raise_open_files_limit() -> None:
+    """Raise this process's soft open-files limit to its hard limit, as the JVM does for Kafka
+    (-XX:+MaxFDLimit, on by default): a login shell's soft 1,024 would otherwise cap
+    connections and segment files long before the system's. `samsa serve` calls it; an
+    embedded broker leaves its host process's limits alone."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open-files limit stays %d: raising it to %d failed: %s", soft, target, exc)
+        return
+    log.info("open-files limit raised from %d to %d (the hard limit)", soft, target)
 
 
 def wall_clock_ms() -> int:

@@ -2,9 +2,12 @@
 
 Connections (`samsa.server.connection`) cut frames and hand them to the broker; the server turns
 each outcome into a future of its response: at once for a reply, on new data for a long-polling
-fetch, and, for a durable write or a group's slot, when the durability driver
-(`samsa.durability.Driver`) finishes it. The group commit runs the driver's fsync rounds on
-worker threads; `drive` runs whatever they made ready and answers the responses it finished.
+fetch (once its connection has room for another response), and, for a durable write or a
+group's slot, when the durability driver (`samsa.durability.Driver`) finishes it. The group
+commit runs the driver's fsync rounds on worker threads; `drive` runs whatever they made ready
+and answers the responses it finished. The listener (`samsa.server.listener`) admits
+connections within their limits; a sweep closes connections idle past
+`connections.max.idle.ms` and lets quiet ones' read buffers go.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
 from samsa.protocol.frames import frame
+from samsa.ratelog import RateLimitedLog
+from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.connection import Connection, Parts, Pending, stop_all
 from samsa.server.group_commit import GroupCommit
+from samsa.server.listener import Listener
 
 log = logging.getLogger("samsa.server")
 
@@ -38,6 +44,8 @@ SHUTDOWN_DRAIN_S = 5.0
 GROUP_TICK_MS = 100
 # The scrubber's pace: a slice of its byte budget every tick.
 SCRUB_TICK_MS = 100
+# How often connections are looked over (idle ones closed, quiet ones' buffers let go), at most.
+SWEEP_MS = 1000
 
 
 def _encode(correlation_id: int, payload: Any) -> Parts:
@@ -46,15 +54,29 @@ def _encode(correlation_id: int, payload: Any) -> Parts:
     return codec.encode_response_parts(correlation_id, payload)
 
 
+def _built(responses: ResponseBytes, parts: Parts) -> Parts:
+    responses.built(parts)
+    return parts
+
+
 class BrokerServer:
     def __init__(self, broker: Broker, sock: socket.socket) -> None:
         self.broker = broker
         self._sock = sock
-        self._server: asyncio.Server | None = None
+        self._port: int = sock.getsockname()[1]
         self.connections: set[Connection] = set()
+        self.request_budget = RequestBudget(
+            broker.config.queued_max_request_bytes, broker.config.socket_request_max_bytes
+        )
+        self.limited_log = RateLimitedLog(log)
+        self.listener = Listener(
+            sock, broker.config, self.connections, self._new_connection, self.limited_log
+        )
+        self.connections_closed_idle = 0
         self._data_arrived = asyncio.Event()
-        # A response the driver finishes is keyed by its correlation id and its future.
-        self.driver: Driver[tuple[int, Pending]] = Driver(broker.take_background)
+        # A response the driver finishes is keyed by its correlation id, its future, and the
+        # response bytes of its connection, where it is counted once built.
+        self.driver: Driver[tuple[int, Pending, ResponseBytes]] = Driver(broker.take_background)
         self.group_commit = GroupCommit(self.driver, self._after_round)
         self._timers: list[asyncio.Task[None]] = []
         self._long_polls: set[Pending] = set()
@@ -66,8 +88,7 @@ class BrokerServer:
 
     @property
     def port(self) -> int:
-        port: int = self._sock.getsockname()[1]
-        return port
+        return self._port
 
     def notify_data(self) -> None:
         """Wake every long-polling fetch: some high watermark moved."""
@@ -79,8 +100,11 @@ class BrokerServer:
         # Built once the broker is ready rather than before, so a start stays quick; the first
         # Produce or Fetch then does not pay for it.
         loop.call_soon(codec.preload, [(key, SERVED[key].max) for key in PRELOADED_APIS])
-        self._server = await loop.create_server(lambda: Connection(self), sock=self._sock)
+        self.listener.start()
         config = self.broker.config
+        idle_ms = config.connections_max_idle_ms
+        sweep_ms = SWEEP_MS if idle_ms < 0 else min(SWEEP_MS, max(idle_ms // 4, 10))
+        self._timers.append(asyncio.create_task(self._every(sweep_ms, self._sweep)))
         self._timers.append(
             asyncio.create_task(
                 self._every(config.log_retention_check_interval_ms, self._retention)
@@ -119,8 +143,7 @@ class BrokerServer:
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
+        self.listener.stop()
         await stop_all(self.connections)
         for timer in self._timers:
             timer.cancel()
@@ -142,9 +165,6 @@ class BrokerServer:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1)
         self.group_commit.close()
         self.broker.close()
 
@@ -183,14 +203,14 @@ class BrokerServer:
                 if exc.key is None:
                     log.error("background work failed", exc_info=exc.__cause__)
                     continue
-                _, future = exc.key
+                _, future, _ = exc.key
                 if not future.done() and exc.__cause__ is not None:
                     future.set_exception(exc.__cause__)  # its connection logs it and closes
-        for (correlation_id, future), payload in finished:
+        for (correlation_id, future, responses), payload in finished:
             if future.done():
                 continue
             try:
-                future.set_result(_encode(correlation_id, payload))
+                future.set_result(_built(responses, _encode(correlation_id, payload)))
             except Exception as exc:
                 future.set_exception(exc)
         if driver.background_runs != background_runs:
@@ -229,21 +249,48 @@ class BrokerServer:
         await self.group_commit.idle()
 
     # ----------------------------------------------------------------- connections
+    def _new_connection(self, ip: str) -> Connection:
+        return Connection(self, ip)
+
+    def opened(self, connection: Connection) -> None:
+        self.connections.add(connection)
+
+    def closed(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self.listener.closed(connection)
+
+    async def _sweep(self) -> None:
+        """Close connections idle past connections.max.idle.ms; let quiet ones' buffers go."""
+        idle_ms = self.broker.config.connections_max_idle_ms
+        now = asyncio.get_running_loop().time()
+        for connection in list(self.connections):
+            if idle_ms >= 0 and (now - connection.last_active) * 1000 >= idle_ms:
+                self.connections_closed_idle += 1
+                log.debug("closing %s: idle for %d ms or more", connection.peer, idle_ms)
+                connection.abort()
+            elif not connection.received:
+                connection.quiet()
+            connection.received = False
+        self.limited_log.flush()
+
     def closing(self, peer: Any, reason: str) -> None:
         self.connections_closed_for_errors += 1
-        log.warning("closing connection from %s: %s", peer, reason)
+        self.limited_log.warning("closing connection from %s: %s", peer, reason)
 
     def failed(self, peer: Any) -> None:
         self.connections_closed_for_errors += 1
-        log.exception("request from %s failed; closing its connection", peer)
+        self.limited_log.error(
+            "request from %s failed; closing its connection", peer, exc_info=True
+        )
 
-    def pending(self, outcome: Outcome) -> Pending | None:
-        """A future of the response `outcome` asks for (None: no response). What it registers
-        with the driver goes on at the next `drive`, which the connection calls next."""
+    def pending(self, outcome: Outcome, responses: ResponseBytes) -> Pending | None:
+        """A future of the response `outcome` asks for (None: no response). Each response is
+        counted in `responses` as it is built; a long poll waits for room there first. What it
+        registers with the driver goes on at the next `drive`, which the connection calls next."""
         loop = asyncio.get_running_loop()
         if isinstance(outcome, Reply):
             done: Pending = loop.create_future()
-            done.set_result(_encode(outcome.correlation_id, outcome.payload))
+            done.set_result(_built(responses, _encode(outcome.correlation_id, outcome.payload)))
             return done
         if isinstance(outcome, NoReply):
             return None
@@ -254,28 +301,36 @@ class BrokerServer:
                 self.driver.make_durable(outcome.waits)
                 return None
             durable: Pending = loop.create_future()
-            self.driver.respond((outcome.correlation_id, durable), outcome.waits, outcome.finish)
+            self.driver.respond(
+                (outcome.correlation_id, durable, responses), outcome.waits, outcome.finish
+            )
             return durable
         if isinstance(outcome, AwaitData):
             arrived = self._data_arrived  # taken first: data arriving after the attempt wakes it
-            payload = outcome.attempt(outcome.max_wait_ms <= 0)
-            if payload is not None:  # enough data already: answer without a long-poll task
-                ready: Pending = loop.create_future()
-                ready.set_result(_encode(outcome.correlation_id, payload))
-                return ready
-            poll: Pending = asyncio.ensure_future(self._long_poll(outcome, arrived))
+            if not responses.full:
+                payload = outcome.attempt(outcome.max_wait_ms <= 0)
+                if payload is not None:  # enough data already: answer without a long-poll task
+                    ready: Pending = loop.create_future()
+                    ready.set_result(_built(responses, _encode(outcome.correlation_id, payload)))
+                    return ready
+            poll: Pending = asyncio.ensure_future(self._long_poll(outcome, arrived, responses))
             self._long_polls.add(poll)
             poll.add_done_callback(self._long_polls.discard)
             return poll
         if isinstance(outcome, AwaitSlot):
             slotted: Pending = loop.create_future()
-            self.driver.slot((outcome.correlation_id, slotted), outcome.slot)
+            self.driver.slot((outcome.correlation_id, slotted, responses), outcome.slot)
             return slotted
         raise TypeError(f"unexpected outcome {outcome!r}")
 
-    async def _long_poll(self, outcome: AwaitData, arrived: asyncio.Event) -> Parts:
+    async def _long_poll(
+        self, outcome: AwaitData, arrived: asyncio.Event, responses: ResponseBytes
+    ) -> Parts:
         """Attempt again each time data arrives, and finally at the deadline. `pending` made
-        the first attempt, after taking `arrived`, and found too little."""
+        the first attempt, after taking `arrived`, and found too little (or did not make it: the
+        connection had no room for another response). No attempt is made while the connection
+        has no room: an attempt reads the data it answers with, so a client that does not read
+        its socket gets nothing more built for it; its answer comes late, once it reads."""
         deadline = time.monotonic() + outcome.max_wait_ms / 1000
         payload = None
         while payload is None:
@@ -283,8 +338,9 @@ class BrokerServer:
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), remaining)
+            await responses.room()
             if self._stopping:  # Python 3.11's wait_for can swallow the cancel from `stop`
                 raise asyncio.CancelledError
             arrived = self._data_arrived
             payload = outcome.attempt(time.monotonic() >= deadline)
-        return _encode(outcome.correlation_id, payload)
+        return _built(responses, _encode(outcome.correlation_id, payload))

@@ -13,12 +13,14 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TypeVar
 
 from samsa import config as broker_config
 from samsa.server.run import serve
 from samsa.server.server import BrokerServer
 from samsa.testing.loop_thread import LoopThread
 
+T = TypeVar("T")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 
@@ -60,6 +62,11 @@ class EmbeddedBroker:
 
         self._thread.start(run)
         return self
+
+    def call(self, function: Callable[[], T], timeout_s: float = 10.0) -> T:
+        """Run `function` on the broker's event loop and return its result: how a test reads
+        server state (its connections, its counters) without racing the broker's thread."""
+        return self._thread.call(function, timeout_s)
 
     def stop(self) -> None:
         """Clean shutdown: everything flushed and synced, then the thread ends."""
