@@ -74,7 +74,7 @@ class BrokerConfig:
     message_max_bytes: int = 1_048_588
     # samsa's own: the most bytes one produced batch's records may inflate to (see
     # docs/security.md); past it the batch is refused with CORRUPT_MESSAGE.
-    message_decompressed_max_bytes: int = 32 * 1024 * 1024
+    message_decompressed_max_bytes: int = 16 * 1024 * 1024
     # Kafka's: CreateTime or LogAppendTime, and KIP-937's bounds on record timestamps
     # (Kafka 4.0's defaults: any age in the past, at most one hour in the future).
     log_message_timestamp_type: str = "CreateTime"

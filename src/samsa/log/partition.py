@@ -88,7 +88,7 @@ class LogConfig:
     durable: bool = True
     producer_id_expiration_ms: int = 24 * 3600 * 1000
     # message.decompressed.max.bytes: what a read (a timestamp lookup) may inflate a batch to.
-    inflated_bytes_max: int = 32 * 1024 * 1024
+    inflated_bytes_max: int = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from samsa.protocol.records_walk import RecordsInvalid, read_varint
 
 # What a read inflates a batch to at most when the caller names no bound (the broker setting's
 # default).
-INFLATED_BYTES_MAX = 32 * 1024 * 1024
+INFLATED_BYTES_MAX = 16 * 1024 * 1024
 _INT32_BYTES_MAX = 5
 _INT64_BYTES_MAX = 10
 
