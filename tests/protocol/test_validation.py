@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 
 import cramjam
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
+from samsa.protocol import records_walk
 from samsa.protocol.batch import (
     HEADER_BYTES,
     TIMESTAMP_TYPE_MASK,
@@ -29,6 +31,7 @@ from samsa.protocol.compression import (
     inflate,
 )
 from samsa.protocol.records import records as decode_records
+from samsa.protocol.records_walk import RecordsInvalid, accelerated, walk_python
 from samsa.protocol.validation import RecordPolicy, validate
 from samsa.testing.poison import (
     POISON,
@@ -41,6 +44,7 @@ from samsa.testing.poison import (
     with_records,
     zstd_bomb,
 )
+from samsa.testing.requirements import missing
 
 NOW_MS = TIMESTAMP_MS + 60_000
 POLICY = RecordPolicy(message_bytes_max=1_048_588, inflated_bytes_max=16 << 20)
@@ -325,3 +329,82 @@ def test_mutated_batches_pass_or_are_refused_never_crash(data: st.DataObject) ->
         return
     # What passes decodes: a reader of the stored batch never fails on it.
     assert len(decode_records(validated.records)) == parse_header(validated.records).records_count
+
+
+# ----------------------------------------------------------------- the C walk and its reference
+def c_walk() -> Callable[[bytes, int, int, bool], tuple[int, int, list[int]]]:
+    try:
+        from samsa.protocol import _walk
+    except ImportError:
+        missing(
+            "MISSING EXTENSION: samsa.protocol._walk was not compiled at install (no C "
+            "compiler?); the C record walk was NOT tested"
+        )
+    return _walk.walk
+
+
+def outcomes(data: bytes, start: int, count: int, keys: bool) -> tuple[object, object]:
+    try:
+        python: object = walk_python(data, count, keys, start)
+    except (RecordsInvalid, IndexError):
+        python = "refused"
+    try:
+        c: object = c_walk()(data, start, count, keys)
+    except ValueError:
+        c = "refused"
+    return python, c
+
+
+def test_the_extension_is_used_when_built() -> None:
+    c_walk()
+    assert accelerated()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80), st.integers(1, 12), st.booleans())
+def test_c_and_python_walks_agree_on_random_bytes(data: bytes, count: int, keys: bool) -> None:
+    python, c = outcomes(data, 0, count, keys)
+    assert python == c
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_c_and_python_walks_agree_on_mutated_records(data: st.DataObject) -> None:
+    rows = data.draw(st.lists(st.tuples(values, values), min_size=1, max_size=6))
+    batch = bytearray(
+        record_batch(
+            [value for _, value in rows],
+            keys=[key for key, _ in rows],
+            headers=[[(b"h", b"v")] if i % 2 else [] for i in range(len(rows))],
+            timestamp_ms=TIMESTAMP_MS,
+            timestamps_ms=[TIMESTAMP_MS + 70 * i for i in range(len(rows))],
+        )
+    )
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(HEADER_BYTES, len(batch) - 1))
+        batch[at] = data.draw(st.sampled_from([0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF, 0x03]))
+    count = len(rows) + data.draw(st.integers(-1, 1)) or 1
+    python, c = outcomes(bytes(batch), HEADER_BYTES, count, data.draw(st.booleans()))
+    assert python == c
+
+
+def test_c_and_python_walks_agree_on_extreme_varints() -> None:
+    ten = b"\xff" * 9 + b"\x01"  # a varlong using all 64 bits
+    body = b"\x00" + ten + b"\x00\x01\x02x\x00"
+    for records in (
+        framed(body),
+        framed(b"\x00" + b"\xff" * 9 + b"\x7f" + b"\x00\x01\x02x\x00"),  # bits past 64
+        b"\xff\xff\xff\xff\x0f" + body,  # a length using all 32 bits
+        framed(b"\x00\x00" + b"\x80\x80\x80\x80\x10" + b"\x01\x02x\x00"),  # offset delta 2^31
+    ):
+        python, c = outcomes(records, 0, 1, False)
+        assert python == c
+
+
+def test_without_the_extension_the_python_walk_refuses_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records_walk, "_accelerated", None)
+    for poison in POISON:
+        assert refused(poison.build()).error == poison.error, poison.name
+    assert validate(compressed(good_batch(30), ZSTD), POLICY, NOW_MS).header.records_count == 30

@@ -13,18 +13,33 @@ ends before its last record; offset deltas must run 0, 1, 2, ... (Kafka requires
 inner offsets of a v2 batch); a length below -1 is refused too (Kafka reads any negative length
 as null, but its writers only write -1, and a consumer need not accept the others).
 
-This is the produce hot path, run on every record the broker accepts, so the common varints
-(one or two bytes) are decoded inline rather than through a function call; the rare longer
-ones go through `_varint_tail`.
+Varints are read as Kafka reads them: an int32 field keeps the low 32 bits of what it spells,
+a varlong the low 64.
+
+This is the produce hot path, run on every record the broker accepts. The walk is done by
+`samsa.protocol._walk`, a C extension built at install time when a C compiler is there (about a
+hundredth of the cost); without it, by `walk_python` below, the reference the extension is
+tested against, whose common varints (one or two bytes) are decoded inline rather than through
+a function call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+_accelerated: Callable[[bytes, int, int, bool], tuple[int, int, list[int]]] | None
+try:
+    from samsa.protocol import _walk as _extension
+except ImportError:  # no C compiler when samsa was installed: the pure-Python walk
+    _accelerated = None
+else:
+    _accelerated = _extension.walk
 
 MIN_RECORD_BYTES = 7  # length, attributes, timestamp delta, offset delta, key, value, headers
 _INT32_BYTES_MAX = 5
 _INT64_BYTES_MAX = 10
+_MASKS = {_INT32_BYTES_MAX: (1 << 32) - 1, _INT64_BYTES_MAX: (1 << 64) - 1}
 
 
 class RecordsInvalid(Exception):
@@ -51,10 +66,15 @@ def _varint_tail(data: bytes, position: int, bytes_max: int) -> tuple[int, int]:
         position += 1
         raw |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return raw, position
+            return raw & _MASKS[bytes_max], position
         shift += 7
         if position - start >= bytes_max:
             raise RecordsInvalid(f"varint at byte {start} is longer than {bytes_max} bytes")
+
+
+def accelerated() -> bool:
+    """Whether records are walked by the C extension (else by `walk_python`)."""
+    return _accelerated is not None
 
 
 def read_varint(data: bytes, position: int, bytes_max: int) -> tuple[int, int]:
@@ -82,17 +102,30 @@ def walk(
             f"{count} records cannot fit in {len(data) - start} bytes (a record takes at least "
             f"{MIN_RECORD_BYTES})"
         )
-    try:
-        return _walk(data, count, delta_low, delta_high, keys_required, start)
-    except IndexError:
-        raise RecordsInvalid(
-            f"the records end before the {count} the batch header counts"
-        ) from None
+    if _accelerated is not None:
+        try:
+            max_delta, min_delta, keyless = _accelerated(data, start, count, keys_required)
+        except ValueError as exc:
+            raise RecordsInvalid(str(exc)) from None
+    else:
+        try:
+            max_delta, min_delta, keyless = walk_python(data, count, keys_required, start)
+        except IndexError:
+            raise RecordsInvalid(
+                f"the records end before the {count} the batch header counts"
+            ) from None
+    if min_delta >= delta_low and max_delta <= delta_high:
+        return Walked(max_delta, [], keyless)
+    # Rare: some timestamp is out of bounds. Walk again (the records are known good now),
+    # this time noting which records.
+    return Walked(max_delta, _outliers(data, count, delta_low, delta_high, start), keyless)
 
 
-def _walk(
-    data: bytes, count: int, delta_low: int, delta_high: int, keys_required: bool, start: int
-) -> Walked:
+def walk_python(
+    data: bytes, count: int, keys_required: bool, start: int
+) -> tuple[int, int, list[int]]:
+    """(max timestamp delta, min timestamp delta, keyless records) of `count` good records;
+    `RecordsInvalid` or IndexError (past the end) for bad ones."""
     end = len(data)
     position = start
     max_delta = -(1 << 63)
@@ -128,7 +161,7 @@ def _walk(
         delta = (raw >> 1) ^ -(raw & 1)
         if delta > max_delta:
             max_delta = delta
-        elif delta < min_delta:
+        if delta < min_delta:
             min_delta = delta
         # offset delta: zigzag(index) == 2 * index
         b = data[position]
@@ -187,12 +220,7 @@ def _walk(
             )
     if position != end:
         raise RecordsInvalid(f"{end - position} bytes follow the last record")
-    min_delta = min(min_delta, max_delta)
-    if min_delta >= delta_low and max_delta <= delta_high:
-        return Walked(max_delta, [], keyless)
-    # Rare: some timestamp is out of bounds. Walk again (the records are known good now),
-    # this time noting which records.
-    return Walked(max_delta, _outliers(data, count, delta_low, delta_high, start), keyless)
+    return max_delta, min_delta, keyless
 
 
 def _outliers(
