@@ -21,13 +21,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 from kio.schema.errors import ErrorCode
+from kio.schema.produce.v6 import request as v6
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import i16, i32
 
 from samsa.admin.client import AdminClient
 from samsa.protocol.batch_writer import record_batch
+from samsa.protocol.compression import ZSTD
 from samsa.testing import BrokerProcess, EmbeddedBroker
-from samsa.testing.poison import POISON, gzip_bomb, reseal, zstd_bomb
+from samsa.testing.poison import POISON, compressed, gzip_bomb, reseal, zstd_bomb
 
 from .support import DEADLINE_S, Deadline, create_topic
 
@@ -286,3 +288,25 @@ def test_the_default_refuses_records_more_than_an_hour_ahead(samsa_broker: Embed
     assert response.error_code == ErrorCode.invalid_timestamp
     assert [int(e.batch_index) for e in response.record_errors] == [0]
     assert log_end(bootstrap, TOPIC) == 0
+
+
+def test_zstd_needs_produce_v7(samsa_broker: EmbeddedBroker) -> None:
+    """KIP-110: a client that sends zstd must speak Produce v7+ (older ones cannot read it)."""
+    bootstrap = samsa_broker.bootstrap
+    create_topic(bootstrap, TOPIC, partitions=1)
+    batch = compressed(record_batch([b"z"], timestamp_ms=int(time.time() * 1000)), ZSTD)
+    request = v6.ProduceRequest(
+        transactional_id=None,
+        acks=i16(-1),
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=(
+            v6.TopicProduceData(
+                name=TOPIC, partition_data=(v6.PartitionProduceData(index=i32(0), records=batch),)
+            ),
+        ),
+    )
+    with AdminClient(bootstrap) as client:
+        response = client.send(request)
+    error = response.responses[0].partition_responses[0].error_code
+    assert error == ErrorCode.unsupported_compression_type
+    assert produce_raw(bootstrap, TOPIC, batch).error_code == ErrorCode.none  # v9
