@@ -38,9 +38,14 @@ RECORDS = 2_000
 
 
 def assert_stored_with(broker: EmbeddedBroker, topic: str, codec: str) -> None:
+    """Nearly every record was stored compressed with `codec`. Not all: a client may send a
+    batch uncompressed when compressing it saves nothing (kafka-python does, for a lone record
+    at a batch's start)."""
     for partition in range(PARTITIONS):
         by_codec = stored_compression(broker.data_dir, topic, partition)
-        assert set(by_codec) == {CODECS[codec]}, f"{topic}-{partition}: {by_codec}"
+        assert set(by_codec) <= {0, CODECS[codec]}, f"{topic}-{partition}: {by_codec}"
+        total = sum(by_codec.values())
+        assert by_codec.get(CODECS[codec], 0) >= 0.9 * total, f"{topic}-{partition}: {by_codec}"
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "zstd"])  # lz4: test_roundtrip.py
