@@ -34,6 +34,29 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
+def _non_negative(value: str) -> int:
+    number = _int(value)
+    if number < 0:
+        raise ValueError(f"expected 0 or more, got {number}")
+    return number
+
+
+def _positive(value: str) -> int:
+    number = _int(value)
+    if number <= 0:
+        raise ValueError(f"expected more than 0, got {number}")
+    return number
+
+
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+
+
+def _timestamp_type(value: str) -> str:
+    if value.strip() not in TIMESTAMP_TYPES:
+        raise ValueError(f"expected one of {', '.join(TIMESTAMP_TYPES)}")
+    return value.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     node_id: int = 1
@@ -50,6 +73,14 @@ class BrokerConfig:
     log_flush_interval_messages: int = 1
     log_flush_interval_ms: int = 1000
     message_max_bytes: int = 1_048_588
+    # samsa's own: the most bytes one produced batch's records may inflate to (see
+    # docs/security.md); past it the batch is refused with CORRUPT_MESSAGE.
+    message_decompressed_max_bytes: int = 16 * 1024 * 1024
+    # Kafka's: CreateTime or LogAppendTime, and KIP-937's bounds on record timestamps
+    # (Kafka 4.0's defaults: any age in the past, at most one hour in the future).
+    log_message_timestamp_type: str = "CreateTime"
+    log_message_timestamp_before_max_ms: int = 2**63 - 1
+    log_message_timestamp_after_max_ms: int = HOUR_MS
     # --- connections and memory: docs/security.md, "Connections and memory"
     socket_request_max_bytes: int = 104_857_600
     """`socket.request.max.bytes`: the largest request frame; a larger size prefix closes the
@@ -127,6 +158,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log.flush.interval.messages": ("log_flush_interval_messages", _int),
     "log.flush.interval.ms": ("log_flush_interval_ms", _int),
     "message.max.bytes": ("message_max_bytes", _int),
+    "message.decompressed.max.bytes": ("message_decompressed_max_bytes", _positive),
+    "log.message.timestamp.type": ("log_message_timestamp_type", _timestamp_type),
+    "log.message.timestamp.before.max.ms": ("log_message_timestamp_before_max_ms", _non_negative),
+    "log.message.timestamp.after.max.ms": ("log_message_timestamp_after_max_ms", _non_negative),
     "socket.request.max.bytes": ("socket_request_max_bytes", _int),
     "queued.max.requests": ("queued_max_requests", _int),
     "queued.max.request.bytes": ("queued_max_request_bytes", _int),

@@ -1,11 +1,14 @@
 """Produce: validate each partition's batch, append it, answer once it is durable.
 
-Offsets are assigned by rewriting the batch header; records are never decoded here. A bad batch
-fails only its own partition; the other partitions of the request are still written.
+Every record of every batch is checked before anything is written (`samsa.protocol.validation`,
+Kafka's LogValidator); offsets are assigned by rewriting the batch header. A bad batch fails only
+its own partition, with Kafka's error code and, where Kafka lists them, the records that caused
+it (KIP-467); the other partitions of the request are still written.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -13,14 +16,18 @@ from kio.schema.errors import ErrorCode
 from samsa.broker.outcomes import AwaitDurable, Close, Outcome
 from samsa.broker.topics import TopicError, check_topic_name
 from samsa.log.partition import PartitionLog, StorageError
-from samsa.protocol.batch import InvalidBatch, validate_produced
+from samsa.protocol.batch import InvalidBatch, RecordError
 from samsa.protocol.codec import Request
+from samsa.protocol.compression import ZSTD
+from samsa.protocol.validation import validate
 from samsa.state.producers import Duplicate, ProducerStateError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
 
 VALID_ACKS = (0, 1, -1)
+# Produce v7 is the first a client may send zstd with (KIP-110): older clients cannot read it.
+ZSTD_PRODUCE_VERSION_MIN = 7
 
 
 def _partition_result(
@@ -29,14 +36,23 @@ def _partition_result(
     base_offset: int = -1,
     log_start_offset: int = -1,
     message: str | None = None,
+    record_errors: tuple[RecordError, ...] = (),
+    log_append_time_ms: int = -1,
 ) -> dict[str, Any]:
     return {
         "index": index,
         "error_code": error,
         "base_offset": base_offset,
-        "log_append_time": None,
+        "log_append_time": (
+            None
+            if log_append_time_ms < 0
+            else datetime.datetime.fromtimestamp(log_append_time_ms / 1000, datetime.UTC)
+        ),
         "log_start_offset": log_start_offset,
-        "record_errors": (),
+        "record_errors": tuple(
+            {"batch_index": batch_index, "batch_index_error_message": text}
+            for batch_index, text in record_errors
+        ),
         "error_message": message,
     }
 
@@ -48,6 +64,7 @@ def _append(
     index: int,
     records: bytes | None,
     now_ms: int,
+    api_version: int,
 ) -> tuple[dict[str, Any], PartitionLog | None, int]:
     topic = broker.topics.get(topic_name)
     log = broker.topics.partition(topic_name, index)
@@ -63,15 +80,22 @@ def _append(
     if log.offline is not None:
         message = f"{topic_name}-{index} is offline: {log.offline}"
         return _partition_result(index, ErrorCode.kafka_storage_error, message=message), None, 0
-    message_bytes_max = int(broker.topics.setting(topic, "max.message.bytes"))
     try:
-        header = validate_produced(records or b"", message_bytes_max)
+        validated = validate(records or b"", broker.topics.policy(topic), now_ms)
+        if validated.header.compression == ZSTD and api_version < ZSTD_PRODUCE_VERSION_MIN:
+            raise InvalidBatch(
+                ErrorCode.unsupported_compression_type,
+                f"zstd needs Produce v{ZSTD_PRODUCE_VERSION_MIN}+, got v{api_version}",
+            )
     except InvalidBatch as exc:
-        return _partition_result(index, exc.error, message=str(exc)), None, 0
+        result = _partition_result(
+            index, exc.error, message=str(exc), record_errors=exc.record_errors
+        )
+        return result, None, 0
     try:
         written = log.append(
-            bytes(records or b""),
-            header,
+            validated.records,
+            validated.header,
             now_ms,
             lambda h: broker.txn.verify(
                 transactional_id, h.producer_id, h.producer_epoch, (topic_name, index)
@@ -86,7 +110,13 @@ def _append(
             index, ErrorCode.none, original.first_offset, log.log_start_offset
         )
         return result, log, original.last_offset + 1
-    result = _partition_result(index, ErrorCode.none, written.base_offset, log.log_start_offset)
+    result = _partition_result(
+        index,
+        ErrorCode.none,
+        written.base_offset,
+        log.log_start_offset,
+        log_append_time_ms=validated.log_append_time_ms,
+    )
     return result, log, written.next_offset
 
 
@@ -114,6 +144,7 @@ def handle_produce(broker: Broker, request: Request) -> Outcome:
                     data.index,
                     data.records,
                     now_ms,
+                    request.api_version,
                 )
             failed = failed or result["error_code"] != ErrorCode.none
             if log is not None:

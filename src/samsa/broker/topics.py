@@ -25,9 +25,10 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from samsa.config import BrokerConfig
+from samsa.config import TIMESTAMP_TYPES, BrokerConfig
 from samsa.log.partition import CorruptLog, LogConfig, PartitionLog, partition_directory
 from samsa.log.storage import Storage
+from samsa.protocol.validation import RecordPolicy
 
 log = logging.getLogger("samsa.broker")
 
@@ -64,7 +65,9 @@ TOPIC_SETTINGS: dict[str, str] = {
     "segment.ms": "log.roll.ms",
     "max.message.bytes": "message.max.bytes",
     "index.interval.bytes": "log.index.interval.bytes",
-    "message.timestamp.type": "CreateTime",
+    "message.timestamp.type": "log.message.timestamp.type",
+    "message.timestamp.before.max.ms": "log.message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms": "log.message.timestamp.after.max.ms",
     "min.insync.replicas": "1",
     "compression.type": "producer",
 }
@@ -99,6 +102,9 @@ class Topic:
     topic_id: uuid.UUID
     configs: dict[str, str]
     partitions: list[PartitionLog] = field(default_factory=list)
+    # What a produced batch must satisfy, resolved from the configs at first use (a topic's
+    # configs do not change while it exists).
+    record_policy: RecordPolicy | None = None
 
     @property
     def is_internal(self) -> bool:
@@ -147,6 +153,19 @@ class Topics:
         fallback = TOPIC_SETTINGS[name]
         return broker_settings(self.config).get(fallback, fallback)
 
+    def policy(self, topic: Topic) -> RecordPolicy:
+        """The produce-time rules of `topic` (LogValidator's inputs), resolved once."""
+        if topic.record_policy is None:
+            topic.record_policy = RecordPolicy(
+                message_bytes_max=int(self.setting(topic, "max.message.bytes")),
+                inflated_bytes_max=self.config.message_decompressed_max_bytes,
+                log_append_time=self.setting(topic, "message.timestamp.type") == "LogAppendTime",
+                timestamp_before_max_ms=int(self.setting(topic, "message.timestamp.before.max.ms")),
+                timestamp_after_max_ms=int(self.setting(topic, "message.timestamp.after.max.ms")),
+                compacted="compact" in self.setting(topic, "cleanup.policy").split(","),
+            )
+        return topic.record_policy
+
     def log_config(self, topic: Topic) -> LogConfig:
         return LogConfig(
             segment_bytes=int(self.setting(topic, "segment.bytes")),
@@ -156,6 +175,7 @@ class Topics:
             index_interval_bytes=int(self.setting(topic, "index.interval.bytes")),
             durable=self.config.durable,
             producer_id_expiration_ms=self.config.producer_id_expiration_ms,
+            inflated_bytes_max=self.config.message_decompressed_max_bytes,
         )
 
     def check_configs(self, configs: Mapping[str, str | None]) -> dict[str, str]:
@@ -173,13 +193,22 @@ class Topics:
                 "max.message.bytes",
                 "index.interval.bytes",
                 "min.insync.replicas",
+                "message.timestamp.before.max.ms",
+                "message.timestamp.after.max.ms",
             ):
                 try:
-                    int(value)
+                    number = int(value)
                 except ValueError:
                     raise TopicError(
                         ErrorCode.invalid_config, f"{name}={value!r} is not a number"
                     ) from None
+                if name.startswith("message.timestamp.") and number < 0:
+                    raise TopicError(ErrorCode.invalid_config, f"{name}={value!r} is negative")
+            if name == "message.timestamp.type" and value not in TIMESTAMP_TYPES:
+                raise TopicError(
+                    ErrorCode.invalid_config,
+                    f"{name}={value!r}; expected one of {', '.join(TIMESTAMP_TYPES)}",
+                )
             checked[name] = value
         return checked
 

@@ -40,8 +40,10 @@ from samsa.protocol.batch import (
     iter_batches,
     parse_header,
 )
+from samsa.protocol.compression import DecompressionFailed
 from samsa.protocol.control import ABORT, marker_batch, marker_type
 from samsa.protocol.records import record_timestamps
+from samsa.protocol.records_walk import RecordsInvalid
 from samsa.state.producers import (
     Append,
     CompletedTxn,
@@ -85,6 +87,8 @@ class LogConfig:
     index_interval_bytes: int = 4096
     durable: bool = True
     producer_id_expiration_ms: int = 24 * 3600 * 1000
+    # message.decompressed.max.bytes: what a read (a timestamp lookup) may inflate a batch to.
+    inflated_bytes_max: int = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -706,10 +710,29 @@ class PartitionLog:
                 if header.max_timestamp < timestamp or header.is_control:
                     continue
                 batch = segment.read(batch_position, batch_position + header.size)
-                for offset, record_timestamp in record_timestamps(batch):
+                stamps = self._timestamps(batch, header)
+                if stamps is None:  # undecodable within the bound: the batch as a whole
+                    return header.base_offset, header.max_timestamp
+                for offset, record_timestamp in stamps:
                     if record_timestamp >= timestamp and offset < limit_offset:
                         return offset, record_timestamp
         return None
+
+    def _timestamps(self, batch: bytes, header: BatchHeader) -> list[tuple[int, int]] | None:
+        """The records' (offset, timestamp), inflating the batch no further than the bound;
+        None (logged) for a batch that cannot be decoded so: one stored before records were
+        validated, or under a larger `message.decompressed.max.bytes`."""
+        try:
+            return record_timestamps(batch, self.config.inflated_bytes_max)
+        except (DecompressionFailed, RecordsInvalid) as exc:
+            log.warning(
+                "%s: the records of the batch at offset %d are not read (%s); a timestamp "
+                "lookup answers with the batch's first offset and max timestamp",
+                self.name,
+                header.base_offset,
+                exc,
+            )
+            return None
 
     def max_timestamp_offset(self, limit_offset: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with the largest timestamp (ListOffsets -3)."""
@@ -724,10 +747,11 @@ class PartitionLog:
             return None
         timestamp, index, position, size = best
         batch = self.segments[index].read(position, position + size)
-        for offset, record_timestamp in record_timestamps(batch):
+        header = parse_header(batch)
+        for offset, record_timestamp in self._timestamps(batch, header) or ():
             if record_timestamp == timestamp:
                 return offset, timestamp
-        return parse_header(batch).last_offset, timestamp
+        return header.last_offset, timestamp
 
     def first_header(self, offset: int) -> BatchHeader | None:
         segment = self.segments[self._segment_index(offset)]

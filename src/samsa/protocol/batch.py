@@ -114,12 +114,20 @@ def iter_batches(data: bytes | memoryview) -> Iterator[tuple[int, BatchHeader]]:
         position += header.size
 
 
-class InvalidBatch(Exception):
-    """A produced batch that fails validation; `error` is the code for that partition."""
+# KIP-467: a record that caused its batch to be refused, as (batch index, message or None).
+RecordError = tuple[int, str | None]
 
-    def __init__(self, error: ErrorCode, message: str) -> None:
+
+class InvalidBatch(Exception):
+    """A produced batch that fails validation; `error` is the code for that partition, and
+    `record_errors` name the records that caused it where Kafka names them (KIP-467)."""
+
+    def __init__(
+        self, error: ErrorCode, message: str, record_errors: tuple[RecordError, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.error = error
+        self.record_errors = record_errors
 
 
 def validate_produced(records: bytes, message_bytes_max: int) -> BatchHeader:

@@ -1,62 +1,26 @@
-"""The timestamps of the records inside one v2 batch, for ListOffsets by timestamp.
+"""The records inside one stored v2 batch, for ListOffsets by timestamp and the simulation.
 
-The produce and fetch paths never look inside a batch; only a timestamp lookup does, on the one
-batch that holds the answer. Records are decompressed with the codec named in the batch
-attributes (gzip from the standard library; snappy, lz4 and zstd through cramjam).
+The produce and fetch paths never decode records for this; only a timestamp lookup does, on
+the one batch that holds the answer. Decompression goes through `samsa.protocol.compression`
+with the same bound as produce (`message.decompressed.max.bytes`), and every length is checked
+against the bytes: a stored batch that does not decode within the bound (one written before
+samsa validated records, or under a larger bound) raises `DecompressionFailed` or
+`RecordsInvalid` to the caller, never an allocation of what the batch claims.
 """
 
 from __future__ import annotations
 
-import gzip
-import struct
 from dataclasses import dataclass
 
-import cramjam
-
 from samsa.protocol.batch import HEADER_BYTES, TIMESTAMP_TYPE_MASK, parse_header
+from samsa.protocol.compression import inflate
+from samsa.protocol.records_walk import RecordsInvalid, read_varint
 
-NONE, GZIP, SNAPPY, LZ4, ZSTD = range(5)
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-_XERIAL_HEADER_BYTES = 16
-_BLOCK = struct.Struct(">i")
-
-
-def decompress(codec: int, data: bytes) -> bytes:
-    if codec == NONE:
-        return data
-    if codec == GZIP:
-        return gzip.decompress(data)
-    if codec == SNAPPY:
-        if data.startswith(_XERIAL_MAGIC):  # snappy-java's framing, as the Java client writes it
-            out = bytearray()
-            position = _XERIAL_HEADER_BYTES
-            while position < len(data):
-                (size,) = _BLOCK.unpack_from(data, position)
-                position += _BLOCK.size
-                out += bytes(cramjam.snappy.decompress_raw(data[position : position + size]))
-                position += size
-            return bytes(out)
-        return bytes(cramjam.snappy.decompress_raw(data))
-    if codec == LZ4:
-        return bytes(cramjam.lz4.decompress(data))
-    if codec == ZSTD:
-        return bytes(cramjam.zstd.decompress(data))
-    raise ValueError(f"unknown compression codec {codec}")
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    """A zigzag varint (Kafka's record fields); returns (value, next position)."""
-    shift = 0
-    raw = 0
-    while True:
-        byte = data[position]
-        position += 1
-        raw |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (raw >> 1) ^ -(raw & 1), position
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
+# What a read inflates a batch to at most when the caller names no bound (the broker setting's
+# default).
+INFLATED_BYTES_MAX = 16 * 1024 * 1024
+_INT32_BYTES_MAX = 5
+_INT64_BYTES_MAX = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,36 +31,46 @@ class RecordView:
     value: bytes | None
 
 
-def records(batch: bytes) -> list[RecordView]:
+def records(batch: bytes, inflated_bytes_max: int = INFLATED_BYTES_MAX) -> list[RecordView]:
     """Every record of a stored batch, in order (headers skipped)."""
     header = parse_header(batch)
     log_append_time = bool(header.attributes & TIMESTAMP_TYPE_MASK)
-    data = decompress(header.compression, bytes(batch[HEADER_BYTES : header.size]))
+    with memoryview(batch) as view:
+        data = inflate(header.compression, view[HEADER_BYTES : header.size], inflated_bytes_max)
     found = []
     position = 0
-    for _ in range(header.records_count):
-        length, position = _varint(data, position)
-        end = position + length
-        position += 1  # record attributes
-        timestamp_delta, position = _varint(data, position)
-        offset_delta, position = _varint(data, position)
-        key, position = _bytes(data, position)
-        value, position = _bytes(data, position)
-        timestamp = (
-            header.max_timestamp if log_append_time else (header.base_timestamp + timestamp_delta)
-        )
-        found.append(RecordView(header.base_offset + offset_delta, timestamp, key, value))
-        position = end
+    try:
+        for index in range(header.records_count):
+            length, position = read_varint(data, position, _INT32_BYTES_MAX)
+            end = position + length
+            if length < 0 or end > len(data):
+                raise RecordsInvalid(f"record {index} has length {length}")
+            position += 1  # record attributes
+            timestamp_delta, position = read_varint(data, position, _INT64_BYTES_MAX)
+            offset_delta, position = read_varint(data, position, _INT32_BYTES_MAX)
+            key, position = _bytes(data, position, end)
+            value, position = _bytes(data, position, end)
+            timestamp = (
+                header.max_timestamp if log_append_time else header.base_timestamp + timestamp_delta
+            )
+            found.append(RecordView(header.base_offset + offset_delta, timestamp, key, value))
+            position = end
+    except IndexError:
+        raise RecordsInvalid("the records end before the batch header's count") from None
     return found
 
 
-def _bytes(data: bytes, position: int) -> tuple[bytes | None, int]:
-    length, position = _varint(data, position)
+def _bytes(data: bytes, position: int, end: int) -> tuple[bytes | None, int]:
+    length, position = read_varint(data, position, _INT32_BYTES_MAX)
     if length < 0:
         return None, position
+    if position + length > end:
+        raise RecordsInvalid(f"a field of {length} bytes overruns its record")
     return data[position : position + length], position + length
 
 
-def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
+def record_timestamps(
+    batch: bytes, inflated_bytes_max: int = INFLATED_BYTES_MAX
+) -> list[tuple[int, int]]:
     """(offset, timestamp) of every record in a stored batch, in order."""
-    return [(record.offset, record.timestamp) for record in records(batch)]
+    return [(record.offset, record.timestamp) for record in records(batch, inflated_bytes_max)]
