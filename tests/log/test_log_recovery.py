@@ -11,6 +11,7 @@ from log_batches import NOW_MS, OpenLog, append, make_batch, offsets, segment_fi
 from samsa.log.partition import CorruptLog, PartitionLog
 from samsa.log.segment import segment_name
 from samsa.protocol.batch import CRC_START, HEADER_BYTES, iter_batches
+from samsa.testing.damage import flip_byte
 
 HUGE = 1 << 30
 
@@ -45,14 +46,6 @@ def batch_positions(path: str) -> list[tuple[int, int]]:
     with open(path, "rb") as f:
         data = f.read()
     return [(position, header.size) for position, header in iter_batches(data)]
-
-
-def flip_byte(path: str, position: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(position)
-        byte = f.read(1)
-        f.seek(position)
-        f.write(bytes([byte[0] ^ 0x5A]))
 
 
 def append_bytes(path: str, data: bytes) -> None:

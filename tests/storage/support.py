@@ -356,14 +356,6 @@ def check_whole_batches(path: Path) -> None:
     assert end == len(data), f"{path}: {len(data) - end} byte(s) after the last whole batch"
 
 
-def flip_byte(path: Path, position: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(position)
-        byte = f.read(1)
-        f.seek(position)
-        f.write(bytes([byte[0] ^ 0x5A]))
-
-
 def middle_batch(path: Path) -> tuple[int, int]:
     """(position, size) of a batch with whole batches before and after it."""
     found = batches(path)

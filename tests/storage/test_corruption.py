@@ -14,6 +14,7 @@ import confluent_kafka
 import pytest
 
 from samsa.demo.guarantees import create_topic
+from samsa.testing.damage import flip_byte
 from samsa.testing.process import BrokerProcess
 
 from .conftest import StartBroker
@@ -24,7 +25,6 @@ from .support import (
     check_whole_batches,
     fetch_error,
     fingerprint,
-    flip_byte,
     half_a_batch,
     lines,
     metadata_error,

@@ -145,12 +145,6 @@ def in_segment(batches: list[Batch], base: int) -> list[Batch]:
 
 
 # ------------------------------------------------------------------ damage
-def flip_byte(path: str, position: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(position)
-        byte = f.read(1)
-        f.seek(position)
-        f.write(bytes([byte[0] ^ 0x5A]))
 
 
 def remove_segment(

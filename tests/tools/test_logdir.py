@@ -11,11 +11,11 @@ import struct
 import confluent_kafka
 
 from samsa.log.segment import segment_name
+from samsa.testing.damage import flip_byte
 from samsa.testing.embedded import embedded_broker
 from tools.support import (
     TOPIC,
     Batch,
-    flip_byte,
     in_segment,
     partition,
     remove_segment,

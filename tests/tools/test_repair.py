@@ -19,6 +19,7 @@ from samsa.log.storage import OsStorage
 from samsa.protocol.batch import TRANSACTIONAL_FLAG, validate_produced
 from samsa.protocol.batch_writer import record_batch
 from samsa.state.producers import Duplicate
+from samsa.testing.damage import flip_byte
 from samsa.testing.embedded import embedded_broker
 from samsa.tools import RepairFailed, repair
 from samsa.tools.repair import describe
@@ -26,7 +27,6 @@ from tools.support import (
     TOPIC,
     Batch,
     build_partition,
-    flip_byte,
     in_segment,
     layout,
     partition,
