@@ -42,6 +42,7 @@ from samsa.testing.poison import (
     gzip_bomb,
     reseal,
     with_records,
+    zigzag_varint,
     zstd_bomb,
 )
 from samsa.testing.requirements import missing
@@ -57,16 +58,6 @@ def refused(batch: bytes, policy: RecordPolicy = POLICY, now_ms: int = NOW_MS) -
     return caught.value
 
 
-def zigzag(value: int) -> bytes:
-    raw = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
-    return bytes(out)
-
-
 def record(
     offset_delta: int,
     *,
@@ -76,15 +67,15 @@ def record(
     headers: bytes = b"\x00",
 ) -> bytes:
     """One record's bytes, fields as given (to build records Kafka's writers never would)."""
-    body = b"\x00" + zigzag(timestamp_delta) + zigzag(offset_delta)
+    body = b"\x00" + zigzag_varint(timestamp_delta) + zigzag_varint(offset_delta)
     for field in (key, value):
-        body += zigzag(-1) if field is None else zigzag(len(field)) + field
+        body += zigzag_varint(-1) if field is None else zigzag_varint(len(field)) + field
     body += headers
     return framed(body)
 
 
 def framed(body: bytes) -> bytes:
-    return zigzag(len(body)) + body
+    return zigzag_varint(len(body)) + body
 
 
 # ----------------------------------------------------------------- the poison of issue 13
@@ -104,28 +95,30 @@ def test_each_poison_batch_is_refused_with_kafkas_code(poison: Poison) -> None:
         (
             "key length -2",
             record(0)
-            + framed(b"\x00" + zigzag(0) + zigzag(1) + zigzag(-2) + b"\x00\x00")
+            + framed(
+                b"\x00" + zigzag_varint(0) + zigzag_varint(1) + zigzag_varint(-2) + b"\x00\x00"
+            )
             + record(2),
             ErrorCode.invalid_record,
         ),
         (
             "header count -1",
-            record(0) + record(1, headers=zigzag(-1)) + record(2),
+            record(0) + record(1, headers=zigzag_varint(-1)) + record(2),
             ErrorCode.invalid_record,
         ),
         (
             "a million headers in a small record",
-            record(0, headers=zigzag(10**6)) + record(1) + record(2),
+            record(0, headers=zigzag_varint(10**6)) + record(1) + record(2),
             ErrorCode.invalid_record,
         ),
         (
             "record length past the batch",
-            zigzag(10**6) + record(0) + record(1) + record(2),
+            zigzag_varint(10**6) + record(0) + record(1) + record(2),
             ErrorCode.invalid_record,
         ),
         (
             "negative record length",
-            zigzag(-5) + record(0)[1:] + record(1) + record(2),
+            zigzag_varint(-5) + record(0)[1:] + record(1) + record(2),
             ErrorCode.invalid_record,
         ),
         (

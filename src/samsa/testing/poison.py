@@ -65,10 +65,11 @@ def with_count(batch: bytes, count: int, consistent: bool) -> bytes:
 def _varint_11_bytes() -> bytes:
     """One record whose timestamp delta is an 11-byte varint (Kafka allows 10 at most)."""
     body = b"\x00" + b"\x80" * 10 + b"\x00" + b"\x00" + b"\x01" + b"\x02x" + b"\x00"
-    return _zigzag_varint(len(body)) + body
+    return zigzag_varint(len(body)) + body
 
 
-def _zigzag_varint(value: int) -> bytes:
+def zigzag_varint(value: int) -> bytes:
+    """`value` as Kafka's zigzag varint (records' lengths and deltas)."""
     raw = (value << 1) ^ (value >> 63)
     out = bytearray()
     while raw >= 0x80:
