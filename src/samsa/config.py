@@ -112,6 +112,14 @@ class BrokerConfig:
     max_connections_per_ip_overrides: str = ""
     """`max.connections.per.ip.overrides`: `ip:count,ip:count` (IP addresses; Kafka also takes
     host names)."""
+    max_broker_partitions: int = 20_000
+    """`max.broker.partitions` (KIP-578's name; Kafka never shipped it): partitions this broker
+    may hold, all topics together; a CreateTopics or CreatePartitions past it is refused with
+    POLICY_VIOLATION. Each costs about 6 KB of memory, and descriptors only while in use."""
+    log_open_files_max: int = 0
+    """`log.open.files.max` (samsa's own): descriptors log files may hold at once, the least
+    recently used closed beyond it (fsynced first if written since their last fsync); 0: a
+    quarter of the process's open-files limit. See `samsa.server.descriptors`."""
     # ---
     fetch_max_bytes: int = 57_671_680
     advertised_listeners: str = ""
@@ -170,6 +178,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max.connections": ("max_connections", _int),
     "max.connections.per.ip": ("max_connections_per_ip", _int),
     "max.connections.per.ip.overrides": ("max_connections_per_ip_overrides", _str),
+    "log.open.files.max": ("log_open_files_max", _non_negative),
+    "max.broker.partitions": ("max_broker_partitions", _positive),
     "fetch.max.bytes": ("fetch_max_bytes", _int),
     "advertised.listeners": ("advertised_listeners", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),

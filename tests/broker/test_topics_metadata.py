@@ -110,6 +110,6 @@ def test_internal_topics_cannot_be_deleted_or_grown(tmp_path: Path, name: str) -
     with pytest.raises(TopicError, match="cannot delete internal topic"):
         broker.topics.delete(name)
     with pytest.raises(TopicError, match="cannot add partitions to internal topic"):
-        broker.topics.create_partitions(name, 2, NOW_MS, validate_only=False)
+        broker.topics.plan_growth(name, 2)
     assert broker.topics.get(name) is not None
     broker.close()

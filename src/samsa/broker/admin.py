@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from samsa.broker.outcomes import Outcome
-from samsa.broker.topics import TOPIC_SETTINGS, TopicError
+from samsa.broker.outcomes import AwaitWork, Outcome
+from samsa.broker.topics import (
+    EXCESSIVE_BATCH,
+    PARTITIONS_PER_REQUEST_MAX,
+    TOPIC_SETTINGS,
+    Topic,
+    TopicError,
+)
 from samsa.config import broker_settings
+from samsa.log.partition import PartitionLog
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:
@@ -37,8 +45,13 @@ def _check_replication(broker: Broker, factor: int, assignments: Any) -> None:
 
 
 def handle_create_topics(broker: Broker, request: Request) -> Outcome:
+    """Checked here, made off the event loop (10,000 partitions take seconds of mkdir and
+    fsync), recorded back on it: other clients are served meanwhile."""
     body = request.payload
-    results = []
+    topics = broker.topics
+    results: list[dict[str, Any]] = []
+    plans: list[tuple[dict[str, Any], Topic, int]] = []
+    names = Counter(wanted.name for wanted in body.topics)
     for wanted in body.topics:
         result: dict[str, Any] = {
             "name": wanted.name,
@@ -49,27 +62,79 @@ def handle_create_topics(broker: Broker, request: Request) -> Outcome:
             "replication_factor": -1,
             "configs": None,
         }
+        results.append(result)
         try:
+            if names[wanted.name] > 1:
+                raise TopicError(
+                    ErrorCode.invalid_request, f"topic {wanted.name!r} is in the request twice"
+                )
             _check_replication(broker, int(wanted.replication_factor), wanted.assignments)
             count = len(wanted.assignments) if wanted.assignments else int(wanted.num_partitions)
-            configs = {c.name: c.value for c in wanted.configs}
-            topic = broker.topics.create(
-                wanted.name,
-                count,
-                configs,
-                broker.clock_ms(),
-                validate_only=bool(body.validate_only),
+            topic, count = topics.plan(
+                wanted.name, count, {c.name: c.value for c in wanted.configs}
             )
-            result.update(
-                topic_id=topic.topic_id,
-                num_partitions=count,
-                replication_factor=1,
-                configs=[_describe_setting(broker, topic, name, True) for name in TOPIC_SETTINGS],
-            )
+            topics.reserve(topic.name, count)  # the next topic's checks count this one
+            plans.append((result, topic, count))
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
-        results.append(result)
-    return broker.reply(request, {"throttle_time": 0, "topics": results})
+    for _, topic, _ in plans:
+        topics.release(topic.name)
+    if sum(count for _, _, count in plans) > PARTITIONS_PER_REQUEST_MAX:
+        for result in results:
+            result.update(error_code=ErrorCode.policy_violation, error_message=EXCESSIVE_BATCH)
+        return broker.reply(request, _created(results))
+    for result, topic, count in plans:
+        _describe_created(broker, result, topic, count)
+    if body.validate_only or not plans:
+        return broker.reply(request, _created(results))
+    for _, topic, count in plans:
+        topics.reserve(topic.name, count)
+    now_ms = broker.clock_ms()
+
+    def work() -> list[list[PartitionLog] | OSError]:
+        made: list[list[PartitionLog] | OSError] = []
+        for _, topic, count in plans:
+            try:
+                made.append(topics.build(topic, 0, count, now_ms))
+            except OSError as exc:
+                made.append(exc)
+        return made
+
+    def finish(made: list[list[PartitionLog] | OSError] | OSError) -> Any:
+        for i, (result, topic, _) in enumerate(plans):
+            built = made if isinstance(made, OSError) else made[i]
+            try:
+                if isinstance(built, OSError):
+                    topics.release(topic.name)
+                    raise TopicError(
+                        ErrorCode.kafka_storage_error, f"creating {topic.name!r}: {built}"
+                    )
+                topics.commit(topic, 0, built)
+            except TopicError as exc:
+                result.update(
+                    topic_id=None,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                    configs=None,
+                    error_code=exc.error,
+                    error_message=str(exc),
+                )
+        return broker.reply(request, _created(results)).payload
+
+    return AwaitWork(request.correlation_id, work, finish)
+
+
+def _created(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"throttle_time": 0, "topics": results}
+
+
+def _describe_created(broker: Broker, result: dict[str, Any], topic: Topic, count: int) -> None:
+    result.update(
+        topic_id=topic.topic_id,
+        num_partitions=count,
+        replication_factor=1,
+        configs=[_describe_setting(broker, topic, name, True) for name in TOPIC_SETTINGS],
+    )
 
 
 def handle_delete_topics(broker: Broker, request: Request) -> Outcome:
@@ -106,23 +171,63 @@ def handle_delete_topics(broker: Broker, request: Request) -> Outcome:
 
 
 def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
+    """As CreateTopics: checked here, made off the event loop, recorded back on it."""
     body = request.payload
-    results = []
+    topics = broker.topics
+    results: list[dict[str, Any]] = []
+    plans: list[tuple[dict[str, Any], Topic, int, int]] = []
     for wanted in body.topics:
         result: dict[str, Any] = {
             "name": wanted.name,
             "error_code": ErrorCode.none,
             "error_message": None,
         }
+        results.append(result)
         try:
             _check_replication(broker, 1, wanted.assignments)
-            broker.topics.create_partitions(
-                wanted.name, int(wanted.count), broker.clock_ms(), bool(body.validate_only)
-            )
+            topic, added = topics.plan_growth(wanted.name, int(wanted.count))
+            topics.reserve(topic.name, added)
+            plans.append((result, topic, len(topic.partitions), added))
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
-        results.append(result)
-    return broker.reply(request, {"throttle_time": 0, "results": results})
+    if sum(added for *_, added in plans) > PARTITIONS_PER_REQUEST_MAX:
+        for _, topic, _, _ in plans:
+            topics.release(topic.name)
+        for result in results:
+            result.update(error_code=ErrorCode.policy_violation, error_message=EXCESSIVE_BATCH)
+        return broker.reply(request, _grown(results))
+    if body.validate_only or not plans:
+        for _, topic, _, _ in plans:
+            topics.release(topic.name)
+        return broker.reply(request, _grown(results))
+    now_ms = broker.clock_ms()
+
+    def work() -> list[list[PartitionLog] | OSError]:
+        made: list[list[PartitionLog] | OSError] = []
+        for _, topic, first, added in plans:
+            try:
+                made.append(topics.build(topic, first, added, now_ms))
+            except OSError as exc:
+                made.append(exc)
+        return made
+
+    def finish(made: list[list[PartitionLog] | OSError] | OSError) -> Any:
+        for i, (result, topic, first, _) in enumerate(plans):
+            built = made if isinstance(made, OSError) else made[i]
+            try:
+                if isinstance(built, OSError):
+                    topics.release(topic.name)
+                    raise TopicError(ErrorCode.kafka_storage_error, f"adding partitions: {built}")
+                topics.commit(topic, first, built)
+            except TopicError as exc:
+                result.update(error_code=exc.error, error_message=str(exc))
+        return broker.reply(request, _grown(results)).payload
+
+    return AwaitWork(request.correlation_id, work, finish)
+
+
+def _grown(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"throttle_time": 0, "results": results}
 
 
 def _describe_setting(broker: Broker, topic: Any, name: str, for_create: bool) -> dict[str, Any]:

@@ -150,10 +150,13 @@ def _read_log(
             log_start_offset=log.log_start_offset,
         )
         return partition
+    size_max = min(want.max_bytes, remaining)
+    if size_max < 0:  # Kafka's log read refuses a negative size (IllegalArgumentException)
+        return _error_partition(want.partition, ErrorCode.unknown_server_error)
     limit = stable_offset(log) if isolation == READ_COMMITTED else log.high_watermark
     records: bytes | memoryview = b""
     if remaining > 0 or min_one:
-        records = log.read(want.fetch_offset, min(want.max_bytes, remaining), limit, min_one)
+        records = log.read(want.fetch_offset, size_max, limit, min_one)
     return {
         "partition_index": want.partition,
         "error_code": ErrorCode.none,

@@ -73,6 +73,8 @@ def _lookup(broker: Broker, name: str, auto_create: bool) -> dict[str, Any]:
         return describe_topic(broker, topic)
     try:
         check_topic_name(name)
+        if name in broker.topics.pending:  # CreateTopics is making it: the client retries
+            return _missing_topic(name, ErrorCode.leader_not_available)
         if not (auto_create and broker.config.auto_create_topics_enable):
             return _missing_topic(name, ErrorCode.unknown_topic_or_partition)
         topic = broker.topics.create(name, -1, {}, broker.clock_ms())

@@ -64,4 +64,16 @@ class AwaitSlot:
     slot: Slot
 
 
-Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData | AwaitSlot
+@dataclass(frozen=True, slots=True)
+class AwaitWork:
+    """Run `work` off the event loop (file-system work too long to stall other clients: a
+    topic's partition directories), then `finish(result)` on it, which returns the payload.
+    `result` is what `work` returned, or the OSError it raised. `work` touches only storage,
+    never broker state: `finish` does that."""
+
+    correlation_id: int
+    work: Callable[[], Any]
+    finish: Callable[[Any], Any]
+
+
+Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData | AwaitSlot | AwaitWork

@@ -54,7 +54,12 @@ class DataDirError(Exception):
 
 
 TOPIC_NAME_LENGTH_MAX = 249
-PARTITIONS_MAX = 10_000
+# Kafka's controller refuses a request that would write more than 10,000 records
+# (`MAX_RECORDS_PER_USER_OP`, one per new partition) with POLICY_VIOLATION and this message,
+# for every topic in the request. No one topic can have more partitions either.
+PARTITIONS_PER_REQUEST_MAX = 10_000
+PARTITIONS_MAX = PARTITIONS_PER_REQUEST_MAX
+EXCESSIVE_BATCH = "Unable to perform excessively large batch operation."
 
 # Topic-level settings samsa honours, with the broker setting each one defaults to.
 TOPIC_SETTINGS: dict[str, str] = {
@@ -96,6 +101,11 @@ def check_topic_name(name: str) -> None:
         )
 
 
+def collision_key(name: str) -> str:
+    """Kafka's metric names turn '.' into '_': two topics whose names then match collide."""
+    return name.replace(".", "_")
+
+
 @dataclass(slots=True)
 class Topic:
     name: str
@@ -117,6 +127,9 @@ class Topics:
         self.data_dir = data_dir
         self.config = config
         self.topics: dict[str, Topic] = {}
+        # Partitions being made off the loop (`build`), by topic: reserved against the limits
+        # and against a second creation of the same name until `commit` or `release`.
+        self.pending: dict[str, int] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self.topics
@@ -357,17 +370,37 @@ class Topics:
                 durable = partition_log.close() and durable
         return durable
 
+    @property
+    def partition_count(self) -> int:
+        """Partitions on this broker, with those being made."""
+        return sum(len(t.partitions) for t in self.topics.values()) + sum(self.pending.values())
+
     def create(
-        self,
-        name: str,
-        partitions: int,
-        configs: Mapping[str, str | None],
-        now_ms: int,
-        validate_only: bool = False,
+        self, name: str, partitions: int, configs: Mapping[str, str | None], now_ms: int
     ) -> Topic:
+        """Create a topic here and now (auto-creation, internal topics): `plan`, `build` and
+        `commit` in one step. CreateTopics builds off the event loop instead."""
+        topic, count = self.plan(name, partitions, configs)
+        self.reserve(name, count)
+        built = self.build(topic, 0, count, now_ms)
+        return self.commit(topic, 0, built)
+
+    def plan(
+        self, name: str, partitions: int, configs: Mapping[str, str | None]
+    ) -> tuple[Topic, int]:
+        """The topic a creation would make, and its partition count; `TopicError` if Kafka
+        would refuse it. Nothing is reserved or written."""
         check_topic_name(name)
-        if name in self.topics:
+        if name in self.topics or name in self.pending:
             raise TopicError(ErrorCode.topic_already_exists, f"topic {name!r} already exists")
+        key = collision_key(name)
+        for other in (*self.topics, *self.pending):
+            if collision_key(other) == key:
+                raise TopicError(
+                    ErrorCode.invalid_topic_exception,
+                    f"topic {name!r} collides with existing topic {other!r} ('.' and '_' "
+                    "are the same in metric names)",
+                )
         if partitions == -1:
             partitions = self.config.num_partitions
         if not 1 <= partitions <= PARTITIONS_MAX:
@@ -376,23 +409,18 @@ class Topics:
                 f"{partitions} partitions; expected 1 to {PARTITIONS_MAX}",
             )
         topic = Topic(name, uuid.uuid4(), self.check_configs(configs))
-        if validate_only:
-            return topic
-        try:
-            self._add_partitions(topic, partitions, now_ms)
-            self.topics[name] = topic
-            self._save()
-        except OSError as exc:
-            self.topics.pop(name, None)
-            for partition_log in topic.partitions:
-                partition_log.delete()
-            raise TopicError(ErrorCode.kafka_storage_error, f"creating {name!r}: {exc}") from exc
-        return topic
+        self.check_broker_room(partitions)
+        return topic, partitions
 
-    def create_partitions(self, name: str, count: int, now_ms: int, validate_only: bool) -> None:
+    def plan_growth(self, name: str, count: int) -> tuple[Topic, int]:
+        """The topic CreatePartitions would grow to `count`, and how many partitions it adds."""
         topic = self.topics.get(name)
         if topic is None:
             raise TopicError(ErrorCode.unknown_topic_or_partition, f"no topic {name!r}")
+        if name in self.pending:
+            raise TopicError(
+                ErrorCode.reassignment_in_progress, f"partitions are being added to {name!r}"
+            )
         if count <= len(topic.partitions):
             raise TopicError(
                 ErrorCode.invalid_partitions,
@@ -401,17 +429,76 @@ class Topics:
         if count > PARTITIONS_MAX:
             raise TopicError(ErrorCode.invalid_partitions, f"limit is {PARTITIONS_MAX}")
         _refuse_internal(topic, "add partitions to")
-        if validate_only:
-            return
-        before = len(topic.partitions)
+        added = count - len(topic.partitions)
+        self.check_broker_room(added)
+        return topic, added
+
+    def check_broker_room(self, added: int) -> None:
+        limit = self.config.max_broker_partitions
+        if self.partition_count + added > limit:
+            raise TopicError(
+                ErrorCode.policy_violation,
+                f"{added} more partitions would exceed max.broker.partitions={limit} "
+                f"(this broker has {self.partition_count})",
+            )
+
+    def reserve(self, name: str, count: int) -> None:
+        self.pending[name] = count
+
+    def release(self, name: str) -> None:
+        self.pending.pop(name, None)
+
+    def build(self, topic: Topic, first: int, count: int, now_ms: int) -> list[PartitionLog]:
+        """Make partitions `first` .. `first + count - 1` of `topic` on disk: the slow part of a
+        creation, safe off the event loop (it touches storage only). On an OSError, what it
+        made is removed again and the error propagates."""
+        log_config = self.log_config(topic)
+        built: list[PartitionLog] = []
         try:
-            self._add_partitions(topic, count - before, now_ms)
+            for index in range(first, first + count):
+                directory = partition_directory(self.data_dir, topic.name, index)
+                self.storage.rmtree(directory)  # left over from a create that never completed
+                built.append(
+                    PartitionLog.open(
+                        self.storage,
+                        directory,
+                        topic.name,
+                        index,
+                        log_config,
+                        now_ms,
+                        recover=False,
+                    )
+                )
+            self.storage.sync_dir(self.data_dir)
+        except OSError:
+            _remove(built)
+            raise
+        return built
+
+    def commit(self, topic: Topic, first: int, built: list[PartitionLog]) -> Topic:
+        """Make built partitions part of `topic` (a new topic, or one grown from `first`
+        partitions) and record it in topics.json; `TopicError` if that fails, or if a grown
+        topic was deleted meanwhile (then the built partitions are removed)."""
+        self.release(topic.name)
+        grown = first > 0
+        if grown and self.topics.get(topic.name) is not topic:
+            _remove(built)
+            raise TopicError(
+                ErrorCode.unknown_topic_or_partition, f"topic {topic.name!r} was deleted"
+            )
+        topic.partitions.extend(built)
+        self.topics[topic.name] = topic
+        try:
             self._save()
         except OSError as exc:
-            for partition_log in topic.partitions[before:]:
-                partition_log.delete()
-            del topic.partitions[before:]
-            raise TopicError(ErrorCode.kafka_storage_error, f"adding partitions: {exc}") from exc
+            del topic.partitions[first:]
+            if not grown:
+                del self.topics[topic.name]
+            _remove(built)
+            raise TopicError(
+                ErrorCode.kafka_storage_error, f"recording {topic.name!r}: {exc}"
+            ) from exc
+        return topic
 
     def delete(self, name: str) -> Topic:
         topic = self.topics.get(name)
@@ -432,25 +519,6 @@ class Topics:
             self.storage.rmtree(partition_log.directory)
         return topic
 
-    def _add_partitions(self, topic: Topic, count: int, now_ms: int) -> None:
-        log_config = self.log_config(topic)
-        first = len(topic.partitions)
-        for index in range(first, first + count):
-            directory = partition_directory(self.data_dir, topic.name, index)
-            self.storage.rmtree(directory)  # left over from a create that never completed
-            topic.partitions.append(
-                PartitionLog.open(
-                    self.storage,
-                    directory,
-                    topic.name,
-                    index,
-                    log_config,
-                    now_ms,
-                    recover=False,
-                )
-            )
-        self.storage.sync_dir(self.data_dir)
-
     def _metadata_path(self) -> str:
         return os.path.join(self.data_dir, METADATA_FILE)
 
@@ -468,6 +536,11 @@ class Topics:
 
     def _save_entries(self, entries: Mapping[str, object]) -> None:
         self.storage.write_atomic(self._metadata_path(), json.dumps(entries, indent=1).encode())
+
+
+def _remove(built: list[PartitionLog]) -> None:
+    for partition_log in built:
+        partition_log.delete()
 
 
 def _refuse_internal(topic: Topic, action: str) -> None:

@@ -12,9 +12,13 @@ pid, so the refusal can name it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Protocol
 
 Bytes = bytes | bytearray | memoryview
@@ -60,39 +64,171 @@ class Storage(Protocol):
     def sync_dir(self, path: str) -> None: ...
 
 
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+class FileCache:
+    """The open descriptors of log files, at most `capacity` at once (`log.open.files.max`).
+
+    A file's descriptor is opened on first use and closed, least recently used first, when
+    another file needs room, so a broker with 10,000 partitions (four files per segment) does
+    not need 40,000 descriptors. A descriptor in use (pinned for the length of one call, on the
+    loop or on an fsync worker) is never closed under its user. Closing one whose file has
+    writes not yet fsynced fsyncs it first: once a descriptor is closed, an error from the
+    page cache's writeback could otherwise be lost with the inode (PostgreSQL's "fsyncgate");
+    a failure there is kept and raised by that file's next write or sync, so its log goes
+    offline as for any failed fsync. Such an fsync runs under the cache's lock, on whichever
+    thread needed room: the price of more files than descriptors, paid only then.
+    """
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity  # None: unbounded
+        self._open: OrderedDict[OsFile, None] = OrderedDict()  # least recently used first
+        self._lock = threading.Lock()
+        self.opens = 0
+        self.evictions = 0
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    @contextlib.contextmanager
+    def descriptor(self, file: OsFile) -> Iterator[int]:
+        """`file`'s descriptor, opened if need be, and kept open until the block ends."""
+        with self._lock:
+            if file.closed:
+                raise OSError(errno.EBADF, f"{file.path} is closed")
+            if file.fd < 0:
+                self._make_room(1)
+                file.fd = self._os_open(file.path)
+                self.opens += 1
+                self._open[file] = None
+            else:
+                self._open.move_to_end(file)
+            file.pins += 1
+        try:
+            yield file.fd
+        finally:
+            with self._lock:
+                file.pins -= 1
+                if file.closed and file.pins == 0:
+                    self._close(file)
+
+    def close(self, file: OsFile) -> None:
+        """`file` is done with; its descriptor closes now, or when its last user is done."""
+        with self._lock:
+            file.closed = True
+            if file.pins == 0:
+                self._close(file)
+
+    def _os_open(self, path: str) -> int:
+        try:
+            return os.open(path, _OPEN_FLAGS, 0o644)
+        except OSError as exc:
+            # Something else took the process's last descriptors: give back half of ours.
+            if exc.errno not in _OUT_OF_DESCRIPTORS or not self._open:
+                raise
+            self._evict(max(1, len(self._open) // 2))
+            return os.open(path, _OPEN_FLAGS, 0o644)
+
+    def _make_room(self, needed: int) -> None:
+        if self.capacity is not None:
+            self._evict(len(self._open) + needed - self.capacity)
+
+    def _evict(self, count: int) -> None:
+        victims: list[OsFile] = []
+        for file in self._open:  # least recently used first; pinned ones stay
+            if len(victims) >= count:
+                break
+            if file.pins == 0:
+                victims.append(file)
+        for file in victims:
+            file.sync_before_close()
+            self._close(file)
+            self.evictions += 1
+
+    def _close(self, file: OsFile) -> None:
+        self._open.pop(file, None)
+        if file.fd >= 0:
+            os.close(file.fd)
+            file.fd = -1
+
+
+UNBOUNDED_FILES = FileCache(None)
+
+
 class OsFile:
-    def __init__(self, path: str) -> None:
+    """A file written only at its end, through a descriptor its `FileCache` lends it."""
+
+    def __init__(self, path: str, cache: FileCache = UNBOUNDED_FILES) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self._size = os.fstat(self._fd).st_size
+        self.fd = -1
+        self.pins = 0
+        self.closed = False
+        self._cache = cache
+        self._writes = 0  # appends and truncations so far
+        self._synced_writes = 0  # how many of them an fsync has covered
+        self._lost_sync: OSError | None = None  # an fsync that failed as the descriptor closed
+        with cache.descriptor(self) as fd:  # creates the file now, as the log expects
+            self._size = os.fstat(fd).st_size
 
     def append(self, *parts: Bytes) -> None:
         views = [memoryview(part) for part in parts]
-        while views:
-            written = os.writev(self._fd, views)
-            self._size += written
-            while views and written >= views[0].nbytes:
-                written -= views.pop(0).nbytes
-            if views:
-                views[0] = views[0][written:]
+        with self._cache.descriptor(self) as fd:
+            self._check_synced()
+            self._writes += 1
+            while views:
+                written = os.writev(fd, views)
+                self._size += written
+                while views and written >= views[0].nbytes:
+                    written -= views.pop(0).nbytes
+                if views:
+                    views[0] = views[0][written:]
 
     def read(self, position: int, size: int) -> bytes:
-        return os.pread(self._fd, size, position)
+        with self._cache.descriptor(self) as fd:
+            return os.pread(fd, size, position)
 
     def size(self) -> int:
         return self._size
 
     def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-        self._size = size
+        with self._cache.descriptor(self) as fd:
+            self._check_synced()
+            self._writes += 1
+            os.ftruncate(fd, size)
+            self._size = size
 
     def sync(self) -> None:
-        os.fdatasync(self._fd)
+        with self._cache.descriptor(self) as fd:
+            self._check_synced()
+            covered = self._writes
+            os.fdatasync(fd)
+            self._synced_writes = max(self._synced_writes, covered)
+
+    def sync_before_close(self) -> None:
+        """Called by the cache, under its lock, before it closes this file's descriptor."""
+        if self._synced_writes == self._writes or self._lost_sync is not None:
+            return
+        covered = self._writes
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            self._lost_sync = exc
+            return
+        self._synced_writes = covered
+
+    def _check_synced(self) -> None:
+        if self._lost_sync is not None:
+            raise OSError(
+                self._lost_sync.errno,
+                f"{self.path}: an fsync failed when its descriptor was closed to make room "
+                f"({self._lost_sync.strerror})",
+            )
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._cache.close(self)
 
 
 class OsDirLock:
@@ -125,11 +261,19 @@ def _read_pid(fd: int) -> int | None:
 
 
 class OsStorage:
+    """Real files; log files share one `FileCache` (unbounded unless `open_files_max`)."""
+
+    files: FileCache = UNBOUNDED_FILES
+
+    def __init__(self, open_files_max: int | None = None) -> None:
+        if open_files_max is not None:
+            self.files = FileCache(open_files_max)
+
     def lock(self, directory: str) -> DirLock:
         return OsDirLock(directory)
 
     def open(self, path: str) -> File:
-        return OsFile(path)
+        return OsFile(path, self.files)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)

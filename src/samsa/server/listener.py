@@ -8,9 +8,9 @@ EMFILE and retries up to 100 times per wake-up: thousands of tracebacks when fds
   closed at once, counted, and logged at most once per interval. (Kafka closes one over its
   per-IP limit at once too, but makes one over `max.connections` wait in the listen backlog; a
   client closed at once retries after its reconnect backoff instead of hanging in connect.)
-- File descriptors: connections may use the open-files limit less a reserve (a tenth, at least
-  `FD_RESERVE_MIN`), which stays for the broker's own files (segments, indexes, new topics).
-  A new connection over that closes the connection that has been idle longest (nothing in
+- File descriptors: connections may use their share of the open-files limit
+  (`samsa.server.descriptors`: what log files and the broker's other files leave). A new
+  connection over that closes the connection that has been idle longest (nothing in
   flight, quiet for `EVICTABLE_IDLE_S`) to make room, as nginx reuses idle keep-alive
   connections; with none idle, the new one is closed at once.
 - accept() failing for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM: the broker's own
@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import resource
 import socket
 from collections.abc import Callable
 
 from samsa.config import BrokerConfig, connection_overrides, normalised_ip
 from samsa.ratelog import RateLimitedLog
 from samsa.server.connection import Connection
+from samsa.server.descriptors import connection_fds_max, log_files_max
 
 log = logging.getLogger("samsa.server")
 
@@ -39,16 +39,6 @@ ACCEPTS_PER_WAKEUP = 128
 ACCEPT_PAUSE_S = 0.1  # after accept() ran out of resources with nothing to free
 EVICT_PAUSE_S = 0.005  # after closing an idle connection: its descriptor is free next turn
 EVICTABLE_IDLE_S = 1.0
-FD_RESERVE_MIN = 128
-UNLIMITED = 1 << 62
-
-
-def connection_fds_max() -> int:
-    """File descriptors connections may use: the open-files limit less the broker's reserve."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft <= 0:
-        return UNLIMITED
-    return max(soft - max(FD_RESERVE_MIN, soft // 10), soft // 2)
 
 
 class ConnectionQuotas:
@@ -95,7 +85,8 @@ class Listener:
         self._connections = connections
         self._new_connection = new_connection
         self._limited = limited
-        self.fds_max = connection_fds_max()
+        self._log_files = log_files_max(config.log_open_files_max)
+        self.fds_max = connection_fds_max(self._log_files)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume: asyncio.TimerHandle | None = None
         self._starting: set[asyncio.Task[object]] = set()
@@ -182,7 +173,7 @@ class Listener:
     def _out_of_resources(self, exc: OSError) -> None:
         """accept() failed for want of descriptors or memory: pause, free a descriptor."""
         self.accept_failures += 1
-        self.fds_max = connection_fds_max()  # the limit may have changed (prlimit)
+        self.fds_max = connection_fds_max(self._log_files)  # the limit may have changed (prlimit)
         evicted = self._evict_idle()
         pause_s = EVICT_PAUSE_S if evicted else ACCEPT_PAUSE_S
         self._limited.warning(

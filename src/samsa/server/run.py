@@ -12,6 +12,7 @@ from collections.abc import Callable
 from samsa.broker.core import Broker, Endpoint
 from samsa.config import BrokerConfig, advertised_address
 from samsa.log.storage import OsStorage
+from samsa.server.descriptors import log_files_max
 from samsa.server.server import BrokerServer
 
 LISTEN_BACKLOG = 1024
@@ -65,7 +66,11 @@ async def serve(
     try:
         advertised_host, advertised_port = advertised_address(config, host, sock.getsockname()[1])
         broker = Broker(
-            config, OsStorage(), data_dir, wall_clock_ms, Endpoint(advertised_host, advertised_port)
+            config,
+            OsStorage(log_files_max(config.log_open_files_max)),
+            data_dir,
+            wall_clock_ms,
+            Endpoint(advertised_host, advertised_port),
         )
         broker.open()
     except BaseException:

@@ -17,10 +17,19 @@ import contextlib
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from samsa.broker.core import Broker
-from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, NoReply, Outcome, Reply
+from samsa.broker.outcomes import (
+    AwaitData,
+    AwaitDurable,
+    AwaitSlot,
+    AwaitWork,
+    NoReply,
+    Outcome,
+    Reply,
+)
 from samsa.broker.unsupported import RawFrame
 from samsa.durability import ContinuationFailed, Driver
 from samsa.log.scrub import Scrubber
@@ -80,6 +89,8 @@ class BrokerServer:
         self.group_commit = GroupCommit(self.driver, self._after_round)
         self._timers: list[asyncio.Task[None]] = []
         self._long_polls: set[Pending] = set()
+        # Admin work off the loop (`AwaitWork`), one job at a time, in the order it came.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="samsa-admin")
         self._stopping = False
         self.connections_closed_for_errors = 0
         self.scrubber = Scrubber(
@@ -166,6 +177,9 @@ class BrokerServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.group_commit.close()
+        # Work under way finishes (its files are in place or cleaned up); its answer is not sent,
+        # and what it made without an entry in topics.json the next start removes.
+        self._worker.shutdown(wait=True)
         self.broker.close()
 
     # ----------------------------------------------------------------- timers
@@ -321,7 +335,19 @@ class BrokerServer:
             slotted: Pending = loop.create_future()
             self.driver.slot((outcome.correlation_id, slotted, responses), outcome.slot)
             return slotted
+        if isinstance(outcome, AwaitWork):
+            return asyncio.ensure_future(self._off_loop(outcome, responses))
         raise TypeError(f"unexpected outcome {outcome!r}")
+
+    async def _off_loop(self, outcome: AwaitWork, responses: ResponseBytes) -> Parts:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._worker, outcome.work)
+        except OSError as exc:
+            result = exc
+        payload = outcome.finish(result)
+        self.drive()
+        return _built(responses, _encode(outcome.correlation_id, payload))
 
     async def _long_poll(
         self, outcome: AwaitData, arrived: asyncio.Event, responses: ResponseBytes

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, Close, Reply
+from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, AwaitWork, Close, Reply
 from samsa.config import BrokerConfig
 from samsa.durability import Driver
 from samsa.durability.inline import sync_logs
@@ -199,6 +199,8 @@ class World:
             self.driver.slot(inflight, outcome.slot)
         elif isinstance(outcome, AwaitData):
             inflight.response, inflight.done = outcome.attempt(True), True
+        elif isinstance(outcome, AwaitWork):  # the simulation has no threads: run it here
+            inflight.response, inflight.done = outcome.finish(_run(outcome.work)), True
         elif isinstance(outcome, Close):
             client.on_lost()
             return None
@@ -332,3 +334,10 @@ def run(seed: int, steps: int, odds: Odds | None = None) -> World:
     world.checker.final()
     world.stats.write_errors = world.disk.injected["write_error"]
     return world
+
+
+def _run(work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except OSError as exc:
+        return exc
