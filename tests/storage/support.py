@@ -48,9 +48,11 @@ Stored = dict[int, dict[int, bytes | None]]  # partition -> offset -> value
 
 
 # ------------------------------------------------------------------ a small real disk
-def mount_tmpfs(mount_point: Path, size_bytes: int) -> None:
+def mount_tmpfs(mount_point: Path, size_bytes: int, inodes: int | None = None) -> None:
+    """A tmpfs of `size_bytes`, and of at most `inodes` files and directories if given."""
     mount_point.mkdir(parents=True, exist_ok=True)
-    command = ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(mount_point)]
+    options = f"size={size_bytes}" + (f",nr_inodes={inodes}" if inodes else "")
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:

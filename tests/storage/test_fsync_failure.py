@@ -15,7 +15,12 @@ where this test fails on the parent commit (after its missing "is offline" line)
 
 from __future__ import annotations
 
+import errno
+
+import pytest
+
 from samsa.demo.guarantees import create_topic
+from samsa.log.storage import FileCache, OsFile
 
 from .conftest import StartBroker
 from .support import (
@@ -74,3 +79,26 @@ def test_failed_fsync_takes_the_partition_offline_and_loses_nothing_acknowledged
     broker.start()
     check_acknowledged(read_back(broker.bootstrap, TOPIC, [0]), acknowledged)
     assert produce_error(broker.bootstrap, TOPIC, 0) == 0
+
+
+def test_an_fsync_that_fails_as_the_descriptor_cache_closes_a_file_fails_its_next_write(
+    thin_disk: ThinDisk,
+) -> None:
+    """`log.open.files.max`: a descriptor closed to make room is fsynced first, and a failure
+    there is kept for the file's next write or sync (its log then goes offline, as for any
+    failed fsync). Closed without that fsync, the writeback error could be lost with the
+    inode and the file's next fsync, through a new descriptor, report success."""
+    directory = thin_disk.mount_point / "cached"
+    directory.mkdir()
+    cache = FileCache(1)
+    victim = OsFile(str(directory / "victim"), cache)
+    thin_disk.fill_backing(ROOM_BYTES)
+    victim.append(b"v" * (4 * ROOM_BYTES))  # in the page cache; the device has no room for it
+    OsFile(str(directory / "other"), cache)  # needs the one descriptor: the victim's is closed
+    with pytest.raises(OSError) as refused:
+        victim.append(b"more")
+    # The kernel reports the lost writeback as EIO or, when it knows why, ENOSPC.
+    assert refused.value.errno in (errno.EIO, errno.ENOSPC), refused.value
+    assert "when its descriptor was closed to make room" in str(refused.value)
+    with pytest.raises(OSError):
+        victim.sync()

@@ -52,6 +52,7 @@ def handle_create_topics(broker: Broker, request: Request) -> Outcome:
     results: list[dict[str, Any]] = []
     plans: list[tuple[dict[str, Any], Topic, int]] = []
     names = Counter(wanted.name for wanted in body.topics)
+    requested = sum(_requested_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
         result: dict[str, Any] = {
             "name": wanted.name,
@@ -68,21 +69,17 @@ def handle_create_topics(broker: Broker, request: Request) -> Outcome:
                 raise TopicError(
                     ErrorCode.invalid_request, f"topic {wanted.name!r} is in the request twice"
                 )
+            if requested > PARTITIONS_PER_REQUEST_MAX:
+                raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
             _check_replication(broker, int(wanted.replication_factor), wanted.assignments)
-            count = len(wanted.assignments) if wanted.assignments else int(wanted.num_partitions)
-            topic, count = topics.plan(
-                wanted.name, count, {c.name: c.value for c in wanted.configs}
-            )
+            configs = {c.name: c.value for c in wanted.configs}
+            topic, count = topics.plan(wanted.name, _requested_partitions(broker, wanted), configs)
             topics.reserve(topic.name, count)  # the next topic's checks count this one
             plans.append((result, topic, count))
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
     for _, topic, _ in plans:
         topics.release(topic.name)
-    if sum(count for _, _, count in plans) > PARTITIONS_PER_REQUEST_MAX:
-        for result in results:
-            result.update(error_code=ErrorCode.policy_violation, error_message=EXCESSIVE_BATCH)
-        return broker.reply(request, _created(results))
     for result, topic, count in plans:
         _describe_created(broker, result, topic, count)
     if body.validate_only or not plans:
@@ -122,6 +119,12 @@ def handle_create_topics(broker: Broker, request: Request) -> Outcome:
         return broker.reply(request, _created(results)).payload
 
     return AwaitWork(request.correlation_id, work, finish)
+
+
+def _requested_partitions(broker: Broker, wanted: Any) -> int:
+    """What a CreatableTopic asks for (-1: the broker's num.partitions)."""
+    count = len(wanted.assignments) if wanted.assignments else int(wanted.num_partitions)
+    return broker.config.num_partitions if count == -1 else count
 
 
 def _created(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,6 +179,7 @@ def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
     topics = broker.topics
     results: list[dict[str, Any]] = []
     plans: list[tuple[dict[str, Any], Topic, int, int]] = []
+    requested = sum(_added_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
         result: dict[str, Any] = {
             "name": wanted.name,
@@ -184,18 +188,14 @@ def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
         }
         results.append(result)
         try:
+            if requested > PARTITIONS_PER_REQUEST_MAX:
+                raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
             _check_replication(broker, 1, wanted.assignments)
             topic, added = topics.plan_growth(wanted.name, int(wanted.count))
             topics.reserve(topic.name, added)
             plans.append((result, topic, len(topic.partitions), added))
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
-    if sum(added for *_, added in plans) > PARTITIONS_PER_REQUEST_MAX:
-        for _, topic, _, _ in plans:
-            topics.release(topic.name)
-        for result in results:
-            result.update(error_code=ErrorCode.policy_violation, error_message=EXCESSIVE_BATCH)
-        return broker.reply(request, _grown(results))
     if body.validate_only or not plans:
         for _, topic, _, _ in plans:
             topics.release(topic.name)
@@ -224,6 +224,12 @@ def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
         return broker.reply(request, _grown(results)).payload
 
     return AwaitWork(request.correlation_id, work, finish)
+
+
+def _added_partitions(broker: Broker, wanted: Any) -> int:
+    """What a CreatePartitionsTopic would add (0 if it adds nothing or names no topic)."""
+    topic = broker.topics.get(wanted.name)
+    return 0 if topic is None else max(int(wanted.count) - len(topic.partitions), 0)
 
 
 def _grown(results: list[dict[str, Any]]) -> dict[str, Any]:
