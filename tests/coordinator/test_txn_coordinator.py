@@ -175,3 +175,56 @@ def test_a_prepared_transaction_completes_after_a_crash() -> None:
     assert h.state("a") is TxnState.COMPLETE_COMMIT
     log = h.broker.topics.partition("t", 0)
     assert log is not None and log.last_stable_offset == log.high_watermark
+
+
+# ----------------------------------------------------------------- a client's ABORT marker
+def test_a_client_abort_of_a_held_transaction_fences_once() -> None:
+    """Two ABORTs for the transaction (one request naming two partitions, or two requests)
+    before the first is durable: one fenced abort, both answered once its markers are."""
+    h = Harness()
+    first = h.init("a")
+    h.begin("a", first)
+    pid, epoch = first.producer_id, first.producer_epoch
+    one = h.broker.txn.abort_from_client(pid, epoch, ("t", 0))
+    two = h.broker.txn.abort_from_client(pid, epoch, ("t", 0))
+    assert isinstance(one, Durable) and isinstance(two, Durable)
+    assert h.settle(one) == ErrorCode.none
+    assert h.state("a") is TxnState.COMPLETE_ABORT  # the answer waited for the markers
+    assert h.settle(two) == ErrorCode.none
+    assert h.broker.txn.txns["a"].producer_epoch == epoch + 1  # bumped once, not twice
+    log = h.broker.topics.partition("t", 0)
+    assert log is not None and log.last_stable_offset == log.high_watermark
+    late = h.broker.txn.end_transaction("a", pid, epoch, True)
+    assert late == ErrorCode.producer_fenced
+
+
+def test_a_client_abort_after_the_owner_commit_is_refused() -> None:
+    """The owner's EndTxn(commit) is being written when the ABORT arrives: the commit stands."""
+    h = Harness()
+    first = h.init("a")
+    h.begin("a", first)
+    pid, epoch = first.producer_id, first.producer_epoch
+    commit = h.broker.txn.end_transaction("a", pid, epoch, True)
+    abort = h.broker.txn.abort_from_client(pid, epoch, ("t", 0))
+    assert isinstance(abort, Durable)
+    assert h.settle(commit) == ErrorCode.none
+    assert h.settle(abort) == ErrorCode.invalid_txn_state
+    h.run_background()
+    assert h.state("a") is TxnState.COMPLETE_COMMIT
+    assert h.broker.txn.txns["a"].producer_epoch == epoch
+
+
+def test_a_client_abort_is_judged_by_epoch_and_partition() -> None:
+    h = Harness()
+    h.init("a")
+    second = h.init("a")  # epoch 1
+    h.begin("a", second)
+    pid, epoch = second.producer_id, second.producer_epoch
+    txn = h.broker.txn
+    # Held, but from the fenced epoch: not this transaction.
+    assert txn.abort_from_client(pid, epoch - 1, ("t", 0)) == ErrorCode.invalid_producer_epoch
+    # Not held on t-1: the caller writes it there (None), but never from an epoch not handed out.
+    assert txn.abort_from_client(pid, epoch, ("t", 1)) is None
+    assert txn.abort_from_client(pid, epoch + 1, ("t", 1)) == ErrorCode.invalid_producer_epoch
+    assert txn.abort_from_client(pid + 1000, 0, ("t", 0)) is None  # unknown to the coordinator
+    assert h.state("a") is TxnState.ONGOING

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from samsa.durability import ContinuationFailed, Driver, Durable, Failed, Later, Slot
+from samsa.durability import ContinuationFailed, Driver, Durable, Failed, Later, Slot, gather
 from samsa.durability.inline import settle, sync_log, sync_logs
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.protocol.batch import parse_header
@@ -133,6 +133,37 @@ def test_a_chained_durable_waits_again(logs: tuple[PartitionLog, PartitionLog]) 
     _sync(driver, second, fail=True)
     assert driver.run() == [("end_txn", "complete")]
     assert calls == [set(), {second}]
+
+
+def test_gather_answers_once_every_step_and_its_chain_is_done(
+    logs: tuple[PartitionLog, PartitionLog],
+) -> None:
+    """One response for several steps (a WriteTxnMarkers naming several partitions): each
+    step sees only its own failed logs, and a step that chains is waited for again."""
+    good, bad = logs
+    driver: Driver[str] = Driver()
+    calls: list[Failed] = []
+
+    def prepare(failed: Failed) -> Durable[str]:
+        calls.append(failed)
+        return Durable([(good, _write(good))], _record(calls, "chained"))
+
+    steps = {
+        "plain": Durable([(good, _write(good))], _record(calls, "plain")),
+        "failing": Durable([(bad, _write(bad))], _record(calls, "failing")),
+        "chain": Durable([(good, good.log_end_offset)], prepare),
+    }
+    gathered = gather(steps)
+    driver.respond("markers", gathered.waits, gathered.then)
+    _sync(driver, good)
+    _sync(driver, bad, fail=True)
+    assert driver.run() == []  # the chained step asked for another write
+    assert calls == [set(), {bad}, set()]
+    _sync(driver, good)
+    assert driver.run() == [
+        ("markers", {"plain": "plain", "failing": "failing", "chain": "chained"})
+    ]
+    assert calls[-1] == set()
 
 
 def test_background_work_runs_and_chains(logs: tuple[PartitionLog, PartitionLog]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
@@ -158,6 +159,29 @@ def txn_producer(
     }
     config.update(extra)
     return confluent_kafka.Producer(config)
+
+
+def is_fenced(error: confluent_kafka.KafkaError) -> bool:
+    return error.code() in (
+        confluent_kafka.KafkaError._FENCED,
+        confluent_kafka.KafkaError.PRODUCER_FENCED,
+        confluent_kafka.KafkaError.INVALID_PRODUCER_EPOCH,
+    )
+
+
+def assert_fenced(producer: confluent_kafka.Producer, topic: str, partitions: range) -> None:
+    """The fenced producer's next produce is refused (librdkafka raises the fatal error from
+    produce or flush, depending on timing), and its commit fails as fenced, for good."""
+    try:
+        for p in partitions:
+            producer.produce(topic, b"zombie-after", partition=p)
+        producer.flush(10)
+    except confluent_kafka.KafkaException as exc:
+        assert is_fenced(exc.args[0]), exc.args[0]
+    with pytest.raises(confluent_kafka.KafkaException) as raised:
+        producer.commit_transaction(10)
+    assert is_fenced(raised.value.args[0]), raised.value.args[0]
+    assert raised.value.args[0].fatal()
 
 
 def wall_ms() -> int:

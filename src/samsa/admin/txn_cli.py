@@ -8,9 +8,12 @@ kafka-transactions.sh, for samsa).
 
 A *hanging* transaction holds a partition's last stable offset (LSO) back, so read_committed
 consumers stall (KAFKA-9144). `find-hanging` asks every partition for its producers with an open
-transaction (DescribeProducers); `abort` writes an ABORT marker straight to the partition
-(WriteTxnMarkers) with the producer's epoch and coordinator epoch as the partition reports them,
-which closes the transaction there and releases the LSO.
+transaction (DescribeProducers); `abort` sends an ABORT marker for the partition
+(WriteTxnMarkers) with the producer's epoch and coordinator epoch as the partition reports them.
+For a hanging transaction the broker writes it to the partition, which closes the transaction
+there and releases the LSO. For one the coordinator still holds open (`find-hanging` says
+`ongoing`), the broker's coordinator aborts the whole transaction, in every partition, and
+fences its producer, as a transaction timeout does.
 """
 
 from __future__ import annotations

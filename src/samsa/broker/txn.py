@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kio.schema.errors import ErrorCode
 
 from samsa.broker.answers import answer
-from samsa.broker.outcomes import AwaitDurable, Outcome
+from samsa.broker.outcomes import Outcome
 from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
 from samsa.coordinator.txn.states import TxnState
-from samsa.durability import Durable, Waits
+from samsa.durability import Durable, gather
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.codec import Request
 from samsa.state.producers import ProducerStateError
@@ -182,48 +183,114 @@ def handle_end_txn(broker: Broker, request: Request) -> Outcome:
 
 # --------------------------------------------------------------------- WriteTxnMarkers
 def handle_write_txn_markers(broker: Broker, request: Request) -> Outcome:
-    """Markers written straight to partitions: how `kafka-transactions.sh abort` (KIP-664)
-    releases a hanging transaction the coordinator no longer knows of."""
+    """Markers sent by a client. In Kafka WriteTxnMarkers is how the transaction coordinator
+    tells partition leaders a transaction's outcome; a client sends it only to abort a hanging
+    transaction (KIP-664: `Admin.abortTransaction`, `kafka-transactions.sh abort`, and
+    `samsa txn abort`). samsa has one broker and its coordinator writes its markers itself, so
+    every WriteTxnMarkers comes from a client, and:
+
+    - a COMMIT is refused with CLUSTER_AUTHORIZATION_FAILED (what Kafka answers a client without
+      ClusterAction), and nothing is written: only the coordinator decides a commit, or one
+      request could make another producer's open transaction visible while that producer goes
+      on to abort it;
+    - an ABORT of a transaction the coordinator holds open is done by the coordinator, fencing
+      the producer (`TransactionCoordinator.abort_from_client`), so the coordinator, the
+      producer and every partition of the transaction agree on the outcome;
+    - an ABORT of a transaction the coordinator does not hold (a hanging one) is written to the
+      partition as Kafka writes it, if the producer has a transaction open there.
+
+    Issue 16 (ACLs): once ACLs exist, a principal without ClusterAction on the cluster gets
+    CLUSTER_AUTHORIZATION_FAILED for every partition here, before anything else, as in Kafka's
+    `KafkaApis.handleWriteTxnMarkersRequest`. A COMMIT stays refused even with ClusterAction:
+    no other broker sends samsa markers.
+    """
+    # Issue 16: the ClusterAction check goes here, once ACLs exist.
     now = broker.clock_ms()
-    waits: Waits = []
+    entries: list[dict[str, Any]] = []
+    later: dict[int, Durable[ErrorCode]] = {}
     results = []
-    for marker in request.payload.markers:
+    for sent in request.payload.markers:
+        marker = ClientMarker(
+            int(sent.producer_id),
+            int(sent.producer_epoch),
+            bool(sent.transaction_result),
+            int(sent.coordinator_epoch),
+        )
         topics = []
-        for topic in marker.topics:
+        for topic in sent.topics:
             partitions = []
             for index in topic.partition_indexes:
-                partition_log = broker.topics.partition(topic.name, index)
-                error = ErrorCode.none
-                if partition_log is None:
-                    error = ErrorCode.unknown_topic_or_partition
-                elif int(marker.coordinator_epoch) < COORDINATOR_EPOCH:
-                    error = ErrorCode.transaction_coordinator_fenced
+                result = _client_marker(broker, marker, str(topic.name), int(index), now)
+                entry = {"partition_index": index, "error_code": ErrorCode.none}
+                if isinstance(result, Durable):
+                    later[len(entries)] = result
                 else:
-                    try:
-                        partition_log.append_marker(
-                            int(marker.producer_id),
-                            int(marker.producer_epoch),
-                            bool(marker.transaction_result),
-                            int(marker.coordinator_epoch),
-                            now,
-                        )
-                        waits.append((partition_log, partition_log.log_end_offset))
-                    except (ProducerStateError, StorageError) as exc:
-                        error = exc.error
-                partitions.append({"partition_index": index, "error_code": error})
+                    entry["error_code"] = result
+                entries.append(entry)
+                partitions.append(entry)
             topics.append({"name": topic.name, "partitions": partitions})
-        results.append({"producer_id": marker.producer_id, "topics": topics})
+        results.append({"producer_id": sent.producer_id, "topics": topics})
 
-    def finish(failed: set[PartitionLog]) -> Any:
-        if failed:
-            for result in results:
-                for topic in result["topics"]:
-                    for p in topic["partitions"]:
-                        if broker.topics.partition(topic["name"], p["partition_index"]) in failed:
-                            p["error_code"] = ErrorCode.kafka_storage_error
-        return broker.reply(request, {"markers": results}).payload
+    def describe(done: dict[int, ErrorCode]) -> dict[str, Any]:
+        for key, error in done.items():
+            entries[key]["error_code"] = error
+        return {"markers": results}
 
-    return AwaitDurable(request.correlation_id, waits, finish)
+    done: dict[int, ErrorCode] | Durable[dict[int, ErrorCode]] = gather(later) if later else {}
+    return answer(broker, request, done, describe)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMarker:
+    """One marker of a WriteTxnMarkers request, as typed values."""
+
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    coordinator_epoch: int
+
+
+def _client_marker(
+    broker: Broker, marker: ClientMarker, topic: str, index: int, now: int
+) -> ErrorCode | Durable[ErrorCode]:
+    """One partition of a client's WriteTxnMarkers (see `handle_write_txn_markers`)."""
+    if marker.commit:
+        return ErrorCode.cluster_authorization_failed
+    partition_log = broker.topics.partition(topic, index)
+    if partition_log is None:
+        return ErrorCode.unknown_topic_or_partition
+    if marker.coordinator_epoch < COORDINATOR_EPOCH:
+        return ErrorCode.transaction_coordinator_fenced
+    decided = broker.txn.abort_from_client(
+        marker.producer_id, marker.producer_epoch, (topic, index)
+    )
+    if decided is not None:
+        return decided
+    return _abort_hanging(partition_log, marker, now)
+
+
+def _abort_hanging(
+    partition_log: PartitionLog, marker: ClientMarker, now: int
+) -> ErrorCode | Durable[ErrorCode]:
+    """Write an ABORT marker for a transaction the coordinator does not hold. Kafka's rule: the
+    marker's epoch is at least the producer's epoch here, else INVALID_PRODUCER_EPOCH. Where the
+    producer has no transaction open nothing is written (Kafka would write a marker that closes
+    nothing, and takes the producer's epoch here to whatever the client sent)."""
+    try:
+        partition_log.check_online()
+        partition_log.producers.check_marker(marker.producer_id, marker.producer_epoch)
+        entry = partition_log.producers.entries.get(marker.producer_id)
+        if entry is None or not entry.in_transaction:
+            return ErrorCode.none
+        partition_log.append_marker(
+            marker.producer_id, marker.producer_epoch, False, marker.coordinator_epoch, now
+        )
+    except (ProducerStateError, StorageError) as exc:
+        return exc.error
+    return Durable(
+        [(partition_log, partition_log.log_end_offset)],
+        lambda failed: ErrorCode.kafka_storage_error if failed else ErrorCode.none,
+    )
 
 
 # --------------------------------------------------------------------- KIP-664 tooling

@@ -5,7 +5,7 @@
 tests; `inline` runs fsyncs on the caller's thread for the simulation and the tests.
 """
 
-from samsa.durability.continuations import Durable, Failed, Later, Slot, Waits
+from samsa.durability.continuations import Durable, Failed, Later, Slot, Waits, gather
 from samsa.durability.driver import ContinuationFailed, Driver
 
-__all__ = ["ContinuationFailed", "Driver", "Durable", "Failed", "Later", "Slot", "Waits"]
+__all__ = ["ContinuationFailed", "Driver", "Durable", "Failed", "Later", "Slot", "Waits", "gather"]

@@ -7,6 +7,8 @@ A coordinator (or a handler) appends records and returns a continuation instead 
   `then(failed)` may return the next `Later`.
 - `Slot`: a result someone else will produce (a JoinGroup waiting for the rest of its group);
   it is resolved with a value, or a `Durable` of one.
+- `gather(steps)`: one `Durable` for several (a request whose partitions each wait on their own
+  writes), whose result maps each key to its step's result.
 
 `failed` is the set of logs among `waits` whose fsync failed. Nothing here waits or does I/O:
 `samsa.durability.driver` decides when a continuation runs; the server, the simulation and the
@@ -21,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from samsa.log.partition import PartitionLog
 
+K = TypeVar("K")
 T = TypeVar("T")
 Waits = list[tuple[PartitionLog, int]]
 Failed = set[PartitionLog]
@@ -33,6 +36,28 @@ class Durable(Generic[T]):
 
     waits: Waits
     then: Callable[[Failed], T | Durable[T]]
+
+
+def gather(steps: dict[K, Durable[T]]) -> Durable[dict[K, T]]:
+    """One continuation for several (one request's partitions, say): its result maps each key
+    to its step's result, once every step, and every further `Durable` it chains, is done.
+    Each step is given only the failed logs among its own waits."""
+    done: dict[K, T] = {}
+
+    def chain(pending: dict[K, Durable[T]]) -> Durable[dict[K, T]]:
+        def then(failed: Failed) -> dict[K, T] | Durable[dict[K, T]]:
+            still: dict[K, Durable[T]] = {}
+            for key, step in pending.items():
+                result = step.then(failed.intersection(log for log, _ in step.waits))
+                if isinstance(result, Durable):
+                    still[key] = result
+                else:
+                    done[key] = result
+            return chain(still) if still else dict(done)
+
+        return Durable([wait for step in pending.values() for wait in step.waits], then)
+
+    return chain(dict(steps))
 
 
 @dataclass(frozen=True, slots=True)

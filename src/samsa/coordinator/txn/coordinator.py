@@ -20,6 +20,13 @@ Three refinements keep a busy producer from stalling within and between transact
   AddPartitionsToTxn so refused about 20 ms later: a quarter of a streams app's commits paid
   that when its AddOffsetsToTxn and AddPartitionsToTxn crossed). Waiting requests are handled in
   the order they arrived, so a pipelined EndTxn never overtakes the AddPartitionsToTxn before it.
+
+A client may ask for a transaction to be aborted (an ABORT marker sent with WriteTxnMarkers,
+KIP-664's `Admin.abortTransaction`, `samsa txn abort`). If the coordinator holds that
+transaction open, it aborts it itself, the way a timeout does (`abort_from_client`): the epoch
+is bumped (fencing the producer), then PrepareAbort, the markers and CompleteAbort, so the
+coordinator, the producer and the partitions agree on the outcome. Only a transaction the
+coordinator does not hold (a hanging one) gets its marker written by the caller.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from samsa.coordinator.txn.metadata import NO_PRODUCER_EPOCH, TopicPartition, Tx
 from samsa.coordinator.txn.states import (
     COMPLETED,
     EXPIRABLE,
+    HELD,
     PREPARED,
     TxnState,
     check_transition,
@@ -102,6 +110,9 @@ class TransactionCoordinator:
         self.settings = settings
         self._background = background
         self.txns: dict[str, TxnMetadata] = {}
+        # Producer id -> its transactional id, kept by `_apply`: which transaction a client's
+        # marker names (`abort_from_client`).
+        self._transactional_ids: dict[int, str] = {}
         # Ids whose last transition is not yet durable, and ids whose markers are being written.
         self.pending: dict[str, _Busy] = {}
         self.completing: dict[str, _Busy] = {}
@@ -128,10 +139,14 @@ class TransactionCoordinator:
 
     def _apply(self, meta: TxnMetadata) -> None:
         self.pending.pop(meta.transactional_id, None)
+        previous = self.txns.get(meta.transactional_id)
+        if previous is not None:
+            self._transactional_ids.pop(previous.producer_id, None)
         if meta.state is S.DEAD:
             self.txns.pop(meta.transactional_id, None)
         else:
             self.txns[meta.transactional_id] = meta
+            self._transactional_ids[meta.producer_id] = meta.transactional_id
 
     def _transit(
         self, current: TxnMetadata, target: TxnMetadata, then_write_markers: bool = False
@@ -340,8 +355,13 @@ class TransactionCoordinator:
         )
 
     def _abort(self, meta: TxnMetadata, fence: bool, now: int) -> None:
-        """Abort an ongoing transaction from the coordinator's side (timeout or fencing): the
-        epoch is bumped first, so the old producer is fenced (Kafka's prepareFenceProducerEpoch)."""
+        """Abort an ongoing transaction from the coordinator's side, in the background."""
+        self._background(_apply_later(self._prepare_abort(meta, fence, now)))
+
+    def _prepare_abort(self, meta: TxnMetadata, fence: bool, now: int) -> Durable[bool]:
+        """Write PrepareAbort for an ongoing transaction (timeout, fencing, a client's ABORT);
+        the markers follow once it is durable. With `fence` the epoch is bumped first, so the
+        old producer is fenced (Kafka's prepareFenceProducerEpoch)."""
         if fence and not meta.epoch_exhausted:
             # The fencing epoch is never handed to a client: its retry bumps once more.
             target = meta.but(
@@ -350,7 +370,61 @@ class TransactionCoordinator:
         else:
             target = meta
         target = target.but(state=S.PREPARE_ABORT, update_ms=now)
-        self._background(_apply_later(self._transit(meta, target, then_write_markers=True)))
+        return self._transit(meta, target, then_write_markers=True)
+
+    # ----------------------------------------------------------------- a client's ABORT marker
+    def abort_from_client(
+        self, producer_id: int, producer_epoch: int, partition: TopicPartition
+    ) -> ErrorCode | Durable[ErrorCode] | None:
+        """A client's ABORT marker for the producer's transaction on `partition` (WriteTxnMarkers,
+        KIP-664). Returns None when this coordinator does not hold that transaction open (it
+        hangs: its markers were lost, or the coordinator never knew of the write): the caller
+        writes the marker to the partition itself, as Kafka's partition leader would.
+
+        A transaction it does hold is aborted here, as a timeout aborts it: fenced, PrepareAbort,
+        a marker in every partition of the transaction, CompleteAbort. The answer comes once the
+        markers are durable, so the partition's last stable offset has moved by then."""
+        transactional_id = self._transactional_ids.get(producer_id)
+        meta = self.txns.get(transactional_id) if transactional_id is not None else None
+        if meta is None or meta.producer_id != producer_id:
+            return None  # an id the coordinator never handed out, or has expired
+        if meta.state not in HELD or partition not in meta.partitions:
+            # Hanging here. Kafka takes any epoch at least the partition's; a client's marker
+            # may not go past the epochs handed out, or it would lock the producer out of the
+            # partition (its next write there would be from an "older" epoch).
+            if producer_epoch > meta.producer_epoch:
+                return ErrorCode.invalid_producer_epoch
+            return None
+        if meta.state is S.ONGOING and producer_epoch < meta.producer_epoch:
+            return ErrorCode.invalid_producer_epoch  # from a fenced epoch: not this transaction
+        return self._abort_held(meta.transactional_id, partition)
+
+    def _abort_held(
+        self, transactional_id: str, partition: TopicPartition
+    ) -> ErrorCode | Durable[ErrorCode]:
+        """Abort the transaction that held `partition` open, or say how it ended meanwhile."""
+
+        def retry() -> ErrorCode | Durable[ErrorCode]:
+            return self._abort_held(transactional_id, partition)
+
+        meta = self.txns.get(transactional_id)
+        if meta is None:
+            return ErrorCode.none
+        if meta.state in (S.PREPARE_COMMIT, S.COMPLETE_COMMIT):
+            return ErrorCode.invalid_txn_state  # the producer's commit came first
+        waiting = self._when_free(transactional_id, retry)
+        if waiting is not None:
+            return waiting  # a transition, or the abort's markers, being made durable
+        if meta.state is not S.ONGOING or partition not in meta.partitions:
+            return ErrorCode.none  # aborted, and no longer open on the partition
+        step = self._prepare_abort(meta, fence=True, now=self._clock_ms())
+
+        def then(failed: set[PartitionLog]) -> ErrorCode | Durable[ErrorCode]:
+            if not step.then(failed):
+                return ErrorCode.not_coordinator
+            return retry()  # PrepareAbort is applied: wait for the markers
+
+        return Durable(step.waits, then)
 
     def _write_markers(self, meta: TxnMetadata) -> Later:
         commit = meta.state is S.PREPARE_COMMIT

@@ -39,6 +39,8 @@ EXPIRABLE = frozenset({S.EMPTY, S.COMPLETE_COMMIT, S.COMPLETE_ABORT})
 # Where a new transaction may begin, or the producer be re-initialised.
 COMPLETED = EXPIRABLE
 PREPARED = frozenset({S.PREPARE_COMMIT, S.PREPARE_ABORT})
+# Where the coordinator holds a transaction open: its partitions await its markers.
+HELD = frozenset({S.ONGOING}) | PREPARED
 
 
 class IllegalTransition(Exception):
