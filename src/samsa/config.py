@@ -115,7 +115,8 @@ class BrokerConfig:
     max_broker_partitions: int = 20_000
     """`max.broker.partitions` (KIP-578's name; Kafka never shipped it): partitions this broker
     may hold, all topics together; a CreateTopics or CreatePartitions past it is refused with
-    POLICY_VIOLATION. Each costs about 3 KB of memory while idle, and descriptors only while in use."""
+    POLICY_VIOLATION. Each costs about 3 KB of memory while idle, and descriptors only while in
+    use."""
     log_open_files_max: int = 0
     """`log.open.files.max` (samsa's own): descriptors log files may hold at once, the least
     recently used closed beyond it (fsynced first if written since their last fsync); 0: a

@@ -4,15 +4,18 @@ written through it is fsynced."""
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from log_batches import NOW_MS, append, sync, values
 
 from samsa.log import storage as storage_module
-from samsa.log.partition import LogConfig, PartitionLog
-from samsa.log.storage import FileCache, OsFile, OsStorage
+from samsa.log.partition import LogConfig, PartitionLog, StorageError
+from samsa.log.storage import FileCache, OsFile, OsStorage, OutOfDescriptors
 
 HUGE = 1 << 30
 
@@ -111,3 +114,80 @@ def test_a_partition_log_behind_a_tiny_cache_keeps_every_record(tmp_path: Path) 
     reopened = PartitionLog.open(storage, str(tmp_path / "t-3"), "t", 3, config, NOW_MS, True)
     assert read_all_values(reopened) == [f"3-{n}".encode() for n in range(20)]
     reopened.close()
+
+
+class Exhausted:
+    """The process's descriptors used up: the soft open-files limit lowered near what is open,
+    and the rest taken by /dev/null; `give_back(n)` frees n. Restored at teardown."""
+
+    def __init__(self) -> None:
+        self.soft, self.hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 64, self.hard))
+        self.taken: list[int] = []
+        while True:
+            try:
+                self.taken.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+                break
+
+    def give_back(self, count: int) -> None:
+        for _ in range(count):
+            os.close(self.taken.pop())
+
+    def restore(self) -> None:
+        self.give_back(len(self.taken))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.soft, self.hard))
+
+
+@pytest.fixture
+def exhaust() -> Iterator[Callable[[], Exhausted]]:
+    made: list[Exhausted] = []
+
+    def _exhaust() -> Exhausted:
+        made.append(Exhausted())
+        return made[-1]
+
+    yield _exhaust
+    for exhausted in made:
+        exhausted.restore()
+
+
+def test_out_of_descriptors_the_cache_gives_back_half_of_its_own(
+    tmp_path: Path, exhaust: Callable[[], Exhausted]
+) -> None:
+    cache = FileCache(1000)
+    files = [OsFile(str(tmp_path / f"f{i}"), cache) for i in range(20)]
+    exhaust()
+    late = OsFile(str(tmp_path / "late"), cache)  # EMFILE, then room made: opened
+    late.append(b"opened")
+    assert cache.open_count == 11
+    assert late.read(0, 6) == b"opened"
+    for file in [*files, late]:
+        file.close()
+
+
+def test_a_log_that_gets_no_descriptor_fails_that_request_and_stays_online(
+    tmp_path: Path, exhaust: Callable[[], Exhausted]
+) -> None:
+    """Not the disk's fault: before, the failed open was taken for a write that could not be
+    undone, and the partition went offline until a restart."""
+    storage = OsStorage(open_files_max=4)
+    log = PartitionLog.open(storage, str(tmp_path / "t-0"), "t", 0, LogConfig(), NOW_MS, False)
+    append(log, [b"first"])
+    sync(log)
+    storage.files.trim()  # as if the cache had given its descriptors to other logs
+    exhausted = exhaust()
+    with pytest.raises(StorageError):
+        append(log, [b"refused"])
+    assert log.offline is None
+    with pytest.raises(OutOfDescriptors):
+        log.read(0, HUGE, log.high_watermark, min_one=True)
+    log.read_failed(OutOfDescriptors(errno.EMFILE, "Too many open files"))
+    assert log.offline is None
+    exhausted.give_back(8)
+    append(log, [b"second"])
+    sync(log)
+    assert read_all_values(log) == [b"first", b"second"]
+    log.close()

@@ -135,7 +135,7 @@ def _read(want: _Wanted, isolation: int, remaining: int, min_one: bool) -> dict[
     try:
         return _read_log(log, want, isolation, remaining, min_one)
     except OSError as exc:
-        log.go_offline(f"a read failed: {exc}")
+        log.read_failed(exc)
         return _error_partition(want.partition, ErrorCode.kafka_storage_error)
 
 

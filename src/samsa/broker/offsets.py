@@ -40,7 +40,7 @@ def _list_one(
     try:
         _find(log, timestamp, isolation, result)
     except OSError as exc:
-        log.go_offline(f"a read failed: {exc}")
+        log.read_failed(exc)
         result.update(error_code=ErrorCode.kafka_storage_error, offset=-1, timestamp=-1)
     return result
 

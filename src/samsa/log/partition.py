@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from kio.schema.errors import ErrorCode
 
 from samsa.log.segment import RecoveryReport, Scan, Segment, SegmentDamaged, segment_name
-from samsa.log.storage import Bytes, Storage
+from samsa.log.storage import Bytes, OutOfDescriptors, Storage
 from samsa.log.txn_index import AbortedTxn
 from samsa.protocol.batch import (
     HEADER_BYTES,
@@ -44,6 +44,7 @@ from samsa.protocol.compression import DecompressionFailed
 from samsa.protocol.control import ABORT, marker_batch, marker_type
 from samsa.protocol.records import record_timestamps
 from samsa.protocol.records_walk import RecordsInvalid
+from samsa.ratelog import RateLimitedLog
 from samsa.state.producers import (
     Append,
     CompletedTxn,
@@ -53,6 +54,8 @@ from samsa.state.producers import (
 )
 
 log = logging.getLogger("samsa.log")
+# A full disk (or no descriptor) fails every write that meets it: one line per interval.
+_limited = RateLimitedLog(log)
 
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_RETAINED = 2
@@ -469,6 +472,13 @@ class PartitionLog:
             self.offline = reason
             log.error("%s is offline: %s", self.name, reason)
 
+    def read_failed(self, exc: OSError) -> None:
+        """A read raised `exc`: the file no longer reads as written, so the log goes offline;
+        unless no descriptor could be had (`OutOfDescriptors`), which the disk is not to blame
+        for: that read alone fails."""
+        if not isinstance(exc, OutOfDescriptors):
+            self.go_offline(f"a read failed: {exc}")
+
     def check_online(self) -> None:
         if self.offline is not None:
             raise StorageError(f"{self.name} is offline: {self.offline}")
@@ -572,7 +582,7 @@ class PartitionLog:
             raise StorageError(str(exc)) from exc
         except OSError as exc:
             self._undo_roll(segments)
-            log.warning(
+            _limited.warning(
                 "%s: write of offset %d failed and was undone: %s",
                 self.name,
                 header.base_offset,

@@ -68,6 +68,12 @@ _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
 
+class OutOfDescriptors(OSError):
+    """No descriptor could be had for a log file (EMFILE/ENFILE even after giving back half the
+    cache's): nothing was read or written. A condition of the process, not of the disk, so it
+    never takes a log offline; the request that met it gets KAFKA_STORAGE_ERROR."""
+
+
 class FileCache:
     """The open descriptors of log files, at most `capacity` at once (`log.open.files.max`).
 
@@ -122,15 +128,23 @@ class FileCache:
             if file.pins == 0:
                 self._close(file)
 
+    def trim(self, keep: int = 0) -> None:
+        """Close descriptors not in use (the least recently used first) until `keep` are open."""
+        with self._lock:
+            self._evict(len(self._open) - keep)
+
     def _os_open(self, path: str) -> int:
-        try:
-            return os.open(path, _OPEN_FLAGS, 0o644)
-        except OSError as exc:
-            # Something else took the process's last descriptors: give back half of ours.
-            if exc.errno not in _OUT_OF_DESCRIPTORS or not self._open:
-                raise
-            self._evict(max(1, len(self._open) // 2))
-            return os.open(path, _OPEN_FLAGS, 0o644)
+        for attempt in range(2):
+            try:
+                return os.open(path, _OPEN_FLAGS, 0o644)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                if attempt or not self._open:
+                    raise OutOfDescriptors(exc.errno, f"{path}: {exc.strerror}") from exc
+                # Something else took the process's last descriptors: give back half of ours.
+                self._evict(max(1, len(self._open) // 2))
+        raise AssertionError("unreachable")
 
     def _make_room(self, needed: int) -> None:
         if self.capacity is not None:
