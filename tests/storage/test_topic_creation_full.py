@@ -53,4 +53,3 @@ def test_a_creation_the_disk_refuses_partway_leaves_no_directory_behind(
         broker.kill9()
     finally:
         unmount(mount_point)
-
