@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -44,25 +45,27 @@ def _check_replication(broker: Broker, factor: int, assignments: Any) -> None:
             )
 
 
+@dataclass(slots=True)
+class _Making:
+    """One topic's part of a CreateTopics or CreatePartitions: its partitions `first` ..
+    `first + count - 1`, reserved until made, and where its answer goes."""
+
+    result: dict[str, Any]
+    topic: Topic
+    first: int
+    count: int
+
+
 def handle_create_topics(broker: Broker, request: Request) -> Outcome:
     """Checked here, made off the event loop (10,000 partitions take seconds of mkdir and
     fsync), recorded back on it: other clients are served meanwhile."""
     body = request.payload
-    topics = broker.topics
     results: list[dict[str, Any]] = []
-    plans: list[tuple[dict[str, Any], Topic, int]] = []
+    making: list[_Making] = []
     names = Counter(wanted.name for wanted in body.topics)
     requested = sum(_requested_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
-        result: dict[str, Any] = {
-            "name": wanted.name,
-            "topic_id": None,
-            "error_code": ErrorCode.none,
-            "error_message": None,
-            "num_partitions": -1,
-            "replication_factor": -1,
-            "configs": None,
-        }
+        result: dict[str, Any] = {"name": wanted.name, **_NOT_CREATED}
         results.append(result)
         try:
             if names[wanted.name] > 1:
@@ -73,50 +76,68 @@ def handle_create_topics(broker: Broker, request: Request) -> Outcome:
                 raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
             _check_replication(broker, int(wanted.replication_factor), wanted.assignments)
             configs = {c.name: c.value for c in wanted.configs}
-            topic, count = topics.plan(wanted.name, _requested_partitions(broker, wanted), configs)
-            topics.reserve(topic.name, count)  # the next topic's checks count this one
-            plans.append((result, topic, count))
+            topic, count = broker.topics.plan(
+                wanted.name, _requested_partitions(broker, wanted), configs
+            )
+            broker.topics.reserve(topic.name, count)  # the next topic's checks count this one
+            making.append(_Making(result, topic, 0, count))
+            _describe_created(broker, result, topic, count)
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
-    for _, topic, _ in plans:
-        topics.release(topic.name)
-    for result, topic, count in plans:
-        _describe_created(broker, result, topic, count)
-    if body.validate_only or not plans:
-        return broker.reply(request, _created(results))
-    for _, topic, count in plans:
-        topics.reserve(topic.name, count)
+    payload = {"throttle_time": 0, "topics": results}
+    return _make(broker, request, making, payload, bool(body.validate_only), _NOT_CREATED)
+
+
+# What a topic CreateTopics did not create is answered with.
+_NOT_CREATED: dict[str, Any] = {
+    "topic_id": None,
+    "error_code": ErrorCode.none,
+    "error_message": None,
+    "num_partitions": -1,
+    "replication_factor": -1,
+    "configs": None,
+}
+
+
+def _make(
+    broker: Broker,
+    request: Request,
+    making: list[_Making],
+    payload: dict[str, Any],
+    validate_only: bool,
+    failed: dict[str, Any],
+) -> Outcome:
+    """Make what was planned and reserved off the event loop, record it back on it, and answer
+    `payload` (each failure's result updated with `failed` and the error)."""
+    topics = broker.topics
+    if validate_only or not making:
+        for planned in making:
+            topics.release(planned.topic.name)
+        return broker.reply(request, payload)
     now_ms = broker.clock_ms()
 
     def work() -> list[list[PartitionLog] | OSError]:
         made: list[list[PartitionLog] | OSError] = []
-        for _, topic, count in plans:
+        for planned in making:
             try:
-                made.append(topics.build(topic, 0, count, now_ms))
+                made.append(topics.build(planned.topic, planned.first, planned.count, now_ms))
             except OSError as exc:
                 made.append(exc)
         return made
 
     def finish(made: list[list[PartitionLog] | OSError] | OSError) -> Any:
-        for i, (result, topic, _) in enumerate(plans):
+        for i, planned in enumerate(making):
             built = made if isinstance(made, OSError) else made[i]
             try:
                 if isinstance(built, OSError):
-                    topics.release(topic.name)
+                    topics.release(planned.topic.name)
                     raise TopicError(
-                        ErrorCode.kafka_storage_error, f"creating {topic.name!r}: {built}"
+                        ErrorCode.kafka_storage_error, f"making {planned.topic.name!r}: {built}"
                     )
-                topics.commit(topic, 0, built)
+                topics.commit(planned.topic, planned.first, built)
             except TopicError as exc:
-                result.update(
-                    topic_id=None,
-                    num_partitions=-1,
-                    replication_factor=-1,
-                    configs=None,
-                    error_code=exc.error,
-                    error_message=str(exc),
-                )
-        return broker.reply(request, _created(results)).payload
+                planned.result.update(failed, error_code=exc.error, error_message=str(exc))
+        return broker.reply(request, payload).payload
 
     return AwaitWork(request.correlation_id, work, finish)
 
@@ -125,10 +146,6 @@ def _requested_partitions(broker: Broker, wanted: Any) -> int:
     """What a CreatableTopic asks for (-1: the broker's num.partitions)."""
     count = len(wanted.assignments) if wanted.assignments else int(wanted.num_partitions)
     return broker.config.num_partitions if count == -1 else count
-
-
-def _created(results: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"throttle_time": 0, "topics": results}
 
 
 def _describe_created(broker: Broker, result: dict[str, Any], topic: Topic, count: int) -> None:
@@ -176,9 +193,8 @@ def handle_delete_topics(broker: Broker, request: Request) -> Outcome:
 def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
     """As CreateTopics: checked here, made off the event loop, recorded back on it."""
     body = request.payload
-    topics = broker.topics
     results: list[dict[str, Any]] = []
-    plans: list[tuple[dict[str, Any], Topic, int, int]] = []
+    making: list[_Making] = []
     requested = sum(_added_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
         result: dict[str, Any] = {
@@ -191,49 +207,19 @@ def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
             if requested > PARTITIONS_PER_REQUEST_MAX:
                 raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
             _check_replication(broker, 1, wanted.assignments)
-            topic, added = topics.plan_growth(wanted.name, int(wanted.count))
-            topics.reserve(topic.name, added)
-            plans.append((result, topic, len(topic.partitions), added))
+            topic, added = broker.topics.plan_growth(wanted.name, int(wanted.count))
+            broker.topics.reserve(topic.name, added)
+            making.append(_Making(result, topic, len(topic.partitions), added))
         except TopicError as exc:
             result.update(error_code=exc.error, error_message=str(exc))
-    if body.validate_only or not plans:
-        for _, topic, _, _ in plans:
-            topics.release(topic.name)
-        return broker.reply(request, _grown(results))
-    now_ms = broker.clock_ms()
-
-    def work() -> list[list[PartitionLog] | OSError]:
-        made: list[list[PartitionLog] | OSError] = []
-        for _, topic, first, added in plans:
-            try:
-                made.append(topics.build(topic, first, added, now_ms))
-            except OSError as exc:
-                made.append(exc)
-        return made
-
-    def finish(made: list[list[PartitionLog] | OSError] | OSError) -> Any:
-        for i, (result, topic, first, _) in enumerate(plans):
-            built = made if isinstance(made, OSError) else made[i]
-            try:
-                if isinstance(built, OSError):
-                    topics.release(topic.name)
-                    raise TopicError(ErrorCode.kafka_storage_error, f"adding partitions: {built}")
-                topics.commit(topic, first, built)
-            except TopicError as exc:
-                result.update(error_code=exc.error, error_message=str(exc))
-        return broker.reply(request, _grown(results)).payload
-
-    return AwaitWork(request.correlation_id, work, finish)
+    payload = {"throttle_time": 0, "results": results}
+    return _make(broker, request, making, payload, bool(body.validate_only), {})
 
 
 def _added_partitions(broker: Broker, wanted: Any) -> int:
     """What a CreatePartitionsTopic would add (0 if it adds nothing or names no topic)."""
     topic = broker.topics.get(wanted.name)
     return 0 if topic is None else max(int(wanted.count) - len(topic.partitions), 0)
-
-
-def _grown(results: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"throttle_time": 0, "results": results}
 
 
 def _describe_setting(broker: Broker, topic: Any, name: str, for_create: bool) -> dict[str, Any]:
