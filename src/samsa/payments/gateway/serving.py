@@ -184,15 +184,14 @@ class HttpServer:
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
-            self._server.pull_trigger()
+            self._server.pull_trigger()  # wakes the loop; its sockets stay open until below
             self._thread.join()
             self._thread = None
-        else:
-            wasyncore.close_all(self._map)
-        self._dispatcher.shutdown()
+        self._dispatcher.shutdown()  # lets requests under way finish (5 s at most)
+        # Only now, with the loop gone: closing a socket the loop is polling, or the pipe that
+        # `pull_trigger` writes to, races with it.
+        wasyncore.close_all(self._map)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
             wasyncore.loop(LOOP_WAIT_S, use_poll=True, map=self._map, count=1)
-        # Closed here, in the loop's thread, which alone touches its sockets.
-        wasyncore.close_all(self._map)
