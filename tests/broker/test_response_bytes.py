@@ -32,7 +32,6 @@ from kio.schema.add_partitions_to_txn.v3.request import (
 )
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v4.request import ApiVersionsRequest as ApiVersionsRequestV4
-from kio.schema.broker_heartbeat.v0.request import BrokerHeartbeatRequest
 from kio.schema.create_partitions.v3.request import (
     CreatePartitionsAssignment,
     CreatePartitionsRequest,
@@ -71,7 +70,6 @@ from kio.schema.list_offsets.v7.request import (
 )
 from kio.schema.list_transactions.v1.request import ListTransactionsRequest
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
-from kio.schema.metadata.v13.request import MetadataRequest as MetadataRequestV13
 from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequest,
     OffsetCommitRequestPartition,
@@ -121,7 +119,7 @@ from samsa.durability import Driver, Durable
 from samsa.durability.inline import settle, sync_logs
 from samsa.log.storage import OsStorage
 from samsa.protocol import codec, versions
-from samsa.protocol.apis import SERVED
+from samsa.protocol.apis import SERVED, ApiKey, is_served
 from samsa.protocol.batch_writer import record_batch
 from samsa.protocol.frames import frame
 
@@ -130,6 +128,9 @@ START_MS = 1_700_000_000_000
 TICK_MS = 100
 SLOT_TICKS_MAX = 200
 TOPIC = "t"
+# Every api key and version kio may know: each unserved one is sent too.
+API_KEYS_MAX = 100
+VERSIONS_MAX = 30
 
 
 def ms(value: int) -> datetime.timedelta:
@@ -838,19 +839,12 @@ def not_served(s: Session) -> None:
         answer = s._answer(s.broker.handle_frame(raw))
         encoded = answer if isinstance(answer, bytes) else codec.encode_response(99, answer)
         s.recorded.append((f"produce old v{version}", encoded.hex()))
-    s.send(
-        "metadata v13", MetadataRequestV13(topics=None, include_topic_authorized_operations=False)
-    )
-    s.send(
-        "broker-heartbeat",
-        BrokerHeartbeatRequest(
-            broker_id=i32(1),
-            broker_epoch=i64(1),
-            current_metadata_offset=i64(0),
-            want_fence=False,
-            want_shut_down=False,
-        ),
-    )
+    for api_key in range(API_KEYS_MAX):
+        for version in range(VERSIONS_MAX):
+            schema = codec.request_type(api_key, version)
+            if schema is None or is_served(api_key, version) or api_key == ApiKey.PRODUCE:
+                continue
+            s.send(f"unserved api {api_key}", versions.default_instance(schema))
 
 
 # ----------------------------------------------------------------------------- the test
