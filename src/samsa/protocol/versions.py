@@ -95,6 +95,8 @@ def implicit_default(hint: Any) -> object:
     # kio's phantom types (i32, i32Timedelta, TZAware...) are plain values at run time.
     if issubclass(hint, int):
         return 0
+    if issubclass(hint, float):
+        return 0.0
     if issubclass(hint, datetime.timedelta):
         return datetime.timedelta(0)
     if issubclass(hint, datetime.datetime):
