@@ -111,9 +111,9 @@ from samsa.broker.outcomes import (
     Close,
     NoReply,
     Outcome,
+    RawFrame,
     Reply,
 )
-from samsa.broker.unsupported import RawFrame
 from samsa.config import BrokerConfig
 from samsa.durability import Driver, Durable
 from samsa.durability.inline import settle, sync_logs
