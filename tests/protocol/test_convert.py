@@ -18,12 +18,18 @@ from kio.schema.list_offsets.v1.request import ListOffsetsRequest as ListOffsets
 from kio.schema.list_offsets.v7.request import ListOffsetsRequest as ListOffsetsRequestV7
 from kio.schema.metadata.v10.response import MetadataResponse as MetadataResponseV10
 from kio.schema.metadata.v12.response import MetadataResponse as MetadataResponseV12
+from kio.schema.metadata.v12.response import (
+    MetadataResponseBroker,
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
 from kio.schema.produce.v3.response import ProduceResponse as ProduceResponseV3
 from kio.schema.produce.v10.response import (
     PartitionProduceResponse,
     ProduceResponse,
     TopicProduceResponse,
 )
+from kio.schema.types import BrokerId
 from kio.static.primitive import Records, i8, i32, i64
 from kio.static.protocol import Entity
 
@@ -156,3 +162,36 @@ def test_dropped_names_nested_fields_too() -> None:
         "responses.partition_responses.current_leader",
         "node_endpoints",
     ]
+
+
+@pytest.mark.parametrize("version", range(0, 13))
+def test_a_metadata_response_converts_to_every_version_and_round_trips(version: int) -> None:
+    v12 = MetadataResponseV12(
+        throttle_time=datetime.timedelta(0),
+        brokers=(MetadataResponseBroker(node_id=BrokerId(1), host="h", port=i32(9092)),),
+        cluster_id="c",
+        controller_id=BrokerId(1),
+        topics=(
+            MetadataResponseTopic(
+                error_code=ErrorCode.none,
+                name="t",
+                topic_id=None,
+                partitions=(
+                    MetadataResponsePartition(
+                        error_code=ErrorCode.none,
+                        partition_index=i32(0),
+                        leader_id=BrokerId(1),
+                        replica_nodes=(BrokerId(1),),
+                    ),
+                ),
+            ),
+        ),
+    )
+    schema = codec.response_type(ApiKey.METADATA, version)
+    assert schema is not None
+    data = codec.encode_response(42, versions.convert(v12, schema))
+    correlation_id, decoded = codec.decode_response(ApiKey.METADATA, version, data[4:])
+    assert correlation_id == 42
+    assert decoded.topics[0].name == "t"
+    assert decoded.topics[0].partitions[0].leader_id == 1
+    assert decoded.brokers[0].port == 9092
