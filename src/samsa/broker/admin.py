@@ -143,7 +143,7 @@ def _created(
         error_message=None,
         num_partitions=i32(outcome.count),
         replication_factor=i16(1),
-        configs=tuple(_created_setting(broker, outcome.topic, name) for name in TOPIC_SETTINGS),
+        configs=tuple(_created_setting(broker, outcome.topic, s) for s in TOPIC_SETTINGS),
     )
 
 
