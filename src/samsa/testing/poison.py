@@ -173,30 +173,34 @@ def gzip_bomb(inflated_bytes: int = 512 << 20) -> bytes:
     return with_records(good_batch(), member * (inflated_bytes // member_bytes), GZIP)
 
 
+def compress(records: bytes, codec: int) -> bytes:
+    """`records` compressed by `codec` as clients do: gzip, raw snappy, lz4 frame, zstd."""
+    if codec == GZIP:
+        return zlib.compress(records, wbits=16 + zlib.MAX_WBITS)
+    if codec == SNAPPY:
+        return bytes(cramjam.snappy.compress_raw(records))
+    if codec == LZ4:
+        return bytes(cramjam.lz4.compress(records))
+    if codec == ZSTD:
+        return bytes(cramjam.zstd.compress(records))
+    raise ValueError(f"codec {codec}")
+
+
 def compressed(batch: bytes, codec: int) -> bytes:
     """`batch` (uncompressed) with its records compressed by `codec`, as a client sends it."""
-    records = batch[HEADER_BYTES:]
-    if codec == GZIP:
-        packed = zlib.compress(records, wbits=16 + zlib.MAX_WBITS)
-    elif codec == SNAPPY:
-        packed = bytes(cramjam.snappy.compress_raw(records))
-    elif codec == LZ4:
-        packed = bytes(cramjam.lz4.compress(records))
-    elif codec == ZSTD:
-        packed = bytes(cramjam.zstd.compress(records))
-    else:
-        raise ValueError(f"codec {codec}")
-    return with_records(batch, packed, codec)
+    return with_records(batch, compress(batch[HEADER_BYTES:], codec), codec)
 
 
 __all__ = [
     "POISON",
     "Poison",
+    "compress",
     "compressed",
     "good_batch",
     "gzip_bomb",
     "reseal",
     "with_count",
     "with_records",
+    "zigzag_varint",
     "zstd_bomb",
 ]

@@ -36,8 +36,14 @@ class BrokerProcess:
     """A restartable `samsa serve`. `settings` by Kafka name: a mapping, or NAME=VALUE strings
     as `--set` takes them."""
 
-    def __init__(self, data_dir: str, settings: Mapping[str, str] | Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        settings: Mapping[str, str] | Sequence[str] = (),
+        log_level: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.log_level = log_level  # `samsa --log-level`; None: serve's default (INFO)
         self.port = free_port()
         if isinstance(settings, Mapping):
             self.settings = [f"{name}={value}" for name, value in settings.items()]
@@ -60,7 +66,8 @@ class BrokerProcess:
         """Start and wait until it accepts connections (it prints "ready")."""
         if self.running:
             raise RuntimeError("the broker is already running")
-        command = [SAMSA, "serve", "--data-dir", self.data_dir, "--port", str(self.port)]
+        command = [SAMSA] + (["--log-level", self.log_level] if self.log_level else [])
+        command += ["serve", "--data-dir", self.data_dir, "--port", str(self.port)]
         for setting in self.settings:
             command += ["--set", setting]
         process = subprocess.Popen(
@@ -122,6 +129,23 @@ class BrokerProcess:
             self.terminate()
         except subprocess.TimeoutExpired:
             self.kill9()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the running broker (Linux /proc; psutil is not a dependency)."""
+        with open(f"/proc/{self._pid()}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for process {self._pid()}")
+
+    def open_fds(self) -> int:
+        """File descriptors the running broker holds (Linux /proc)."""
+        return len(os.listdir(f"/proc/{self._pid()}/fd"))
+
+    def _pid(self) -> int:
+        if self.process is None or not self.running:
+            raise RuntimeError("the broker is not running")
+        return self.process.pid
 
     def _join_reader(self) -> None:
         if self._reader is not None:
