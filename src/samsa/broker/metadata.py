@@ -10,7 +10,7 @@ from kio.schema.api_versions.v3.response import ApiVersion, ApiVersionsResponse
 from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_cluster.v1.response import DescribeClusterBroker, DescribeClusterResponse
 from kio.schema.errors import ErrorCode
-from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.metadata.v12.response import (
     MetadataResponse,
     MetadataResponseBroker,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 AUTHORIZED_OPERATIONS_OMITTED = i32(-(2**31))
 LEADER_EPOCH = 0
 ENDPOINT_BROKERS = 1  # DescribeCluster's endpoint type; 2 (controllers) samsa does not expose
+# Metadata v10 added topic ids to the schema; only v12+ requests may use them (KIP-516).
+TOPIC_ID_LOOKUP_VERSION = 12
 
 
 def api_keys() -> tuple[ApiVersion, ...]:
@@ -104,6 +106,12 @@ def _lookup(broker: Broker, name: TopicName, auto_create: bool) -> MetadataRespo
     return describe_topic(broker, topic)
 
 
+def _topic_id(wanted: MetadataRequestTopic) -> uuid.UUID | None:
+    """A requested topic's id, None when absent or all zeros."""
+    topic_id = wanted.topic_id
+    return topic_id if topic_id is not None and topic_id.int else None
+
+
 def handle_metadata(broker: Broker, request: Request[MetadataRequest]) -> Outcome:
     body = request.payload
     # v0: an empty list means every topic; v1+: null means every topic.
@@ -111,6 +119,15 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequest]) -> Outcom
     topics: list[MetadataResponseTopic] = []
     if asked is None:
         topics = [describe_topic(broker, topic) for topic in broker.topics]
+    elif request.api_version < TOPIC_ID_LOOKUP_VERSION and any(
+        wanted.name is None or _topic_id(wanted) is not None for wanted in asked
+    ):
+        # As Kafka's KafkaApis: before v12 a null name or a topic id makes the request invalid,
+        # answered for each topic (MetadataRequest.getErrorResponse), a null name as "".
+        topics = [
+            _missing_topic(wanted.name or TopicName(""), ErrorCode.invalid_request, wanted.topic_id)
+            for wanted in asked
+        ]
     else:
         by_id = {topic.topic_id: topic for topic in broker.topics}
         for wanted in asked:
