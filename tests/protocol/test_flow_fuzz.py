@@ -1,0 +1,385 @@
+"""Fuzzing samsa's transaction and group coordinators with flows of requests that carry the
+ids the broker handed out (`fuzz_flows`), against a real `samsa serve`.
+
+Every request of a flow is checked as `fuzz_target` says (it is answered, decodes, carries only
+Kafka's error codes, the connection stays open) and after each flow the broker still serves
+another client with its control data intact, within its memory and descriptor bounds. Beyond
+that, transactions must stay atomic whatever order the requests come in:
+- a record is visible to read_committed readers only if EndTxn(commit) of its transaction was
+  answered without error; every other transactional record, aborted or left open, is not;
+- after a flow, InitProducerId for each of its transactional ids ends whatever it left open
+  (Kafka aborts an ongoing transaction there), and then no transaction holds the last stable
+  offset of any partition back.
+The last test reads the whole topic with a read_committed confluent-kafka consumer and compares
+what it sees with what the flows were told was committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from kio.schema.errors import ErrorCode
+
+from samsa.protocol.apis import ApiKey
+from samsa.protocol.batch import TRANSACTIONAL_FLAG
+from samsa.protocol.batch_writer import record_batch
+from samsa.protocol.build import build
+
+from .fuzz_flows import FLOW_PARTITIONS, Flow, Op, Skew, Step, flows
+from .fuzz_requests import TOPIC_NAMES, request_class
+from .fuzz_target import (
+    RESPONSE_TIMEOUT_S,
+    Target,
+    check_after,
+    consume_all,
+    error_codes,
+    exchange,
+    fetch_batch,
+    log_ends,
+    running_target,
+    runs,
+)
+from .wire import Conn
+
+FLOWS = "samsa-fuzz-flows"  # never named by the request fuzzing
+assert FLOWS not in TOPIC_NAMES
+TRANSACTION_TIMEOUT_MS = 60_000
+SESSION_TIMEOUT_MS = 6_000  # group.min.session.timeout.ms
+REBALANCE_TIMEOUT_MS = 300  # how long a join waits for members that do not rejoin
+INIT_TRIES = 100  # InitProducerId retried while the coordinator completes an abort
+INIT_PAUSE_S = 0.02
+LAST_STABLE_WAIT_S = 5.0
+FLOWS_RUN, FLOWS_SOAK = runs(300)
+RETRIABLE_INIT = (
+    ErrorCode.concurrent_transactions,
+    ErrorCode.coordinator_load_in_progress,
+    ErrorCode.not_coordinator,
+)
+
+
+@dataclasses.dataclass
+class Ledger:
+    """What the flows were told, across all flows of the module."""
+
+    committed: set[bytes] = dataclasses.field(default_factory=set)
+    uncommitted: set[bytes] = dataclasses.field(default_factory=set)
+    unjudged: set[bytes] = dataclasses.field(default_factory=set)
+    flows: int = 0
+    origins: dict[bytes, str] = dataclasses.field(default_factory=dict)  # for failure messages
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    with running_target(tmp_path_factory, {FLOWS: FLOW_PARTITIONS}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Ledger:
+    return Ledger()
+
+
+@dataclasses.dataclass
+class Member:
+    member_id: str
+    generation: int
+    leader: bool
+
+
+class FlowRun:
+    """One flow's steps against the broker, with the ids it was handed so far."""
+
+    def __init__(self, target: Target, ledger: Ledger, flow: Flow) -> None:
+        self.target = target
+        self.ledger = ledger
+        self.flow = flow
+        self.name = f"fz-flow-{ledger.flows}"
+        self.producers: dict[int, tuple[int, int]] = {}  # txn: (producer id, epoch)
+        self.sequences: dict[tuple[int, int], int] = {}  # (txn, partition): next sequence
+        self.members: dict[int, Member] = {}
+        self.pending: dict[int, list[bytes]] = {}  # txn: records of its open transaction
+        self.txns_used: set[int] = set()
+        self.client_markers = False  # a WriteTxnMarkers of this flow was accepted
+
+    def txn_id(self, txn: int) -> str:
+        return f"fz-flow-txn-{txn}" if self.flow.shared else f"{self.name}-txn-{txn}"
+
+    def group_id(self, group: int) -> str:
+        return f"fz-flow-group-{group}" if self.flow.shared else f"{self.name}-group-{group}"
+
+    def producer(self, step: Step) -> tuple[int, int]:
+        producer_id, epoch = self.producers.get(step.txn, (-1, -1))
+        if step.skew is Skew.EPOCH_BEHIND:
+            epoch -= 1
+        elif step.skew is Skew.EPOCH_AHEAD:
+            epoch = min(epoch + 1, 2**15 - 1)
+        elif step.skew is Skew.OTHER_PRODUCER:
+            producer_id += 1
+        return producer_id, epoch
+
+    def member(self, step: Step) -> Member:
+        member = self.members.get(step.group, Member("", -1, False))
+        if step.skew is Skew.GENERATION_BEHIND:
+            return dataclasses.replace(member, generation=member.generation - 1)
+        if step.skew is Skew.GENERATION_AHEAD:
+            return dataclasses.replace(member, generation=member.generation + 1)
+        if step.skew is Skew.UNKNOWN_MEMBER:
+            return dataclasses.replace(member, member_id="fz-no-such-member")
+        if step.skew is Skew.NO_MEMBER:
+            return dataclasses.replace(member, member_id="")
+        return member
+
+    def send(self, step: Step, fields: dict[str, Any]) -> Any:
+        """The step's request at its version (fields a version lacks are left out)."""
+        return exchange(self.target, build(request_class(step.op.api_key, step.version), fields))
+
+    # ------------------------------------------------------------------------- steps
+    def run(self, index: int, step: Step) -> None:
+        txn_id, group_id = self.txn_id(step.txn), self.group_id(step.group)
+        producer_id, epoch = self.producer(step)
+        member = self.member(step)
+        topics = [{"name": FLOWS, "partitions": [step.partition]}]
+        offsets = [
+            {
+                "name": FLOWS,
+                "partitions": [
+                    {
+                        "partition_index": step.partition,
+                        "committed_offset": index,
+                        "committed_leader_epoch": -1,
+                        "committed_metadata": "",
+                    }
+                ],
+            }
+        ]
+        txn = {"transactional_id": txn_id, "producer_id": producer_id, "producer_epoch": epoch}
+        group = {
+            "group_id": group_id,
+            "generation_id": member.generation,
+            "generation_id_or_member_epoch": member.generation,
+            "member_id": member.member_id,
+            "group_instance_id": None,
+        }
+        op = step.op
+        if op in (Op.INIT_PRODUCER_ID, Op.ADD_PARTITIONS, Op.PRODUCE, Op.END_TXN):
+            self.txns_used.add(step.txn)
+        if op is Op.INIT_PRODUCER_ID:
+            response = self.send(step, {**txn, "transaction_timeout": TRANSACTION_TIMEOUT_MS})
+            if response is not None and response.error_code == ErrorCode.none:
+                self.producers[step.txn] = (int(response.producer_id), int(response.producer_epoch))
+                self.pending.pop(step.txn, None)  # an open transaction was aborted
+        elif op is Op.ADD_PARTITIONS:
+            self.send(
+                step,
+                {
+                    "v3_and_below_transactional_id": txn_id,
+                    "v3_and_below_producer_id": producer_id,
+                    "v3_and_below_producer_epoch": epoch,
+                    "v3_and_below_topics": topics,
+                },
+            )
+        elif op in (Op.PRODUCE, Op.PRODUCE_PLAIN):
+            self.produce(index, step, txn_id, producer_id, epoch)
+        elif op is Op.ADD_OFFSETS:
+            self.send(step, {**txn, "group_id": group_id})
+        elif op is Op.TXN_OFFSET_COMMIT:
+            self.send(step, {**txn, **group, "topics": offsets})
+        elif op is Op.END_TXN:
+            response = self.send(step, {**txn, "committed": step.commit})
+            if response is not None and response.error_code == ErrorCode.none:
+                ended = self.pending.pop(step.txn, [])
+                if step.commit:
+                    self.ledger.uncommitted.difference_update(ended)
+                    if self.client_markers:
+                        # KNOWN ISSUE (issue 13, branch `markers`): a client's abort marker for
+                        # an open transaction aborts its records on that partition, yet the
+                        # transaction still commits. Pinned by an xfail test in
+                        # test_fuzz_findings.py; until fixed, such records are not judged.
+                        self.ledger.unjudged.update(ended)
+                    else:
+                        self.ledger.committed.update(ended)
+        elif op is Op.ABORT_MARKER:
+            marker = {
+                "producer_id": producer_id,
+                "producer_epoch": epoch,
+                "transaction_result": False,
+                "topics": [{"name": FLOWS, "partition_indexes": [step.partition]}],
+                "coordinator_epoch": 0,
+            }
+            response = self.send(step, {"markers": [marker]})
+            if response is not None and not any(error_codes(response)):
+                self.client_markers = True
+        elif op is Op.JOIN:
+            self.join(step, group)
+        elif op is Op.SYNC:
+            assignments = [{"member_id": member.member_id, "assignment": b""}]
+            self.send(
+                step,
+                {
+                    **group,
+                    "protocol_type": "consumer",
+                    "protocol_name": "range",
+                    "assignments": assignments if member.leader else [],
+                },
+            )
+        elif op is Op.HEARTBEAT:
+            self.send(step, group)
+        elif op is Op.OFFSET_COMMIT:
+            self.send(step, {**group, "retention_time": -1, "topics": offsets})
+        elif op is Op.OFFSET_FETCH:
+            fetched = [{"name": FLOWS, "partition_indexes": [step.partition]}]
+            self.send(step, {"group_id": group_id, "topics": fetched, "require_stable": True})
+        elif op is Op.LEAVE:
+            identity = {"member_id": member.member_id, "group_instance_id": None, "reason": None}
+            response = self.send(step, {**group, "members": [identity]})
+            if response is not None and response.error_code == ErrorCode.none:
+                self.members.pop(step.group, None)
+        elif op is Op.DESCRIBE_GROUP:
+            self.send(step, {"groups": [group_id], "include_authorized_operations": False})
+        elif op is Op.DELETE_GROUP:
+            self.send(step, {"groups_names": [group_id]})
+        elif op is Op.DESCRIBE_TXN:
+            self.send(step, {"transactional_ids": [txn_id]})
+
+    def join(self, step: Step, group: dict[str, Any]) -> None:
+        fields = {
+            **group,
+            "session_timeout": SESSION_TIMEOUT_MS,
+            "rebalance_timeout": REBALANCE_TIMEOUT_MS,
+            "protocol_type": "consumer",
+            "protocols": [{"name": "range", "metadata": b""}],
+            "reason": None,
+        }
+        response = self.send(step, fields)
+        if response is not None and response.error_code == ErrorCode.member_id_required:
+            # KIP-394 (v4+): join again with the member id the broker handed out.
+            response = self.send(step, {**fields, "member_id": response.member_id})
+        if response is not None and response.error_code == ErrorCode.none:
+            member_id = str(response.member_id)
+            self.members[step.group] = Member(
+                member_id, int(response.generation_id), response.leader == member_id
+            )
+
+    def produce(self, index: int, step: Step, txn_id: str, producer_id: int, epoch: int) -> None:
+        transactional = step.op is Op.PRODUCE
+        value = f"{self.name}-{index}".encode()
+        sequence = self.sequences.get((step.txn, step.partition), 0)
+        if step.skew is Skew.SEQUENCE_GAP:
+            sequence += 1
+        elif step.skew is Skew.SEQUENCE_REPEAT:
+            sequence -= 1
+        batch = record_batch(
+            [value],
+            timestamp_ms=int(time.time() * 1000),
+            producer_id=producer_id if transactional else -1,
+            producer_epoch=epoch if transactional else -1,
+            base_sequence=sequence if transactional else -1,
+            attributes=TRANSACTIONAL_FLAG if transactional else 0,
+        )
+        response = self.send(
+            step,
+            {
+                "transactional_id": txn_id if transactional else None,
+                "acks": -1,
+                "timeout": int(RESPONSE_TIMEOUT_S * 1000),
+                "topic_data": [
+                    {
+                        "name": FLOWS,
+                        "partition_data": [{"index": step.partition, "records": batch}],
+                    }
+                ],
+            },
+        )
+        [result] = response.responses[0].partition_responses
+        if result.error_code != ErrorCode.none:
+            return
+        with Conn(self.target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+            stored, _ = fetch_batch(conn, FLOWS, step.partition, int(result.base_offset))
+        if value not in stored:
+            return  # a duplicate: answered with the offset of the batch it repeats
+        self.ledger.origins[value] = f"{self.flow!r} step {index} as {producer_id}/{epoch}"
+        if not transactional or producer_id < 0:
+            # A transactional batch without a producer id is stored as Kafka stores it: no
+            # marker can name it, so every reader takes it as committed.
+            self.ledger.committed.add(value)
+            return
+        self.sequences[(step.txn, step.partition)] = sequence + 1
+        self.pending.setdefault(step.txn, []).append(value)
+        self.ledger.uncommitted.add(value)
+
+    # ------------------------------------------------------------------------- afterwards
+    def end_everything(self) -> None:
+        """InitProducerId for each transactional id the flow used ends its open transaction;
+        then nothing holds the last stable offset back."""
+        for txn in sorted(self.txns_used):
+            request = build(
+                request_class(ApiKey.INIT_PRODUCER_ID, 4),
+                {
+                    "transactional_id": self.txn_id(txn),
+                    "transaction_timeout": TRANSACTION_TIMEOUT_MS,
+                    "producer_id": -1,
+                    "producer_epoch": -1,
+                },
+            )
+            codes = []
+            for _ in range(INIT_TRIES):
+                response = exchange(self.target, request)
+                codes.append(ErrorCode(response.error_code))
+                if response.error_code not in RETRIABLE_INIT:
+                    break
+                time.sleep(INIT_PAUSE_S)
+            assert codes[-1] == ErrorCode.none, f"{self.txn_id(txn)}: {codes}"
+        deadline = time.monotonic() + LAST_STABLE_WAIT_S
+        with Conn(self.target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+            while True:
+                ends = log_ends(conn, FLOWS, FLOW_PARTITIONS)
+                stable = log_ends(conn, FLOWS, FLOW_PARTITIONS, committed=True)
+                if stable == ends or time.monotonic() > deadline:
+                    break
+                time.sleep(INIT_PAUSE_S)
+        assert stable == ends, f"last stable offsets {stable} held back from {ends}"
+
+
+def run_flow(target: Target, ledger: Ledger, flow: Flow) -> None:
+    ledger.flows += 1
+    run = FlowRun(target, ledger, flow)
+    for index, step in enumerate(flow.steps):
+        run.run(index, step)
+    run.end_everything()
+    check_after(target)
+
+
+@FLOWS_RUN
+@given(flow=flows())
+def test_flows(target: Target, ledger: Ledger, flow: Flow) -> None:
+    run_flow(target, ledger, flow)
+
+
+@pytest.mark.slow
+@FLOWS_SOAK
+@given(flow=flows())
+def test_flows_soak(target: Target, ledger: Ledger, flow: Flow) -> None:
+    run_flow(target, ledger, flow)
+
+
+def test_zz_read_committed_sees_exactly_the_committed_records(
+    target: Target, ledger: Ledger
+) -> None:
+    """Runs last: a read_committed confluent-kafka consumer reads every partition to its end
+    and sees every record the flows were told was committed, and none of the others."""
+    assert ledger.committed and ledger.uncommitted, "the flows committed or aborted nothing"
+    messages = consume_all(target, FLOWS, FLOW_PARTITIONS, committed=True)
+    seen = {m.value() for m in messages}
+    hidden = sorted(ledger.committed - seen)
+    assert hidden == [], "committed records not visible:\n" + "\n".join(
+        f"{value!r}: {ledger.origins[value]}" for value in hidden[:3]
+    )
+    visible = sorted(seen & ledger.uncommitted)
+    assert visible == [], "uncommitted records visible:\n" + "\n".join(
+        f"{value!r}: {ledger.origins[value]}" for value in visible[:3]
+    )
