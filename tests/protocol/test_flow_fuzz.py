@@ -37,7 +37,6 @@ from .fuzz_target import (
     Target,
     check_after,
     consume_all,
-    error_codes,
     exchange,
     fetch_batch,
     log_ends,
@@ -68,7 +67,6 @@ class Ledger:
 
     committed: set[bytes] = dataclasses.field(default_factory=set)
     uncommitted: set[bytes] = dataclasses.field(default_factory=set)
-    unjudged: set[bytes] = dataclasses.field(default_factory=set)
     flows: int = 0
     origins: dict[bytes, str] = dataclasses.field(default_factory=dict)  # for failure messages
 
@@ -104,7 +102,6 @@ class FlowRun:
         self.members: dict[int, Member] = {}
         self.pending: dict[int, list[bytes]] = {}  # txn: records of its open transaction
         self.txns_used: set[int] = set()
-        self.client_markers = False  # a WriteTxnMarkers of this flow was accepted
 
     def txn_id(self, txn: int) -> str:
         return f"fz-flow-txn-{txn}" if self.flow.shared else f"{self.name}-txn-{txn}"
@@ -195,14 +192,7 @@ class FlowRun:
                 ended = self.pending.pop(step.txn, [])
                 if step.commit:
                     self.ledger.uncommitted.difference_update(ended)
-                    if self.client_markers:
-                        # KNOWN ISSUE (issue 13, branch `markers`): a client's abort marker for
-                        # an open transaction aborts its records on that partition, yet the
-                        # transaction still commits. Pinned by an xfail test in
-                        # test_fuzz_findings.py; until fixed, such records are not judged.
-                        self.ledger.unjudged.update(ended)
-                    else:
-                        self.ledger.committed.update(ended)
+                    self.ledger.committed.update(ended)
         elif op is Op.ABORT_MARKER:
             marker = {
                 "producer_id": producer_id,
@@ -211,9 +201,7 @@ class FlowRun:
                 "topics": [{"name": FLOWS, "partition_indexes": [step.partition]}],
                 "coordinator_epoch": 0,
             }
-            response = self.send(step, {"markers": [marker]})
-            if response is not None and not any(error_codes(response)):
-                self.client_markers = True
+            self.send(step, {"markers": [marker]})
         elif op is Op.JOIN:
             self.join(step, group)
         elif op is Op.SYNC:
