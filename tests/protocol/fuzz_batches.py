@@ -41,6 +41,7 @@ from samsa.protocol.batch import (
     CRC_START,
     HEADER,
     HEADER_BYTES,
+    LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_FLAG,
 )
@@ -373,7 +374,7 @@ def build_batch(spec: BatchSpec, now_ms: int, producer_id: int, api_version: int
     pid = producer_id if spec.idempotent else spec.producer_id
     header = HEADER.pack(
         spec.base_offset,
-        HEADER_BYTES - 12 + len(section) + spec.length_delta,
+        HEADER_BYTES - LOG_OVERHEAD + len(section) + spec.length_delta,
         spec.partition_leader_epoch,
         spec.magic,
         0,
@@ -388,7 +389,7 @@ def build_batch(spec: BatchSpec, now_ms: int, producer_id: int, api_version: int
     )
     data = bytearray(header + section)
     crc = crc32c.crc32c(bytes(data[CRC_START:]))
-    struct.pack_into(">I", data, 17, crc ^ 1 if spec.wrong_crc else crc)
+    struct.pack_into(">I", data, CRC_START - 4, crc ^ 1 if spec.wrong_crc else crc)
     return Built(
         bytes(data) + spec.tail,
         rules.expect(),

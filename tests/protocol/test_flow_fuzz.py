@@ -37,6 +37,7 @@ from .fuzz_target import (
     Target,
     check_after,
     consume_all,
+    crash_and_restart,
     exchange,
     fetch_batch,
     log_ends,
@@ -353,6 +354,13 @@ def test_flows(target: Target, ledger: Ledger, flow: Flow) -> None:
 @given(flow=flows())
 def test_flows_soak(target: Target, ledger: Ledger, flow: Flow) -> None:
     run_flow(target, ledger, flow)
+
+
+def test_zz_the_broker_recovers_from_kill_9_after_the_fuzzing(target: Target) -> None:
+    crash_and_restart(target)
+    with Conn(target.broker.bootstrap) as conn:
+        ends = log_ends(conn, FLOWS, FLOW_PARTITIONS)
+        assert log_ends(conn, FLOWS, FLOW_PARTITIONS, committed=True) == ends
 
 
 def test_zz_read_committed_sees_exactly_the_committed_records(

@@ -36,9 +36,11 @@ from .fuzz_target import (
     check_after,
     check_control,
     consume_all,
-    exchange,
+    crash_and_restart,
     fetch_batch,
+    is_quiet,
     log_ends,
+    pipeline,
     running_target,
     runs,
 )
@@ -57,18 +59,29 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         yield t
 
 
+def _pipelined(drawn: list[Any]) -> list[Any]:
+    """The requests in the order drawn, but of those that may get no answer only the last,
+    sent last (a response behind it would wait with it)."""
+    quiet = [r for r in drawn if is_quiet(r)]
+    return [r for r in drawn if not is_quiet(r)] + quiet[-1:]
+
+
+# 1-3 requests on one connection, sent before any response is read.
+PIPELINES = st.lists(requests(), min_size=1, max_size=3).map(_pipelined)
+
+
 @REQUESTS
-@given(request=requests())
-def test_requests(target: Target, request: Any) -> None:
-    exchange(target, request)
+@given(sent=PIPELINES)
+def test_requests(target: Target, sent: list[Any]) -> None:
+    pipeline(target, sent)
     check_after(target)
 
 
 @pytest.mark.slow
 @REQUESTS_SOAK
-@given(request=requests())
-def test_requests_soak(target: Target, request: Any) -> None:
-    exchange(target, request)
+@given(sent=PIPELINES)
+def test_requests_soak(target: Target, sent: list[Any]) -> None:
+    pipeline(target, sent)
     check_after(target)
 
 
@@ -172,6 +185,10 @@ def test_batches_soak(target: Target, case: tuple[list[Any], int, int]) -> None:
 
 
 # ----------------------------------------------------------------------------- afterwards
+
+
+def test_zz_the_broker_recovers_from_kill_9_after_the_fuzzing(target: Target) -> None:
+    crash_and_restart(target)
 
 
 def test_zz_accepted_records_are_consumable(target: Target) -> None:
