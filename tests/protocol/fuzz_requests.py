@@ -44,7 +44,7 @@ from kio.static.primitive import (
     i64Timedelta,
 )
 
-from samsa.protocol import codec
+from samsa.protocol import codec, versions
 from samsa.protocol.apis import SERVED
 
 from .fuzz_batches import batch_specs, build_batch
@@ -258,6 +258,12 @@ def request_class(api_key: int, version: int) -> type[Any]:
     if schema is None:
         raise LookupError(f"kio has no request schema for api {api_key} v{version}")
     return schema
+
+
+def at_version(request: Any, version: int) -> Any:
+    """`request`, a kio request of any version, as its API's request at `version` (fields
+    matched by name, `samsa.protocol.versions`)."""
+    return versions.convert(request, request_class(type(request).__api_key__, version))
 
 
 def requests() -> st.SearchStrategy[Any]:

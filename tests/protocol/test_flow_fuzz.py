@@ -19,19 +19,52 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
+from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
+from kio.schema.add_partitions_to_txn.v3.request import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
+)
+from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
+from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
+from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
+from kio.schema.end_txn.v4.request import EndTxnRequest
 from kio.schema.errors import ErrorCode
+from kio.schema.heartbeat.v4.request import HeartbeatRequest
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.join_group.v9.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
+from kio.schema.leave_group.v5.request import LeaveGroupRequest, MemberIdentity
+from kio.schema.offset_commit.v8.request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+)
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequest, OffsetFetchRequestTopic
+from kio.schema.sync_group.v5.request import SyncGroupRequest, SyncGroupRequestAssignment
+from kio.schema.txn_offset_commit.v3.request import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestPartition,
+    TxnOffsetCommitRequestTopic,
+)
+from kio.schema.types import GroupId, ProducerId, TopicName, TransactionalId
+from kio.schema.write_txn_markers.v1.request import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+)
+from kio.static.primitive import i16, i32, i64
 
-from samsa.protocol.apis import ApiKey
 from samsa.protocol.batch import TRANSACTIONAL_FLAG
 from samsa.protocol.batch_writer import record_batch
-from samsa.protocol.build import build
 
 from .fuzz_flows import FLOW_PARTITIONS, Flow, Op, Skew, Step, flows
-from .fuzz_requests import TOPIC_NAMES, request_class
+from .fuzz_requests import TOPIC_NAMES, at_version
 from .fuzz_target import (
     RESPONSE_TIMEOUT_S,
     Target,
@@ -44,7 +77,7 @@ from .fuzz_target import (
     running_target,
     runs,
 )
-from .wire import Conn
+from .wire import Conn, produce_request
 
 FLOWS = "samsa-fuzz-flows"  # never named by the request fuzzing
 assert FLOWS not in TOPIC_NAMES
@@ -54,6 +87,9 @@ REBALANCE_TIMEOUT_MS = 300  # how long a join waits for members that do not rejo
 INIT_TRIES = 100  # InitProducerId retried while the coordinator completes an abort
 INIT_PAUSE_S = 0.02
 LAST_STABLE_WAIT_S = 5.0
+# The steps whose answer changes what the flow knows (each has a top-level error code).
+LEARNS_FROM = (Op.INIT_PRODUCER_ID, Op.END_TXN, Op.LEAVE)
+LEAVE_GROUP_MEMBERS_VERSION = 3  # KIP-345: LeaveGroup v3+ names members in an array
 FLOWS_RUN, FLOWS_SOAK = runs(300)
 RETRIABLE_INIT = (
     ErrorCode.concurrent_transactions,
@@ -62,7 +98,7 @@ RETRIABLE_INIT = (
 )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Ledger:
     """What the flows were told, across all flows of the module."""
 
@@ -70,6 +106,9 @@ class Ledger:
     uncommitted: set[bytes] = dataclasses.field(default_factory=set)
     flows: int = 0
     origins: dict[bytes, str] = dataclasses.field(default_factory=dict)  # for failure messages
+
+    def __repr__(self) -> str:  # what Hypothesis prints with a failing case
+        return f"Ledger(after {self.flows} flows)"
 
 
 @pytest.fixture(scope="module")
@@ -132,130 +171,185 @@ class FlowRun:
             return dataclasses.replace(member, member_id="")
         return member
 
-    def send(self, step: Step, fields: dict[str, Any]) -> Any:
-        """The step's request at its version (fields a version lacks are left out)."""
-        return exchange(self.target, build(request_class(step.op.api_key, step.version), fields))
+    def send(self, step: Step, request: Any) -> Any:
+        """`request` (a kio request of the API's highest served version) at the step's."""
+        return exchange(self.target, at_version(request, step.version))
 
     # ------------------------------------------------------------------------- steps
     def run(self, index: int, step: Step) -> None:
-        txn_id, group_id = self.txn_id(step.txn), self.group_id(step.group)
-        producer_id, epoch = self.producer(step)
-        member = self.member(step)
-        topics = [{"name": FLOWS, "partitions": [step.partition]}]
-        offsets = [
-            {
-                "name": FLOWS,
-                "partitions": [
-                    {
-                        "partition_index": step.partition,
-                        "committed_offset": index,
-                        "committed_leader_epoch": -1,
-                        "committed_metadata": "",
-                    }
-                ],
-            }
-        ]
-        txn = {"transactional_id": txn_id, "producer_id": producer_id, "producer_epoch": epoch}
-        group = {
-            "group_id": group_id,
-            "generation_id": member.generation,
-            "generation_id_or_member_epoch": member.generation,
-            "member_id": member.member_id,
-            "group_instance_id": None,
-        }
         op = step.op
         if op in (Op.INIT_PRODUCER_ID, Op.ADD_PARTITIONS, Op.PRODUCE, Op.END_TXN):
             self.txns_used.add(step.txn)
-        if op is Op.INIT_PRODUCER_ID:
-            response = self.send(step, {**txn, "transaction_timeout": TRANSACTION_TIMEOUT_MS})
-            if response is not None and response.error_code == ErrorCode.none:
-                self.producers[step.txn] = (int(response.producer_id), int(response.producer_epoch))
-                self.pending.pop(step.txn, None)  # an open transaction was aborted
-        elif op is Op.ADD_PARTITIONS:
-            self.send(
-                step,
-                {
-                    "v3_and_below_transactional_id": txn_id,
-                    "v3_and_below_producer_id": producer_id,
-                    "v3_and_below_producer_epoch": epoch,
-                    "v3_and_below_topics": topics,
-                },
-            )
+        if op is Op.JOIN:
+            self.join(step)
         elif op in (Op.PRODUCE, Op.PRODUCE_PLAIN):
-            self.produce(index, step, txn_id, producer_id, epoch)
-        elif op is Op.ADD_OFFSETS:
-            self.send(step, {**txn, "group_id": group_id})
-        elif op is Op.TXN_OFFSET_COMMIT:
-            self.send(step, {**txn, **group, "topics": offsets})
-        elif op is Op.END_TXN:
-            response = self.send(step, {**txn, "committed": step.commit})
-            if response is not None and response.error_code == ErrorCode.none:
-                ended = self.pending.pop(step.txn, [])
-                if step.commit:
-                    self.ledger.uncommitted.difference_update(ended)
-                    self.ledger.committed.update(ended)
-        elif op is Op.ABORT_MARKER:
-            marker = {
-                "producer_id": producer_id,
-                "producer_epoch": epoch,
-                "transaction_result": False,
-                "topics": [{"name": FLOWS, "partition_indexes": [step.partition]}],
-                "coordinator_epoch": 0,
-            }
-            self.send(step, {"markers": [marker]})
-        elif op is Op.JOIN:
-            self.join(step, group)
-        elif op is Op.SYNC:
-            assignments = [{"member_id": member.member_id, "assignment": b""}]
-            self.send(
-                step,
-                {
-                    **group,
-                    "protocol_type": "consumer",
-                    "protocol_name": "range",
-                    "assignments": assignments if member.leader else [],
-                },
-            )
-        elif op is Op.HEARTBEAT:
-            self.send(step, group)
-        elif op is Op.OFFSET_COMMIT:
-            self.send(step, {**group, "retention_time": -1, "topics": offsets})
-        elif op is Op.OFFSET_FETCH:
-            fetched = [{"name": FLOWS, "partition_indexes": [step.partition]}]
-            self.send(step, {"group_id": group_id, "topics": fetched, "require_stable": True})
-        elif op is Op.LEAVE:
-            identity = {"member_id": member.member_id, "group_instance_id": None, "reason": None}
-            response = self.send(step, {**group, "members": [identity]})
-            if response is not None and response.error_code == ErrorCode.none:
-                self.members.pop(step.group, None)
-        elif op is Op.DESCRIBE_GROUP:
-            self.send(step, {"groups": [group_id], "include_authorized_operations": False})
-        elif op is Op.DELETE_GROUP:
-            self.send(step, {"groups_names": [group_id]})
-        elif op is Op.DESCRIBE_TXN:
-            self.send(step, {"transactional_ids": [txn_id]})
+            self.produce(index, step)
+        else:
+            response = self.send(step, self.request(index, step))
+            if op in LEARNS_FROM and response is not None and response.error_code == 0:
+                self.answered(step, response)
 
-    def join(self, step: Step, group: dict[str, Any]) -> None:
-        fields = {
-            **group,
-            "session_timeout": SESSION_TIMEOUT_MS,
-            "rebalance_timeout": REBALANCE_TIMEOUT_MS,
-            "protocol_type": "consumer",
-            "protocols": [{"name": "range", "metadata": b""}],
-            "reason": None,
-        }
-        response = self.send(step, fields)
+    def answered(self, step: Step, response: Any) -> None:
+        """What a step's successful response changes in what the flow knows."""
+        if step.op is Op.INIT_PRODUCER_ID:
+            self.producers[step.txn] = (int(response.producer_id), int(response.producer_epoch))
+            self.pending.pop(step.txn, None)  # an open transaction was aborted
+        elif step.op is Op.END_TXN:
+            ended = self.pending.pop(step.txn, [])
+            if step.commit:
+                self.ledger.uncommitted.difference_update(ended)
+                self.ledger.committed.update(ended)
+        elif step.op is Op.LEAVE:
+            self.members.pop(step.group, None)
+
+    def request(self, index: int, step: Step) -> Any:
+        """The step's request, at the API's highest served version."""
+        txn_id, group_id = (
+            TransactionalId(self.txn_id(step.txn)),
+            GroupId(self.group_id(step.group)),
+        )
+        producer_id, epoch = self.producer(step)
+        member = self.member(step)
+        op = step.op
+        if op is Op.INIT_PRODUCER_ID:
+            return InitProducerIdRequest(
+                transactional_id=txn_id,
+                transaction_timeout=timedelta(milliseconds=TRANSACTION_TIMEOUT_MS),
+                producer_id=ProducerId(producer_id),
+                producer_epoch=i16(epoch),
+            )
+        if op is Op.ADD_PARTITIONS:
+            return AddPartitionsToTxnRequest(
+                v3_and_below_transactional_id=txn_id,
+                v3_and_below_producer_id=ProducerId(producer_id),
+                v3_and_below_producer_epoch=i16(epoch),
+                v3_and_below_topics=(
+                    AddPartitionsToTxnTopic(
+                        name=TopicName(FLOWS), partitions=(i32(step.partition),)
+                    ),
+                ),
+            )
+        if op is Op.ADD_OFFSETS:
+            return AddOffsetsToTxnRequest(
+                transactional_id=txn_id,
+                producer_id=ProducerId(producer_id),
+                producer_epoch=i16(epoch),
+                group_id=group_id,
+            )
+        if op is Op.TXN_OFFSET_COMMIT:
+            partition = TxnOffsetCommitRequestPartition(
+                partition_index=i32(step.partition),
+                committed_offset=i64(index),
+                committed_leader_epoch=i32(-1),
+                committed_metadata="",
+            )
+            return TxnOffsetCommitRequest(
+                transactional_id=txn_id,
+                group_id=group_id,
+                producer_id=ProducerId(producer_id),
+                producer_epoch=i16(epoch),
+                generation_id=i32(member.generation),
+                member_id=member.member_id,
+                group_instance_id=None,
+                topics=(
+                    TxnOffsetCommitRequestTopic(name=TopicName(FLOWS), partitions=(partition,)),
+                ),
+            )
+        if op is Op.END_TXN:
+            return EndTxnRequest(
+                transactional_id=txn_id,
+                producer_id=ProducerId(producer_id),
+                producer_epoch=i16(epoch),
+                committed=step.commit,
+            )
+        if op is Op.ABORT_MARKER:
+            marker = WritableTxnMarker(
+                producer_id=ProducerId(producer_id),
+                producer_epoch=i16(epoch),
+                transaction_result=False,
+                topics=(
+                    WritableTxnMarkerTopic(
+                        name=TopicName(FLOWS), partition_indexes=(i32(step.partition),)
+                    ),
+                ),
+                coordinator_epoch=i32(0),
+            )
+            return WriteTxnMarkersRequest(markers=(marker,))
+        if op is Op.SYNC:
+            assignment = SyncGroupRequestAssignment(member_id=member.member_id, assignment=b"")
+            return SyncGroupRequest(
+                group_id=group_id,
+                generation_id=i32(member.generation),
+                member_id=member.member_id,
+                group_instance_id=None,
+                protocol_type="consumer",
+                protocol_name="range",
+                assignments=(assignment,) if member.leader else (),
+            )
+        if op is Op.HEARTBEAT:
+            return HeartbeatRequest(
+                group_id=group_id,
+                generation_id=i32(member.generation),
+                member_id=member.member_id,
+                group_instance_id=None,
+            )
+        if op is Op.OFFSET_COMMIT:
+            committed = OffsetCommitRequestPartition(
+                partition_index=i32(step.partition),
+                committed_offset=i64(index),
+                committed_leader_epoch=i32(-1),
+                committed_metadata="",
+            )
+            return OffsetCommitRequest(
+                group_id=group_id,
+                generation_id_or_member_epoch=i32(member.generation),
+                member_id=member.member_id,
+                group_instance_id=None,
+                topics=(OffsetCommitRequestTopic(name=TopicName(FLOWS), partitions=(committed,)),),
+            )
+        if op is Op.OFFSET_FETCH:
+            wanted = OffsetFetchRequestTopic(
+                name=TopicName(FLOWS), partition_indexes=(i32(step.partition),)
+            )
+            return OffsetFetchRequest(group_id=group_id, topics=(wanted,), require_stable=True)
+        if op is Op.LEAVE:
+            if step.version < LEAVE_GROUP_MEMBERS_VERSION:  # one member id, no array
+                return LeaveGroupRequestV2(group_id=group_id, member_id=member.member_id)
+            identity = MemberIdentity(member_id=member.member_id, group_instance_id=None)
+            return LeaveGroupRequest(group_id=group_id, members=(identity,))
+        if op is Op.DESCRIBE_GROUP:
+            return DescribeGroupsRequest(groups=(group_id,), include_authorized_operations=False)
+        if op is Op.DELETE_GROUP:
+            return DeleteGroupsRequest(groups_names=(group_id,))
+        if op is Op.DESCRIBE_TXN:
+            return DescribeTransactionsRequest(transactional_ids=(txn_id,))
+        raise ValueError(f"no request for {op}")
+
+    def join(self, step: Step) -> None:
+        member = self.member(step)
+        request = JoinGroupRequest(
+            group_id=GroupId(self.group_id(step.group)),
+            session_timeout=timedelta(milliseconds=SESSION_TIMEOUT_MS),
+            rebalance_timeout=timedelta(milliseconds=REBALANCE_TIMEOUT_MS),
+            member_id=member.member_id,
+            group_instance_id=None,
+            protocol_type="consumer",
+            protocols=(JoinGroupRequestProtocol(name="range", metadata=b""),),
+            reason=None,
+        )
+        response = self.send(step, request)
         if response is not None and response.error_code == ErrorCode.member_id_required:
             # KIP-394 (v4+): join again with the member id the broker handed out.
-            response = self.send(step, {**fields, "member_id": response.member_id})
+            response = self.send(step, replace(request, member_id=response.member_id))
         if response is not None and response.error_code == ErrorCode.none:
             member_id = str(response.member_id)
             self.members[step.group] = Member(
                 member_id, int(response.generation_id), response.leader == member_id
             )
 
-    def produce(self, index: int, step: Step, txn_id: str, producer_id: int, epoch: int) -> None:
+    def produce(self, index: int, step: Step) -> None:
         transactional = step.op is Op.PRODUCE
+        producer_id, epoch = self.producer(step)
         value = f"{self.name}-{index}".encode()
         sequence = self.sequences.get((step.txn, step.partition), 0)
         if step.skew is Skew.SEQUENCE_GAP:
@@ -270,20 +364,10 @@ class FlowRun:
             base_sequence=sequence if transactional else -1,
             attributes=TRANSACTIONAL_FLAG if transactional else 0,
         )
-        response = self.send(
-            step,
-            {
-                "transactional_id": txn_id if transactional else None,
-                "acks": -1,
-                "timeout": int(RESPONSE_TIMEOUT_S * 1000),
-                "topic_data": [
-                    {
-                        "name": FLOWS,
-                        "partition_data": [{"index": step.partition, "records": batch}],
-                    }
-                ],
-            },
-        )
+        request = produce_request(FLOWS, {step.partition: batch})
+        if transactional:
+            request = replace(request, transactional_id=TransactionalId(self.txn_id(step.txn)))
+        response = self.send(step, request)
         [result] = response.responses[0].partition_responses
         if result.error_code != ErrorCode.none:
             return
@@ -306,14 +390,11 @@ class FlowRun:
         """InitProducerId for each transactional id the flow used ends its open transaction;
         then nothing holds the last stable offset back."""
         for txn in sorted(self.txns_used):
-            request = build(
-                request_class(ApiKey.INIT_PRODUCER_ID, 4),
-                {
-                    "transactional_id": self.txn_id(txn),
-                    "transaction_timeout": TRANSACTION_TIMEOUT_MS,
-                    "producer_id": -1,
-                    "producer_epoch": -1,
-                },
+            request = InitProducerIdRequest(
+                transactional_id=TransactionalId(self.txn_id(txn)),
+                transaction_timeout=timedelta(milliseconds=TRANSACTION_TIMEOUT_MS),
+                producer_id=ProducerId(-1),
+                producer_epoch=i16(-1),
             )
             codes = []
             for _ in range(INIT_TRIES):

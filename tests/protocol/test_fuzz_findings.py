@@ -8,39 +8,30 @@ from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode
+from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 
-from samsa.protocol.apis import ApiKey
-from samsa.protocol.build import build
 from samsa.testing import EmbeddedBroker
 
-from .fuzz_requests import request_class
+from .fuzz_requests import at_version
 from .wire import Conn
 
 
 def assert_still_serving(conn: Conn) -> None:
     response = conn.request(
-        build(
-            request_class(ApiKey.METADATA, 12),
-            {
-                "topics": None,
-                "allow_auto_topic_creation": False,
-                "include_topic_authorized_operations": False,
-            },
+        MetadataRequest(
+            topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
         )
     )
     assert [b.node_id for b in response.brokers] == [1]
 
 
 def metadata_request(version: int, name: str | None, topic_id: uuid.UUID | None) -> Any:
-    return build(
-        request_class(ApiKey.METADATA, version),
-        {
-            "topics": [{"name": name, "topic_id": topic_id}],
-            "allow_auto_topic_creation": False,
-            "include_cluster_authorized_operations": False,  # v8-v10 only
-            "include_topic_authorized_operations": False,
-        },
+    v12 = MetadataRequest(
+        topics=(MetadataRequestTopic(topic_id=topic_id, name=name),),
+        allow_auto_topic_creation=False,
+        include_topic_authorized_operations=False,
     )
+    return at_version(v12, version)
 
 
 @pytest.mark.parametrize("version", [10, 11])

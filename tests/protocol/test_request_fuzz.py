@@ -26,10 +26,9 @@ from kio.schema.errors import ErrorCode
 
 from samsa.protocol.apis import SERVED, ApiKey
 from samsa.protocol.batch import CRC_START, HEADER_BYTES, TIMESTAMP_TYPE_MASK, parse_header
-from samsa.protocol.build import build
 
 from .fuzz_batches import Built, Verdict, batch_specs, build_batch
-from .fuzz_requests import EXISTING_TOPIC, TOPIC_NAMES, request_class, requests
+from .fuzz_requests import EXISTING_TOPIC, TOPIC_NAMES, at_version, requests
 from .fuzz_target import (
     RESPONSE_TIMEOUT_S,
     Target,
@@ -44,7 +43,7 @@ from .fuzz_target import (
     running_target,
     runs,
 )
-from .wire import Conn
+from .wire import Conn, produce_request
 
 BATCHES = "samsa-fuzz-batches"  # where the batch cases produce: never named by request cases
 BATCH_PARTITIONS = 2
@@ -90,20 +89,7 @@ def test_requests_soak(target: Target, sent: list[Any]) -> None:
 
 def produce_at(version: int, topic: str, partitions: dict[int, bytes], acks: int) -> Any:
     """A Produce request of any served version."""
-    return build(
-        request_class(ApiKey.PRODUCE, version),
-        {
-            "transactional_id": None,
-            "acks": acks,
-            "timeout": int(RESPONSE_TIMEOUT_S * 1000),
-            "topic_data": [
-                {
-                    "name": topic,
-                    "partition_data": [{"index": p, "records": r} for p, r in partitions.items()],
-                }
-            ],
-        },
-    )
+    return at_version(produce_request(topic, partitions, acks), version)
 
 
 def check_stored(conn: Conn, partition: int, base_offset: int, built: Built) -> None:
