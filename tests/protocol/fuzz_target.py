@@ -61,6 +61,9 @@ from .wire import Conn, create_topics_request, fetch_request, make_batch, produc
 CONTROL = "samsa-fuzz-control"  # the probe's topic: never named by a fuzz case
 SCALE = float(os.environ.get("SAMSA_FUZZ_SCALE", "1"))  # multiplies every count of cases
 SOAK_FACTOR = 10  # a soak runs ten times the default's cases
+# A soak test's own timeout (pytest's is 300 s a test): its cases take about 5 minutes, and a
+# timeout that interrupts a case leaves the broker in a state the next cases trip over.
+SOAK_TIMEOUT_S = round(3600 * max(SCALE, 1))
 CONTROL_CHECK_EVERY = 25
 RESPONSE_TIMEOUT_S = 15.0  # a loaded 2-core machine, fsyncs included
 MAY_WAIT_S = 1.0  # how long a request that may legitimately wait is given

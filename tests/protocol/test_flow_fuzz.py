@@ -16,6 +16,7 @@ what it sees with what the flows were told was committed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -67,6 +68,7 @@ from .fuzz_flows import FLOW_PARTITIONS, Flow, Op, Skew, Step, flows
 from .fuzz_requests import TOPIC_NAMES, at_version
 from .fuzz_target import (
     RESPONSE_TIMEOUT_S,
+    SOAK_TIMEOUT_S,
     Target,
     check_after,
     consume_all,
@@ -418,8 +420,15 @@ class FlowRun:
 def run_flow(target: Target, ledger: Ledger, flow: Flow) -> None:
     ledger.flows += 1
     run = FlowRun(target, ledger, flow)
-    for index, step in enumerate(flow.steps):
-        run.run(index, step)
+    try:
+        for index, step in enumerate(flow.steps):
+            run.run(index, step)
+    except BaseException:
+        # End what the failed flow left open, or every flow Hypothesis replays to shrink it
+        # would fail on the last stable offset this one holds back.
+        with contextlib.suppress(Exception):
+            run.end_everything()
+        raise
     run.end_everything()
     check_after(target)
 
@@ -431,6 +440,7 @@ def test_flows(target: Target, ledger: Ledger, flow: Flow) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_TIMEOUT_S)
 @FLOWS_SOAK
 @given(flow=flows())
 def test_flows_soak(target: Target, ledger: Ledger, flow: Flow) -> None:

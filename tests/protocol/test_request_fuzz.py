@@ -31,6 +31,7 @@ from .fuzz_batches import Built, Verdict, batch_specs, build_batch
 from .fuzz_requests import EXISTING_TOPIC, TOPIC_NAMES, at_version, requests
 from .fuzz_target import (
     RESPONSE_TIMEOUT_S,
+    SOAK_TIMEOUT_S,
     Target,
     check_after,
     check_control,
@@ -77,6 +78,7 @@ def test_requests(target: Target, sent: list[Any]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_TIMEOUT_S)
 @REQUESTS_SOAK
 @given(sent=PIPELINES)
 def test_requests_soak(target: Target, sent: list[Any]) -> None:
@@ -163,6 +165,7 @@ def test_batches(target: Target, case: tuple[list[Any], int, int]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_TIMEOUT_S)
 @BATCHES_SOAK
 @given(case=PRODUCE_CASES)
 def test_batches_soak(target: Target, case: tuple[list[Any], int, int]) -> None:
