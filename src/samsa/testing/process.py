@@ -18,6 +18,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from samsa.testing.memory import proc_status
+
 SAMSA = str(Path(sys.executable).parent / "samsa")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -132,11 +134,7 @@ class BrokerProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the running broker (Linux /proc; psutil is not a dependency)."""
-        with open(f"/proc/{self._pid()}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for process {self._pid()}")
+        return proc_status(self._pid())["VmRSS"] * 1024
 
     def open_fds(self) -> int:
         """File descriptors the running broker holds (Linux /proc)."""
