@@ -279,8 +279,8 @@ def _abort_hanging(
     try:
         partition_log.check_online()
         partition_log.producers.check_marker(marker.producer_id, marker.producer_epoch)
-        entry = partition_log.producers.entries.get(marker.producer_id)
-        if entry is None or not entry.in_transaction:
+        producer = partition_log.producers.describe(marker.producer_id)
+        if producer is None or not producer.in_transaction:
             return ErrorCode.none
         partition_log.append_marker(
             marker.producer_id, marker.producer_epoch, False, marker.coordinator_epoch, now
@@ -323,13 +323,13 @@ def handle_describe_producers(broker: Broker, request: Request) -> Outcome:
                     "active_producers": [
                         {
                             "producer_id": e.producer_id,
-                            "producer_epoch": e.epoch,
+                            "producer_epoch": e.producer_epoch,
                             "last_sequence": e.last_sequence,
                             "last_timestamp": e.last_timestamp,
                             "coordinator_epoch": e.coordinator_epoch,
-                            "current_txn_start_offset": e.current_txn_first_offset,
+                            "current_txn_start_offset": e.current_txn_start_offset,
                         }
-                        for e in partition_log.producers.entries.values()
+                        for e in partition_log.producers.describe_all()
                     ],
                 }
             )

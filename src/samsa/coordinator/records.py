@@ -60,9 +60,7 @@ def append_record(log: PartitionLog, key: bytes, value: bytes | None, now_ms: in
 
 def read_records(log: PartitionLog) -> Iterator[tuple[int, bytes | None, bytes | None, bool]]:
     """(offset, key, value, is_control) of every record in the log, in order."""
-    for segment in log.segments:
-        for position, header in segment.batches():
-            data = segment.read(position, position + header.size)
-            batch, _ = read_batch(data, 0)
-            for record in batch.records:
-                yield int(record.offset), record.key, record.value, header.is_control
+    for header, data in log.batches(log.log_start_offset, log.log_end_offset):
+        batch, _ = read_batch(data, 0)
+        for record in batch.records:
+            yield int(record.offset), record.key, record.value, header.is_control

@@ -68,20 +68,13 @@ class OffsetStore:
         high_watermark = self.log.high_watermark
         if self.applied_offset >= high_watermark:
             return
-        for segment in self.log.segments[self.log._segment_index(self.applied_offset) :]:
-            found = segment.find_position(self.applied_offset)
-            if found is None:
-                continue
-            for position, header in segment.batches(found[0]):
-                if header.base_offset >= high_watermark:
-                    break
-                data = segment.read(position, position + header.size)
-                if header.is_control:
-                    self._end_transaction(header.producer_id, marker_type(data) == COMMIT)
-                else:
-                    pid = header.producer_id if header.is_transactional else None
-                    self._apply_batch(data, pid)
-                self.applied_offset = header.next_offset
+        for header, data in self.log.batches(self.applied_offset, high_watermark):
+            if header.is_control:
+                self._end_transaction(header.producer_id, marker_type(data) == COMMIT)
+            else:
+                pid = header.producer_id if header.is_transactional else None
+                self._apply_batch(data, pid)
+            self.applied_offset = header.next_offset
         self.applied_offset = max(self.applied_offset, high_watermark)
 
     def _apply_batch(self, data: bytes, transactional_pid: int | None) -> None:
