@@ -46,7 +46,7 @@ class GroupCoordinator:
         new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
         self.log = offsets_log
-        self.offsets = OffsetStore(offsets_log)
+        self.offsets = OffsetStore(offsets_log.log_start_offset)
         self.clock_ms = clock_ms
         self.settings = settings
         self._background = background
@@ -62,14 +62,14 @@ class GroupCoordinator:
     # ----------------------------------------------------------------- log
     def load(self) -> None:
         """Replay the offsets log: committed offsets, pending transactional ones, groups."""
-        self.offsets.catch_up()
+        self.offsets.catch_up(self.log)
         now = self.clock_ms()
         for group_id, value in self.offsets.group_records:
             self.machine.replay(group_id, value, now)
         self.offsets.group_records.clear()
 
     def catch_up(self) -> None:
-        self.offsets.catch_up()
+        self.offsets.catch_up(self.log)
         self.offsets.group_records.clear()  # live group changes were applied as they were made
 
     def _replay(self, records: Sequence[KeyValue]) -> None:
