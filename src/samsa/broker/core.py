@@ -50,13 +50,17 @@ class Broker:
         data_dir: str,
         clock_ms: Callable[[], int],
         endpoint: Endpoint,
+        new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
+        """`new_uuid` is where every random id comes from (cluster, topics, group members):
+        the simulation passes a seeded one, so a seed replays them too."""
         self.config = config
         self.storage = storage
         self.data_dir = data_dir
         self.clock_ms = clock_ms
         self.endpoint = endpoint
-        self.topics = Topics(storage, data_dir, config)
+        self.new_uuid = new_uuid
+        self.topics = Topics(storage, data_dir, config, new_uuid)
         self.cluster_id = ""
         self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
@@ -131,6 +135,7 @@ class Broker:
                 self.config.offset_metadata_max_bytes,
             ),
             self.background.append,
+            self.new_uuid,
         )
         self.groups.load()
         # From here on, a crash is an unclean shutdown.
@@ -192,7 +197,7 @@ class Broker:
             for line in raw.decode().splitlines():
                 if line.startswith("cluster.id="):
                     return line.partition("=")[2]
-        cluster_id = uuid.uuid4().hex[:22]
+        cluster_id = self.new_uuid().hex[:22]
         self.storage.write_atomic(
             path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n".encode()
         )

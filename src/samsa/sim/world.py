@@ -10,6 +10,7 @@ its fsyncs fail (`sync_all(failing=...)`), as the group commit's worker threads 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -98,6 +99,8 @@ class World:
             random.Random(f"disk-{seed}"),  # its own stream: no draw taken from the world's
             tuple(f"{DATA_DIR}/{topic}-" for topic in TOPICS),
         )
+        # Cluster, topic and member ids: their own stream, so no draw is taken from the world's.
+        self.ids = random.Random(f"ids-{seed}")
         self.stats = Stats()
         self.clients: list[Client] = [
             IdempotentProducer(f"idem{i}", random.Random(self.rng.random())) for i in range(2)
@@ -112,10 +115,15 @@ class World:
     def clock(self) -> int:
         return self.now_ms
 
+    def new_uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.ids.getrandbits(128), version=4)
+
     def _boot(self, first: bool = False) -> Broker:
         self.disk.reboot()
         config = BrokerConfig(transaction_max_timeout_ms=60_000)
-        broker = Broker(config, self.disk, DATA_DIR, self.clock, Endpoint("sim", 9092))
+        broker = Broker(
+            config, self.disk, DATA_DIR, self.clock, Endpoint("sim", 9092), self.new_uuid
+        )
         broker.open()
         if first:
             for topic, partitions in TOPICS.items():
