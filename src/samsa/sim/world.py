@@ -26,9 +26,11 @@ from samsa.protocol.build import build
 from samsa.sim.check import Checker
 from samsa.sim.clients import TOPICS, Anomaly, Call, IdempotentProducer, TransactionalProducer
 from samsa.sim.disk import DiskFaults, SimDisk
+from samsa.sim.groups import OffsetCommitter
 
 DATA_DIR = "/data"
-Client = IdempotentProducer | TransactionalProducer
+Client = IdempotentProducer | TransactionalProducer | OffsetCommitter
+COMMITTERS = 2  # with `groups`: members of one group, each committing offsets in transactions
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,9 @@ class InFlight:
 
 
 class World:
-    def __init__(self, seed: int, odds: Odds | None = None) -> None:
+    def __init__(self, seed: int, odds: Odds | None = None, groups: bool = False) -> None:
+        """`groups` adds `OffsetCommitter`s: consumer groups and transactional offset commits
+        (invariant 7). Off, the seeds replay as they did before groups were simulated."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.odds = odds or Odds()
@@ -102,9 +106,18 @@ class World:
         # Cluster, topic and member ids: their own stream, so no draw is taken from the world's.
         self.ids = random.Random(f"ids-{seed}")
         self.stats = Stats()
-        self.clients: list[Client] = [
+        self.clients: list[Client] = []
+        self.clients += [
             IdempotentProducer(f"idem{i}", random.Random(self.rng.random())) for i in range(2)
-        ] + [TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)]
+        ]
+        self.clients += [
+            TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)
+        ]
+        if groups:
+            self.clients += [
+                OffsetCommitter(f"cp{i}", random.Random(self.rng.random()), ("a", i))
+                for i in range(COMMITTERS)
+            ]
         self.inflight: dict[int, InFlight] = {}  # one per client (by index)
         self.correlation_id = 0
         self.driver: Driver[InFlight]  # set by _boot: one per life of the broker
@@ -303,6 +316,8 @@ class World:
         for client in self.clients:
             if isinstance(client, TransactionalProducer) and client.stage == "idle":
                 client.stage = "done"
+            elif isinstance(client, OffsetCommitter):
+                client.stop()
         for _ in range(400):
             for index, client in enumerate(self.clients):
                 busy = isinstance(client, TransactionalProducer) and client.stage not in (
@@ -310,7 +325,8 @@ class World:
                     "idle",
                 )
                 current = isinstance(client, IdempotentProducer) and client.current is not None
-                if index not in self.inflight and (busy or current):
+                committing = isinstance(client, OffsetCommitter) and client.busy
+                if index not in self.inflight and (busy or current or committing):
                     self.send(index)
             self.sync_all()
             self.deliver()
@@ -334,8 +350,8 @@ class World:
         return found
 
 
-def run(seed: int, steps: int, odds: Odds | None = None) -> World:
-    world = World(seed, odds)
+def run(seed: int, steps: int, odds: Odds | None = None, groups: bool = False) -> World:
+    world = World(seed, odds, groups)
     for _ in range(steps):
         world.step()
     world.quiesce()
