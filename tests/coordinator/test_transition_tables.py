@@ -95,22 +95,30 @@ def test_a_walk_over_the_group_table(targets: list[GroupState]) -> None:
         assert _reachable(end, table) & GROUP_STABLE, end
 
 
+def _every_pair(
+    states: type[E],
+    valid_previous: Mapping[E, frozenset[E]],
+    check: Callable[[E, E], None],
+    refused: type[Exception],
+) -> None:
+    for current in states:
+        for target in states:
+            if current in valid_previous[target]:
+                check(current, target)
+            else:
+                with pytest.raises(refused):
+                    check(current, target)
+
+
 def test_every_forbidden_pair_is_refused() -> None:
     """Exhaustively, beside the walks: a pair is accepted exactly when the table lists it."""
-    for current in TxnState:
-        for target in TxnState:
-            if current in txn_states.VALID_PREVIOUS[target]:
-                txn_states.check_transition(current, target)
-            else:
-                with pytest.raises(IllegalTransition):
-                    txn_states.check_transition(current, target)
-    for old in GroupState:
-        for new in GroupState:
-            if old in group_states.VALID_PREVIOUS[new]:
-                group_states.check_transition(old, new)
-            else:
-                with pytest.raises(IllegalGroupTransition):
-                    group_states.check_transition(old, new)
+    _every_pair(TxnState, txn_states.VALID_PREVIOUS, txn_states.check_transition, IllegalTransition)
+    _every_pair(
+        GroupState,
+        group_states.VALID_PREVIOUS,
+        group_states.check_transition,
+        IllegalGroupTransition,
+    )
 
 
 # --------------------------------------------------------------------- the transaction machine

@@ -103,6 +103,9 @@ class TransactionCoordinator:
         self.settings = settings
         self._background = background
         self.machine = TxnStateMachine(next_producer_id, settings)
+        # Reads of the state, answered by the state machine as they are.
+        self.verify = self.machine.verify  # KIP-890 part 1, for produce and TxnOffsetCommit
+        self.check_producer = self.machine.check_producer
         self.runtime = CoordinatorRuntime(txn_log, txn_record, self._replay, clock_ms)
         # Ids whose last transition is not yet durable, and ids whose markers are being written.
         self.pending: dict[str, _Busy] = {}
@@ -211,11 +214,6 @@ class TransactionCoordinator:
             ),
         )
 
-    def check_producer(
-        self, transactional_id: str, producer_id: int, producer_epoch: int
-    ) -> tuple[TxnMetadata | None, ErrorCode]:
-        return self.machine.check_producer(transactional_id, producer_id, producer_epoch)
-
     def add_partitions(
         self,
         transactional_id: str,
@@ -237,16 +235,6 @@ class TransactionCoordinator:
             decision,
             lambda: self.add_partitions(transactional_id, producer_id, producer_epoch, wanted),
         )
-
-    def verify(
-        self,
-        transactional_id: str | None,
-        producer_id: int,
-        producer_epoch: int,
-        partition: TopicPartition,
-    ) -> ErrorCode:
-        """KIP-890 part 1: may this producer open a transaction on `partition` now?"""
-        return self.machine.verify(transactional_id, producer_id, producer_epoch, partition)
 
     def end_transaction(
         self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
