@@ -102,19 +102,14 @@ class CoordinatorRuntime(Generic[R]):
             raise RuntimeError("a coordinator batch was taken for a duplicate")
         return self.log.log_end_offset
 
-    def write(
-        self, records: Sequence[R], producer: Producer | None = None, replay: bool = True
-    ) -> Durable[bool]:
-        """Append `records`; once durable, replay them. The result says whether they are
-        durable. `replay=False` is Kafka's `replayRecords=false`: a classic group is changed as
-        its record is made, and its record is replayed only at start-up."""
+    def write(self, records: Sequence[R], producer: Producer | None = None) -> Durable[bool]:
+        """Append `records`; once durable, replay them. The result says whether they were."""
         end = self.append(records, producer)
 
         def then(failed: Failed) -> bool:
             if failed:
                 return False
-            if replay:
-                self._replay(records)
+            self._replay(records)
             return True
 
         return Durable([(self.log, end)], then)

@@ -81,16 +81,17 @@ class GroupCoordinator:
             self._background(self._write_group(write))
 
     def _write_group(self, write: GroupWrite) -> Later:
-        step = self.runtime.write([(group_key(write.group_id), write.value)], replay=False)
+        """Append a group record; it is not replayed live (Kafka's `replayRecords=false` for
+        classic groups: the group changed as the record was made), only reported durable."""
+        end = self.runtime.append([(group_key(write.group_id), write.value)])
 
         def then(failed: Failed) -> Later | None:
-            durable = step.then(failed) is True
             if write.then is not None:
-                write.then(durable, self.clock_ms())
+                write.then(not failed, self.clock_ms())
                 self._flush()
             return None
 
-        return Later(step.waits, then)
+        return Later([(self.log, end)], then)
 
     # ----------------------------------------------------------------- membership
     def join(self, request: JoinRequest) -> JoinResult | Slot:
