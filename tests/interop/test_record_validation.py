@@ -29,6 +29,7 @@ from samsa.admin.client import AdminClient
 from samsa.protocol.batch_writer import record_batch
 from samsa.protocol.compression import ZSTD
 from samsa.testing import BrokerProcess, EmbeddedBroker
+from samsa.testing.memory import proc_status, reset_peak
 from samsa.testing.poison import POISON, compressed, gzip_bomb, reseal, zstd_bomb
 
 from .support import DEADLINE_S, Deadline, create_topic
@@ -120,24 +121,6 @@ def test_poison_batches_are_refused_and_a_consumer_keeps_reading(
 
 
 # ----------------------------------------------------------------- decompression bombs
-def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process, in kB, from /proc (psutil is not a dependency)."""
-    found = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                found[name] = int(value.split()[0])
-    return found
-
-
-def reset_peak(pid: int) -> None:
-    """Start VmHWM afresh from the current RSS (Linux: 5 into clear_refs), so the peak that
-    follows is the request's, not start-up's."""
-    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
-
-
 @pytest.fixture(scope="module")
 def broker_process() -> Iterator[BrokerProcess]:
     with tempfile.TemporaryDirectory() as data_dir:
@@ -170,11 +153,11 @@ def test_a_decompression_bomb_is_refused_with_memory_bounded(
     bomb = build(inflated)
     assert len(bomb) < 1_000_000  # under message.max.bytes: only the bound stops it
     reset_peak(pid)
-    before = memory_kb(pid)
+    before = proc_status(pid)
     started = time.monotonic()
     response = produce_raw(bootstrap, topic, bomb)
     elapsed = time.monotonic() - started
-    after = memory_kb(pid)
+    after = proc_status(pid)
     assert response.error_code == ErrorCode.corrupt_message
     assert "message.decompressed.max.bytes" in response.error_message
     peak_growth_kb = after["VmHWM"] - before["VmRSS"]

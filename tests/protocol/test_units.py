@@ -1,9 +1,8 @@
-"""Unit tests of the protocol layer: framing, batch validation, sequence arithmetic, build()."""
+"""Unit tests of the protocol layer: framing, batch validation, sequence arithmetic, versions."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import itertools
 import struct
 
@@ -11,14 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
-from kio.schema.metadata.v0.response import MetadataResponse as MetadataResponseV0
-from kio.schema.metadata.v12.response import MetadataResponse as MetadataResponseV12
-from kio.schema.produce.v3.response import ProduceResponse as ProduceResponseV3
-from kio.schema.produce.v10.response import ProduceResponse as ProduceResponseV10
 
 from samsa.protocol import batch, codec
 from samsa.protocol.apis import ADVERTISED, SERVED, ApiKey, VersionRange, is_served
-from samsa.protocol.build import build, nested_type
 from samsa.protocol.frames import FrameBuffer, FrameError, frame
 
 from .wire import make_batch, recrc, with_magic
@@ -371,107 +365,6 @@ def test_last_sequence_of_a_batch_that_wraps() -> None:
     )
     header = batch.validate_produced(records, MAX)
     assert header.last_sequence == 0
-
-
-# ----------------------------------------------------------------------------- build()
-
-PRODUCE_DESCRIPTION = {
-    "responses": [
-        {
-            "name": "t",
-            "partition_responses": [
-                {
-                    "index": 3,
-                    "error_code": ErrorCode.corrupt_message,
-                    "base_offset": -1,
-                    "log_append_time": None,
-                    "log_start_offset": 17,
-                    "record_errors": (),
-                    "error_message": "bad crc",
-                }
-            ],
-        }
-    ],
-    "throttle_time": 250,
-}
-
-
-def test_build_drops_fields_a_version_lacks() -> None:
-    v3 = build(ProduceResponseV3, PRODUCE_DESCRIPTION)
-    partition = v3.responses[0].partition_responses[0]
-    assert partition.index == 3
-    assert partition.error_code == ErrorCode.corrupt_message
-    assert not hasattr(partition, "log_start_offset")
-    assert v3.throttle_time == datetime.timedelta(milliseconds=250)
-
-
-def test_build_keeps_fields_a_version_has_and_defaults_the_rest() -> None:
-    v10 = build(ProduceResponseV10, PRODUCE_DESCRIPTION)
-    partition = v10.responses[0].partition_responses[0]
-    assert partition.log_start_offset == 17
-    assert partition.error_message == "bad crc"
-    assert partition.current_leader.leader_id == -1  # schema default
-    assert v10.node_endpoints == ()
-
-
-@pytest.mark.parametrize("version", range(0, 13))
-def test_build_metadata_every_version_round_trips(version: int) -> None:
-    schema = codec.response_type(ApiKey.METADATA, version)
-    assert schema is not None
-    description = {
-        "throttle_time": 0,
-        "brokers": [{"node_id": 1, "host": "h", "port": 9092, "rack": None}],
-        "cluster_id": "c",
-        "controller_id": 1,
-        "topics": [
-            {
-                "error_code": ErrorCode.none,
-                "name": "t",
-                "topic_id": None,
-                "is_internal": False,
-                "partitions": [
-                    {
-                        "error_code": ErrorCode.none,
-                        "partition_index": 0,
-                        "leader_id": 1,
-                        "leader_epoch": 0,
-                        "replica_nodes": [1],
-                        "isr_nodes": [1],
-                        "offline_replicas": [],
-                    }
-                ],
-                "topic_authorized_operations": -2147483648,
-            }
-        ],
-        "cluster_authorized_operations": -2147483648,
-    }
-    try:
-        payload = build(schema, description)
-    except TypeError:
-        # Lists of primitives go through as lists; kio wants tuples only for nested entities.
-        raise
-    data = codec.encode_response(42, payload)
-    correlation_id, decoded = codec.decode_response(ApiKey.METADATA, version, data[4:])
-    assert correlation_id == 42
-    assert decoded.topics[0].name == "t"
-    assert decoded.topics[0].partitions[0].leader_id == 1
-    assert decoded.brokers[0].port == 9092
-    if version == 0:
-        assert schema is MetadataResponseV0
-    if version == 12:
-        assert schema is MetadataResponseV12
-
-
-def test_build_without_a_required_field_fails() -> None:
-    with pytest.raises(TypeError):
-        build(ProduceResponseV3, {"throttle_time": 0})
-
-
-def test_nested_type() -> None:
-    nested = nested_type(ProduceResponseV10, "responses")
-    assert nested.__name__ == "TopicProduceResponse"
-    with pytest.raises(KeyError):
-        nested_type(ProduceResponseV10, "throttle_time")
 
 
 # ----------------------------------------------------------------------------- version tables

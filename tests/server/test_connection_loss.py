@@ -15,44 +15,39 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from kio.schema.add_partitions_to_txn.v3.request import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
+)
+from kio.schema.end_txn.v3.request import EndTxnRequest
+from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
+from kio.static.primitive import i16, i32, i64
+from kio.static.protocol import RequestPayload
+
 from samsa.config import BrokerConfig
 from samsa.protocol import codec
-from samsa.protocol.apis import ApiKey
-from samsa.protocol.build import build
 from samsa.server.budget import RequestBudget
 from samsa.server.connection import Connection
-from samsa.sim.clients import batch
+from samsa.sim.clients import batch, init_producer_id_call, produce_call
 from samsa.testing import EmbeddedBroker
 
 DEADLINE_S = 10.0
 
 
 def call(
-    sock: socket.socket,
-    correlation_id: int,
-    api_key: int,
-    version: int,
-    body: dict[str, Any],
-    answer: bool = True,
+    sock: socket.socket, correlation_id: int, request: RequestPayload, answer: bool = True
 ) -> Any:
-    schema = codec.request_type(api_key, version)
-    assert schema is not None
-    sock.sendall(codec.encode_request(correlation_id, "test", build(schema, body)))
+    sock.sendall(codec.encode_request(correlation_id, "test", request))
     if not answer:
         return None
     (size,) = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))
+    api_key, version = type(request).__api_key__, type(request).__version__
     _, payload = codec.decode_response(api_key, version, sock.recv(size, socket.MSG_WAITALL))
     return payload
 
 
 def init(sock: socket.socket, txn_id: str) -> Any:
-    return call(
-        sock,
-        1,
-        ApiKey.INIT_PRODUCER_ID,
-        4,
-        {"transactional_id": txn_id, "transaction_timeout": 60_000},
-    )
+    return call(sock, 1, init_producer_id_call(txn_id, 60_000).request)
 
 
 def test_end_txn_completes_after_the_client_disconnects(samsa_broker: EmbeddedBroker) -> None:
@@ -62,13 +57,10 @@ def test_end_txn_completes_after_the_client_disconnects(samsa_broker: EmbeddedBr
             call(
                 sock,
                 0,
-                ApiKey.METADATA,
-                12,
-                {
-                    "topics": [{"topic_id": None, "name": "t"}],
-                    "allow_auto_topic_creation": True,
-                    "include_topic_authorized_operations": False,
-                },
+                MetadataRequest(
+                    topics=(MetadataRequestTopic(topic_id=None, name="t"),),
+                    include_topic_authorized_operations=False,
+                ),
             )
             started = init(sock, txn_id)
             if started.error_code != 0:
@@ -78,48 +70,27 @@ def test_end_txn_completes_after_the_client_disconnects(samsa_broker: EmbeddedBr
             added = call(
                 sock,
                 2,
-                ApiKey.ADD_PARTITIONS_TO_TXN,
-                3,
-                {
-                    "v3_and_below_transactional_id": txn_id,
-                    "v3_and_below_producer_id": pid,
-                    "v3_and_below_producer_epoch": epoch,
-                    "v3_and_below_topics": [{"name": "t", "partitions": [0]}],
-                },
+                AddPartitionsToTxnRequest(
+                    v3_and_below_transactional_id=txn_id,
+                    v3_and_below_producer_id=i64(pid),
+                    v3_and_below_producer_epoch=i16(epoch),
+                    v3_and_below_topics=(AddPartitionsToTxnTopic(name="t", partitions=(i32(0),)),),
+                ),
             )
             assert (
                 added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
                 == 0
             )
             records = batch([f"v{attempt}".encode()], pid, epoch, 0, True, int(time.time() * 1000))
-            produced = call(
-                sock,
-                3,
-                ApiKey.PRODUCE,
-                9,
-                {
-                    "transactional_id": txn_id,
-                    "acks": -1,
-                    "timeout": 5000,
-                    "topic_data": [
-                        {"name": "t", "partition_data": [{"index": 0, "records": records}]}
-                    ],
-                },
-            )
+            produced = call(sock, 3, produce_call(txn_id, "t", 0, records).request)
             assert produced.responses[0].partition_responses[0].error_code == 0
-            call(
-                sock,
-                4,
-                ApiKey.END_TXN,
-                3,
-                {
-                    "transactional_id": txn_id,
-                    "producer_id": pid,
-                    "producer_epoch": epoch,
-                    "committed": True,
-                },
-                answer=False,
+            end = EndTxnRequest(
+                transactional_id=txn_id,
+                producer_id=i64(pid),
+                producer_epoch=i16(epoch),
+                committed=True,
             )
+            call(sock, 4, end, answer=False)
         # The connection is gone, possibly before the EndTxn answer was built.
     deadline = time.monotonic() + DEADLINE_S
     with socket.create_connection(("127.0.0.1", samsa_broker.port)) as sock:

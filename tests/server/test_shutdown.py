@@ -9,15 +9,17 @@ reads segment files that are closed by then: `samsa demo payments` logged such O
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from pathlib import Path
+
+from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.static.primitive import i32, i64
 
 from samsa import config as broker_config
 from samsa.broker.core import Broker, Endpoint
 from samsa.log.storage import OsStorage
 from samsa.protocol import codec
-from samsa.protocol.apis import ApiKey
-from samsa.protocol.build import build
 from samsa.server.run import bind, wall_clock_ms
 from samsa.server.server import BrokerServer
 
@@ -25,35 +27,23 @@ LONG_POLL_MS = 5_000
 
 
 def fetch_request(correlation_id: int, topic: str) -> bytes:
-    schema = codec.request_type(ApiKey.FETCH, 12)
-    assert schema is not None
-    body = {
-        "replica_id": -1,
-        "max_wait": LONG_POLL_MS,
-        "min_bytes": 1,
-        "max_bytes": 1 << 20,
-        "isolation_level": 0,
-        "session_id": 0,
-        "session_epoch": -1,
-        "topics": [
-            {
-                "topic": topic,
-                "partitions": [
-                    {
-                        "partition": 0,
-                        "current_leader_epoch": -1,
-                        "fetch_offset": 0,
-                        "last_fetched_epoch": -1,
-                        "log_start_offset": -1,
-                        "partition_max_bytes": 1 << 20,
-                    }
-                ],
-            }
-        ],
-        "forgotten_topics_data": [],
-        "rack_id": "",
-    }
-    return codec.encode_request(correlation_id, "test", build(schema, body))
+    request = FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=LONG_POLL_MS),
+        min_bytes=i32(1),
+        max_bytes=i32(1 << 20),
+        topics=(
+            FetchTopic(
+                topic=topic,
+                partitions=(
+                    FetchPartition(
+                        partition=i32(0), fetch_offset=i64(0), partition_max_bytes=i32(1 << 20)
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+    return codec.encode_request(correlation_id, "test", request)
 
 
 def test_stop_ends_long_polls_before_closing_the_logs(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.sync_group.v3.request import SyncGroupRequest, SyncGroupRequestAssignment
 
-from samsa.protocol.apis import ApiKey
-from samsa.sim.clients import Call, batch, produce_call
+from samsa.sim.clients import Call, batch, ms, produce_call
 from samsa.sim.world import InFlight, World
 
 GROUP = "g"
@@ -32,16 +33,17 @@ class Member:
 
 
 def _join(member_id: str) -> Call:
-    body = {
-        "group_id": GROUP,
-        "session_timeout": 10_000,
-        "rebalance_timeout": 10_000,
-        "member_id": member_id,
-        "group_instance_id": None,
-        "protocol_type": "consumer",
-        "protocols": [{"name": "range", "metadata": b"\x00\x00"}],
-    }
-    return Call(ApiKey.JOIN_GROUP, 5, body)
+    return Call(
+        JoinGroupRequest(
+            group_id=GROUP,
+            session_timeout=ms(10_000),
+            rebalance_timeout=ms(10_000),
+            member_id=member_id,
+            group_instance_id=None,
+            protocol_type="consumer",
+            protocols=(JoinGroupRequestProtocol(name="range", metadata=b"\x00\x00"),),
+        )
+    )
 
 
 def _submit(world: World, member: Member, call: Call) -> InFlight:
@@ -59,14 +61,14 @@ def _leader_syncs(world: World) -> InFlight:
     joined = _submit(world, member, _join(first.response.member_id))
     assert joined.done and joined.response.error_code == ErrorCode.none  # the slot, resolved
     member_id = joined.response.member_id
-    body = {
-        "group_id": GROUP,
-        "generation_id": int(joined.response.generation_id),
-        "member_id": member_id,
-        "group_instance_id": None,
-        "assignments": [{"member_id": member_id, "assignment": b"mine"}],
-    }
-    synced = _submit(world, member, Call(ApiKey.SYNC_GROUP, 3, body))
+    sync = SyncGroupRequest(
+        group_id=GROUP,
+        generation_id=joined.response.generation_id,
+        member_id=member_id,
+        group_instance_id=None,
+        assignments=(SyncGroupRequestAssignment(member_id=member_id, assignment=b"mine"),),
+    )
+    synced = _submit(world, member, Call(sync))
     assert not synced.done, "SyncGroup answered before its group record was durable"
     return synced
 

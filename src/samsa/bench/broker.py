@@ -161,7 +161,7 @@ def wait_for_topic(producer: Producer, name: str) -> None:
     raise TimeoutError(f"topic {name} did not appear")
 
 
-def _produce_all(producer: Producer, topic: str, value: bytes, records: int) -> None:
+def produce_all(producer: Producer, topic: str, value: bytes, records: int) -> None:
     """Produce `records` copies of `value` to partition 0 and wait for every delivery report."""
     delivered = [0]
     errors: list[KafkaError] = []
@@ -195,7 +195,7 @@ def produce(bootstrap: str, topic: str, records: int, value_bytes: int) -> float
     # Create the topic and warm the connection (metadata, API versions) outside the timing.
     wait_for_topic(producer, topic)
     start = time.perf_counter()
-    _produce_all(producer, topic, value, records)
+    produce_all(producer, topic, value, records)
     return time.perf_counter() - start
 
 
@@ -217,7 +217,7 @@ def consume(bootstrap: str, topic: str, records: int, value_bytes: int) -> float
     offset = 0
     while offset < records:
         count = min(chunk, records - offset)
-        _produce_all(producer, topic, value, count)
+        produce_all(producer, topic, value, count)
         consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_CONFIG})
         try:
             consumer.list_topics(topic, timeout=30)

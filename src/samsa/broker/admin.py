@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from kio.schema.create_partitions.v3.request import CreatePartitionsRequest, CreatePartitionsTopic
+from kio.schema.create_partitions.v3.response import (
+    CreatePartitionsResponse,
+    CreatePartitionsTopicResult,
+)
+from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
+from kio.schema.create_topics.v7.response import (
+    CreatableTopicConfigs,
+    CreatableTopicResult,
+    CreateTopicsResponse,
+)
+from kio.schema.delete_topics.v5.request import DeleteTopicsRequest as DeleteTopicsRequestV5
+from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
+from kio.schema.delete_topics.v6.response import DeletableTopicResult, DeleteTopicsResponse
+from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
+from kio.schema.describe_configs.v4.response import (
+    DescribeConfigsResourceResult,
+    DescribeConfigsResponse,
+    DescribeConfigsResult,
+)
 from kio.schema.errors import ErrorCode
+from kio.schema.types import TopicName
+from kio.static.primitive import i8, i16, i32
+from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.broker.outcomes import AwaitWork, Outcome
+from samsa.broker.routing import NO_THROTTLE, reply, response
 from samsa.broker.topics import (
     EXCESSIVE_BATCH,
     PARTITIONS_PER_REQUEST_MAX,
@@ -18,6 +44,7 @@ from samsa.broker.topics import (
 )
 from samsa.config import broker_settings
 from samsa.log.partition import PartitionLog
+from samsa.protocol import versions
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:
@@ -28,45 +55,48 @@ RESOURCE_BROKER = 4
 SOURCE_DYNAMIC_TOPIC = 1
 SOURCE_STATIC_BROKER = 4
 SOURCE_DEFAULT = 5
-CONFIG_TYPE_STRING = 2
+CONFIG_TYPE_STRING = i8(2)
+# DeleteTopics v6 names a topic by name or by id; before, by name only (KIP-516).
+DELETE_BY_ID_VERSION_MIN = 6
 
 
-def _check_replication(broker: Broker, factor: int, assignments: Any) -> None:
+def _check_replication(broker: Broker, factor: int, assignments: Iterable[tuple[int, ...]]) -> None:
     if factor not in (-1, 1):
         raise TopicError(
             ErrorCode.invalid_replication_factor,
             f"replication factor {factor}: samsa is a single broker",
         )
-    for assignment in assignments or ():
-        if tuple(assignment.broker_ids) != (broker.node_id,):
+    for broker_ids in assignments:
+        if broker_ids != (broker.node_id,):
             raise TopicError(
                 ErrorCode.invalid_replica_assignment,
                 f"replicas must be [{broker.node_id}], the only broker",
             )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Making:
     """One topic's part of a CreateTopics or CreatePartitions: its partitions `first` ..
-    `first + count - 1`, reserved until made, and where its answer goes."""
+    `first + count - 1`, reserved until made."""
 
-    result: dict[str, Any]
     topic: Topic
     first: int
     count: int
 
 
-def handle_create_topics(broker: Broker, request: Request) -> Outcome:
+# A topic of a CreateTopics or CreatePartitions request: being made, or refused (also when
+# making it failed).
+Asked = list[tuple[TopicName, _Making | TopicError]]
+
+
+def handle_create_topics(broker: Broker, request: Request[CreateTopicsRequest]) -> Outcome:
     """Checked here, made off the event loop (10,000 partitions take seconds of mkdir and
     fsync), recorded back on it: other clients are served meanwhile."""
     body = request.payload
-    results: list[dict[str, Any]] = []
-    making: list[_Making] = []
+    asked: Asked = []
     names = Counter(wanted.name for wanted in body.topics)
     requested = sum(_requested_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
-        result: dict[str, Any] = {"name": wanted.name, **_NOT_CREATED}
-        results.append(result)
         try:
             if names[wanted.name] > 1:
                 raise TopicError(
@@ -74,60 +104,85 @@ def handle_create_topics(broker: Broker, request: Request) -> Outcome:
                 )
             if requested > PARTITIONS_PER_REQUEST_MAX:
                 raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
-            _check_replication(broker, int(wanted.replication_factor), wanted.assignments)
+            _check_replication(
+                broker, wanted.replication_factor, (a.broker_ids for a in wanted.assignments)
+            )
             configs = {c.name: c.value for c in wanted.configs}
             topic, count = broker.topics.plan(
                 wanted.name, _requested_partitions(broker, wanted), configs
             )
             broker.topics.reserve(topic.name, count)  # the next topic's checks count this one
-            making.append(_Making(result, topic, 0, count))
-            _describe_created(broker, result, topic, count)
+            asked.append((wanted.name, _Making(topic, 0, count)))
         except TopicError as exc:
-            result.update(error_code=exc.error, error_message=str(exc))
-    payload = {"throttle_time": 0, "topics": results}
-    return _make(broker, request, making, payload, bool(body.validate_only), _NOT_CREATED)
+            asked.append((wanted.name, exc))
+
+    def respond() -> CreateTopicsResponse:
+        results = tuple(_created(broker, name, outcome) for name, outcome in asked)
+        return CreateTopicsResponse(throttle_time=NO_THROTTLE, topics=results)
+
+    return _make(broker, request, asked, respond, body.validate_only)
 
 
-# What a topic CreateTopics did not create is answered with.
-_NOT_CREATED: dict[str, Any] = {
-    "topic_id": None,
-    "error_code": ErrorCode.none,
-    "error_message": None,
-    "num_partitions": -1,
-    "replication_factor": -1,
-    "configs": None,
-}
+def _created(
+    broker: Broker, name: TopicName, outcome: _Making | TopicError
+) -> CreatableTopicResult:
+    if isinstance(outcome, TopicError):
+        return CreatableTopicResult(
+            name=name,
+            topic_id=None,
+            error_code=outcome.error,
+            error_message=str(outcome),
+            num_partitions=i32(-1),
+            replication_factor=i16(-1),
+            configs=None,
+        )
+    return CreatableTopicResult(
+        name=name,
+        topic_id=outcome.topic.topic_id,
+        error_code=ErrorCode.none,
+        error_message=None,
+        num_partitions=i32(outcome.count),
+        replication_factor=i16(1),
+        configs=tuple(_created_setting(broker, outcome.topic, s) for s in TOPIC_SETTINGS),
+    )
+
+
+def _created_setting(broker: Broker, topic: Topic, name: str) -> CreatableTopicConfigs:
+    value, source = _setting(broker, topic, name)
+    return CreatableTopicConfigs(
+        name=name, value=value, read_only=False, config_source=i8(source), is_sensitive=False
+    )
 
 
 def _make(
     broker: Broker,
-    request: Request,
-    making: list[_Making],
-    payload: dict[str, Any],
+    request: Request[RequestPayload],
+    asked: Asked,
+    respond: Callable[[], ResponsePayload],
     validate_only: bool,
-    failed: dict[str, Any],
 ) -> Outcome:
     """Make what was planned and reserved off the event loop, record it back on it, and answer
-    `payload` (each failure's result updated with `failed` and the error)."""
+    with `respond()` (a topic that could not be made is marked refused in `asked`)."""
     topics = broker.topics
+    making = [(i, outcome) for i, (_, outcome) in enumerate(asked) if isinstance(outcome, _Making)]
     if validate_only or not making:
-        for planned in making:
+        for _, planned in making:
             topics.release(planned.topic.name)
-        return broker.reply(request, payload)
+        return reply(request, respond())
     now_ms = broker.clock_ms()
 
     def work() -> list[list[PartitionLog] | OSError]:
         made: list[list[PartitionLog] | OSError] = []
-        for planned in making:
+        for _, planned in making:
             try:
                 made.append(topics.build(planned.topic, planned.first, planned.count, now_ms))
             except OSError as exc:
                 made.append(exc)
         return made
 
-    def finish(made: list[list[PartitionLog] | OSError] | OSError) -> Any:
-        for i, planned in enumerate(making):
-            built = made if isinstance(made, OSError) else made[i]
+    def finish(made: list[list[PartitionLog] | OSError] | OSError) -> ResponsePayload:
+        for k, (i, planned) in enumerate(making):
+            built = made if isinstance(made, OSError) else made[k]
             try:
                 if isinstance(built, OSError):
                     topics.release(planned.topic.name)
@@ -136,159 +191,157 @@ def _make(
                     )
                 topics.commit(planned.topic, planned.first, built)
             except TopicError as exc:
-                planned.result.update(failed, error_code=exc.error, error_message=str(exc))
-        return broker.reply(request, payload).payload
+                asked[i] = (asked[i][0], exc)
+        return response(request, respond())
 
     return AwaitWork(request.correlation_id, work, finish)
 
 
-def _requested_partitions(broker: Broker, wanted: Any) -> int:
+def _requested_partitions(broker: Broker, wanted: CreatableTopic) -> int:
     """What a CreatableTopic asks for (-1: the broker's num.partitions)."""
-    count = len(wanted.assignments) if wanted.assignments else int(wanted.num_partitions)
+    count = len(wanted.assignments) if wanted.assignments else wanted.num_partitions
     return broker.config.num_partitions if count == -1 else count
 
 
-def _describe_created(broker: Broker, result: dict[str, Any], topic: Topic, count: int) -> None:
-    result.update(
-        topic_id=topic.topic_id,
-        num_partitions=count,
-        replication_factor=1,
-        configs=[_describe_setting(broker, topic, name, True) for name in TOPIC_SETTINGS],
+def delete_topics_view(request: Request[RequestPayload]) -> DeleteTopicsRequest:
+    """Before v6 topics are named in `topic_names`; as Kafka's `DeleteTopicsRequest.topics()`
+    does, each becomes a `DeleteTopicState` with that name and no id."""
+    if request.api_version >= DELETE_BY_ID_VERSION_MIN:
+        return versions.convert(request.payload, DeleteTopicsRequest)
+    old = versions.convert(request.payload, DeleteTopicsRequestV5)
+    return DeleteTopicsRequest(
+        topics=tuple(DeleteTopicState(name=name, topic_id=None) for name in old.topic_names),
+        timeout=old.timeout,
     )
 
 
-def handle_delete_topics(broker: Broker, request: Request) -> Outcome:
-    body = request.payload
-    if request.api_version >= 6:
-        wanted = [(t.name, t.topic_id) for t in body.topics]
-    else:
-        wanted = [(name, None) for name in body.topic_names]
-    by_id = {topic.topic_id: topic.name for topic in broker.topics}
+def handle_delete_topics(broker: Broker, request: Request[DeleteTopicsRequest]) -> Outcome:
+    by_id = {topic.topic_id: TopicName(topic.name) for topic in broker.topics}
     results = []
-    for name, topic_id in wanted:
-        result: dict[str, Any] = {
-            "name": name,
-            "topic_id": topic_id,
-            "error_code": ErrorCode.none,
-            "error_message": None,
-        }
+    for wanted in request.payload.topics:
+        name = wanted.name
+        if name is None and wanted.topic_id is not None:
+            name = by_id.get(wanted.topic_id)
+        results.append(_delete(broker, name, wanted.topic_id))
+    return reply(request, DeleteTopicsResponse(throttle_time=NO_THROTTLE, responses=tuple(results)))
+
+
+def _delete(
+    broker: Broker, name: TopicName | None, topic_id: uuid.UUID | None
+) -> DeletableTopicResult:
+    error, message = ErrorCode.none, None
+    try:
+        if not broker.config.delete_topic_enable:
+            raise TopicError(ErrorCode.topic_deletion_disabled, "delete.topic.enable=false")
         if name is None:
-            name = by_id.get(topic_id)
-            result["name"] = name
-        try:
-            if not broker.config.delete_topic_enable:
-                raise TopicError(ErrorCode.topic_deletion_disabled, "delete.topic.enable=false")
-            if name is None:
-                raise TopicError(ErrorCode.unknown_topic_id, f"no topic with id {topic_id}")
-            topic = broker.topics.delete(name)
-            result["topic_id"] = topic.topic_id
-        except TopicError as exc:
-            result.update(error_code=exc.error, error_message=str(exc))
-        except OSError as exc:  # the next start finishes a deletion this left halfway
-            result.update(error_code=ErrorCode.kafka_storage_error, error_message=str(exc))
-        results.append(result)
-    return broker.reply(request, {"throttle_time": 0, "responses": results})
+            raise TopicError(ErrorCode.unknown_topic_id, f"no topic with id {topic_id}")
+        topic_id = broker.topics.delete(name).topic_id
+    except TopicError as exc:
+        error, message = exc.error, str(exc)
+    except OSError as exc:  # the next start finishes a deletion this left halfway
+        error, message = ErrorCode.kafka_storage_error, str(exc)
+    return DeletableTopicResult(
+        name=name, topic_id=topic_id, error_code=error, error_message=message
+    )
 
 
-def handle_create_partitions(broker: Broker, request: Request) -> Outcome:
+def handle_create_partitions(broker: Broker, request: Request[CreatePartitionsRequest]) -> Outcome:
     """As CreateTopics: checked here, made off the event loop, recorded back on it."""
     body = request.payload
-    results: list[dict[str, Any]] = []
-    making: list[_Making] = []
+    asked: Asked = []
     requested = sum(_added_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
-        result: dict[str, Any] = {
-            "name": wanted.name,
-            "error_code": ErrorCode.none,
-            "error_message": None,
-        }
-        results.append(result)
         try:
             if requested > PARTITIONS_PER_REQUEST_MAX:
                 raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
-            _check_replication(broker, 1, wanted.assignments)
-            topic, added = broker.topics.plan_growth(wanted.name, int(wanted.count))
+            _check_replication(broker, 1, (a.broker_ids for a in wanted.assignments or ()))
+            topic, added = broker.topics.plan_growth(wanted.name, wanted.count)
             broker.topics.reserve(topic.name, added)
-            making.append(_Making(result, topic, len(topic.partitions), added))
+            asked.append((wanted.name, _Making(topic, len(topic.partitions), added)))
         except TopicError as exc:
-            result.update(error_code=exc.error, error_message=str(exc))
-    payload = {"throttle_time": 0, "results": results}
-    return _make(broker, request, making, payload, bool(body.validate_only), {})
+            asked.append((wanted.name, exc))
+
+    def respond() -> CreatePartitionsResponse:
+        return CreatePartitionsResponse(
+            throttle_time=NO_THROTTLE,
+            results=tuple(_grown(name, outcome) for name, outcome in asked),
+        )
+
+    return _make(broker, request, asked, respond, body.validate_only)
 
 
-def _added_partitions(broker: Broker, wanted: Any) -> int:
+def _grown(name: TopicName, outcome: _Making | TopicError) -> CreatePartitionsTopicResult:
+    if isinstance(outcome, TopicError):
+        return CreatePartitionsTopicResult(
+            name=name, error_code=outcome.error, error_message=str(outcome)
+        )
+    return CreatePartitionsTopicResult(name=name, error_code=ErrorCode.none, error_message=None)
+
+
+def _added_partitions(broker: Broker, wanted: CreatePartitionsTopic) -> int:
     """What a CreatePartitionsTopic would add (0 if it adds nothing or names no topic)."""
     topic = broker.topics.get(wanted.name)
-    return 0 if topic is None else max(int(wanted.count) - len(topic.partitions), 0)
+    return 0 if topic is None else max(wanted.count - len(topic.partitions), 0)
 
 
-def _describe_setting(broker: Broker, topic: Any, name: str, for_create: bool) -> dict[str, Any]:
+def _setting(broker: Broker, topic: Topic, name: str) -> tuple[str, int]:
+    """A topic setting's value and where it comes from (its own, or the default)."""
     if name in topic.configs:
-        value, source = topic.configs[name], SOURCE_DYNAMIC_TOPIC
-    else:
-        value, source = broker.topics.default_setting(name), SOURCE_DEFAULT
-    return {
-        "name": name,
-        "value": value,
-        "read_only": False,
-        "config_source": source,
-        "is_sensitive": False,
-        "synonyms": (),
-        "config_type": CONFIG_TYPE_STRING,
-        "documentation": None,
-    }
+        return topic.configs[name], SOURCE_DYNAMIC_TOPIC
+    return broker.topics.default_setting(name), SOURCE_DEFAULT
 
 
-def handle_describe_configs(broker: Broker, request: Request) -> Outcome:
-    body = request.payload
-    results = []
-    for resource in body.resources:
-        keys = None if resource.configuration_keys is None else set(resource.configuration_keys)
-        result: dict[str, Any] = {
-            "error_code": ErrorCode.none,
-            "error_message": None,
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-            "configs": [],
-        }
-        if resource.resource_type == RESOURCE_TOPIC:
-            topic = broker.topics.get(resource.resource_name)
-            if topic is None:
-                result.update(
-                    error_code=ErrorCode.unknown_topic_or_partition,
-                    error_message=f"no topic {resource.resource_name!r}",
-                )
-            else:
-                result["configs"] = [
-                    _describe_setting(broker, topic, name, False)
-                    for name in TOPIC_SETTINGS
-                    if keys is None or name in keys
-                ]
-        elif resource.resource_type == RESOURCE_BROKER:
-            if resource.resource_name not in ("", str(broker.node_id)):
-                result.update(
-                    error_code=ErrorCode.invalid_request,
-                    error_message=f"no broker {resource.resource_name!r}",
-                )
-            else:
-                result["configs"] = [
-                    {
-                        "name": name,
-                        "value": value,
-                        "read_only": True,
-                        "config_source": SOURCE_STATIC_BROKER,
-                        "is_sensitive": False,
-                        "synonyms": (),
-                        "config_type": CONFIG_TYPE_STRING,
-                        "documentation": None,
-                    }
-                    for name, value in broker_settings(broker.config).items()
-                    if keys is None or name in keys
-                ]
+def _described(
+    name: str, value: str, source: int, read_only: bool
+) -> DescribeConfigsResourceResult:
+    return DescribeConfigsResourceResult(
+        name=name,
+        value=value,
+        read_only=read_only,
+        config_source=i8(source),
+        is_sensitive=False,
+        synonyms=(),
+        config_type=CONFIG_TYPE_STRING,
+        documentation=None,
+    )
+
+
+def handle_describe_configs(broker: Broker, request: Request[DescribeConfigsRequest]) -> Outcome:
+    results = tuple(_describe(broker, resource) for resource in request.payload.resources)
+    return reply(request, DescribeConfigsResponse(throttle_time=NO_THROTTLE, results=results))
+
+
+def _describe(broker: Broker, resource: DescribeConfigsResource) -> DescribeConfigsResult:
+    keys = None if resource.configuration_keys is None else set(resource.configuration_keys)
+    configs: tuple[DescribeConfigsResourceResult, ...] = ()
+    error, message = ErrorCode.none, None
+    if resource.resource_type == RESOURCE_TOPIC:
+        topic = broker.topics.get(resource.resource_name)
+        if topic is None:
+            error = ErrorCode.unknown_topic_or_partition
+            message = f"no topic {resource.resource_name!r}"
         else:
-            result.update(
-                error_code=ErrorCode.invalid_request,
-                error_message=f"resource type {resource.resource_type} not supported",
+            configs = tuple(
+                _described(name, *_setting(broker, topic, name), read_only=False)
+                for name in TOPIC_SETTINGS
+                if keys is None or name in keys
             )
-        results.append(result)
-    return broker.reply(request, {"throttle_time": 0, "results": results})
+    elif resource.resource_type == RESOURCE_BROKER:
+        if resource.resource_name not in ("", str(broker.node_id)):
+            error, message = ErrorCode.invalid_request, f"no broker {resource.resource_name!r}"
+        else:
+            configs = tuple(
+                _described(name, value, SOURCE_STATIC_BROKER, read_only=True)
+                for name, value in broker_settings(broker.config).items()
+                if keys is None or name in keys
+            )
+    else:
+        error = ErrorCode.invalid_request
+        message = f"resource type {resource.resource_type} not supported"
+    return DescribeConfigsResult(
+        error_code=error,
+        error_message=message,
+        resource_type=resource.resource_type,
+        resource_name=resource.resource_name,
+        configs=configs,
+    )

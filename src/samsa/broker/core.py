@@ -1,8 +1,9 @@
 """The broker: state (topics, settings) plus a dispatch of decoded requests to handlers.
 
 Handlers are plain functions `(broker, request) -> Outcome`: they run to completion, change state
-without awaiting, and tell the server what to wait for (see `samsa.broker.outcomes`). No sockets,
-no asyncio, no wall clock here: time comes from `clock_ms`, storage from `storage`.
+without awaiting, and tell the server what to wait for (see `samsa.broker.outcomes`). Each reads
+the request and writes the response of one version of its API, typed (`samsa.broker.routing`).
+No sockets, no asyncio, no wall clock here: time comes from `clock_ms`, storage from `storage`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from samsa.broker import admin, fetch, groups, metadata, offsets, produce, txn, unsupported
-from samsa.broker.outcomes import Close, Outcome, Reply
+from samsa.broker import txn, unsupported
+from samsa.broker.handlers import HANDLERS
+from samsa.broker.outcomes import Close, Outcome
 from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
 from samsa.config import BrokerConfig
 from samsa.coordinator.group.coordinator import GroupCoordinator, GroupSettings
@@ -25,12 +27,10 @@ from samsa.durability import Later
 from samsa.log.storage import DirLock, Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
-from samsa.protocol.build import build
-from samsa.protocol.codec import DecodeError, Request
+from samsa.protocol.codec import DecodeError
 
 log = logging.getLogger("samsa.broker")
 
-Handler = Callable[["Broker", Request], Outcome]
 CLEAN_SHUTDOWN_FILE = ".samsa_cleanshutdown"
 TXN_TOPIC = "__transaction_state"
 INTERNAL_TOPICS = (TXN_TOPIC, txn.OFFSETS_TOPIC)
@@ -223,46 +223,3 @@ class Broker:
             return Close(str(exc))
         handler = HANDLERS[ApiKey(prefix.api_key)]
         return handler(self, request)
-
-    def reply(self, request: Request, description: dict[str, object]) -> Reply:
-        schema = codec.response_type(request.api_key, request.api_version)
-        if schema is None:
-            raise RuntimeError(
-                f"no response schema for served api {request.api_key} v{request.api_version}"
-            )
-        return Reply(request.correlation_id, build(schema, description))
-
-
-HANDLERS: dict[ApiKey, Handler] = {
-    ApiKey.PRODUCE: produce.handle_produce,
-    ApiKey.FETCH: fetch.handle_fetch,
-    ApiKey.LIST_OFFSETS: offsets.handle_list_offsets,
-    ApiKey.OFFSET_FOR_LEADER_EPOCH: offsets.handle_offset_for_leader_epoch,
-    ApiKey.METADATA: metadata.handle_metadata,
-    ApiKey.API_VERSIONS: metadata.handle_api_versions,
-    ApiKey.DESCRIBE_CLUSTER: metadata.handle_describe_cluster,
-    ApiKey.CREATE_TOPICS: admin.handle_create_topics,
-    ApiKey.DELETE_TOPICS: admin.handle_delete_topics,
-    ApiKey.CREATE_PARTITIONS: admin.handle_create_partitions,
-    ApiKey.DESCRIBE_CONFIGS: admin.handle_describe_configs,
-    ApiKey.INIT_PRODUCER_ID: txn.handle_init_producer_id,
-    ApiKey.FIND_COORDINATOR: txn.handle_find_coordinator,
-    ApiKey.ADD_PARTITIONS_TO_TXN: txn.handle_add_partitions_to_txn,
-    ApiKey.ADD_OFFSETS_TO_TXN: txn.handle_add_offsets_to_txn,
-    ApiKey.END_TXN: txn.handle_end_txn,
-    ApiKey.WRITE_TXN_MARKERS: txn.handle_write_txn_markers,
-    ApiKey.DESCRIBE_PRODUCERS: txn.handle_describe_producers,
-    ApiKey.DESCRIBE_TRANSACTIONS: txn.handle_describe_transactions,
-    ApiKey.LIST_TRANSACTIONS: txn.handle_list_transactions,
-    ApiKey.JOIN_GROUP: groups.handle_join_group,
-    ApiKey.SYNC_GROUP: groups.handle_sync_group,
-    ApiKey.HEARTBEAT: groups.handle_heartbeat,
-    ApiKey.LEAVE_GROUP: groups.handle_leave_group,
-    ApiKey.OFFSET_COMMIT: groups.handle_offset_commit,
-    ApiKey.OFFSET_FETCH: groups.handle_offset_fetch,
-    ApiKey.TXN_OFFSET_COMMIT: groups.handle_txn_offset_commit,
-    ApiKey.LIST_GROUPS: groups.handle_list_groups,
-    ApiKey.DESCRIBE_GROUPS: groups.handle_describe_groups,
-    ApiKey.DELETE_GROUPS: groups.handle_delete_groups,
-    ApiKey.OFFSET_DELETE: groups.handle_offset_delete,
-}

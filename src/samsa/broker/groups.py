@@ -5,152 +5,238 @@ group coordinator's (`samsa.coordinator.group`); this module speaks the wire."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from kio.index import load_entity_schema
+from kio.schema.consumer_protocol_subscription.v3.data import ConsumerProtocolSubscription
+from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
+from kio.schema.delete_groups.v2.response import DeletableGroupResult, DeleteGroupsResponse
+from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
+from kio.schema.describe_groups.v5.response import (
+    DescribedGroup,
+    DescribedGroupMember,
+    DescribeGroupsResponse,
+)
 from kio.schema.errors import ErrorCode
+from kio.schema.heartbeat.v4.request import HeartbeatRequest
+from kio.schema.heartbeat.v4.response import HeartbeatResponse
+from kio.schema.join_group.v9.request import JoinGroupRequest
+from kio.schema.join_group.v9.response import JoinGroupResponse, JoinGroupResponseMember
+from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
+from kio.schema.leave_group.v5.request import LeaveGroupRequest, MemberIdentity
+from kio.schema.leave_group.v5.response import LeaveGroupResponse, MemberResponse
+from kio.schema.list_groups.v4.request import ListGroupsRequest
+from kio.schema.list_groups.v4.response import ListedGroup, ListGroupsResponse
+from kio.schema.offset_commit.v8.request import OffsetCommitRequest
+from kio.schema.offset_commit.v8.response import (
+    OffsetCommitResponse,
+    OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+)
+from kio.schema.offset_delete.v0.request import OffsetDeleteRequest
+from kio.schema.offset_delete.v0.response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequest
+from kio.schema.offset_fetch.v7.response import (
+    OffsetFetchResponse,
+    OffsetFetchResponsePartition,
+    OffsetFetchResponseTopic,
+)
+from kio.schema.sync_group.v5.request import SyncGroupRequest
+from kio.schema.sync_group.v5.response import SyncGroupResponse
+from kio.schema.txn_offset_commit.v3.request import TxnOffsetCommitRequest
+from kio.schema.txn_offset_commit.v3.response import (
+    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponsePartition,
+    TxnOffsetCommitResponseTopic,
+)
+from kio.schema.types import GroupId, TopicName
 from kio.serial import entity_reader
 from kio.static.constants import EntityType
+from kio.static.primitive import i32, i64
+from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.broker.answers import answer
+from samsa.broker.metadata import AUTHORIZED_OPERATIONS_OMITTED
 from samsa.broker.outcomes import AwaitSlot, Outcome
+from samsa.broker.routing import NO_THROTTLE, reply, response, to_ms
 from samsa.broker.txn import offsets_partition
 from samsa.coordinator.group import commits
 from samsa.coordinator.group.commits import OffsetToCommit
 from samsa.coordinator.group.coordinator import JoinRequest, JoinResult, SyncResult
 from samsa.coordinator.group.states import GroupState
 from samsa.durability import Slot
+from samsa.protocol import versions
+from samsa.protocol.batch import BatchHeader
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
 
 T = TypeVar("T")
-AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+V = TypeVar("V")
+# JoinGroup v7 made the protocol name nullable (KIP-559); older versions get "" for none.
+NULLABLE_PROTOCOL_VERSION_MIN = 7
+# LeaveGroup v3 leaves a batch of members (KIP-345); before, the one `member_id`.
+BATCHED_LEAVE_VERSION_MIN = 3
 
 
 def _deferred(
-    broker: Broker, request: Request, result: T | Slot, describe: Callable[[T], dict[str, Any]]
+    request: Request[RequestPayload],
+    result: T | Slot,
+    describe: Callable[[T], ResponsePayload],
 ) -> Outcome:
     if isinstance(result, Slot):
         answer = Slot()
-        result.subscribe(
-            lambda value: answer.resolve(broker.reply(request, describe(value)).payload)
-        )
+        result.subscribe(lambda value: answer.resolve(response(request, describe(value))))
         return AwaitSlot(request.correlation_id, answer)
-    return broker.reply(request, describe(result))
+    return reply(request, describe(result))
 
 
-def _ms(value: Any) -> int:
-    return int(value.total_seconds() * 1000)
+def _by_topic(found: Iterable[tuple[tuple[str, int], V]]) -> dict[TopicName, list[tuple[i32, V]]]:
+    """Per-partition results grouped by topic, in the order they come."""
+    grouped: dict[TopicName, list[tuple[i32, V]]] = {}
+    for (topic, partition), value in found:
+        grouped.setdefault(TopicName(topic), []).append((i32(partition), value))
+    return grouped
 
 
 # --------------------------------------------------------------------- membership
-def handle_join_group(broker: Broker, request: Request) -> Outcome:
+def handle_join_group(broker: Broker, request: Request[JoinGroupRequest]) -> Outcome:
     body = request.payload
     broker.groups.catch_up()
-    session_ms = _ms(body.session_timeout)
+    session_ms = to_ms(body.session_timeout)
     join = JoinRequest(
         group_id=body.group_id,
         member_id=body.member_id,
-        group_instance_id=getattr(body, "group_instance_id", None),
+        group_instance_id=body.group_instance_id,
         client_id=request.client_id or "",
         client_host="",
         session_timeout_ms=session_ms,
-        rebalance_timeout_ms=_ms(body.rebalance_timeout)
+        rebalance_timeout_ms=to_ms(body.rebalance_timeout)
         if request.api_version >= 1
         else session_ms,
         protocol_type=body.protocol_type,
         protocols=[(p.name, bytes(p.metadata)) for p in body.protocols],
         require_known_member_id=request.api_version >= 4,
     )
+    no_protocol = "" if request.api_version < NULLABLE_PROTOCOL_VERSION_MIN else None
 
-    def describe(result: JoinResult) -> dict[str, Any]:
-        return {
-            "throttle_time": 0,
-            "error_code": result.error,
-            "generation_id": result.generation_id,
-            "protocol_type": result.protocol_type,
-            "protocol_name": result.protocol_name or ("" if request.api_version < 7 else None),
-            "leader": result.leader,
-            "skip_assignment": False,
-            "member_id": result.member_id,
-            "members": [
-                {"member_id": m, "group_instance_id": i, "metadata": md}
+    def describe(result: JoinResult) -> JoinGroupResponse:
+        return JoinGroupResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=result.error,
+            generation_id=i32(result.generation_id),
+            protocol_type=result.protocol_type,
+            protocol_name=result.protocol_name or no_protocol,
+            leader=result.leader,
+            skip_assignment=False,
+            member_id=result.member_id,
+            members=tuple(
+                JoinGroupResponseMember(member_id=m, group_instance_id=i, metadata=md)
                 for m, i, md in result.members
-            ],
-        }
+            ),
+        )
 
-    return _deferred(broker, request, broker.groups.join(join), describe)
+    return _deferred(request, broker.groups.join(join), describe)
 
 
-def handle_sync_group(broker: Broker, request: Request) -> Outcome:
+def handle_sync_group(broker: Broker, request: Request[SyncGroupRequest]) -> Outcome:
     body = request.payload
     result = broker.groups.sync(
         body.group_id,
-        int(body.generation_id),
+        body.generation_id,
         body.member_id,
-        getattr(body, "group_instance_id", None),
-        getattr(body, "protocol_type", None),
-        getattr(body, "protocol_name", None),
+        body.group_instance_id,
+        body.protocol_type,
+        body.protocol_name,
         {a.member_id: bytes(a.assignment) for a in body.assignments},
     )
 
-    def describe(r: SyncResult) -> dict[str, Any]:
-        return {
-            "throttle_time": 0,
-            "error_code": r.error,
-            "protocol_type": r.protocol_type,
-            "protocol_name": r.protocol_name,
-            "assignment": r.assignment,
-        }
+    def describe(r: SyncResult) -> SyncGroupResponse:
+        return SyncGroupResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=r.error,
+            protocol_type=r.protocol_type,
+            protocol_name=r.protocol_name,
+            assignment=r.assignment,
+        )
 
-    return _deferred(broker, request, result, describe)
+    return _deferred(request, result, describe)
 
 
-def handle_heartbeat(broker: Broker, request: Request) -> Outcome:
+def handle_heartbeat(broker: Broker, request: Request[HeartbeatRequest]) -> Outcome:
     body = request.payload
     error = broker.groups.heartbeat(
-        body.group_id,
-        int(body.generation_id),
-        body.member_id,
-        getattr(body, "group_instance_id", None),
+        body.group_id, body.generation_id, body.member_id, body.group_instance_id
     )
-    return broker.reply(request, {"throttle_time": 0, "error_code": error})
+    return reply(request, HeartbeatResponse(throttle_time=NO_THROTTLE, error_code=error))
 
 
-def handle_leave_group(broker: Broker, request: Request) -> Outcome:
+def leave_group_view(request: Request[RequestPayload]) -> LeaveGroupRequest:
+    """Before v3 a request names one member by `member_id`: as Kafka's
+    `LeaveGroupRequest.members()` does, it is taken as a batch of that one member."""
+    if request.api_version >= BATCHED_LEAVE_VERSION_MIN:
+        return versions.convert(request.payload, LeaveGroupRequest)
+    old = versions.convert(request.payload, LeaveGroupRequestV2)
+    return LeaveGroupRequest(
+        group_id=old.group_id, members=(MemberIdentity(member_id=old.member_id),)
+    )
+
+
+def handle_leave_group(broker: Broker, request: Request[LeaveGroupRequest]) -> Outcome:
     body = request.payload
-    if request.api_version >= 3:
-        leaving = [(m.member_id, m.group_instance_id) for m in body.members]
-    else:
-        leaving = [(body.member_id, None)]
+    leaving = [(m.member_id, m.group_instance_id) for m in body.members]
     errors = broker.groups.leave(body.group_id, leaving)
-    top = errors[0] if request.api_version < 3 and errors else ErrorCode.none
-    if request.api_version >= 3 and broker.groups.groups.get(body.group_id) is None:
+    batched = request.api_version >= BATCHED_LEAVE_VERSION_MIN
+    top = errors[0] if not batched and errors else ErrorCode.none
+    if batched and broker.groups.groups.get(body.group_id) is None:
         top = ErrorCode.unknown_member_id
-    return broker.reply(
+    return reply(
         request,
-        {
-            "throttle_time": 0,
-            "error_code": top,
-            "members": [
-                {"member_id": m, "group_instance_id": i, "error_code": e}
+        LeaveGroupResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=top,
+            members=tuple(
+                MemberResponse(member_id=m, group_instance_id=i, error_code=e)
                 for (m, i), e in zip(leaving, errors, strict=True)
-            ],
-        },
+            ),
+        ),
     )
 
 
 # --------------------------------------------------------------------- offsets
-def _to_commit(topics: Any) -> list[OffsetToCommit]:
+class _CommittedPartition(Protocol):
+    """A partition of an OffsetCommit or a TxnOffsetCommit request."""
+
+    @property
+    def partition_index(self) -> i32: ...
+    @property
+    def committed_offset(self) -> i64: ...
+    @property
+    def committed_leader_epoch(self) -> i32: ...
+    @property
+    def committed_metadata(self) -> str | None: ...
+
+
+class _CommittedTopic(Protocol):
+    @property
+    def name(self) -> TopicName: ...
+    @property
+    def partitions(self) -> Sequence[_CommittedPartition]: ...
+
+
+def _to_commit(topics: Iterable[_CommittedTopic]) -> list[OffsetToCommit]:
     return [
         OffsetToCommit(
             t.name,
-            int(p.partition_index),
-            int(p.committed_offset),
-            int(getattr(p, "committed_leader_epoch", -1)),
+            p.partition_index,
+            p.committed_offset,
+            p.committed_leader_epoch,
             p.committed_metadata,
         )
         for t in topics
@@ -162,43 +248,49 @@ def _partition_exists(broker: Broker) -> Callable[[str, int], bool]:
     return lambda topic, partition: broker.topics.partition(topic, partition) is not None
 
 
-def _commit_response(
+def _committed(
     offsets: list[OffsetToCommit], results: dict[tuple[str, int], ErrorCode]
-) -> list[dict[str, Any]]:
-    by_topic: dict[str, list[dict[str, Any]]] = {}
-    for o in offsets:
-        by_topic.setdefault(o.topic, []).append(
-            {"partition_index": o.partition, "error_code": results[o.topic, o.partition]}
-        )
-    return [{"name": t, "partitions": ps} for t, ps in by_topic.items()]
+) -> dict[TopicName, list[tuple[i32, ErrorCode]]]:
+    return _by_topic(((o.topic, o.partition), results[o.topic, o.partition]) for o in offsets)
 
 
-def handle_offset_commit(broker: Broker, request: Request) -> Outcome:
+def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) -> Outcome:
     body = request.payload
     offsets = _to_commit(body.topics)
     result = commits.commit(
         broker.groups,
         body.group_id,
-        int(body.generation_id_or_member_epoch),
+        body.generation_id_or_member_epoch,
         body.member_id,
-        getattr(body, "group_instance_id", None),
+        body.group_instance_id,
         offsets,
         _partition_exists(broker),
     )
-    return answer(
-        broker,
-        request,
-        result,
-        lambda r: {"throttle_time": 0, "topics": _commit_response(offsets, r)},
-    )
+
+    def describe(results: dict[tuple[str, int], ErrorCode]) -> OffsetCommitResponse:
+        return OffsetCommitResponse(
+            throttle_time=NO_THROTTLE,
+            topics=tuple(
+                OffsetCommitResponseTopic(
+                    name=topic,
+                    partitions=tuple(
+                        OffsetCommitResponsePartition(partition_index=p, error_code=e)
+                        for p, e in partitions
+                    ),
+                )
+                for topic, partitions in _committed(offsets, results).items()
+            ),
+        )
+
+    return answer(request, result, describe)
 
 
-def handle_txn_offset_commit(broker: Broker, request: Request) -> Outcome:
+def handle_txn_offset_commit(broker: Broker, request: Request[TxnOffsetCommitRequest]) -> Outcome:
     body = request.payload
     offsets = _to_commit(body.topics)
     txn_id = body.transactional_id
 
-    def verify(header: Any) -> ErrorCode:
+    def verify(header: BatchHeader) -> ErrorCode:
         return broker.txn.verify(
             txn_id, header.producer_id, header.producer_epoch, offsets_partition(body.group_id)
         )
@@ -206,51 +298,64 @@ def handle_txn_offset_commit(broker: Broker, request: Request) -> Outcome:
     result = commits.txn_commit(
         broker.groups,
         body.group_id,
-        int(body.producer_id),
-        int(body.producer_epoch),
-        int(getattr(body, "generation_id", -1)),
-        getattr(body, "member_id", ""),
-        getattr(body, "group_instance_id", None),
+        body.producer_id,
+        body.producer_epoch,
+        body.generation_id,
+        body.member_id,
+        body.group_instance_id,
         offsets,
         _partition_exists(broker),
         verify,
     )
-    return answer(
-        broker,
-        request,
-        result,
-        lambda r: {"throttle_time": 0, "topics": _commit_response(offsets, r)},
-    )
+
+    def describe(results: dict[tuple[str, int], ErrorCode]) -> TxnOffsetCommitResponse:
+        return TxnOffsetCommitResponse(
+            throttle_time=NO_THROTTLE,
+            topics=tuple(
+                TxnOffsetCommitResponseTopic(
+                    name=topic,
+                    partitions=tuple(
+                        TxnOffsetCommitResponsePartition(partition_index=p, error_code=e)
+                        for p, e in partitions
+                    ),
+                )
+                for topic, partitions in _committed(offsets, results).items()
+            ),
+        )
+
+    return answer(request, result, describe)
 
 
-def handle_offset_fetch(broker: Broker, request: Request) -> Outcome:
+def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) -> Outcome:
     body = request.payload
-    wanted = (
+    wanted: list[tuple[str, int]] | None = (
         None
         if body.topics is None
-        else [(t.name, int(p)) for t in body.topics for p in t.partition_indexes]
+        else [(t.name, p) for t in body.topics for p in t.partition_indexes]
     )
-    found = commits.fetch(
-        broker.groups, body.group_id, wanted, bool(getattr(body, "require_stable", False))
-    )
-    by_topic: dict[str, list[dict[str, Any]]] = {}
-    for (topic, partition), value in found.items():
-        by_topic.setdefault(topic, []).append(
-            {
-                "partition_index": partition,
-                "committed_offset": value.offset,
-                "committed_leader_epoch": value.leader_epoch,
-                "metadata": value.metadata,
-                "error_code": value.error,
-            }
-        )
-    return broker.reply(
+    found = commits.fetch(broker.groups, body.group_id, wanted, body.require_stable)
+    return reply(
         request,
-        {
-            "throttle_time": 0,
-            "error_code": ErrorCode.none,
-            "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()],
-        },
+        OffsetFetchResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.none,
+            topics=tuple(
+                OffsetFetchResponseTopic(
+                    name=topic,
+                    partitions=tuple(
+                        OffsetFetchResponsePartition(
+                            partition_index=partition,
+                            committed_offset=i64(value.offset),
+                            committed_leader_epoch=i32(value.leader_epoch),
+                            metadata=value.metadata,
+                            error_code=value.error,
+                        )
+                        for partition, value in partitions
+                    ),
+                )
+                for topic, partitions in _by_topic(found.items()).items()
+            ),
+        ),
     )
 
 
@@ -262,106 +367,113 @@ def _subscribed_topics(metadata: bytes) -> set[str]:
             "consumer_protocol_subscription", min(version, 3), EntityType.data
         )
         subscription, _ = entity_reader(schema)(metadata, 2)
-        return {str(topic) for topic in getattr(subscription, "topics", ())}
+        return set(versions.convert(subscription, ConsumerProtocolSubscription).topics)
     except Exception:
         return set()
 
 
-def handle_offset_delete(broker: Broker, request: Request) -> Outcome:
+def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) -> Outcome:
     body = request.payload
     group = broker.groups.groups.get(body.group_id)
     subscribed: set[str] = set()
     if group is not None and group.protocol_type == "consumer":
         for member in group.members.values():
             subscribed |= _subscribed_topics(member.metadata_for(group.protocol_name or ""))
-    wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
+    wanted: list[tuple[str, int]] = [
+        (t.name, p.partition_index) for t in body.topics for p in t.partitions
+    ]
     result = commits.delete(broker.groups, body.group_id, wanted, subscribed.__contains__)
     if isinstance(result, ErrorCode):
-        return broker.reply(request, {"error_code": result, "throttle_time": 0, "topics": ()})
+        return reply(
+            request, OffsetDeleteResponse(error_code=result, throttle_time=NO_THROTTLE, topics=())
+        )
 
-    def describe(results: dict[tuple[str, int], ErrorCode]) -> dict[str, Any]:
-        by_topic: dict[str, list[dict[str, Any]]] = {}
-        for (topic, partition), error in results.items():
-            by_topic.setdefault(topic, []).append(
-                {"partition_index": partition, "error_code": error}
-            )
-        return {
-            "error_code": ErrorCode.none,
-            "throttle_time": 0,
-            "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()],
-        }
+    def describe(results: dict[tuple[str, int], ErrorCode]) -> OffsetDeleteResponse:
+        return OffsetDeleteResponse(
+            error_code=ErrorCode.none,
+            throttle_time=NO_THROTTLE,
+            topics=tuple(
+                OffsetDeleteResponseTopic(
+                    name=topic,
+                    partitions=tuple(
+                        OffsetDeleteResponsePartition(partition_index=p, error_code=e)
+                        for p, e in partitions
+                    ),
+                )
+                for topic, partitions in _by_topic(results.items()).items()
+            ),
+        )
 
-    return answer(broker, request, result, describe)
+    return answer(request, result, describe)
 
 
 # --------------------------------------------------------------------- admin
-def handle_list_groups(broker: Broker, request: Request) -> Outcome:
-    states = set(getattr(request.payload, "states_filter", ()) or ())
-    groups = [
-        {
-            "group_id": g.group_id,
-            "protocol_type": g.protocol_type or "",
-            "group_state": g.state.value,
-        }
+def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> Outcome:
+    states = set(request.payload.states_filter)
+    groups = tuple(
+        ListedGroup(
+            group_id=GroupId(g.group_id),
+            protocol_type=g.protocol_type or "",
+            group_state=g.state.value,
+        )
         for g in broker.groups.groups.values()
         if g.state is not GroupState.DEAD and (not states or g.state.value in states)
-    ]
-    return broker.reply(
-        request, {"throttle_time": 0, "error_code": ErrorCode.none, "groups": groups}
+    )
+    return reply(
+        request,
+        ListGroupsResponse(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=groups),
     )
 
 
-def handle_describe_groups(broker: Broker, request: Request) -> Outcome:
-    described = []
-    for group_id in request.payload.groups:
-        group = broker.groups.groups.get(group_id)
-        if group is None:
-            described.append(
-                {
-                    "error_code": ErrorCode.none,
-                    "group_id": group_id,
-                    "group_state": GroupState.DEAD.value,
-                    "protocol_type": "",
-                    "protocol_data": "",
-                    "members": (),
-                    "authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
-                }
-            )
-            continue
-        stable = group.state is GroupState.STABLE
-        described.append(
-            {
-                "error_code": ErrorCode.none,
-                "group_id": group_id,
-                "group_state": group.state.value,
-                "protocol_type": group.protocol_type or "",
-                "protocol_data": group.protocol_name or "",
-                "members": [
-                    {
-                        "member_id": m.member_id,
-                        "group_instance_id": m.group_instance_id,
-                        "client_id": m.client_id,
-                        "client_host": m.client_host,
-                        "member_metadata": m.metadata_for(group.protocol_name or "")
-                        if stable
-                        else b"",
-                        "member_assignment": m.assignment if stable else b"",
-                    }
-                    for m in group.members.values()
-                ],
-                "authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
-            }
+def handle_describe_groups(broker: Broker, request: Request[DescribeGroupsRequest]) -> Outcome:
+    described = tuple(_describe_group(broker, group_id) for group_id in request.payload.groups)
+    return reply(request, DescribeGroupsResponse(throttle_time=NO_THROTTLE, groups=described))
+
+
+def _describe_group(broker: Broker, group_id: GroupId) -> DescribedGroup:
+    group = broker.groups.groups.get(group_id)
+    if group is None:
+        return DescribedGroup(
+            error_code=ErrorCode.none,
+            group_id=group_id,
+            group_state=GroupState.DEAD.value,
+            protocol_type="",
+            protocol_data="",
+            members=(),
+            authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
         )
-    return broker.reply(request, {"throttle_time": 0, "groups": described})
+    stable = group.state is GroupState.STABLE
+    protocol = group.protocol_name or ""
+    return DescribedGroup(
+        error_code=ErrorCode.none,
+        group_id=group_id,
+        group_state=group.state.value,
+        protocol_type=group.protocol_type or "",
+        protocol_data=protocol,
+        members=tuple(
+            DescribedGroupMember(
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_metadata=m.metadata_for(protocol) if stable else b"",
+                member_assignment=m.assignment if stable else b"",
+            )
+            for m in group.members.values()
+        ),
+        authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+    )
 
 
-def handle_delete_groups(broker: Broker, request: Request) -> Outcome:
+def handle_delete_groups(broker: Broker, request: Request[DeleteGroupsRequest]) -> Outcome:
     result = broker.groups.delete_groups(request.payload.groups_names)
 
-    def describe(results: dict[str, ErrorCode]) -> dict[str, Any]:
-        return {
-            "throttle_time": 0,
-            "results": [{"group_id": g, "error_code": e} for g, e in results.items()],
-        }
+    def describe(results: dict[str, ErrorCode]) -> DeleteGroupsResponse:
+        return DeleteGroupsResponse(
+            throttle_time=NO_THROTTLE,
+            results=tuple(
+                DeletableGroupResult(group_id=GroupId(g), error_code=e) for g, e in results.items()
+            ),
+        )
 
-    return answer(broker, request, result, describe)
+    return answer(request, result, describe)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
+from kio.schema.list_offsets.v7.request import ListOffsetsRequest
+from kio.schema.list_offsets.v7.response import (
+    ListOffsetsPartitionResponse,
+    ListOffsetsResponse,
+    ListOffsetsTopicResponse,
+)
+from kio.schema.offset_for_leader_epoch.v4.request import OffsetForLeaderEpochRequest
+from kio.schema.offset_for_leader_epoch.v4.response import (
+    EpochEndOffset,
+    OffsetForLeaderEpochResponse,
+    OffsetForLeaderTopicResult,
+)
+from kio.static.primitive import i32, i64
 
 from samsa.broker.fetch import READ_COMMITTED, stable_offset
 from samsa.broker.metadata import LEADER_EPOCH
 from samsa.broker.outcomes import Outcome
+from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.log.partition import PartitionLog
 from samsa.protocol.codec import Request
 
@@ -18,101 +32,105 @@ if TYPE_CHECKING:
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
+# ListOffsets v7 is the first to ask for the record with the largest timestamp (KIP-734).
+MAX_TIMESTAMP_VERSION_MIN = 7
+
+
+def _listed(
+    index: i32,
+    error: ErrorCode,
+    found: tuple[int, int] = (-1, -1),
+    leader_epoch: int = LEADER_EPOCH,
+) -> ListOffsetsPartitionResponse:
+    offset, timestamp = found
+    return ListOffsetsPartitionResponse(
+        partition_index=index,
+        error_code=error,
+        timestamp=i64(timestamp),
+        offset=i64(offset),
+        leader_epoch=i32(leader_epoch),
+    )
 
 
 def _list_one(
-    log: PartitionLog | None, index: int, timestamp: int, isolation: int
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "partition_index": index,
-        "error_code": ErrorCode.none,
-        "timestamp": -1,
-        "offset": -1,
-        "leader_epoch": LEADER_EPOCH,
-        "old_style_offsets": (),
-    }
+    log: PartitionLog | None, index: i32, timestamp: int, isolation: int
+) -> ListOffsetsPartitionResponse:
     if log is None:
-        result["error_code"] = ErrorCode.unknown_topic_or_partition
-        return result
+        return _listed(index, ErrorCode.unknown_topic_or_partition)
     if log.offline is not None:
-        result["error_code"] = ErrorCode.kafka_storage_error
-        return result
+        return _listed(index, ErrorCode.kafka_storage_error)
     try:
-        _find(log, timestamp, isolation, result)
+        found = _find(log, timestamp, isolation)
     except OSError as exc:
         log.read_failed(exc)
-        result.update(error_code=ErrorCode.kafka_storage_error, offset=-1, timestamp=-1)
-    return result
+        return _listed(index, ErrorCode.kafka_storage_error)
+    if found is None:
+        return _listed(index, ErrorCode.invalid_request)
+    return _listed(index, ErrorCode.none, found)
 
 
-def _find(log: PartitionLog, timestamp: int, isolation: int, result: dict[str, Any]) -> None:
+def _find(log: PartitionLog, timestamp: int, isolation: int) -> tuple[int, int] | None:
+    """(offset, timestamp) for a ListOffsets timestamp, (-1, -1) where no record matches; None
+    for a timestamp that means nothing."""
     limit = stable_offset(log) if isolation == READ_COMMITTED else log.high_watermark
     if timestamp == LATEST_TIMESTAMP:
-        result["offset"] = limit
-    elif timestamp == EARLIEST_TIMESTAMP:
-        result["offset"] = log.log_start_offset
-    elif timestamp == MAX_TIMESTAMP:
-        found = log.max_timestamp_offset(limit)
-        if found is not None:
-            result["offset"], result["timestamp"] = found
-    elif timestamp >= 0:
-        found = log.offset_for_timestamp(timestamp, limit)
-        if found is not None:
-            result["offset"], result["timestamp"] = found
-    else:
-        result["error_code"] = ErrorCode.invalid_request
+        return limit, -1
+    if timestamp == EARLIEST_TIMESTAMP:
+        return log.log_start_offset, -1
+    if timestamp == MAX_TIMESTAMP:
+        return log.max_timestamp_offset(limit) or (-1, -1)
+    if timestamp >= 0:
+        return log.offset_for_timestamp(timestamp, limit) or (-1, -1)
+    return None
 
 
-def handle_list_offsets(broker: Broker, request: Request) -> Outcome:
+def handle_list_offsets(broker: Broker, request: Request[ListOffsetsRequest]) -> Outcome:
     body = request.payload
-    isolation = int(getattr(body, "isolation_level", 0))
     topics = []
     for topic in body.topics:
         partitions = []
         for p in topic.partitions:
-            timestamp = int(p.timestamp)
-            if timestamp == MAX_TIMESTAMP and request.api_version < 7:
+            if p.timestamp == MAX_TIMESTAMP and request.api_version < MAX_TIMESTAMP_VERSION_MIN:
                 partitions.append(
-                    {
-                        "partition_index": p.partition_index,
-                        "error_code": ErrorCode.unsupported_version,
-                        "timestamp": -1,
-                        "offset": -1,
-                        "leader_epoch": -1,
-                    }
+                    _listed(p.partition_index, ErrorCode.unsupported_version, leader_epoch=-1)
                 )
                 continue
             log = broker.topics.partition(topic.name, p.partition_index)
-            partitions.append(_list_one(log, p.partition_index, timestamp, isolation))
-        topics.append({"name": topic.name, "partitions": partitions})
-    return broker.reply(request, {"throttle_time": 0, "topics": topics})
+            partitions.append(_list_one(log, p.partition_index, p.timestamp, body.isolation_level))
+        topics.append(ListOffsetsTopicResponse(name=topic.name, partitions=tuple(partitions)))
+    return reply(request, ListOffsetsResponse(throttle_time=NO_THROTTLE, topics=tuple(topics)))
 
 
-def handle_offset_for_leader_epoch(broker: Broker, request: Request) -> Outcome:
+def handle_offset_for_leader_epoch(
+    broker: Broker, request: Request[OffsetForLeaderEpochRequest]
+) -> Outcome:
     """samsa has one leader epoch (0) for every partition: its end offset is the log end."""
     topics = []
     for topic in request.payload.topics:
         partitions = []
         for p in topic.partitions:
-            result: dict[str, Any] = {
-                "error_code": ErrorCode.none,
-                "partition": p.partition,
-                "leader_epoch": -1,
-                "end_offset": -1,
-            }
             log = broker.topics.partition(topic.topic, p.partition)
-            current = int(p.current_leader_epoch)
+            current = p.current_leader_epoch
+            error, epoch, end_offset = ErrorCode.none, -1, -1
             if log is None:
-                result["error_code"] = ErrorCode.unknown_topic_or_partition
+                error = ErrorCode.unknown_topic_or_partition
             elif log.offline is not None:
-                result["error_code"] = ErrorCode.kafka_storage_error
+                error = ErrorCode.kafka_storage_error
             elif current > LEADER_EPOCH:
-                result["error_code"] = ErrorCode.unknown_leader_epoch
+                error = ErrorCode.unknown_leader_epoch
             elif 0 <= current < LEADER_EPOCH:
-                result["error_code"] = ErrorCode.fenced_leader_epoch
-            elif int(p.leader_epoch) == LEADER_EPOCH:
-                result["leader_epoch"] = LEADER_EPOCH
-                result["end_offset"] = log.log_end_offset
-            partitions.append(result)
-        topics.append({"topic": topic.topic, "partitions": partitions})
-    return broker.reply(request, {"throttle_time": 0, "topics": topics})
+                error = ErrorCode.fenced_leader_epoch
+            elif p.leader_epoch == LEADER_EPOCH:
+                epoch, end_offset = LEADER_EPOCH, log.log_end_offset
+            partitions.append(
+                EpochEndOffset(
+                    error_code=error,
+                    partition=p.partition,
+                    leader_epoch=i32(epoch),
+                    end_offset=i64(end_offset),
+                )
+            )
+        topics.append(OffsetForLeaderTopicResult(topic=topic.topic, partitions=tuple(partitions)))
+    return reply(
+        request, OffsetForLeaderEpochResponse(throttle_time=NO_THROTTLE, topics=tuple(topics))
+    )

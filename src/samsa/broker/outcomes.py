@@ -1,16 +1,32 @@
 """What a handler asks the server to do with a request: the only contract between the two.
 
 The continuations behind `AwaitDurable` and `AwaitSlot` (`Durable`, `Slot`) live in
-`samsa.durability`, below both the broker and the coordinators, which return them too.
+`samsa.durability`, below both the broker and the coordinators, which return them too. A payload
+is a kio response of the version the client asked for (`Broker.response` converts to it), or a
+`RawFrame` for the few versions kio has no classes for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from samsa.durability import Failed, Slot, Waits
+from kio.static.protocol import ResponsePayload
+
+from samsa.durability import Durable, Failed, Slot, Waits
+
+W = TypeVar("W")
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """A response already encoded, header included (only for versions kio lacks)."""
+
+    data: bytes
+
+
+Payload = ResponsePayload | RawFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +34,7 @@ class Reply:
     """Send `payload` now (in request order)."""
 
     correlation_id: int
-    payload: Any
+    payload: Payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +59,7 @@ class AwaitDurable:
 
     correlation_id: int
     waits: Waits
-    finish: Callable[[Failed], Any] | None  # None: acks=0, nothing to send
+    finish: Callable[[Failed], ResponsePayload | Durable[ResponsePayload]] | None  # None: acks=0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +69,7 @@ class AwaitData:
 
     correlation_id: int
     max_wait_ms: int
-    attempt: Callable[[bool], Any | None]
+    attempt: Callable[[bool], ResponsePayload | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +81,16 @@ class AwaitSlot:
 
 
 @dataclass(frozen=True, slots=True)
-class AwaitWork:
+class AwaitWork(Generic[W]):
     """Run `work` off the event loop (file-system work too long to stall other clients: a
     topic's partition directories), then `finish(result)` on it, which returns the payload.
     `result` is what `work` returned, or the OSError it raised. `work` touches only storage,
     never broker state: `finish` does that."""
 
     correlation_id: int
-    work: Callable[[], Any]
-    finish: Callable[[Any], Any]
+    work: Callable[[], W]
+    finish: Callable[[W | OSError], ResponsePayload]
 
 
-Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData | AwaitSlot | AwaitWork
+# What `work` returns is between it and its `finish`: the server only hands it over.
+Outcome = Reply | NoReply | Close | AwaitDurable | AwaitData | AwaitSlot | AwaitWork[Any]

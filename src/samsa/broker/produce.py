@@ -8,12 +8,22 @@ it (KIP-467); the other partitions of the request are still written.
 
 from __future__ import annotations
 
-import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
+from kio.schema.produce.v10.request import ProduceRequest
+from kio.schema.produce.v10.response import (
+    BatchIndexAndErrorMessage,
+    PartitionProduceResponse,
+    ProduceResponse,
+    TopicProduceResponse,
+)
+from kio.schema.types import TopicName
+from kio.static.primitive import i32, i64
+from kio.static.protocol import ResponsePayload
 
 from samsa.broker.outcomes import AwaitDurable, Close, Outcome
+from samsa.broker.routing import NO_THROTTLE, response, timestamp
 from samsa.broker.topics import TopicError, check_topic_name
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.batch import InvalidBatch, RecordError
@@ -31,41 +41,37 @@ ZSTD_PRODUCE_VERSION_MIN = 7
 
 
 def _partition_result(
-    index: int,
+    index: i32,
     error: ErrorCode,
     base_offset: int = -1,
     log_start_offset: int = -1,
     message: str | None = None,
     record_errors: tuple[RecordError, ...] = (),
     log_append_time_ms: int = -1,
-) -> dict[str, Any]:
-    return {
-        "index": index,
-        "error_code": error,
-        "base_offset": base_offset,
-        "log_append_time": (
-            None
-            if log_append_time_ms < 0
-            else datetime.datetime.fromtimestamp(log_append_time_ms / 1000, datetime.UTC)
-        ),
-        "log_start_offset": log_start_offset,
-        "record_errors": tuple(
-            {"batch_index": batch_index, "batch_index_error_message": text}
+) -> PartitionProduceResponse:
+    return PartitionProduceResponse(
+        index=index,
+        error_code=error,
+        base_offset=i64(base_offset),
+        log_append_time=None if log_append_time_ms < 0 else timestamp(log_append_time_ms),
+        log_start_offset=i64(log_start_offset),
+        record_errors=tuple(
+            BatchIndexAndErrorMessage(batch_index=i32(batch_index), batch_index_error_message=text)
             for batch_index, text in record_errors
         ),
-        "error_message": message,
-    }
+        error_message=message,
+    )
 
 
 def _append(
     broker: Broker,
     transactional_id: str | None,
-    topic_name: str,
-    index: int,
+    topic_name: TopicName,
+    index: i32,
     records: bytes | None,
     now_ms: int,
     api_version: int,
-) -> tuple[dict[str, Any], PartitionLog | None, int]:
+) -> tuple[PartitionProduceResponse, PartitionLog | None, int]:
     topic = broker.topics.get(topic_name)
     log = broker.topics.partition(topic_name, index)
     if topic is None or log is None:
@@ -120,15 +126,15 @@ def _append(
     return result, log, written.next_offset
 
 
-def handle_produce(broker: Broker, request: Request) -> Outcome:
+def handle_produce(broker: Broker, request: Request[ProduceRequest]) -> Outcome:
     body = request.payload
     now_ms = broker.clock_ms()
-    acks = int(body.acks)
-    topics: list[tuple[str, list[tuple[dict[str, Any], PartitionLog | None]]]] = []
+    acks = body.acks
+    topics: list[tuple[TopicName, list[tuple[PartitionProduceResponse, PartitionLog | None]]]] = []
     waits: list[tuple[PartitionLog, int]] = []
     failed = False
     for topic_data in body.topic_data:
-        partitions: list[tuple[dict[str, Any], PartitionLog | None]] = []
+        partitions: list[tuple[PartitionProduceResponse, PartitionLog | None]] = []
         for data in topic_data.partition_data:
             if acks not in VALID_ACKS:
                 result, log, end = (
@@ -146,7 +152,7 @@ def handle_produce(broker: Broker, request: Request) -> Outcome:
                     now_ms,
                     request.api_version,
                 )
-            failed = failed or result["error_code"] != ErrorCode.none
+            failed = failed or result.error_code != ErrorCode.none
             if log is not None:
                 waits.append((log, end))
             partitions.append((result, log))
@@ -158,19 +164,21 @@ def handle_produce(broker: Broker, request: Request) -> Outcome:
             return Close("acks=0 produce failed on at least one partition")
         return AwaitDurable(request.correlation_id, waits, None)
 
-    def finish(sync_failed: set[PartitionLog]) -> Any:
+    def finish(sync_failed: set[PartitionLog]) -> ResponsePayload:
         responses = []
         for name, partitions in topics:
             results = []
             for result, log in partitions:
                 if log is not None and log in sync_failed:
                     result = _partition_result(
-                        result["index"],
+                        result.index,
                         ErrorCode.kafka_storage_error,
                         message=f"not made durable: {log.offline or 'fsync failed'}",
                     )
                 results.append(result)
-            responses.append({"name": name, "partition_responses": results})
-        return broker.reply(request, {"responses": responses, "throttle_time": 0}).payload
+            responses.append(TopicProduceResponse(name=name, partition_responses=tuple(results)))
+        return response(
+            request, ProduceResponse(responses=tuple(responses), throttle_time=NO_THROTTLE)
+        )
 
     return AwaitDurable(request.correlation_id, waits, finish)

@@ -7,18 +7,68 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
+from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
+from kio.schema.add_offsets_to_txn.v3.response import AddOffsetsToTxnResponse
+from kio.schema.add_partitions_to_txn.v3.request import AddPartitionsToTxnRequest
+from kio.schema.add_partitions_to_txn.v3.response import (
+    AddPartitionsToTxnPartitionResult,
+    AddPartitionsToTxnResponse,
+    AddPartitionsToTxnTopicResult,
+)
+from kio.schema.describe_producers.v0.request import DescribeProducersRequest
+from kio.schema.describe_producers.v0.response import (
+    DescribeProducersResponse,
+    PartitionResponse,
+    ProducerState,
+    TopicResponse,
+)
+from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
+from kio.schema.describe_transactions.v0.response import (
+    DescribeTransactionsResponse,
+    TopicData,
+)
+from kio.schema.describe_transactions.v0.response import (
+    TransactionState as DescribedTransaction,
+)
+from kio.schema.end_txn.v4.request import EndTxnRequest
+from kio.schema.end_txn.v4.response import EndTxnResponse
 from kio.schema.errors import ErrorCode
+from kio.schema.find_coordinator.v3.request import (
+    FindCoordinatorRequest as FindCoordinatorRequestV3,
+)
+from kio.schema.find_coordinator.v3.response import (
+    FindCoordinatorResponse as FindCoordinatorResponseV3,
+)
+from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
+from kio.schema.find_coordinator.v4.response import Coordinator, FindCoordinatorResponse
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.init_producer_id.v4.response import InitProducerIdResponse
+from kio.schema.list_transactions.v1.request import ListTransactionsRequest
+from kio.schema.list_transactions.v1.response import ListTransactionsResponse
+from kio.schema.list_transactions.v1.response import TransactionState as ListedTransaction
+from kio.schema.types import BrokerId, ProducerId, TopicName, TransactionalId
+from kio.schema.write_txn_markers.v1.request import WritableTxnMarker, WriteTxnMarkersRequest
+from kio.schema.write_txn_markers.v1.response import (
+    WritableTxnMarkerPartitionResult,
+    WritableTxnMarkerResult,
+    WritableTxnMarkerTopicResult,
+    WriteTxnMarkersResponse,
+)
+from kio.static.primitive import i16, i32, i32Timedelta, i64
+from kio.static.protocol import RequestPayload
 
 from samsa.broker.answers import answer
 from samsa.broker.outcomes import Outcome
+from samsa.broker.routing import NO_THROTTLE, reply, timestamp, to_ms
 from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
 from samsa.coordinator.txn.states import TxnState
 from samsa.durability import Durable, gather
 from samsa.log.partition import PartitionLog, StorageError
+from samsa.protocol import versions
 from samsa.protocol.codec import Request
-from samsa.state.producers import ProducerStateError
+from samsa.state.producers import ProducerDescription, ProducerStateError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -27,8 +77,9 @@ log = logging.getLogger("samsa.broker")
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
+# FindCoordinator v4 asks for several keys at once (KIP-699); before, for one `key`.
+BATCHED_KEYS_VERSION_MIN = 4
 OFFSETS_TOPIC = "__consumer_offsets"
-T = TypeVar("T")
 
 
 def offsets_partition(group_id: str) -> tuple[str, int]:
@@ -36,7 +87,7 @@ def offsets_partition(group_id: str) -> tuple[str, int]:
     return OFFSETS_TOPIC, 0
 
 
-def _fenced(request: Request, error: ErrorCode, fenced_from: int) -> ErrorCode:
+def _fenced(request: Request[RequestPayload], error: ErrorCode, fenced_from: int) -> ErrorCode:
     """PRODUCER_FENCED exists from `fenced_from`; older versions get INVALID_PRODUCER_EPOCH."""
     if error == ErrorCode.producer_fenced and request.api_version < fenced_from:
         return ErrorCode.invalid_producer_epoch
@@ -44,34 +95,51 @@ def _fenced(request: Request, error: ErrorCode, fenced_from: int) -> ErrorCode:
 
 
 # --------------------------------------------------------------------- FindCoordinator
-def handle_find_coordinator(broker: Broker, request: Request) -> Outcome:
+def find_coordinator_view(request: Request[RequestPayload]) -> FindCoordinatorRequest:
+    """Before v4 a request asks for one `key`: as Kafka's `FindCoordinatorRequest` does, it is
+    taken as the one coordinator key of a batch."""
+    if request.api_version >= BATCHED_KEYS_VERSION_MIN:
+        return versions.convert(request.payload, FindCoordinatorRequest)
+    old = versions.convert(request.payload, FindCoordinatorRequestV3)
+    return FindCoordinatorRequest(key_type=old.key_type, coordinator_keys=(old.key,))
+
+
+def handle_find_coordinator(broker: Broker, request: Request[FindCoordinatorRequest]) -> Outcome:
     body = request.payload
-    key_type = int(getattr(body, "key_type", KEY_TYPE_GROUP))
-    error = (
-        ErrorCode.none
-        if key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
-        else ErrorCode.invalid_request
-    )
-    found = {
-        "node_id": broker.node_id if not error else -1,
-        "host": broker.endpoint.host if not error else "",
-        "port": broker.endpoint.port if not error else -1,
-        "error_code": error,
-        "error_message": None if not error else "unknown key type",
-    }
-    if request.api_version >= 4:
-        return broker.reply(
-            request,
-            {
-                "throttle_time": 0,
-                "coordinators": [{"key": key, **found} for key in body.coordinator_keys],
-            },
+    known = body.key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
+    found = tuple(_coordinator(broker, key, known) for key in body.coordinator_keys)
+    if request.api_version >= BATCHED_KEYS_VERSION_MIN:
+        return reply(
+            request, FindCoordinatorResponse(throttle_time=NO_THROTTLE, coordinators=found)
         )
-    return broker.reply(request, {"throttle_time": 0, **found})
+    (one,) = found  # the view's one key
+    return reply(
+        request,
+        FindCoordinatorResponseV3(
+            throttle_time=NO_THROTTLE,
+            error_code=one.error_code,
+            error_message=one.error_message,
+            node_id=one.node_id,
+            host=one.host,
+            port=one.port,
+        ),
+    )
+
+
+def _coordinator(broker: Broker, key: str, known: bool) -> Coordinator:
+    """This broker coordinates every group and transaction; any other key type is refused."""
+    return Coordinator(
+        key=key,
+        node_id=BrokerId(broker.node_id if known else -1),
+        host=broker.endpoint.host if known else "",
+        port=i32(broker.endpoint.port if known else -1),
+        error_code=ErrorCode.none if known else ErrorCode.invalid_request,
+        error_message=None if known else "unknown key type",
+    )
 
 
 # --------------------------------------------------------------------- InitProducerId
-def handle_init_producer_id(broker: Broker, request: Request) -> Outcome:
+def handle_init_producer_id(broker: Broker, request: Request[InitProducerIdRequest]) -> Outcome:
     body = request.payload
     result: InitResult | Durable[InitResult]
     try:
@@ -80,12 +148,11 @@ def handle_init_producer_id(broker: Broker, request: Request) -> Outcome:
             # (this is how librdkafka bumps an idempotent producer's epoch, KIP-360).
             result = InitResult(ErrorCode.none, broker.producer_ids.next_id(), 0)
         else:
-            timeout_ms = int(body.transaction_timeout.total_seconds() * 1000)
             result = broker.txn.init_producer_id(
                 body.transactional_id,
-                timeout_ms,
-                int(getattr(body, "producer_id", -1)),
-                int(getattr(body, "producer_epoch", -1)),
+                to_ms(body.transaction_timeout),
+                body.producer_id,
+                body.producer_epoch,
             )
     except OSError as exc:
         # The next block of producer ids could not be reserved on disk (a full disk), before
@@ -94,47 +161,48 @@ def handle_init_producer_id(broker: Broker, request: Request) -> Outcome:
         log.warning("InitProducerId refused: no producer id block could be reserved: %s", exc)
         result = InitResult(ErrorCode.kafka_storage_error)
 
-    def describe(r: InitResult) -> dict[str, Any]:
-        return {
-            "throttle_time": 0,
-            "error_code": _fenced(request, r.error, 4),
-            "producer_id": r.producer_id,
-            "producer_epoch": r.producer_epoch,
-        }
+    def describe(r: InitResult) -> InitProducerIdResponse:
+        return InitProducerIdResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=_fenced(request, r.error, 4),
+            producer_id=ProducerId(r.producer_id),
+            producer_epoch=i16(r.producer_epoch),
+        )
 
-    return answer(broker, request, result, describe)
+    return answer(request, result, describe)
 
 
 # --------------------------------------------------------------------- AddPartitionsToTxn
-def handle_add_partitions_to_txn(broker: Broker, request: Request) -> Outcome:
+def handle_add_partitions_to_txn(
+    broker: Broker, request: Request[AddPartitionsToTxnRequest]
+) -> Outcome:
     body = request.payload
-    txn_id = body.v3_and_below_transactional_id
-    topics = [(t.name, [int(p) for p in t.partitions]) for t in body.v3_and_below_topics]
+    topics = [(t.name, t.partitions) for t in body.v3_and_below_topics]
     unknown = {
         (name, p) for name, ps in topics for p in ps if broker.topics.partition(name, p) is None
     }
 
-    def describe(errors: dict[tuple[str, int], ErrorCode]) -> dict[str, Any]:
-        return {
-            "throttle_time": 0,
-            "results_by_topic_v3_and_below": [
-                {
-                    "name": name,
-                    "results_by_partition": [
-                        {
-                            "partition_index": p,
-                            "partition_error_code": _fenced(request, errors[name, p], 2),
-                        }
+    def describe(errors: dict[tuple[str, int], ErrorCode]) -> AddPartitionsToTxnResponse:
+        return AddPartitionsToTxnResponse(
+            throttle_time=NO_THROTTLE,
+            results_by_topic_v3_and_below=tuple(
+                AddPartitionsToTxnTopicResult(
+                    name=name,
+                    results_by_partition=tuple(
+                        AddPartitionsToTxnPartitionResult(
+                            partition_index=p,
+                            partition_error_code=_fenced(request, errors[name, p], 2),
+                        )
                         for p in ps
-                    ],
-                }
+                    ),
+                )
                 for name, ps in topics
-            ],
-        }
+            ),
+        )
 
-    every = [(name, p) for name, ps in topics for p in ps]
+    every: list[tuple[str, int]] = [(name, p) for name, ps in topics for p in ps]
     if unknown:
-        return broker.reply(
+        return reply(
             request,
             describe(
                 {
@@ -146,43 +214,48 @@ def handle_add_partitions_to_txn(broker: Broker, request: Request) -> Outcome:
             ),
         )
     result = broker.txn.add_partitions(
-        txn_id, int(body.v3_and_below_producer_id), int(body.v3_and_below_producer_epoch), every
+        body.v3_and_below_transactional_id,
+        body.v3_and_below_producer_id,
+        body.v3_and_below_producer_epoch,
+        every,
     )
-    return answer(broker, request, result, lambda error: describe(dict.fromkeys(every, error)))
+    return answer(request, result, lambda error: describe(dict.fromkeys(every, error)))
 
 
-def handle_add_offsets_to_txn(broker: Broker, request: Request) -> Outcome:
+def handle_add_offsets_to_txn(broker: Broker, request: Request[AddOffsetsToTxnRequest]) -> Outcome:
     body = request.payload
     result = broker.txn.add_partitions(
         body.transactional_id,
-        int(body.producer_id),
-        int(body.producer_epoch),
+        body.producer_id,
+        body.producer_epoch,
         [offsets_partition(body.group_id)],
     )
     return answer(
-        broker,
         request,
         result,
-        lambda error: {"throttle_time": 0, "error_code": _fenced(request, error, 2)},
+        lambda error: AddOffsetsToTxnResponse(
+            throttle_time=NO_THROTTLE, error_code=_fenced(request, error, 2)
+        ),
     )
 
 
 # --------------------------------------------------------------------- EndTxn
-def handle_end_txn(broker: Broker, request: Request) -> Outcome:
+def handle_end_txn(broker: Broker, request: Request[EndTxnRequest]) -> Outcome:
     body = request.payload
     result = broker.txn.end_transaction(
-        body.transactional_id, int(body.producer_id), int(body.producer_epoch), bool(body.committed)
+        body.transactional_id, body.producer_id, body.producer_epoch, body.committed
     )
     return answer(
-        broker,
         request,
         result,
-        lambda error: {"throttle_time": 0, "error_code": _fenced(request, error, 2)},
+        lambda error: EndTxnResponse(
+            throttle_time=NO_THROTTLE, error_code=_fenced(request, error, 2)
+        ),
     )
 
 
 # --------------------------------------------------------------------- WriteTxnMarkers
-def handle_write_txn_markers(broker: Broker, request: Request) -> Outcome:
+def handle_write_txn_markers(broker: Broker, request: Request[WriteTxnMarkersRequest]) -> Outcome:
     """Markers sent by a client. In Kafka WriteTxnMarkers is how the transaction coordinator
     tells partition leaders a transaction's outcome; a client sends it only to abort a hanging
     transaction (KIP-664: `Admin.abortTransaction`, `kafka-transactions.sh abort`, and
@@ -206,38 +279,43 @@ def handle_write_txn_markers(broker: Broker, request: Request) -> Outcome:
     """
     # Issue 16: the ClusterAction check goes here, once ACLs exist.
     now = broker.clock_ms()
-    entries: list[dict[str, Any]] = []
-    later: dict[int, Durable[ErrorCode]] = {}
-    results = []
-    for sent in request.payload.markers:
-        marker = ClientMarker(
-            int(sent.producer_id),
-            int(sent.producer_epoch),
-            bool(sent.transaction_result),
-            int(sent.coordinator_epoch),
-        )
-        topics = []
-        for topic in sent.topics:
-            partitions = []
-            for index in topic.partition_indexes:
-                result = _client_marker(broker, marker, str(topic.name), int(index), now)
-                entry = {"partition_index": index, "error_code": ErrorCode.none}
-                if isinstance(result, Durable):
-                    later[len(entries)] = result
-                else:
-                    entry["error_code"] = result
-                entries.append(entry)
-                partitions.append(entry)
-            topics.append({"name": topic.name, "partitions": partitions})
-        results.append({"producer_id": sent.producer_id, "topics": topics})
+    markers = request.payload.markers
+    results = [
+        _client_marker(broker, ClientMarker.sent(sent), topic.name, index, now)
+        for sent in markers
+        for topic in sent.topics
+        for index in topic.partition_indexes
+    ]
+    later = {key: result for key, result in enumerate(results) if isinstance(result, Durable)}
 
-    def describe(done: dict[int, ErrorCode]) -> dict[str, Any]:
-        for key, error in done.items():
-            entries[key]["error_code"] = error
-        return {"markers": results}
+    def describe(done: dict[int, ErrorCode]) -> WriteTxnMarkersResponse:
+        errors = iter(
+            done[key] if isinstance(result, Durable) else result
+            for key, result in enumerate(results)
+        )
+        return WriteTxnMarkersResponse(
+            markers=tuple(
+                WritableTxnMarkerResult(
+                    producer_id=sent.producer_id,
+                    topics=tuple(
+                        WritableTxnMarkerTopicResult(
+                            name=topic.name,
+                            partitions=tuple(
+                                WritableTxnMarkerPartitionResult(
+                                    partition_index=index, error_code=next(errors)
+                                )
+                                for index in topic.partition_indexes
+                            ),
+                        )
+                        for topic in sent.topics
+                    ),
+                )
+                for sent in markers
+            )
+        )
 
     done: dict[int, ErrorCode] | Durable[dict[int, ErrorCode]] = gather(later) if later else {}
-    return answer(broker, request, done, describe)
+    return answer(request, done, describe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +326,15 @@ class ClientMarker:
     producer_epoch: int
     commit: bool
     coordinator_epoch: int
+
+    @staticmethod
+    def sent(marker: WritableTxnMarker) -> ClientMarker:
+        return ClientMarker(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.transaction_result,
+            marker.coordinator_epoch,
+        )
 
 
 def _client_marker(
@@ -294,111 +381,123 @@ def _abort_hanging(
 
 
 # --------------------------------------------------------------------- KIP-664 tooling
-def handle_describe_producers(broker: Broker, request: Request) -> Outcome:
-    topics = []
-    for topic in request.payload.topics:
-        partitions = []
-        for index in topic.partition_indexes:
-            partition_log = broker.topics.partition(topic.name, index)
-            if partition_log is None or partition_log.offline is not None:
-                error = (
-                    ErrorCode.unknown_topic_or_partition
-                    if partition_log is None
-                    else ErrorCode.kafka_storage_error
-                )
-                partitions.append(
-                    {
-                        "partition_index": index,
-                        "error_code": error,
-                        "error_message": None,
-                        "active_producers": (),
-                    }
-                )
-                continue
-            partitions.append(
-                {
-                    "partition_index": index,
-                    "error_code": ErrorCode.none,
-                    "error_message": None,
-                    "active_producers": [
-                        {
-                            "producer_id": e.producer_id,
-                            "producer_epoch": e.producer_epoch,
-                            "last_sequence": e.last_sequence,
-                            "last_timestamp": e.last_timestamp,
-                            "coordinator_epoch": e.coordinator_epoch,
-                            "current_txn_start_offset": e.current_txn_start_offset,
-                        }
-                        for e in partition_log.producers.describe_all()
-                    ],
-                }
-            )
-        topics.append({"name": topic.name, "partitions": partitions})
-    return broker.reply(request, {"throttle_time": 0, "topics": topics})
+def handle_describe_producers(
+    broker: Broker, request: Request[DescribeProducersRequest]
+) -> Outcome:
+    topics = tuple(
+        TopicResponse(
+            name=topic.name,
+            partitions=tuple(
+                _producers(broker.topics.partition(topic.name, index), index)
+                for index in topic.partition_indexes
+            ),
+        )
+        for topic in request.payload.topics
+    )
+    return reply(request, DescribeProducersResponse(throttle_time=NO_THROTTLE, topics=topics))
 
 
-def handle_describe_transactions(broker: Broker, request: Request) -> Outcome:
+def _producers(partition_log: PartitionLog | None, index: i32) -> PartitionResponse:
+    if partition_log is None or partition_log.offline is not None:
+        return PartitionResponse(
+            partition_index=index,
+            error_code=ErrorCode.unknown_topic_or_partition
+            if partition_log is None
+            else ErrorCode.kafka_storage_error,
+            error_message=None,
+            active_producers=(),
+        )
+    return PartitionResponse(
+        partition_index=index,
+        error_code=ErrorCode.none,
+        error_message=None,
+        active_producers=tuple(_producer_state(e) for e in partition_log.producers.describe_all()),
+    )
+
+
+def _producer_state(producer: ProducerDescription) -> ProducerState:
+    return ProducerState(
+        producer_id=ProducerId(producer.producer_id),
+        producer_epoch=i32(producer.producer_epoch),
+        last_sequence=i32(producer.last_sequence),
+        last_timestamp=i64(producer.last_timestamp),
+        coordinator_epoch=i32(producer.coordinator_epoch),
+        current_txn_start_offset=i64(producer.current_txn_start_offset),
+    )
+
+
+def handle_describe_transactions(
+    broker: Broker, request: Request[DescribeTransactionsRequest]
+) -> Outcome:
     states = []
     for txn_id in request.payload.transactional_ids:
         meta = broker.txn.txns.get(txn_id)
         if meta is None:
             states.append(
-                {
-                    "error_code": ErrorCode.transactional_id_not_found,
-                    "transactional_id": txn_id,
-                    "transaction_state": "",
-                    "transaction_timeout": 0,
-                    "transaction_start_time": datetime.datetime.fromtimestamp(0, datetime.UTC),
-                    "producer_id": -1,
-                    "producer_epoch": -1,
-                    "topics": (),
-                }
+                DescribedTransaction(
+                    error_code=ErrorCode.transactional_id_not_found,
+                    transactional_id=txn_id,
+                    transaction_state="",
+                    transaction_timeout=_timeout(0),
+                    transaction_start_time=timestamp(0),
+                    producer_id=ProducerId(-1),
+                    producer_epoch=i16(-1),
+                    topics=(),
+                )
             )
             continue
-        by_topic: dict[str, list[int]] = {}
+        by_topic: dict[str, list[i32]] = {}
         for topic, index in sorted(meta.partitions):
-            by_topic.setdefault(topic, []).append(index)
+            by_topic.setdefault(topic, []).append(i32(index))
         states.append(
-            {
-                "error_code": ErrorCode.none,
-                "transactional_id": txn_id,
-                "transaction_state": meta.state.value,
-                "transaction_timeout": meta.timeout_ms,
-                "transaction_start_time": datetime.datetime.fromtimestamp(
-                    max(meta.start_ms, 0) / 1000, datetime.UTC
+            DescribedTransaction(
+                error_code=ErrorCode.none,
+                transactional_id=txn_id,
+                transaction_state=meta.state.value,
+                transaction_timeout=_timeout(meta.timeout_ms),
+                transaction_start_time=timestamp(max(meta.start_ms, 0)),
+                producer_id=ProducerId(meta.producer_id),
+                producer_epoch=i16(meta.producer_epoch),
+                topics=tuple(
+                    TopicData(topic=TopicName(t), partitions=tuple(ps))
+                    for t, ps in by_topic.items()
                 ),
-                "producer_id": meta.producer_id,
-                "producer_epoch": meta.producer_epoch,
-                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
-            }
+            )
         )
-    return broker.reply(request, {"throttle_time": 0, "transaction_states": states})
+    return reply(
+        request,
+        DescribeTransactionsResponse(throttle_time=NO_THROTTLE, transaction_states=tuple(states)),
+    )
 
 
-def handle_list_transactions(broker: Broker, request: Request) -> Outcome:
+def _timeout(ms: int) -> i32Timedelta:
+    return i32Timedelta.parse(datetime.timedelta(milliseconds=ms))
+
+
+def handle_list_transactions(broker: Broker, request: Request[ListTransactionsRequest]) -> Outcome:
     body = request.payload
     known = {state.value for state in TxnState}
     state_filters = set(body.state_filters)
     pid_filters = set(body.producer_id_filters)
-    duration_ms = int(getattr(body, "duration_filter", -1))
+    duration_ms = body.duration_filter
     now = broker.clock_ms()
-    found = [
-        {
-            "transactional_id": meta.transactional_id,
-            "producer_id": meta.producer_id,
-            "transaction_state": meta.state.value,
-        }
+    found = tuple(
+        ListedTransaction(
+            transactional_id=TransactionalId(meta.transactional_id),
+            producer_id=ProducerId(meta.producer_id),
+            transaction_state=meta.state.value,
+        )
         for meta in broker.txn.txns.values()
         if (not state_filters or meta.state.value in state_filters)
         and (not pid_filters or meta.producer_id in pid_filters)
         and (duration_ms < 0 or (meta.start_ms >= 0 and now - meta.start_ms >= duration_ms))
-    ]
-    return broker.reply(
+    )
+    return reply(
         request,
-        {
-            "throttle_time": 0,
-            "error_code": ErrorCode.none,
-            "unknown_state_filters": sorted(state_filters - known),
-            "transaction_states": found,
-        },
+        ListTransactionsResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.none,
+            unknown_state_filters=tuple(sorted(state_filters - known)),
+            transaction_states=found,
+        ),
     )

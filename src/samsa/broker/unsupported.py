@@ -12,34 +12,35 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import struct
-import typing
-from typing import Any
 
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsResponseV0
+from kio.schema.api_versions.v3.response import ApiVersionsResponse
 from kio.schema.errors import ErrorCode
 from kio.schema.produce.v3.request import ProduceRequest as ProduceRequestV3
+from kio.schema.produce.v3.response import PartitionProduceResponse, TopicProduceResponse
 from kio.schema.produce.v3.response import ProduceResponse as ProduceResponseV3
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
+from kio.schema.types import TopicName
 from kio.serial import entity_reader
+from kio.static.primitive import i32, i64
+from kio.static.protocol import ResponsePayload
 
 from samsa.broker.metadata import api_keys
-from samsa.broker.outcomes import Close, Outcome, Reply
-from samsa.protocol import codec, guard
+from samsa.broker.outcomes import Close, Outcome, RawFrame, Reply
+from samsa.broker.routing import NO_THROTTLE
+from samsa.protocol import codec, guard, versions
 from samsa.protocol.apis import ApiKey
-from samsa.protocol.build import build
 from samsa.protocol.codec import RequestPrefix
 
 _NULL_STRING = b"\xff\xff"
-_EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 
 
 def api_versions_fallback(prefix: RequestPrefix) -> Outcome:
-    payload = build(
-        ApiVersionsResponseV0, {"error_code": ErrorCode.unsupported_version, "api_keys": api_keys()}
+    every = ApiVersionsResponse(
+        error_code=ErrorCode.unsupported_version, api_keys=api_keys(), throttle_time=NO_THROTTLE
     )
-    return Reply(prefix.correlation_id, payload)
+    return Reply(prefix.correlation_id, versions.convert(every, ApiVersionsResponseV0))
 
 
 def respond(prefix: RequestPrefix, data: bytes | memoryview) -> Outcome:
@@ -61,38 +62,12 @@ def respond(prefix: RequestPrefix, data: bytes | memoryview) -> Outcome:
     return Reply(prefix.correlation_id, payload)
 
 
-def _error_response(schema: type[Any]) -> Any:
-    values = _zero_values(schema)
-    values["error_code"] = ErrorCode.unsupported_version  # some schemas default it to NONE
-    return build(schema, values)
-
-
-def _zero_values(schema: type[Any]) -> dict[str, Any]:
-    """A value for every field of `schema` that has no default."""
-    hints = typing.get_type_hints(schema)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(schema):
-        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-            continue
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        if type(None) in args:
-            values[f.name] = None
-        elif typing.get_origin(hint) is tuple:
-            values[f.name] = ()
-        elif hint is str:
-            values[f.name] = ""
-        elif hint is bool:
-            values[f.name] = False
-        elif hint is bytes:
-            values[f.name] = b""
-        elif isinstance(hint, type) and issubclass(hint, datetime.datetime):
-            values[f.name] = _EPOCH
-        elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            values[f.name] = _zero_values(hint)  # build() turns the dict into the nested entity
-        else:
-            values[f.name] = 0
-    return values
+def _error_response(schema: type[ResponsePayload]) -> ResponsePayload:
+    """UNSUPPORTED_VERSION, every other field its default (the schema's, else Kafka's implicit
+    one). Set explicitly: some schemas default the error code to NONE."""
+    return dataclasses.replace(
+        versions.default_instance(schema), error_code=ErrorCode.unsupported_version
+    )
 
 
 def _old_produce(prefix: RequestPrefix, data: bytes | memoryview) -> Outcome:
@@ -101,45 +76,44 @@ def _old_produce(prefix: RequestPrefix, data: bytes | memoryview) -> Outcome:
         _, offset = entity_reader(RequestHeaderV1)(data, 0)
         body_data = _NULL_STRING + data[offset:]
         guard.check(ProduceRequestV3, body_data)  # array counts, before kio's native reader
+        body: ProduceRequestV3
         body, _ = entity_reader(ProduceRequestV3)(body_data, 0)
     except Exception:
         return Close(f"undecodable produce v{prefix.api_version}")
     if body.acks == 0:
         return Close(f"produce v{prefix.api_version} is not served (acks=0: closing)")
-    topics = [(str(t.name), [int(p.index) for p in t.partition_data]) for t in body.topic_data]
+    topics = [(t.name, [p.index for p in t.partition_data]) for t in body.topic_data]
     if prefix.api_version == 2:  # the v2 response is laid out exactly as v3's
-        return Reply(
-            prefix.correlation_id,
-            build(
-                ProduceResponseV3,
-                {
-                    "responses": [
-                        {
-                            "name": name,
-                            "partition_responses": [
-                                {
-                                    "index": i,
-                                    "error_code": ErrorCode.unsupported_version,
-                                    "base_offset": -1,
-                                    "log_append_time": None,
-                                }
-                                for i in indexes
-                            ],
-                        }
-                        for name, indexes in topics
-                    ],
-                    "throttle_time": 0,
-                },
-            ),
-        )
+        return Reply(prefix.correlation_id, _produce_v3(topics))
     return _RawReply.produce_v0_v1(prefix, topics)
+
+
+def _produce_v3(topics: list[tuple[TopicName, list[i32]]]) -> ProduceResponseV3:
+    return ProduceResponseV3(
+        responses=tuple(
+            TopicProduceResponse(
+                name=name,
+                partition_responses=tuple(
+                    PartitionProduceResponse(
+                        index=index,
+                        error_code=ErrorCode.unsupported_version,
+                        base_offset=i64(-1),
+                        log_append_time=None,
+                    )
+                    for index in indexes
+                ),
+            )
+            for name, indexes in topics
+        ),
+        throttle_time=NO_THROTTLE,
+    )
 
 
 class _RawReply:
     """Produce v0/v1 responses, which kio no longer carries: three fields per partition."""
 
     @staticmethod
-    def produce_v0_v1(prefix: RequestPrefix, topics: list[tuple[str, list[int]]]) -> Outcome:
+    def produce_v0_v1(prefix: RequestPrefix, topics: list[tuple[TopicName, list[i32]]]) -> Outcome:
         out = bytearray(struct.pack(">ii", prefix.correlation_id, len(topics)))
         for name, indexes in topics:
             encoded = name.encode()
@@ -149,10 +123,3 @@ class _RawReply:
         if prefix.api_version == 1:
             out += struct.pack(">i", 0)  # throttle_time_ms
         return Reply(prefix.correlation_id, RawFrame(bytes(out)))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawFrame:
-    """A response already encoded, header included (only for versions kio lacks)."""
-
-    data: bytes

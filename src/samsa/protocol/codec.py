@@ -2,7 +2,8 @@
 
 The header version follows from the payload schema that kio generated from Kafka's JSON
 (`__header_schema__`), so flexible versions get request header v2 / response header v1, and
-ApiVersions responses always get header v0.
+ApiVersions responses always get header v0. A decoded request's payload is the class of the
+version the client sent; `samsa.broker.routing` converts it to the one its handler reads.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import IO, Any, cast
+from typing import IO, Any, Generic, TypeVar, cast
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
 from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i32
+from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.protocol import guard
 from samsa.protocol.frames import frame
 
 _PREFIX = struct.Struct(">hhi")
+P_co = TypeVar("P_co", covariant=True)
+Q = TypeVar("Q")
 
 
 class DecodeError(Exception):
@@ -39,12 +44,15 @@ class RequestPrefix:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class Request(Generic[P_co]):
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
-    payload: Any
+    payload: P_co
+
+    def with_payload(self, payload: Q) -> Request[Q]:
+        return Request(self.api_key, self.api_version, self.correlation_id, self.client_id, payload)
 
 
 def peek_prefix(data: bytes | memoryview) -> RequestPrefix:
@@ -56,19 +64,21 @@ def peek_prefix(data: bytes | memoryview) -> RequestPrefix:
 
 
 @cache
-def request_type(api_key: int, api_version: int) -> type[Any] | None:
+def request_type(api_key: int, api_version: int) -> type[RequestPayload] | None:
     try:
-        return load_request_schema(api_key, api_version)
+        schema: type[RequestPayload] = load_request_schema(api_key, api_version)
     except Exception:  # kio raises its own index errors, or ImportError for gaps
         return None
+    return schema
 
 
 @cache
-def response_type(api_key: int, api_version: int) -> type[Any] | None:
+def response_type(api_key: int, api_version: int) -> type[ResponsePayload] | None:
     try:
-        return load_response_schema(api_key, api_version)
+        schema: type[ResponsePayload] = load_response_schema(api_key, api_version)
     except Exception:
         return None
+    return schema
 
 
 def preload(keys: Iterable[tuple[int, int]]) -> None:
@@ -86,7 +96,7 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_writer(response)
 
 
-def decode_request(data: bytes | memoryview) -> Request:
+def decode_request(data: bytes | memoryview) -> Request[RequestPayload]:
     """Decode a whole request frame (without its size prefix)."""
     prefix = peek_prefix(data)
     schema = request_type(prefix.api_key, prefix.api_version)
@@ -96,6 +106,7 @@ def decode_request(data: bytes | memoryview) -> Request:
         # kio's native reader aborts the process on a huge array count: check those first.
         guard.check(schema, data, guard.check(schema.__header_schema__, data, 0))
         header, offset = entity_reader(schema.__header_schema__)(data, 0)
+        payload: RequestPayload
         payload, _ = entity_reader(schema)(data, offset)
     except Exception as exc:  # guard.Malformed, or kio's readers' many types
         raise DecodeError(f"api {prefix.api_key} v{prefix.api_version}: {exc!r}") from exc
@@ -145,22 +156,22 @@ class _Parts:
         return parts
 
 
-def encode_response_parts(correlation_id: int, payload: Any) -> list[bytes | bytearray]:
+def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list[bytes | bytearray]:
     """A whole response frame, size prefix included, as buffers to send one after the other."""
     parts = _Parts()
     out = cast(IO[bytes], parts)  # kio's writers only call `write`
     header_schema = type(payload).__header_schema__
-    entity_writer(header_schema)(out, header_schema(correlation_id=correlation_id))
+    entity_writer(header_schema)(out, header_schema(correlation_id=i32(correlation_id)))
     entity_writer(type(payload))(out, payload)
     return parts.frame()
 
 
-def encode_response(correlation_id: int, payload: Any) -> bytes:
+def encode_response(correlation_id: int, payload: ResponsePayload) -> bytes:
     """A whole response frame, size prefix included."""
     return b"".join(encode_response_parts(correlation_id, payload))
 
 
-def encode_request(correlation_id: int, client_id: str | None, payload: Any) -> bytes:
+def encode_request(correlation_id: int, client_id: str | None, payload: RequestPayload) -> bytes:
     """A whole request frame; used by samsa's own tools and tests."""
     buffer = io.BytesIO()
     header_schema = type(payload).__header_schema__

@@ -18,7 +18,7 @@ import logging
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from samsa.broker.core import Broker
 from samsa.broker.outcomes import (
@@ -28,9 +28,9 @@ from samsa.broker.outcomes import (
     AwaitWork,
     NoReply,
     Outcome,
+    RawFrame,
     Reply,
 )
-from samsa.broker.unsupported import RawFrame
 from samsa.durability import ContinuationFailed, Driver
 from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
@@ -43,6 +43,7 @@ from samsa.server.group_commit import GroupCommit
 from samsa.server.listener import Listener
 
 log = logging.getLogger("samsa.server")
+W = TypeVar("W")
 
 # The hot path's schemas, at the versions current clients use: built at start, not on the first
 # produce or fetch.
@@ -339,8 +340,9 @@ class BrokerServer:
             return asyncio.ensure_future(self._off_loop(outcome, responses))
         raise TypeError(f"unexpected outcome {outcome!r}")
 
-    async def _off_loop(self, outcome: AwaitWork, responses: ResponseBytes) -> Parts:
+    async def _off_loop(self, outcome: AwaitWork[W], responses: ResponseBytes) -> Parts:
         loop = asyncio.get_running_loop()
+        result: W | OSError
         try:
             result = await loop.run_in_executor(self._worker, outcome.work)
         except OSError as exc:

@@ -15,22 +15,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kio.schema.fetch.v12.request import FetchRequest
+from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.types import TopicName
+from kio.static.primitive import i8, i32, i64
 
 from samsa.broker.outcomes import AwaitData
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.batch import iter_batches
-from samsa.protocol.build import build
 from samsa.protocol.control import ABORT, marker_type
 from samsa.protocol.records import records as decode_records
-from samsa.sim.clients import TOPICS, Anomaly, IdempotentProducer, TransactionalProducer
+from samsa.sim.clients import TOPICS, Anomaly, IdempotentProducer, TransactionalProducer, ms
 from samsa.sim.groups import OffsetsCheck
 
 if TYPE_CHECKING:
     from samsa.sim.world import World
 
 READ_EVERY_STEPS = 10
+# The checker's reads take everything there is: the simulated logs stay far below these.
+FETCH_BYTES_MAX = 16 << 20
+FETCH_PARTITION_BYTES_MAX = 1 << 20
 Partition = tuple[str, int]
 Stored = tuple[int, bytes]  # offset, value
 
@@ -111,30 +115,32 @@ class Checker:
         return next_offset
 
     def _fetch(self, offsets: dict[Partition, int], isolation: int) -> Any:
-        by_topic: dict[str, list[dict[str, int]]] = {}
+        by_topic: dict[str, list[FetchPartition]] = {}
         for (topic, partition), offset in offsets.items():
             by_topic.setdefault(topic, []).append(
-                {"partition": partition, "fetch_offset": offset, "partition_max_bytes": 1 << 20}
+                FetchPartition(
+                    partition=i32(partition),
+                    fetch_offset=i64(offset),
+                    partition_max_bytes=i32(FETCH_PARTITION_BYTES_MAX),
+                )
             )
-        request = build(
-            FetchRequest,
-            {
-                "max_wait": 0,
-                "min_bytes": 0,
-                "max_bytes": 16 << 20,
-                "isolation_level": isolation,
-                "session_id": 0,
-                "session_epoch": -1,
-                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
-                "forgotten_topics_data": (),
-                "rack_id": "",
-            },
+        request = FetchRequest(
+            max_wait=ms(0),
+            min_bytes=i32(0),
+            max_bytes=i32(FETCH_BYTES_MAX),
+            isolation_level=i8(isolation),
+            topics=tuple(
+                FetchTopic(topic=TopicName(t), partitions=tuple(ps)) for t, ps in by_topic.items()
+            ),
+            forgotten_topics_data=(),
         )
         frame = codec.encode_request(1, "checker", request)
         outcome = self.world.broker.handle_frame(frame[4:])
         if not isinstance(outcome, AwaitData):
             raise RuntimeError(f"fetch answered {outcome!r}")
         payload = outcome.attempt(True)
+        if payload is None:
+            raise RuntimeError("a final fetch attempt answered nothing")
         encoded = codec.encode_response(1, payload)
         return codec.decode_response(ApiKey.FETCH, 12, encoded[4:])[1]
 

@@ -7,11 +7,22 @@ acknowledged, and how each transaction ended as far as its producer knows.
 
 from __future__ import annotations
 
+import datetime
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from kio.schema.add_partitions_to_txn.v3.request import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
+)
+from kio.schema.end_txn.v3.request import EndTxnRequest
 from kio.schema.errors import ErrorCode
+from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.schema.types import ProducerId, TopicName, TransactionalId
+from kio.static.primitive import Records, i16, i32, i32Timedelta
+from kio.static.protocol import RequestPayload
 
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.batch import TRANSACTIONAL_FLAG
@@ -47,26 +58,46 @@ def batch(
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A request a client wants to send: api, version, and the payload description."""
+    """A request a client wants to send, as the version it sends."""
 
-    api_key: int
-    version: int
-    body: dict[str, Any]
+    request: RequestPayload
+
+    @property
+    def api_key(self) -> int:
+        return int(type(self.request).__api_key__)
+
+    @property
+    def version(self) -> int:
+        return int(type(self.request).__version__)
+
+
+def ms(value: int) -> i32Timedelta:
+    return i32Timedelta.parse(datetime.timedelta(milliseconds=value))
 
 
 def produce_call(transactional_id: str | None, topic: str, partition: int, records: bytes) -> Call:
     return Call(
-        ApiKey.PRODUCE,
-        9,
-        {
-            "transactional_id": transactional_id,
-            "acks": -1,
-            "timeout": 5000,
-            "topic_data": [
-                {"name": topic, "partition_data": [{"index": partition, "records": records}]}
-            ],
-        },
+        ProduceRequest(
+            transactional_id=None
+            if transactional_id is None
+            else TransactionalId(transactional_id),
+            acks=i16(-1),
+            timeout=ms(5000),
+            topic_data=(
+                TopicProduceData(
+                    name=TopicName(topic),
+                    partition_data=(
+                        PartitionProduceData(index=i32(partition), records=Records(records)),
+                    ),
+                ),
+            ),
+        )
     )
+
+
+def init_producer_id_call(transactional_id: str | None, timeout_ms: int) -> Call:
+    txn_id = None if transactional_id is None else TransactionalId(transactional_id)
+    return Call(InitProducerIdRequest(transactional_id=txn_id, transaction_timeout=ms(timeout_ms)))
 
 
 @dataclass(slots=True)
@@ -98,11 +129,7 @@ class IdempotentProducer:
 
     def next_call(self, now_ms: int) -> Call:
         if self.producer_id < 0:
-            return Call(
-                ApiKey.INIT_PRODUCER_ID,
-                4,
-                {"transactional_id": None, "transaction_timeout": 60_000},
-            )
+            return init_producer_id_call(None, 60_000)
         if self.current is None:
             topic = self.rng.choice(sorted(TOPICS))
             partition = self.rng.randrange(TOPICS[topic])
@@ -175,11 +202,7 @@ class TransactionalProducer:
 
     def next_call(self, now_ms: int) -> Call | None:
         if self.stage == "init":
-            return Call(
-                ApiKey.INIT_PRODUCER_ID,
-                4,
-                {"transactional_id": self.name, "transaction_timeout": TXN_TIMEOUT_MS},
-            )
+            return init_producer_id_call(self.name, TXN_TIMEOUT_MS)
         if self.stage == "idle":
             number = len(self.txns)
             chosen = sorted(
@@ -206,16 +229,17 @@ class TransactionalProducer:
             for topic, partition in txn.partitions:
                 by_topic.setdefault(topic, []).append(partition)
             return Call(
-                ApiKey.ADD_PARTITIONS_TO_TXN,
-                3,
-                {
-                    "v3_and_below_transactional_id": self.name,
-                    "v3_and_below_producer_id": self.producer_id,
-                    "v3_and_below_producer_epoch": self.epoch,
-                    "v3_and_below_topics": [
-                        {"name": t, "partitions": ps} for t, ps in by_topic.items()
-                    ],
-                },
+                AddPartitionsToTxnRequest(
+                    v3_and_below_transactional_id=TransactionalId(self.name),
+                    v3_and_below_producer_id=ProducerId(self.producer_id),
+                    v3_and_below_producer_epoch=i16(self.epoch),
+                    v3_and_below_topics=tuple(
+                        AddPartitionsToTxnTopic(
+                            name=TopicName(t), partitions=tuple(i32(p) for p in ps)
+                        )
+                        for t, ps in by_topic.items()
+                    ),
+                )
             )
         if self.stage == "produce":
             topic, partition = txn.partitions[self.produced]
@@ -228,14 +252,12 @@ class TransactionalProducer:
                 batch(values, self.producer_id, self.epoch, sequence, True, now_ms),
             )
         return Call(
-            ApiKey.END_TXN,
-            3,
-            {
-                "transactional_id": self.name,
-                "producer_id": self.producer_id,
-                "producer_epoch": self.epoch,
-                "committed": self.commit,
-            },
+            EndTxnRequest(
+                transactional_id=TransactionalId(self.name),
+                producer_id=ProducerId(self.producer_id),
+                producer_epoch=i16(self.epoch),
+                committed=self.commit,
+            )
         )
 
     def _fenced(self) -> None:

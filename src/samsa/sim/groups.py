@@ -19,19 +19,37 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
+from kio.schema.end_txn.v3.request import EndTxnRequest
 from kio.schema.errors import ErrorCode
+from kio.schema.heartbeat.v3.request import HeartbeatRequest
+from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
 from kio.schema.offset_fetch.v7.request import OffsetFetchRequest
+from kio.schema.sync_group.v3.request import SyncGroupRequest, SyncGroupRequestAssignment
+from kio.schema.txn_offset_commit.v3.request import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestPartition,
+    TxnOffsetCommitRequestTopic,
+)
+from kio.schema.types import GroupId, ProducerId, TopicName, TransactionalId
+from kio.static.primitive import i16, i32, i64
 
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey
-from samsa.protocol.build import build
-from samsa.sim.clients import RETRIABLE, TXN_TIMEOUT_MS, Anomaly, Call
+from samsa.sim.clients import (
+    RETRIABLE,
+    TXN_TIMEOUT_MS,
+    Anomaly,
+    Call,
+    init_producer_id_call,
+    ms,
+)
 
 if TYPE_CHECKING:
     from samsa.broker.outcomes import Outcome
     from samsa.sim.check import Checker
 
-GROUP = "sim-group"
+GROUP = GroupId("sim-group")
 SESSION_TIMEOUT_MS = 6_000  # group.min.session.timeout.ms: ticks do expire members
 COMMIT_ODDS = 0.67
 REBALANCE_TIMEOUT_MS = 3_000
@@ -104,74 +122,90 @@ class OffsetCommitter:
         return build_call() if build_call is not None else None
 
     def _init(self) -> Call:
-        body = {"transactional_id": self.name, "transaction_timeout": TXN_TIMEOUT_MS}
-        return Call(ApiKey.INIT_PRODUCER_ID, 4, body)
+        return init_producer_id_call(self.name, TXN_TIMEOUT_MS)
 
     def _join(self) -> Call:
-        body = {
-            "group_id": GROUP,
-            "session_timeout": SESSION_TIMEOUT_MS,
-            "rebalance_timeout": REBALANCE_TIMEOUT_MS,
-            "member_id": self.member_id,
-            "group_instance_id": None,
-            "protocol_type": "consumer",
-            "protocols": [{"name": "range", "metadata": b"\x00\x00"}],
-        }
-        return Call(ApiKey.JOIN_GROUP, 5, body)
+        return Call(
+            JoinGroupRequest(
+                group_id=GROUP,
+                session_timeout=ms(SESSION_TIMEOUT_MS),
+                rebalance_timeout=ms(REBALANCE_TIMEOUT_MS),
+                member_id=self.member_id,
+                group_instance_id=None,
+                protocol_type="consumer",
+                protocols=(JoinGroupRequestProtocol(name="range", metadata=b"\x00\x00"),),
+            )
+        )
 
     def _sync(self) -> Call:
-        assignments = [{"member_id": member, "assignment": b""} for member in self.members]
-        body = {
-            "group_id": GROUP,
-            "generation_id": self.generation,
-            "member_id": self.member_id,
-            "group_instance_id": None,
-            "assignments": assignments,
-        }
-        return Call(ApiKey.SYNC_GROUP, 3, body)
+        assignments = tuple(
+            SyncGroupRequestAssignment(member_id=member, assignment=b"") for member in self.members
+        )
+        return Call(
+            SyncGroupRequest(
+                group_id=GROUP,
+                generation_id=i32(self.generation),
+                member_id=self.member_id,
+                group_instance_id=None,
+                assignments=assignments,
+            )
+        )
 
     def _heartbeat(self) -> Call:
-        body = {
-            "group_id": GROUP,
-            "generation_id": self.generation,
-            "member_id": self.member_id,
-            "group_instance_id": None,
-        }
-        return Call(ApiKey.HEARTBEAT, 3, body)
-
-    def _producer(self) -> dict[str, Any]:
-        return {
-            "transactional_id": self.name,
-            "producer_id": self.producer_id,
-            "producer_epoch": self.epoch,
-        }
+        return Call(
+            HeartbeatRequest(
+                group_id=GROUP,
+                generation_id=i32(self.generation),
+                member_id=self.member_id,
+                group_instance_id=None,
+            )
+        )
 
     def _add_offsets(self) -> Call:
-        return Call(ApiKey.ADD_OFFSETS_TO_TXN, 3, {**self._producer(), "group_id": GROUP})
+        return Call(
+            AddOffsetsToTxnRequest(
+                transactional_id=TransactionalId(self.name),
+                producer_id=ProducerId(self.producer_id),
+                producer_epoch=i16(self.epoch),
+                group_id=GROUP,
+            )
+        )
 
     def _txn_offset_commit(self) -> Call:
         assert self.txn is not None
         topic, index = self.partition
-        committed = {
-            "partition_index": index,
-            "committed_offset": self.txn.number,
-            "committed_leader_epoch": -1,
-            "committed_metadata": "",
-        }
-        body = {
-            **self._producer(),
-            "group_id": GROUP,
-            "generation_id": self.generation,
-            "member_id": self.member_id,
-            "group_instance_id": None,
-            "topics": [{"name": topic, "partitions": [committed]}],
-        }
-        return Call(ApiKey.TXN_OFFSET_COMMIT, 3, body)
+        committed = TxnOffsetCommitRequestPartition(
+            partition_index=i32(index),
+            committed_offset=i64(self.txn.number),
+            committed_leader_epoch=i32(-1),
+            committed_metadata="",
+        )
+        return Call(
+            TxnOffsetCommitRequest(
+                transactional_id=TransactionalId(self.name),
+                group_id=GROUP,
+                producer_id=ProducerId(self.producer_id),
+                producer_epoch=i16(self.epoch),
+                generation_id=i32(self.generation),
+                member_id=self.member_id,
+                group_instance_id=None,
+                topics=(
+                    TxnOffsetCommitRequestTopic(name=TopicName(topic), partitions=(committed,)),
+                ),
+            )
+        )
 
     def _end(self) -> Call:
         assert self.txn is not None
         self.txn.end_sent = True
-        return Call(ApiKey.END_TXN, 3, {**self._producer(), "committed": self.txn.commit})
+        return Call(
+            EndTxnRequest(
+                transactional_id=TransactionalId(self.name),
+                producer_id=ProducerId(self.producer_id),
+                producer_epoch=i16(self.epoch),
+                committed=self.txn.commit,
+            )
+        )
 
     # ----------------------------------------------------------------- responses
     def on_response(self, call: Call, response: Any) -> None:
@@ -303,7 +337,7 @@ class OffsetsCheck:
 
     def fetch(self) -> dict[tuple[str, int], int]:
         """The committed offsets of GROUP, read as a consumer reads them."""
-        request = build(OffsetFetchRequest, {"group_id": GROUP, "topics": None})
+        request = OffsetFetchRequest(group_id=GROUP, topics=None, require_stable=False)
         frame = codec.encode_request(1, "checker", request)
         outcome: Outcome = self.checker.world.broker.handle_frame(frame[4:])
         payload = getattr(outcome, "payload", None)

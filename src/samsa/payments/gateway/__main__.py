@@ -1,4 +1,7 @@
-"""Run the gateway: python -m samsa.payments.gateway [--port 8080] [--db gateway.db|URL]"""
+"""Run the gateway: python -m samsa.payments.gateway [--port 8080] [--db gateway.db|URL]
+
+The limits on what clients can make it hold (`--threads`, `--connections-max`,
+`--idle-timeout-s`) are described in docs/security.md."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import threading
 from samsa.effects.db import open_database
 from samsa.payments.gateway.faults import GatewayFaults
 from samsa.payments.gateway.server import Gateway
+from samsa.payments.gateway.serving import IDLE_TIMEOUT_S_DEFAULT, THREADS_DEFAULT
 
 
 def main() -> None:
@@ -21,6 +25,14 @@ def main() -> None:
     parser.add_argument("--fail-before-charge", type=float, default=0.0, metavar="P")
     parser.add_argument("--timeout-after-charge", type=float, default=0.0, metavar="P")
     parser.add_argument("--slow", type=float, default=0.0, metavar="P")
+    parser.add_argument("--threads", type=int, default=THREADS_DEFAULT)
+    parser.add_argument(
+        "--connections-max",
+        type=int,
+        default=None,
+        help="default: 1000, or half the open-files limit if less",
+    )
+    parser.add_argument("--idle-timeout-s", type=int, default=IDLE_TIMEOUT_S_DEFAULT)
     args = parser.parse_args()
     faults = GatewayFaults(
         args.seed,
@@ -37,6 +49,9 @@ def main() -> None:
         ttl_ms=int(args.ttl_s * 1000),
         host=args.host,
         port=args.port,
+        threads=args.threads,
+        connections_max=args.connections_max,
+        idle_timeout_s=args.idle_timeout_s,
     ) as gateway:
         print(f"gateway listening on {gateway.url}", flush=True)
         stop.wait()

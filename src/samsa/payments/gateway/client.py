@@ -1,12 +1,15 @@
 """A small HTTP client for the gateway (stdlib `http.client`), one keep-alive connection.
 
-Not thread-safe: one client per thread.
+The gateway closes a connection idle for its `idle_timeout_s`; the client checks before each
+request whether its connection was closed so, and opens a new one, as urllib3 does for its pool,
+rather than report the gateway unreachable. Not thread-safe: one client per thread.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import select
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +29,16 @@ class Response:
     replayed: bool
 
 
+def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """Whether the server closed this idle connection: between requests, a readable socket
+    can only mean EOF (or stray bytes, which make the connection as unusable)."""
+    if connection.sock is None:
+        return False
+    poller = select.poll()  # not select(): it fails on descriptors above 1023
+    poller.register(connection.sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class GatewayClient:
     def __init__(self, url: str, timeout_s: float = TIMEOUT_S_DEFAULT) -> None:
         parts = urlsplit(url)
@@ -39,6 +52,8 @@ class GatewayClient:
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> Response:
+        if self._connection is not None and _closed_by_peer(self._connection):
+            self.close()
         if self._connection is None:
             self._connection = http.client.HTTPConnection(self.host, self.port, self.timeout_s)
         try:

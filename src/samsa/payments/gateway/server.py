@@ -1,4 +1,4 @@
-"""The payment gateway: a real HTTP service (stdlib `http.server`, one thread per connection).
+"""The payment gateway: a real HTTP service, served by waitress (see `serving`).
 
     POST /v1/charges   JSON {"amount": cents, "currency": "usd", "card": "4242...", "order_id": ...}
                        header Idempotency-Key (optional, 1-255 chars)
@@ -11,17 +11,19 @@
     GET /v1/faults     injected faults by kind
     GET /health
 
-Card 4000000000000002 is declined, as in Stripe's test cards.
+Card 4000000000000002 is declined, as in Stripe's test cards. An amount is at most
+`AMOUNT_MAX` cents, Stripe's limit for a USD charge ($999,999.99).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from samsa.effects.db import Database
 from samsa.payments.gateway.faults import GatewayFault, GatewayFaults
@@ -35,12 +37,21 @@ from samsa.payments.gateway.keys import (
     Replay,
     new_charge_id,
 )
+from samsa.payments.gateway.serving import (
+    IDLE_TIMEOUT_S_DEFAULT,
+    THREADS_DEFAULT,
+    HttpServer,
+    Unanswered,
+    error_body,
+    status_line,
+)
 
 log = logging.getLogger("samsa.gateway")
 
-BODY_BYTES_MAX = 64 * 1024
 KEY_CHARS_MAX = 255
+AMOUNT_MAX = 99_999_999  # cents
 DECLINED_CARD = "4000000000000002"
+_ROUTES = {"/health": ("GET",), "/v1/charges": ("GET", "POST"), "/v1/faults": ("GET",)}
 
 
 def wall_clock_ms() -> int:
@@ -52,8 +63,8 @@ def validate(params: Any) -> str | None:
     if not isinstance(params, dict):
         return "the body must be a JSON object"
     amount = params.get("amount")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        return "amount must be a positive integer (cents)"
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= AMOUNT_MAX:
+        return f"amount must be a positive integer (cents) of at most {AMOUNT_MAX}"
     currency = params.get("currency")
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         return "currency must be a three-letter code"
@@ -66,76 +77,30 @@ def validate(params: Any) -> str | None:
     return None
 
 
-def _error(kind: str, code: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": kind, "code": code, "message": message}}
+def parse_json(body: bytes) -> Any:
+    """The JSON value of a request body, or None if it is not JSON (an empty body is None)."""
+    try:
+        return json.loads(body or b"null")
+    except (ValueError, RecursionError):  # RecursionError: a body of 60,000 `[`
+        return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle's algorithm on, the body waits for the
-    # client's delayed ACK (40 ms on Linux) on every keep-alive response.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, sort_keys=True).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        gateway = self.server.gateway
-        if self.path == "/health":
-            self._send(200, {"ok": True})
-        elif self.path == "/v1/charges":
-            charges = [
-                {
-                    "id": c.charge_id,
-                    "idempotency_key": c.idempotency_key,
-                    "order_id": c.order_id,
-                    "amount": c.amount,
-                    "currency": c.currency,
-                    "created_ms": c.created_ms,
-                }
-                for c in gateway.state.charges()
-            ]
-            self._send(200, {"data": charges})
-        elif self.path == "/v1/faults":
-            self._send(200, gateway.faults.counts())
-        else:
-            self._send(404, _error("invalid_request_error", "not_found", self.path))
-
-    def do_POST(self) -> None:
-        if self.path != "/v1/charges":
-            self._send(404, _error("invalid_request_error", "not_found", self.path))
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > BODY_BYTES_MAX:
-            self.close_connection = True
-            self._send(413, _error("invalid_request_error", "too_large", "body too large"))
-            return
-        try:
-            params = json.loads(self.rfile.read(length) or b"null")
-        except ValueError:
-            params = None
-        key = self.headers.get("Idempotency-Key")
-        self.server.gateway.charge(self, key, params)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    gateway: Gateway
+def _invalid(status: int, code: str, message: str) -> Answer:
+    return Answer(status, error_body("invalid_request_error", code, message))
 
 
 class Gateway:
-    """The charge endpoint's logic, and the HTTP server around it (`start`/`stop`)."""
+    """The charge endpoint's logic, and the HTTP server around it (`start`/`stop`).
+
+    `threads`, `connections_max` and `idle_timeout_s` bound what clients can make the server
+    hold; see `samsa.payments.gateway.serving` and docs/security.md."""
 
     def __init__(
         self,
@@ -147,32 +112,33 @@ class Gateway:
         clock_ms: Any = wall_clock_ms,
         host: str = "127.0.0.1",
         port: int = 0,
+        threads: int = THREADS_DEFAULT,
+        connections_max: int | None = None,
+        idle_timeout_s: int = IDLE_TIMEOUT_S_DEFAULT,
     ) -> None:
         self.state = GatewayState(database, clock_ms, ttl_ms, lock_timeout_ms)
         self.faults = faults if faults is not None else GatewayFaults()
         self.clock_ms = clock_ms
-        self._server = _Server((host, port), _Handler)
-        self._server.gateway = self
-        self._thread: threading.Thread | None = None
+        self._server = HttpServer(
+            self._wsgi,
+            host=host,
+            port=port,
+            threads=threads,
+            connections_max=connections_max,
+            idle_timeout_s=idle_timeout_s,
+        )
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = self._server.address
+        return f"http://{host}:{port}"
 
     def start(self) -> Gateway:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="samsa-gateway", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> Gateway:
         return self.start()
@@ -180,49 +146,83 @@ class Gateway:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- HTTP: waitress has read the whole request, within the limits, before this runs
+
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answer = self._route(environ)
+        if answer is None:
+            raise Unanswered
+        data = json.dumps(answer.body, sort_keys=True).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response(status_line(answer.status), [*headers, *answer.headers])
+        return [data]
+
+    def _route(self, environ: WSGIEnvironment) -> Answer | None:
+        path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+        allowed = _ROUTES.get(path)
+        if allowed is None:
+            return _invalid(404, "not_found", path)
+        if method not in allowed:
+            refusal = error_body("invalid_request_error", "method_not_allowed", f"{method} {path}")
+            return Answer(405, refusal, (("Allow", ", ".join(allowed)),))
+        if method == "POST":
+            params = parse_json(environ["wsgi.input"].read())
+            return self.charge(environ.get("HTTP_IDEMPOTENCY_KEY"), params)
+        if path == "/health":
+            return Answer(200, {"ok": True})
+        if path == "/v1/faults":
+            return Answer(200, dict(self.faults.counts()))
+        charges = [
+            {
+                "id": c.charge_id,
+                "idempotency_key": c.idempotency_key,
+                "order_id": c.order_id,
+                "amount": c.amount,
+                "currency": c.currency,
+                "created_ms": c.created_ms,
+            }
+            for c in self.state.charges()
+        ]
+        return Answer(200, {"data": charges})
+
     # -- the endpoint
 
-    def charge(self, request: _Handler, key: str | None, params: Any) -> None:
+    def charge(self, key: str | None, params: Any) -> Answer | None:
+        """The answer to a charge request, or None for none at all (the injected timeout)."""
         problem = validate(params)
         if problem is not None:
-            request._send(400, _error("invalid_request_error", "parameter_invalid", problem))
-            return
+            return _invalid(400, "parameter_invalid", problem)
         if key is not None and not 1 <= len(key) <= KEY_CHARS_MAX:
-            request._send(400, _error("invalid_request_error", "key_invalid", "bad key length"))
-            return
+            return _invalid(400, "key_invalid", "bad key length")
         decision = self.faults.decide()
         if decision.fault is GatewayFault.FAIL_BEFORE_CHARGE:
             self.faults.applied(decision.fault)
-            request._send(
-                503, _error("api_error", "unavailable", "injected: failed before charging")
+            return Answer(
+                503, error_body("api_error", "unavailable", "injected: failed before charging")
             )
-            return
         if key is not None:
             begun = self.state.begin(key, params)
             if isinstance(begun, Mismatch):
-                request._send(
+                return Answer(
                     422,
-                    _error(
+                    error_body(
                         "idempotency_error",
                         "idempotency_key_mismatch",
                         "Idempotency-Key is re-used on a request that does not match the first"
                         " request's parameters",
                     ),
                 )
-                return
             if isinstance(begun, InProgress):
-                request._send(
+                return Answer(
                     409,
-                    _error(
+                    error_body(
                         "idempotency_error",
                         "idempotency_key_in_use",
                         "the first request with this Idempotency-Key is still running",
                     ),
                 )
-                return
             if isinstance(begun, Replay):
-                request._send(begun.status, begun.body, {"Idempotent-Replayed": "true"})
-                return
+                return Answer(begun.status, begun.body, (("Idempotent-Replayed", "true"),))
         try:
             status, body, charge = self._execute(key, params, decision.delay_ms, decision.fault)
             self.state.complete(key, status, body, charge)
@@ -230,14 +230,12 @@ class Gateway:
             log.exception("charge failed")
             if key is not None:
                 self.state.release(key)
-            request._send(500, _error("api_error", "internal", "internal error (not stored)"))
-            return
+            return Answer(500, error_body("api_error", "internal", "internal error (not stored)"))
         if decision.fault is GatewayFault.TIMEOUT_AFTER_CHARGE and charge is not None:
             self.faults.applied(decision.fault)
             time.sleep(self.faults.hang_s)
-            request.close_connection = True  # no response at all: the client times out
-            return
-        request._send(status, body)
+            return None  # no response at all: the client times out
+        return Answer(status, body)
 
     def _execute(
         self, key: str | None, params: dict[str, Any], delay_ms: int, fault: GatewayFault
@@ -246,7 +244,7 @@ class Gateway:
             self.faults.applied(fault)
             time.sleep(delay_ms / 1000)
         if params["card"] == DECLINED_CARD:
-            return 402, _error("card_error", "card_declined", "Your card was declined."), None
+            return 402, error_body("card_error", "card_declined", "Your card was declined."), None
         charge = Charge(
             new_charge_id(),
             key,
