@@ -50,17 +50,18 @@ class Broker:
         data_dir: str,
         clock_ms: Callable[[], int],
         endpoint: Endpoint,
-        new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+        new_uuid: Callable[[], uuid.UUID] | None = None,
     ) -> None:
         """`new_uuid` is where every random id comes from (cluster, topics, group members):
-        the simulation passes a seeded one, so a seed replays them too."""
+        the simulation passes a seeded one, so a seed replays them too. By default each id is
+        `uuid.uuid4()`, looked up when the id is made."""
         self.config = config
         self.storage = storage
         self.data_dir = data_dir
         self.clock_ms = clock_ms
         self.endpoint = endpoint
-        self.new_uuid = new_uuid
-        self.topics = Topics(storage, data_dir, config, new_uuid)
+        self.new_uuid = new_uuid if new_uuid is not None else _uuid4
+        self.topics = Topics(storage, data_dir, config, self.new_uuid)
         self.cluster_id = ""
         self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
@@ -223,3 +224,7 @@ class Broker:
             return Close(str(exc))
         handler = HANDLERS[ApiKey(prefix.api_key)]
         return handler(self, request)
+
+
+def _uuid4() -> uuid.UUID:
+    return uuid.uuid4()

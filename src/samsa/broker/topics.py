@@ -127,7 +127,7 @@ class Topics:
         storage: Storage,
         data_dir: str,
         config: BrokerConfig,
-        new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+        new_uuid: Callable[[], uuid.UUID],
     ) -> None:
         self.storage = storage
         self._new_uuid = new_uuid  # topic ids

@@ -43,7 +43,7 @@ class GroupCoordinator:
         clock_ms: Callable[[], int],
         settings: GroupSettings,
         background: Callable[[Later], None],
-        new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+        new_uuid: Callable[[], uuid.UUID],
     ) -> None:
         self.log = offsets_log
         self.offsets = OffsetStore(offsets_log.log_start_offset)

@@ -97,9 +97,7 @@ class GroupWrite:
 
 
 class GroupStateMachine:
-    def __init__(
-        self, settings: GroupSettings, new_uuid: Callable[[], uuid.UUID] = uuid.uuid4
-    ) -> None:
+    def __init__(self, settings: GroupSettings, new_uuid: Callable[[], uuid.UUID]) -> None:
         self.settings = settings
         self._new_uuid = new_uuid
         self.groups: dict[str, Group] = {}
