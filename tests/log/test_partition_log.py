@@ -268,6 +268,25 @@ def test_reads_cross_segment_boundaries(open_log: OpenLog) -> None:
     assert offsets(read_all(log, start=5)) == [5, 6, 7, 8]
 
 
+def test_batches_walks_whole_batches_across_segments(open_log: OpenLog) -> None:
+    """The reader the coordinators replay through: every batch holding an offset in
+    [from, upto), whole, in order, across segment boundaries."""
+    size = len(make_batch([b"0000", b"0001"]))
+    log = open_log(segment_bytes=2 * size)
+    for i in range(0, 10, 2):
+        append(log, [f"{i:04d}".encode(), f"{i + 1:04d}".encode()])
+    assert len(log.segments) == 3
+
+    def walked(start: int, upto: int) -> list[int]:
+        return [header.base_offset for header, _ in log.batches(start, upto)]
+
+    assert walked(0, 10) == [0, 2, 4, 6, 8]
+    assert walked(3, 6) == [2, 4]  # from inside a batch; upto is exclusive
+    assert walked(4, 4) == []
+    assert walked(9, 100) == [8]
+    assert [values(data) for _, data in log.batches(6, 8)] == [[b"0006", b"0007"]]
+
+
 def test_read_into_a_gap_continues_in_the_next_segment(open_log: OpenLog) -> None:
     """Offsets missing between segments (a cut-off torn tail of an older segment) are skipped."""
     size = len(make_batch([b"0000"]))

@@ -104,3 +104,17 @@ def test_a_failed_fsync_reaches_the_produce_that_waited_for_it() -> None:
     partition = produced.response.responses[0].partition_responses[0]
     assert partition.error_code == ErrorCode.kafka_storage_error
     assert log.sync_failed and log.high_watermark == 0
+
+
+def test_a_seed_replays_the_random_ids_too() -> None:
+    """Cluster, topic and member ids come from the world's seeded source, not uuid4: the
+    same seed gives the same ids, another seed others."""
+    first, again, other = World(5), World(5), World(6)
+    ids = [
+        (world.broker.cluster_id, [topic.topic_id for topic in world.broker.topics])
+        for world in (first, again, other)
+    ]
+    assert ids[0] == ids[1] and ids[0] != ids[2]
+    member = Member("member")
+    joined = [_submit(world, member, _join("")).response.member_id for world in (first, again)]
+    assert joined[0] == joined[1]

@@ -50,13 +50,18 @@ class Broker:
         data_dir: str,
         clock_ms: Callable[[], int],
         endpoint: Endpoint,
+        new_uuid: Callable[[], uuid.UUID] | None = None,
     ) -> None:
+        """`new_uuid` is where every random id comes from (cluster, topics, group members):
+        the simulation passes a seeded one, so a seed replays them too. By default each id is
+        `uuid.uuid4()`, looked up when the id is made."""
         self.config = config
         self.storage = storage
         self.data_dir = data_dir
         self.clock_ms = clock_ms
         self.endpoint = endpoint
-        self.topics = Topics(storage, data_dir, config)
+        self.new_uuid = new_uuid if new_uuid is not None else _uuid4
+        self.topics = Topics(storage, data_dir, config, self.new_uuid)
         self.cluster_id = ""
         self.producer_ids = ProducerIdManager(storage, data_dir)
         self.clean_start = True
@@ -131,6 +136,7 @@ class Broker:
                 self.config.offset_metadata_max_bytes,
             ),
             self.background.append,
+            self.new_uuid,
         )
         self.groups.load()
         # From here on, a crash is an unclean shutdown.
@@ -192,7 +198,7 @@ class Broker:
             for line in raw.decode().splitlines():
                 if line.startswith("cluster.id="):
                     return line.partition("=")[2]
-        cluster_id = uuid.uuid4().hex[:22]
+        cluster_id = self.new_uuid().hex[:22]
         self.storage.write_atomic(
             path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n".encode()
         )
@@ -218,3 +224,7 @@ class Broker:
             return Close(str(exc))
         handler = HANDLERS[ApiKey(prefix.api_key)]
         return handler(self, request)
+
+
+def _uuid4() -> uuid.UUID:
+    return uuid.uuid4()

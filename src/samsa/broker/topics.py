@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,8 +122,15 @@ class Topic:
 
 
 class Topics:
-    def __init__(self, storage: Storage, data_dir: str, config: BrokerConfig) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        data_dir: str,
+        config: BrokerConfig,
+        new_uuid: Callable[[], uuid.UUID],
+    ) -> None:
         self.storage = storage
+        self._new_uuid = new_uuid  # topic ids
         self.data_dir = data_dir
         self.config = config
         self.topics: dict[str, Topic] = {}
@@ -320,7 +327,7 @@ class Topics:
                 )
             if listed is None:
                 rebuilt[topic] = {
-                    "id": str(uuid.uuid4()),
+                    "id": str(self._new_uuid()),
                     "partitions": max(indexes) + 1,
                     "configs": dict(INTERNAL_TOPIC_CONFIGS) if topic.startswith("__") else {},
                 }
@@ -408,7 +415,7 @@ class Topics:
                 ErrorCode.invalid_partitions,
                 f"{partitions} partitions; expected 1 to {PARTITIONS_MAX}",
             )
-        topic = Topic(name, uuid.uuid4(), self.check_configs(configs))
+        topic = Topic(name, self._new_uuid(), self.check_configs(configs))
         self.check_broker_room(partitions)
         return topic, partitions
 

@@ -68,7 +68,7 @@ from samsa.durability import Durable, gather
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol import versions
 from samsa.protocol.codec import Request
-from samsa.state.producers import ProducerEntry, ProducerStateError
+from samsa.state.producers import ProducerDescription, ProducerStateError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -366,8 +366,8 @@ def _abort_hanging(
     try:
         partition_log.check_online()
         partition_log.producers.check_marker(marker.producer_id, marker.producer_epoch)
-        entry = partition_log.producers.entries.get(marker.producer_id)
-        if entry is None or not entry.in_transaction:
+        producer = partition_log.producers.describe(marker.producer_id)
+        if producer is None or not producer.in_transaction:
             return ErrorCode.none
         partition_log.append_marker(
             marker.producer_id, marker.producer_epoch, False, marker.coordinator_epoch, now
@@ -411,20 +411,18 @@ def _producers(partition_log: PartitionLog | None, index: i32) -> PartitionRespo
         partition_index=index,
         error_code=ErrorCode.none,
         error_message=None,
-        active_producers=tuple(
-            _producer_state(e) for e in partition_log.producers.entries.values()
-        ),
+        active_producers=tuple(_producer_state(e) for e in partition_log.producers.describe_all()),
     )
 
 
-def _producer_state(entry: ProducerEntry) -> ProducerState:
+def _producer_state(producer: ProducerDescription) -> ProducerState:
     return ProducerState(
-        producer_id=ProducerId(entry.producer_id),
-        producer_epoch=i32(entry.epoch),
-        last_sequence=i32(entry.last_sequence),
-        last_timestamp=i64(entry.last_timestamp),
-        coordinator_epoch=i32(entry.coordinator_epoch),
-        current_txn_start_offset=i64(entry.current_txn_first_offset),
+        producer_id=ProducerId(producer.producer_id),
+        producer_epoch=i32(producer.producer_epoch),
+        last_sequence=i32(producer.last_sequence),
+        last_timestamp=i64(producer.last_timestamp),
+        coordinator_epoch=i32(producer.coordinator_epoch),
+        current_txn_start_offset=i64(producer.current_txn_start_offset),
     )
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
@@ -673,6 +673,20 @@ class PartitionLog:
         return found
 
     # ----------------------------------------------------------------- reading
+    def batches(self, from_offset: int, upto_offset: int) -> Iterator[tuple[BatchHeader, bytes]]:
+        """Every whole batch that holds an offset in [from_offset, upto_offset), in log order,
+        as (header, bytes): how the coordinators replay their logs, never through segments."""
+        for segment in self.segments[self._segment_index(from_offset) :]:
+            if segment.base_offset >= upto_offset:
+                return
+            found = segment.find_position(from_offset)
+            if found is None:
+                continue
+            for position, header in segment.batches(found[0]):
+                if header.base_offset >= upto_offset:
+                    return
+                yield header, segment.read(position, position + header.size)
+
     def _segment_index(self, offset: int) -> int:
         bases = [segment.base_offset for segment in self.segments]
         return max(bisect.bisect_right(bases, offset) - 1, 0)

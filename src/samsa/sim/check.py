@@ -6,7 +6,9 @@ and against the clients' ground truth.
 - no value is stored twice, an idempotent producer's values stay in send order (3);
 - read_committed never returns a value whose transaction did not commit (4), and every
   transaction is all or nothing across partitions;
-- after quiescence no transaction is left open or prepared, and no LSO is held back (5).
+- after quiescence no transaction is left open or prepared, and no LSO is held back (5);
+- with committers (`samsa sim --groups`), offsets committed in a transaction become visible
+  exactly when its COMMIT marker does (7; `samsa.sim.groups.OffsetsCheck`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from samsa.protocol.batch import iter_batches
 from samsa.protocol.control import ABORT, marker_type
 from samsa.protocol.records import records as decode_records
 from samsa.sim.clients import TOPICS, Anomaly, IdempotentProducer, TransactionalProducer, ms
+from samsa.sim.groups import OffsetsCheck
 
 if TYPE_CHECKING:
     from samsa.sim.world import World
@@ -50,6 +53,7 @@ class Checker:
         self.durable_before_crash: dict[Partition, int] = {}
         # The high watermark of each offline log when it went offline: it must never move.
         self.offline_high_watermarks: dict[Partition, int] = {}
+        self.offsets = OffsetsCheck(self)  # invariant 7, when the world has committers
 
     def fail(self, kind: str, detail: str) -> None:
         anomaly = Anomaly(kind, f"seed {self.world.seed}: {detail}")
@@ -188,6 +192,7 @@ class Checker:
             for offset, value in stored:
                 self.committed_seen.add(value)
                 self.committed_cursor[topic, partition] = offset + 1
+        self.offsets.observe()
 
     def before_crash(self) -> None:
         self.durable_before_crash = {
@@ -246,6 +251,7 @@ class Checker:
             self.fail("aborted-read", f"{value!r} was read at read_committed, then not committed")
         self._check_order(uncommitted)
         self._check_transactions(committed, written)
+        self.offsets.final()
         for meta in self.world.broker.txn.txns.values():
             if meta.state.value not in ("Empty", "CompleteCommit", "CompleteAbort"):
                 self.fail("hanging-transaction", f"{meta.transactional_id} in {meta.state.value}")

@@ -3,6 +3,7 @@
 samsa sim --seeds 1000            # seeds 0..999
 samsa sim --first 42 --seeds 1    # replay one seed
 samsa sim --disk-faults           # also failing writes and fsyncs, and flipped bits
+samsa sim --groups                # also consumer groups and transactional offset commits
 """
 
 from __future__ import annotations
@@ -31,14 +32,21 @@ def register(commands: Any) -> None:
         action="store_true",
         help="the disk fails writes and fsyncs and flips bits at rest (see samsa.sim.world)",
     )
+    parser.add_argument(
+        "--groups",
+        action="store_true",
+        help="add consumer-group members that commit offsets in transactions (invariant 7)",
+    )
 
 
-def simulate(first: int, seeds: int, steps: int, odds: world.Odds | None = None) -> dict[str, Any]:
+def simulate(
+    first: int, seeds: int, steps: int, odds: world.Odds | None = None, groups: bool = False
+) -> dict[str, Any]:
     totals: dict[str, int] = {}
     failures: list[dict[str, Any]] = []
     started = time.monotonic()
     for seed in range(first, first + seeds):
-        simulated = world.run(seed, steps, odds)
+        simulated = world.run(seed, steps, odds, groups)
         for name, value in dataclasses.asdict(simulated.stats).items():
             totals[name] = totals.get(name, 0) + value
         anomalies = simulated.anomalies()
@@ -62,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     # simulated crashes and faults are meant to cause: hundreds per run, not news.
     logging.getLogger("samsa").setLevel(logging.CRITICAL)
     odds = world.DISK_FAULTS if args.disk_faults else None
-    report = simulate(args.first, args.seeds, args.steps, odds)
+    report = simulate(args.first, args.seeds, args.steps, odds, args.groups)
     if args.json:
         print(json.dumps(report))
     else:

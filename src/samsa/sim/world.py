@@ -10,6 +10,7 @@ its fsyncs fail (`sync_all(failing=...)`), as the group commit's worker threads 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,9 +25,11 @@ from samsa.protocol import codec
 from samsa.sim.check import Checker
 from samsa.sim.clients import TOPICS, Anomaly, Call, IdempotentProducer, TransactionalProducer
 from samsa.sim.disk import DiskFaults, SimDisk
+from samsa.sim.groups import OffsetCommitter
 
 DATA_DIR = "/data"
-Client = IdempotentProducer | TransactionalProducer
+Client = IdempotentProducer | TransactionalProducer | OffsetCommitter
+COMMITTERS = 2  # with `groups`: members of one group, each committing offsets in transactions
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,9 @@ class InFlight:
 
 
 class World:
-    def __init__(self, seed: int, odds: Odds | None = None) -> None:
+    def __init__(self, seed: int, odds: Odds | None = None, groups: bool = False) -> None:
+        """`groups` adds `OffsetCommitter`s: consumer groups and transactional offset commits
+        (invariant 7). Off, the seeds replay as they did before groups were simulated."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.odds = odds or Odds()
@@ -97,10 +102,21 @@ class World:
             random.Random(f"disk-{seed}"),  # its own stream: no draw taken from the world's
             tuple(f"{DATA_DIR}/{topic}-" for topic in TOPICS),
         )
+        # Cluster, topic and member ids: their own stream, so no draw is taken from the world's.
+        self.ids = random.Random(f"ids-{seed}")
         self.stats = Stats()
-        self.clients: list[Client] = [
+        self.clients: list[Client] = []
+        self.clients += [
             IdempotentProducer(f"idem{i}", random.Random(self.rng.random())) for i in range(2)
-        ] + [TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)]
+        ]
+        self.clients += [
+            TransactionalProducer(f"txn{i}", random.Random(self.rng.random())) for i in range(2)
+        ]
+        if groups:
+            self.clients += [
+                OffsetCommitter(f"cp{i}", random.Random(self.rng.random()), ("a", i))
+                for i in range(COMMITTERS)
+            ]
         self.inflight: dict[int, InFlight] = {}  # one per client (by index)
         self.correlation_id = 0
         self.driver: Driver[InFlight]  # set by _boot: one per life of the broker
@@ -111,10 +127,15 @@ class World:
     def clock(self) -> int:
         return self.now_ms
 
+    def new_uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.ids.getrandbits(128), version=4)
+
     def _boot(self, first: bool = False) -> Broker:
         self.disk.reboot()
         config = BrokerConfig(transaction_max_timeout_ms=60_000)
-        broker = Broker(config, self.disk, DATA_DIR, self.clock, Endpoint("sim", 9092))
+        broker = Broker(
+            config, self.disk, DATA_DIR, self.clock, Endpoint("sim", 9092), self.new_uuid
+        )
         broker.open()
         if first:
             for topic, partitions in TOPICS.items():
@@ -291,6 +312,8 @@ class World:
         for client in self.clients:
             if isinstance(client, TransactionalProducer) and client.stage == "idle":
                 client.stage = "done"
+            elif isinstance(client, OffsetCommitter):
+                client.stop()
         for _ in range(400):
             for index, client in enumerate(self.clients):
                 busy = isinstance(client, TransactionalProducer) and client.stage not in (
@@ -298,7 +321,8 @@ class World:
                     "idle",
                 )
                 current = isinstance(client, IdempotentProducer) and client.current is not None
-                if index not in self.inflight and (busy or current):
+                committing = isinstance(client, OffsetCommitter) and client.busy
+                if index not in self.inflight and (busy or current or committing):
                     self.send(index)
             self.sync_all()
             self.deliver()
@@ -322,8 +346,8 @@ class World:
         return found
 
 
-def run(seed: int, steps: int, odds: Odds | None = None) -> World:
-    world = World(seed, odds)
+def run(seed: int, steps: int, odds: Odds | None = None, groups: bool = False) -> World:
+    world = World(seed, odds, groups)
     for _ in range(steps):
         world.step()
     world.quiesce()

@@ -94,6 +94,24 @@ class ProducerEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ProducerDescription:
+    """What the rest of the broker may know of a producer here (DescribeProducers, KIP-664, and
+    the hanging-transaction check of WriteTxnMarkers): a copy, so no caller can change the
+    state that decides duplicates."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int  # -1: no transaction open here
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.current_txn_start_offset >= 0
+
+
+@dataclass(frozen=True, slots=True)
 class Duplicate:
     """An exact retry: answer with these offsets and write nothing."""
 
@@ -134,6 +152,17 @@ def _from_closed_transaction(
     if not header.is_transactional:
         return False
     return not entry.in_transaction or retained.first_offset < entry.current_txn_first_offset
+
+
+def _describe(entry: ProducerEntry) -> ProducerDescription:
+    return ProducerDescription(
+        entry.producer_id,
+        entry.epoch,
+        entry.last_sequence,
+        entry.last_timestamp,
+        entry.coordinator_epoch,
+        entry.current_txn_first_offset,
+    )
 
 
 def in_sequence(last_sequence: int, next_sequence: int) -> bool:
@@ -274,6 +303,13 @@ class ProducerStateManager:
                 for first, marker in self.unstable_completed
                 if marker >= high_watermark
             ]
+
+    def describe(self, producer_id: int) -> ProducerDescription | None:
+        entry = self.entries.get(producer_id)
+        return None if entry is None else _describe(entry)
+
+    def describe_all(self) -> list[ProducerDescription]:
+        return [_describe(entry) for entry in self.entries.values()]
 
     def open_transactions(self) -> dict[int, int]:
         """producer id -> first offset of its open transaction on this partition."""

@@ -1,6 +1,7 @@
 """Offset commits, plain and transactional, and offset fetches: records in the offsets log.
 
-A commit is answered once its records are durable; the store applies them by replaying the log
+A commit is decided from the request alone (`commit_records`: the records and the response) and
+answered once its records are durable; the runtime then replays the log into the store
 (`OffsetStore.catch_up`). A transactional commit is a transactional batch of the producer, so
 the producer's COMMIT or ABORT marker in the offsets log settles it.
 """
@@ -14,15 +15,14 @@ from kio.schema.errors import ErrorCode
 
 from samsa.coordinator.group.coordinator import GroupCoordinator
 from samsa.coordinator.group.offsets import offset_key, offset_value
-from samsa.coordinator.group.states import GroupState
-from samsa.coordinator.records import append_records
+from samsa.coordinator.runtime import CoordinatorResult, KeyValue, Producer
 from samsa.durability import Durable
-from samsa.log.partition import PartitionLog
 from samsa.protocol.batch import BatchHeader
 from samsa.state.producers import ProducerStateError
 
 TopicPartition = tuple[str, int]
 Results = dict[TopicPartition, ErrorCode]
+Commit = CoordinatorResult[KeyValue, Results]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,71 +42,54 @@ class FetchedOffset:
     error: ErrorCode
 
 
-def _screen(
-    coordinator: GroupCoordinator,
+def commit_records(
+    group_id: str,
     offsets: list[OffsetToCommit],
     partition_exists: Callable[[str, int], bool],
-) -> tuple[Results, list[OffsetToCommit]]:
+    metadata_bytes_max: int,
+    now: int,
+) -> Results | Commit:
+    """The records of an OffsetCommit or TxnOffsetCommit whose member checks passed, and its
+    answer: per partition, none, or why that partition's offset is not committed. Without any
+    record to write, the answer at once."""
     results: Results = {}
-    accepted = []
-    limit = coordinator.settings.offset_metadata_max_bytes
+    records: list[KeyValue] = []
     for item in offsets:
         key = (item.topic, item.partition)
         if not partition_exists(item.topic, item.partition):
             results[key] = ErrorCode.unknown_topic_or_partition
-        elif item.metadata is not None and len(item.metadata.encode()) > limit:
+        elif item.metadata is not None and len(item.metadata.encode()) > metadata_bytes_max:
             results[key] = ErrorCode.offset_metadata_too_large
         else:
             results[key] = ErrorCode.none
-            accepted.append(item)
-    return results, accepted
+            records.append(
+                (
+                    offset_key(group_id, item.topic, item.partition),
+                    offset_value(item.offset, item.leader_epoch, item.metadata or "", now),
+                )
+            )
+    if not records:
+        return results
+    return CoordinatorResult(
+        tuple(records), results, _instead(results, ErrorCode.kafka_storage_error)
+    )
+
+
+def _instead(results: Results, error: ErrorCode) -> Results:
+    """`results` with `error` for every partition that was to be committed."""
+    return {key: error if found == ErrorCode.none else found for key, found in results.items()}
 
 
 def _write(
-    coordinator: GroupCoordinator,
-    group_id: str,
-    accepted: list[OffsetToCommit],
-    results: Results,
-    now: int,
-    producer_id: int = -1,
-    producer_epoch: int = -1,
-    verify_txn: Callable[[BatchHeader], ErrorCode] | None = None,
+    coordinator: GroupCoordinator, decided: Results | Commit, producer: Producer | None = None
 ) -> Results | Durable[Results]:
-    """Append the accepted offsets as one batch (transactional when `verify_txn` is given)."""
-    if not accepted:
-        return results
-    records = [
-        (
-            offset_key(group_id, o.topic, o.partition),
-            offset_value(o.offset, o.leader_epoch, o.metadata or "", now),
-        )
-        for o in accepted
-    ]
+    """Append a commit's records as one batch (the producer's transactional one, if given)."""
+    if not isinstance(decided, CoordinatorResult):
+        return decided
     try:
-        end = append_records(
-            coordinator.log,
-            records,
-            now,
-            producer_id,
-            producer_epoch,
-            transactional=verify_txn is not None,
-            verify_txn=verify_txn,
-        )
+        return coordinator.runtime.run(decided, producer)
     except ProducerStateError as exc:
-        return {
-            key: exc.error if error == ErrorCode.none else error for key, error in results.items()
-        }
-
-    def then(failed: set[PartitionLog]) -> Results:
-        coordinator.catch_up()
-        if failed:
-            return {
-                key: ErrorCode.kafka_storage_error if error == ErrorCode.none else error
-                for key, error in results.items()
-            }
-        return results
-
-    return Durable([(coordinator.log, end)], then)
+        return _instead(decided.response, exc.error)
 
 
 def commit(
@@ -124,8 +107,9 @@ def commit(
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
     coordinator.group_for_offsets(group_id)
-    results, accepted = _screen(coordinator, offsets, partition_exists)
-    return _write(coordinator, group_id, accepted, results, coordinator._clock_ms())
+    limit = coordinator.settings.offset_metadata_max_bytes
+    decided = commit_records(group_id, offsets, partition_exists, limit, coordinator.clock_ms())
+    return _write(coordinator, decided)
 
 
 def txn_commit(
@@ -142,41 +126,12 @@ def txn_commit(
 ) -> Results | Durable[Results]:
     """TxnOffsetCommit: KIP-447 checks of member and generation, then a transactional batch."""
     coordinator.catch_up()
-    error = _check_txn_member(coordinator, group_id, generation_id, member_id, instance_id)
+    error = coordinator.machine.check_txn_commit(group_id, generation_id, member_id, instance_id)
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
-    results, accepted = _screen(coordinator, offsets, partition_exists)
-    return _write(
-        coordinator,
-        group_id,
-        accepted,
-        results,
-        coordinator._clock_ms(),
-        producer_id,
-        producer_epoch,
-        verify_txn,
-    )
-
-
-def _check_txn_member(
-    coordinator: GroupCoordinator,
-    group_id: str,
-    generation_id: int,
-    member_id: str,
-    instance_id: str | None,
-) -> ErrorCode:
-    group = coordinator.groups.get(group_id)
-    if group is None or group.state is GroupState.DEAD:
-        return ErrorCode.none if generation_id < 0 else ErrorCode.illegal_generation
-    if instance_id is not None:
-        static = group.static_member(instance_id)
-        if static is not None and static.member_id != member_id:
-            return ErrorCode.fenced_instance_id
-    if member_id and member_id not in group.members:
-        return ErrorCode.unknown_member_id
-    if generation_id >= 0 and generation_id != group.generation_id:
-        return ErrorCode.illegal_generation
-    return ErrorCode.none
+    limit = coordinator.settings.offset_metadata_max_bytes
+    decided = commit_records(group_id, offsets, partition_exists, limit, coordinator.clock_ms())
+    return _write(coordinator, decided, Producer(producer_id, producer_epoch, verify_txn))
 
 
 def fetch(
@@ -214,7 +169,7 @@ def delete(
     if group_id not in coordinator.groups and not coordinator.offsets.has_offsets(group_id):
         return ErrorCode.group_id_not_found
     results: Results = {}
-    records: list[tuple[bytes, bytes | None]] = []
+    records: list[KeyValue] = []
     for topic, partition in partitions:
         if subscribed(topic):
             results[topic, partition] = ErrorCode.group_subscribed_to_topic
@@ -223,10 +178,4 @@ def delete(
         records.append((offset_key(group_id, topic, partition), None))
     if not records:
         return Durable([], lambda failed: results)
-    end = append_records(coordinator.log, records, coordinator._clock_ms())
-
-    def then(failed: set[PartitionLog]) -> Results:
-        coordinator.catch_up()
-        return results
-
-    return Durable([(coordinator.log, end)], then)
+    return coordinator.runtime.run(CoordinatorResult(tuple(records), results, results))

@@ -1,81 +1,39 @@
-"""The group coordinator: Kafka's classic consumer-group protocol and offset commits.
+"""The group coordinator: the classic consumer-group protocol and committed offsets, on the
+offsets log (`__consumer_offsets`).
 
-Theory of operation:
-- A rebalance is a barrier. Any change of membership moves the group to PreparingRebalance;
-  each member's JoinGroup waits (a `Slot`) until every known member has rejoined or the
-  rebalance timeout passes (stragglers are removed). Then the generation is bumped, a protocol
-  every member supports is chosen, the leader gets every member's metadata, and the group waits
-  in CompletingRebalance for the leader's SyncGroup. Its assignment is written to the offsets log
-  as the group record; once that is durable the group is Stable and every SyncGroup is answered.
-- New members get their id through a first JoinGroup answered MEMBER_ID_REQUIRED (KIP-394);
-  static members (`group.instance.id`, KIP-345) keep their assignment across restarts and a
-  newer instance fences the older one (FENCED_INSTANCE_ID).
-- Members that stop heartbeating for their session timeout are removed (`tick`).
-- Offsets are delegated to `OffsetStore`, the replay of the offsets log. Commits are checked
-  against the member and generation (KIP-447 for transactional ones), so a zombie from an older
-  generation cannot commit.
+The decisions are the state machines': `GroupStateMachine` (`machine.py`: membership) and the
+offset commits (`commits.py`). This module is what runs them: one `CoordinatorRuntime` appends
+their records to the offsets log and, once they are durable, replays the log into `OffsetStore`
+(`catch_up`); the group records a membership change made are appended in the order they were
+made, and their durability is reported back to the state machine (`GroupWrite.then`). At
+start-up the same replay rebuilds the offsets, the pending transactional offsets and the groups.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 
 from kio.schema.errors import ErrorCode
 
-from samsa.coordinator.group.model import Group, Member
+from samsa.coordinator.group.machine import (
+    GroupSettings,
+    GroupStateMachine,
+    GroupWrite,
+    JoinRequest,
+    JoinResult,
+    SyncResult,
+)
+from samsa.coordinator.group.model import Group
 from samsa.coordinator.group.offsets import OffsetStore, group_key, offset_key
-from samsa.coordinator.group.states import GroupState, check_transition
-from samsa.coordinator.records import append_record, append_records
-from samsa.durability import Durable, Later, Slot
+from samsa.coordinator.group.states import GroupState
+from samsa.coordinator.runtime import CoordinatorRuntime, KeyValue
+from samsa.durability import Durable, Failed, Later, Slot
 from samsa.log.partition import PartitionLog
 
-log = logging.getLogger("samsa.group")
+__all__ = ["GroupCoordinator", "GroupSettings", "JoinRequest", "JoinResult", "SyncResult"]
 
 G = GroupState
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSettings:
-    min_session_timeout_ms: int = 6_000
-    max_session_timeout_ms: int = 1_800_000
-    initial_rebalance_delay_ms: int = 0
-    offset_metadata_max_bytes: int = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class JoinResult:
-    error: ErrorCode
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str = ""
-    member_id: str = ""
-    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    error: ErrorCode
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignment: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRequest:
-    group_id: str
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    require_known_member_id: bool  # JoinGroup v4+ (KIP-394)
 
 
 class GroupCoordinator:
@@ -85,311 +43,61 @@ class GroupCoordinator:
         clock_ms: Callable[[], int],
         settings: GroupSettings,
         background: Callable[[Later], None],
+        new_uuid: Callable[[], uuid.UUID],
     ) -> None:
         self.log = offsets_log
-        self.offsets = OffsetStore(offsets_log)
-        self._clock_ms = clock_ms
+        self.offsets = OffsetStore(offsets_log.log_start_offset)
+        self.clock_ms = clock_ms
         self.settings = settings
         self._background = background
-        self.groups: dict[str, Group] = {}
+        self.machine = GroupStateMachine(settings, new_uuid)
+        self.runtime: CoordinatorRuntime[KeyValue] = CoordinatorRuntime(
+            offsets_log, _same, self._replay, clock_ms
+        )
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        return self.machine.groups
 
     # ----------------------------------------------------------------- log
     def load(self) -> None:
         """Replay the offsets log: committed offsets, pending transactional ones, groups."""
-        self.offsets.catch_up()
-        now = self._clock_ms()
+        self.offsets.catch_up(self.log)
+        now = self.clock_ms()
         for group_id, value in self.offsets.group_records:
-            if value is None:
-                self.groups.pop(group_id, None)
-            else:
-                self.groups[group_id] = Group.decode(group_id, value, now)
+            self.machine.replay(group_id, value, now)
         self.offsets.group_records.clear()
 
     def catch_up(self) -> None:
-        self.offsets.catch_up()
-        self.offsets.group_records.clear()  # live group changes were applied when durable
+        self.offsets.catch_up(self.log)
+        self.offsets.group_records.clear()  # live group changes were applied as they were made
 
-    def _write_group(self, group: Group) -> Durable[bool]:
-        end = append_record(self.log, group_key(group.group_id), group.encode(), self._clock_ms())
-        return Durable([(self.log, end)], lambda failed: not failed)
+    def _replay(self, records: Sequence[KeyValue]) -> None:
+        self.catch_up()
 
-    # ----------------------------------------------------------------- membership helpers
-    def _transition(self, group: Group, target: GroupState) -> None:
-        check_transition(group.state, target)
-        group.state = target
+    def _flush(self) -> None:
+        """Append the group records the state machine made, and report their durability."""
+        for write in self.machine.take_writes():
+            self._background(self._write_group(write))
 
-    def _prepare_rebalance(self, group: Group, now: int) -> None:
-        if group.state is G.PREPARING_REBALANCE:
-            return
-        for member in group.members.values():
-            if member.sync_slot is not None:
-                member.sync_slot.resolve(SyncResult(ErrorCode.rebalance_in_progress))
-                member.sync_slot = None
-        was_empty = group.state is G.EMPTY
-        self._transition(group, G.PREPARING_REBALANCE)
-        timeout = max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
-        group.rebalance_deadline_ms = now + timeout
-        group.join_ready_ms = now + (self.settings.initial_rebalance_delay_ms if was_empty else 0)
+    def _write_group(self, write: GroupWrite) -> Later:
+        """Append a group record; it is not replayed live (Kafka's `replayRecords=false` for
+        classic groups: the group changed as the record was made), only reported durable."""
+        end = self.runtime.append([(group_key(write.group_id), write.value)])
 
-    def _remove_member(self, group: Group, member_id: str, now: int) -> None:
-        member = group.members.pop(member_id, None)
-        if member is None:
-            return
-        if member.join_slot is not None:
-            member.join_slot.resolve(JoinResult(ErrorCode.unknown_member_id, member_id=member_id))
-        if member.sync_slot is not None:
-            member.sync_slot.resolve(SyncResult(ErrorCode.unknown_member_id))
-        if group.state in (G.STABLE, G.COMPLETING_REBALANCE):
-            self._prepare_rebalance(group, now)
-        self._maybe_complete_join(group, now)
-
-    def _maybe_complete_join(self, group: Group, now: int, force: bool = False) -> None:
-        if group.state is not G.PREPARING_REBALANCE:
-            return
-        everyone = all(m.join_slot is not None for m in group.members.values())
-        if not force and (not everyone or group.pending_members or now < group.join_ready_ms):
-            return
-        for member_id in [m for m, member in group.members.items() if member.join_slot is None]:
-            log.info("group %s: member %s did not rejoin in time", group.group_id, member_id)
-            group.members.pop(member_id)
-        group.pending_members.clear()
-        group.generation_id += 1
-        if not group.members:
-            self._transition(group, G.EMPTY)  # Kafka: a new generation, with no members
-            group.protocol_name = None
-            group.leader_id = None
-            self._background(_apply_later(self._write_group(group)))
-            return
-        group.protocol_name = self._select_protocol(group)
-        if group.leader_id not in group.members:
-            group.leader_id = next(iter(group.members))
-        self._transition(group, G.COMPLETING_REBALANCE)
-        leader_view = [
-            (m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name))
-            for m in group.members.values()
-        ]
-        for member in group.members.values():
-            member.last_heartbeat_ms = now
-            slot, member.join_slot = member.join_slot, None
-            if slot is not None:
-                slot.resolve(
-                    JoinResult(
-                        ErrorCode.none,
-                        group.generation_id,
-                        group.protocol_type,
-                        group.protocol_name,
-                        group.leader_id,
-                        member.member_id,
-                        leader_view if member.member_id == group.leader_id else [],
-                    )
-                )
-
-    @staticmethod
-    def _select_protocol(group: Group) -> str:
-        """The protocol every member supports with the most first-preference votes."""
-        members = list(group.members.values())
-        common = [
-            name
-            for name, _ in members[0].protocols
-            if all(any(n == name for n, _ in m.protocols) for m in members)
-        ]
-        votes = {name: 0 for name in common}
-        for member in members:
-            for name, _ in member.protocols:
-                if name in votes:
-                    votes[name] += 1
-                    break
-        return max(common, key=lambda name: votes[name])
-
-    def _supports(
-        self, group: Group, protocol_type: str, protocols: list[tuple[str, bytes]]
-    ) -> bool:
-        if not protocols or not protocol_type:
-            return False
-        if not group.members:
-            return True
-        if protocol_type != group.protocol_type:
-            return False
-        names = {name for name, _ in protocols}
-        return all(names & {n for n, _ in m.protocols} for m in group.members.values())
-
-    def _current(self, group: Group, member: Member) -> JoinResult:
-        leader_view = (
-            [
-                (m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name or ""))
-                for m in group.members.values()
-            ]
-            if member.member_id == group.leader_id
-            else []
-        )
-        return JoinResult(
-            ErrorCode.none,
-            group.generation_id,
-            group.protocol_type,
-            group.protocol_name,
-            group.leader_id or "",
-            member.member_id,
-            leader_view,
-        )
-
-    # ----------------------------------------------------------------- JoinGroup
-    def join(self, request: JoinRequest) -> JoinResult | Slot:
-        now = self._clock_ms()
-        settings = self.settings
-        if not (
-            settings.min_session_timeout_ms
-            <= request.session_timeout_ms
-            <= settings.max_session_timeout_ms
-        ):
-            return JoinResult(ErrorCode.invalid_session_timeout, member_id=request.member_id)
-        group = self.groups.get(request.group_id)
-        if group is None:
-            if request.member_id:
-                return JoinResult(ErrorCode.unknown_member_id, member_id=request.member_id)
-            group = self.groups[request.group_id] = Group(request.group_id)
-        if not self._supports(group, request.protocol_type, request.protocols):
-            return JoinResult(ErrorCode.inconsistent_group_protocol, member_id=request.member_id)
-        if request.group_instance_id is not None:
-            return self._join_static(group, request, now)
-        member_id = request.member_id
-        if not member_id:
-            member_id = f"{request.client_id or 'member'}-{uuid.uuid4()}"
-            if request.require_known_member_id:
-                group.pending_members[member_id] = now + request.session_timeout_ms
-                return JoinResult(ErrorCode.member_id_required, member_id=member_id)
-            return self._add_member(group, member_id, request, now)
-        if member_id in group.pending_members:
-            del group.pending_members[member_id]
-            return self._add_member(group, member_id, request, now)
-        member = group.members.get(member_id)
-        if member is None:
-            return JoinResult(ErrorCode.unknown_member_id, member_id=member_id)
-        return self._rejoin(group, member, request, now)
-
-    def _join_static(self, group: Group, request: JoinRequest, now: int) -> JoinResult | Slot:
-        instance_id = request.group_instance_id or ""
-        existing = group.static_member(instance_id)
-        if existing is None:
-            if request.member_id:
-                return JoinResult(ErrorCode.unknown_member_id, member_id=request.member_id)
-            member_id = f"{instance_id}-{uuid.uuid4()}"
-            return self._add_member(group, member_id, request, now)
-        if request.member_id and request.member_id != existing.member_id:
-            return JoinResult(ErrorCode.fenced_instance_id, member_id=request.member_id)
-        if request.member_id:
-            return self._rejoin(group, existing, request, now)
-        # A new instance of a known static member: it takes over the member under a new id
-        # (fencing the old one) and keeps the assignment, without a rebalance if nothing changed.
-        new_id = f"{instance_id}-{uuid.uuid4()}"
-        group.members.pop(existing.member_id)
-        old_slot, existing.join_slot = existing.join_slot, None
-        if old_slot is not None:
-            old_slot.resolve(JoinResult(ErrorCode.fenced_instance_id, member_id=existing.member_id))
-        if existing.sync_slot is not None:
-            existing.sync_slot.resolve(SyncResult(ErrorCode.fenced_instance_id))
-            existing.sync_slot = None
-        old_leader = group.leader_id
-        if group.leader_id == existing.member_id:
-            group.leader_id = new_id
-        existing.member_id = new_id
-        group.members[new_id] = existing
-        existing.last_heartbeat_ms = now
-        if group.state is G.STABLE and existing.protocols == request.protocols:
-            return self._rejoin_stable(group, existing, old_leader or "")
-        existing.protocols = request.protocols
-        return self._await_join(group, existing, now)
-
-    def _rejoin_stable(self, group: Group, member: Member, old_leader: str) -> Slot:
-        """A restarted static member of a Stable group, nothing changed: no rebalance (KIP-345).
-
-        The group record is written with the member's new id first. The answer names the *old*
-        leader id, so a restarted leader does not run a trivial assignment that a Stable group
-        would never hand out (Kafka's GroupCoordinator does the same)."""
-        step = self._write_group(group)
-        slot = Slot()
-        generation = group.generation_id
-
-        def then(failed: set[PartitionLog]) -> Later | None:
-            if failed or group.generation_id != generation:
-                slot.resolve(
-                    JoinResult(ErrorCode.rebalance_in_progress, member_id=member.member_id)
-                )
-            else:
-                slot.resolve(
-                    JoinResult(
-                        ErrorCode.none,
-                        generation,
-                        group.protocol_type,
-                        group.protocol_name,
-                        old_leader,
-                        member.member_id,
-                    )
-                )
+        def then(failed: Failed) -> Later | None:
+            if write.then is not None:
+                write.then(not failed, self.clock_ms())
+                self._flush()
             return None
 
-        self._background(Later(step.waits, then))
-        return slot
+        return Later([(self.log, end)], then)
 
-    def _add_member(
-        self, group: Group, member_id: str, request: JoinRequest, now: int
-    ) -> JoinResult | Slot:
-        member = Member(
-            member_id,
-            request.group_instance_id,
-            request.client_id,
-            request.client_host,
-            request.session_timeout_ms,
-            request.rebalance_timeout_ms,
-            request.protocol_type,
-            list(request.protocols),
-            last_heartbeat_ms=now,
-        )
-        if not group.members:
-            group.protocol_type = request.protocol_type
-        group.members[member_id] = member
-        return self._await_join(group, member, now)
-
-    def _rejoin(
-        self, group: Group, member: Member, request: JoinRequest, now: int
-    ) -> JoinResult | Slot:
-        member.last_heartbeat_ms = now
-        changed = member.protocols != request.protocols
-        member.protocols = list(request.protocols)
-        member.session_timeout_ms = request.session_timeout_ms
-        member.rebalance_timeout_ms = request.rebalance_timeout_ms
-        if group.state is G.COMPLETING_REBALANCE and not changed:
-            return self._current(group, member)
-        if group.state is G.STABLE and not changed and member.member_id != group.leader_id:
-            return self._current(group, member)
-        return self._await_join(group, member, now)
-
-    def _await_join(self, group: Group, member: Member, now: int) -> Slot:
-        if member.join_slot is not None:
-            member.join_slot.resolve(
-                JoinResult(ErrorCode.unknown_member_id, member_id=member.member_id)
-            )
-        slot = member.join_slot = Slot()
-        if group.state is not G.PREPARING_REBALANCE:
-            self._prepare_rebalance(group, now)
-        self._maybe_complete_join(group, now)
-        return slot
-
-    # ----------------------------------------------------------------- SyncGroup
-    def _check_member(
-        self, group: Group | None, member_id: str, instance_id: str | None, generation_id: int
-    ) -> tuple[Member | None, ErrorCode]:
-        if group is None or group.state is G.DEAD:
-            return None, ErrorCode.unknown_member_id
-        if instance_id is not None:
-            static = group.static_member(instance_id)
-            if static is not None and static.member_id != member_id:
-                return None, ErrorCode.fenced_instance_id
-        member = group.members.get(member_id)
-        if member is None:
-            return None, ErrorCode.unknown_member_id
-        if generation_id != group.generation_id:
-            return None, ErrorCode.illegal_generation
-        return member, ErrorCode.none
+    # ----------------------------------------------------------------- membership
+    def join(self, request: JoinRequest) -> JoinResult | Slot:
+        result = self.machine.join(request, self.clock_ms())
+        self._flush()
+        return result
 
     def sync(
         self,
@@ -401,152 +109,51 @@ class GroupCoordinator:
         protocol_name: str | None,
         assignments: dict[str, bytes],
     ) -> SyncResult | Slot:
-        group = self.groups.get(group_id)
-        member, error = self._check_member(group, member_id, instance_id, generation_id)
-        if member is None or group is None:
-            return SyncResult(error)
-        if (protocol_type is not None and protocol_type != group.protocol_type) or (
-            protocol_name is not None and protocol_name != group.protocol_name
-        ):
-            return SyncResult(ErrorCode.inconsistent_group_protocol)
-        now = self._clock_ms()
-        member.last_heartbeat_ms = now
-        if group.state is G.PREPARING_REBALANCE:
-            return SyncResult(ErrorCode.rebalance_in_progress)
-        if group.state is G.STABLE:
-            return SyncResult(
-                ErrorCode.none, group.protocol_type, group.protocol_name, member.assignment
-            )
-        if member.sync_slot is not None:
-            member.sync_slot.resolve(SyncResult(ErrorCode.rebalance_in_progress))
-        slot = member.sync_slot = Slot()
-        if member_id == group.leader_id:
-            self._store_assignment(group, assignments)
-        return slot
+        result = self.machine.sync(
+            group_id,
+            generation_id,
+            member_id,
+            instance_id,
+            protocol_type,
+            protocol_name,
+            assignments,
+            self.clock_ms(),
+        )
+        self._flush()
+        return result
 
-    def _store_assignment(self, group: Group, assignments: dict[str, bytes]) -> None:
-        for member in group.members.values():
-            member.assignment = assignments.get(member.member_id, b"")
-        generation = group.generation_id
-        step = self._write_group(group)
-
-        def then(failed: set[PartitionLog]) -> Later | None:
-            if group.state is not G.COMPLETING_REBALANCE or group.generation_id != generation:
-                return None  # a newer rebalance began meanwhile; its syncs were answered
-            if not step.then(failed):
-                self._prepare_rebalance(group, self._clock_ms())
-                return None
-            self._transition(group, G.STABLE)
-            for member in group.members.values():
-                slot, member.sync_slot = member.sync_slot, None
-                if slot is not None:
-                    slot.resolve(
-                        SyncResult(
-                            ErrorCode.none,
-                            group.protocol_type,
-                            group.protocol_name,
-                            member.assignment,
-                        )
-                    )
-            return None
-
-        self._background(Later(step.waits, then))
-
-    # ----------------------------------------------------------------- Heartbeat, LeaveGroup
     def heartbeat(
         self, group_id: str, generation_id: int, member_id: str, instance_id: str | None
     ) -> ErrorCode:
-        group = self.groups.get(group_id)
-        member, error = self._check_member(group, member_id, instance_id, generation_id)
-        if member is None or group is None:
-            return error
-        member.last_heartbeat_ms = self._clock_ms()
-        if group.state is G.PREPARING_REBALANCE:
-            return ErrorCode.rebalance_in_progress
-        return ErrorCode.none
+        return self.machine.heartbeat(
+            group_id, generation_id, member_id, instance_id, self.clock_ms()
+        )
 
     def leave(self, group_id: str, leaving: Iterable[tuple[str, str | None]]) -> list[ErrorCode]:
-        group = self.groups.get(group_id)
-        now = self._clock_ms()
-        errors = []
-        for member_id, instance_id in leaving:
-            if group is None:
-                errors.append(ErrorCode.unknown_member_id)
-                continue
-            if instance_id is not None:
-                static = group.static_member(instance_id)
-                if static is None:
-                    errors.append(ErrorCode.unknown_member_id)
-                    continue
-                if member_id and static.member_id != member_id:
-                    errors.append(ErrorCode.fenced_instance_id)
-                    continue
-                member_id = static.member_id
-            if member_id in group.pending_members:
-                del group.pending_members[member_id]
-                self._maybe_complete_join(group, now)
-                errors.append(ErrorCode.none)
-                continue
-            if member_id not in group.members:
-                errors.append(ErrorCode.unknown_member_id)
-                continue
-            self._remove_member(group, member_id, now)
-            errors.append(ErrorCode.none)
+        errors = self.machine.leave(group_id, leaving, self.clock_ms())
+        self._flush()
         return errors
 
     def tick(self) -> None:
         """Expire members that stopped heartbeating; finish joins whose deadline passed."""
-        now = self._clock_ms()
-        for group in list(self.groups.values()):
-            for member_id, deadline in list(group.pending_members.items()):
-                if now >= deadline:
-                    del group.pending_members[member_id]
-                    self._maybe_complete_join(group, now)
-            for member in list(group.members.values()):
-                waiting = member.join_slot is not None
-                if not waiting and now - member.last_heartbeat_ms > member.session_timeout_ms:
-                    log.info(
-                        "group %s: member %s missed its session timeout",
-                        group.group_id,
-                        member.member_id,
-                    )
-                    self._remove_member(group, member.member_id, now)
-            if group.state is G.PREPARING_REBALANCE:
-                self._maybe_complete_join(group, now, force=now >= group.rebalance_deadline_ms)
+        self.machine.tick(self.clock_ms())
+        self._flush()
 
     # ----------------------------------------------------------------- offsets
     def check_commit(
         self, group_id: str, generation_id: int, member_id: str, instance_id: str | None
     ) -> ErrorCode:
         """May this (member, generation) commit offsets? (Kafka's validateOffsetCommit.)"""
-        group = self.groups.get(group_id)
-        if group is None or group.state is G.DEAD:
-            return ErrorCode.none if generation_id < 0 else ErrorCode.illegal_generation
-        if generation_id < 0 and not member_id and group.state is G.EMPTY:
-            return ErrorCode.none  # a "simple" consumer that manages its own assignment
-        if instance_id is not None:
-            static = group.static_member(instance_id)
-            if static is not None and static.member_id != member_id:
-                return ErrorCode.fenced_instance_id
-        if group.state is G.COMPLETING_REBALANCE and member_id in group.members:
-            return ErrorCode.rebalance_in_progress
-        if member_id not in group.members:
-            return ErrorCode.unknown_member_id
-        if generation_id != group.generation_id:
-            return ErrorCode.illegal_generation
-        group.members[member_id].last_heartbeat_ms = self._clock_ms()
-        return ErrorCode.none
+        return self.machine.check_commit(
+            group_id, generation_id, member_id, instance_id, self.clock_ms()
+        )
 
     def group_for_offsets(self, group_id: str) -> Group:
         """The group a commit goes to; a simple consumer's commit creates it (Empty)."""
-        group = self.groups.get(group_id)
-        if group is None:
-            group = self.groups[group_id] = Group(group_id)
-        return group
+        return self.machine.group_for_offsets(group_id)
 
     def delete_groups(self, group_ids: Iterable[str]) -> Durable[dict[str, ErrorCode]]:
         """Tombstone empty groups and their offsets (DeleteGroups)."""
-        now = self._clock_ms()
         self.catch_up()
         results: dict[str, ErrorCode] = {}
         for group_id in group_ids:
@@ -556,16 +163,16 @@ class GroupCoordinator:
             elif group is not None and group.state is not G.EMPTY:
                 results[group_id] = ErrorCode.non_empty_group
             else:
-                records = [
+                records: list[KeyValue] = [
                     (offset_key(group_id, t, p), None)
                     for t, p in self.offsets.group_offsets(group_id)
                 ]
                 records.append((group_key(group_id), None))
-                append_records(self.log, records, now)
-                self.groups.pop(group_id, None)
+                self.runtime.append(records)
+                self.machine.delete(group_id)
                 results[group_id] = ErrorCode.none
 
-        def then(failed: set[PartitionLog]) -> dict[str, ErrorCode]:
+        def then(failed: Failed) -> dict[str, ErrorCode]:
             self.catch_up()
             if failed:
                 return {
@@ -577,9 +184,5 @@ class GroupCoordinator:
         return Durable([(self.log, self.log.log_end_offset)], then)
 
 
-def _apply_later(step: Durable[bool]) -> Later:
-    def then(failed: set[PartitionLog]) -> Later | None:
-        step.then(failed)
-        return None
-
-    return Later(step.waits, then)
+def _same(record: KeyValue) -> KeyValue:
+    return record

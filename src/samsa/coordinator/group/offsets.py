@@ -2,7 +2,8 @@
 
 Theory of operation: every commit is a record in the offsets log; the store's state is the replay
 of that log up to its high watermark (only durable records count). `catch_up` applies whatever
-became durable since the last call, so start-up and live operation run the same code.
+became durable since the last call, batch by batch (`apply`), so start-up and live operation run
+the same code, and a test can replay batches without a log.
 
 - A plain commit record sets the committed offset of (group, topic, partition).
 - A transactional commit (TxnOffsetCommit) is a record in a *transactional* batch of the
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from kio.records.readers import read_batch
 
 from samsa.log.partition import PartitionLog
+from samsa.protocol.batch import BatchHeader
 from samsa.protocol.control import COMMIT, marker_type
 
 OffsetKey = tuple[str, str, int]  # group, topic, partition
@@ -55,34 +57,30 @@ def group_key(group: str) -> bytes:
 
 
 class OffsetStore:
-    def __init__(self, log: PartitionLog) -> None:
-        self.log = log
-        self.applied_offset = log.log_start_offset  # everything below is applied
+    def __init__(self, log_start_offset: int = 0) -> None:
+        self.applied_offset = log_start_offset  # everything below is applied
         self.committed: dict[OffsetKey, CommittedOffset] = {}
         self.pending: dict[int, dict[OffsetKey, CommittedOffset | None]] = {}
         # Group records seen while catching up, for the coordinator to apply: (group, value).
         self.group_records: list[tuple[str, bytes | None]] = []
 
-    def catch_up(self) -> None:
-        """Apply every record that became durable since the last call."""
-        high_watermark = self.log.high_watermark
+    def catch_up(self, log: PartitionLog) -> None:
+        """Apply every batch of `log` that became durable since the last call."""
+        high_watermark = log.high_watermark
         if self.applied_offset >= high_watermark:
             return
-        for segment in self.log.segments[self.log._segment_index(self.applied_offset) :]:
-            found = segment.find_position(self.applied_offset)
-            if found is None:
-                continue
-            for position, header in segment.batches(found[0]):
-                if header.base_offset >= high_watermark:
-                    break
-                data = segment.read(position, position + header.size)
-                if header.is_control:
-                    self._end_transaction(header.producer_id, marker_type(data) == COMMIT)
-                else:
-                    pid = header.producer_id if header.is_transactional else None
-                    self._apply_batch(data, pid)
-                self.applied_offset = header.next_offset
+        for header, data in log.batches(self.applied_offset, high_watermark):
+            self.apply(header, data)
         self.applied_offset = max(self.applied_offset, high_watermark)
+
+    def apply(self, header: BatchHeader, data: bytes) -> None:
+        """Replay one durable batch of the offsets log; batches come in log order."""
+        if header.is_control:
+            self._end_transaction(header.producer_id, marker_type(data) == COMMIT)
+        else:
+            pid = header.producer_id if header.is_transactional else None
+            self._apply_batch(data, pid)
+        self.applied_offset = header.next_offset
 
     def _apply_batch(self, data: bytes, transactional_pid: int | None) -> None:
         batch, _ = read_batch(data, 0)
