@@ -2,6 +2,12 @@
 
 Only settings samsa acts on are accepted; an unknown name is an error, so a typo is not silently
 ignored.
+
+Names: a `BrokerConfig` field is its Kafka setting's name with `_` for `.` (so
+`max_connections`, `offset_metadata_max_bytes`); everywhere else a limit is named what, unit,
+then `_max` or `_min` (`timeout_ms_max`, `offset_metadata_bytes_max`, `inflated_bytes_max`), as
+STYLE.md asks. Every default is a `BrokerConfig` default; the settings derived from it
+(`LogConfig`, `TxnSettings`, `GroupSettings`) take theirs from `DEFAULTS`.
 """
 
 from __future__ import annotations
@@ -149,6 +155,10 @@ class BrokerConfig:
     def durable(self) -> bool:
         return self.log_flush_interval_messages <= 1
 
+
+# Every default in one place: the settings of the log, the coordinators and the connections
+# take theirs from here (`LogConfig`, `TxnSettings`, `GroupSettings`).
+DEFAULTS = BrokerConfig()
 
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "node.id": ("node_id", _int),

@@ -35,7 +35,7 @@ def counting_uuids() -> Callable[[], uuid.UUID]:
 
 
 def machine() -> GroupStateMachine:
-    return GroupStateMachine(GroupSettings(min_session_timeout_ms=1000), counting_uuids())
+    return GroupStateMachine(GroupSettings(session_timeout_ms_min=1000), counting_uuids())
 
 
 def request(

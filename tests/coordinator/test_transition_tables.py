@@ -285,7 +285,7 @@ class GroupWalk(RuleBasedStateMachine):
         super().__init__()
         count = iter(range(1, 1 << 32))
         self.machine = GroupStateMachine(
-            GroupSettings(min_session_timeout_ms=1000), lambda: uuid.UUID(int=next(count))
+            GroupSettings(session_timeout_ms_min=1000), lambda: uuid.UUID(int=next(count))
         )
         self.now = 0
         self.writes: list[GroupWrite] = []

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
+from samsa.config import DEFAULTS
 from samsa.log.segment import RecoveryReport, Scan, Segment, SegmentDamaged, segment_name
 from samsa.log.storage import Bytes, OutOfDescriptors, Storage
 from samsa.log.txn_index import AbortedTxn
@@ -83,15 +84,18 @@ class CorruptLog(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    segment_bytes: int = 1 << 30
-    segment_ms: int = 7 * 24 * 3600 * 1000
-    retention_ms: int = 7 * 24 * 3600 * 1000  # -1: keep forever
-    retention_bytes: int = -1  # -1: no size limit
-    index_interval_bytes: int = 4096
-    durable: bool = True
-    producer_id_expiration_ms: int = 24 * 3600 * 1000
+    """One partition's settings, resolved from its topic's and the broker's (defaults: the
+    broker's, `samsa.config.DEFAULTS`)."""
+
+    segment_bytes: int = DEFAULTS.log_segment_bytes
+    segment_ms: int = DEFAULTS.log_roll_ms
+    retention_ms: int = DEFAULTS.log_retention_ms  # -1: keep forever
+    retention_bytes: int = DEFAULTS.log_retention_bytes  # -1: no size limit
+    index_interval_bytes: int = DEFAULTS.log_index_interval_bytes
+    durable: bool = DEFAULTS.durable
+    producer_id_expiration_ms: int = DEFAULTS.producer_id_expiration_ms
     # message.decompressed.max.bytes: what a read (a timestamp lookup) may inflate a batch to.
-    inflated_bytes_max: int = 16 * 1024 * 1024
+    inflated_bytes_max: int = DEFAULTS.message_decompressed_max_bytes
 
 
 @dataclass(slots=True)

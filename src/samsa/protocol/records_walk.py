@@ -49,7 +49,7 @@ class RecordsInvalid(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Walked:
-    max_timestamp_delta: int
+    timestamp_delta_max: int
     # (batch index, timestamp delta) of the records whose delta lies outside the bounds given
     # to `walk`, and the batch indexes of records without a key (looked for if required).
     timestamp_outliers: list[tuple[int, int]]
@@ -104,21 +104,21 @@ def walk(
         )
     if _accelerated is not None:
         try:
-            max_delta, min_delta, keyless = _accelerated(data, start, count, keys_required)
+            delta_max, delta_min, keyless = _accelerated(data, start, count, keys_required)
         except ValueError as exc:
             raise RecordsInvalid(str(exc)) from None
     else:
         try:
-            max_delta, min_delta, keyless = walk_python(data, count, keys_required, start)
+            delta_max, delta_min, keyless = walk_python(data, count, keys_required, start)
         except IndexError:
             raise RecordsInvalid(
                 f"the records end before the {count} the batch header counts"
             ) from None
-    if min_delta >= delta_low and max_delta <= delta_high:
-        return Walked(max_delta, [], keyless)
+    if delta_min >= delta_low and delta_max <= delta_high:
+        return Walked(delta_max, [], keyless)
     # Rare: some timestamp is out of bounds. Walk again (the records are known good now),
     # this time noting which records.
-    return Walked(max_delta, _outliers(data, count, delta_low, delta_high, start), keyless)
+    return Walked(delta_max, _outliers(data, count, delta_low, delta_high, start), keyless)
 
 
 def walk_python(
@@ -128,8 +128,8 @@ def walk_python(
     `RecordsInvalid` or IndexError (past the end) for bad ones."""
     end = len(data)
     position = start
-    max_delta = -(1 << 63)
-    min_delta = 1 << 63
+    delta_max = -(1 << 63)
+    delta_min = 1 << 63
     keyless: list[int] = []
     for index in range(count):
         # length
@@ -159,10 +159,10 @@ def walk_python(
         else:
             raw, position = _varint_tail(data, position + 1, _INT64_BYTES_MAX)
         delta = (raw >> 1) ^ -(raw & 1)
-        if delta > max_delta:
-            max_delta = delta
-        if delta < min_delta:
-            min_delta = delta
+        if delta > delta_max:
+            delta_max = delta
+        if delta < delta_min:
+            delta_min = delta
         # offset delta: zigzag(index) == 2 * index
         b = data[position]
         if b < 0x80:
@@ -220,7 +220,7 @@ def walk_python(
             )
     if position != end:
         raise RecordsInvalid(f"{end - position} bytes follow the last record")
-    return max_delta, min_delta, keyless
+    return delta_max, delta_min, keyless
 
 
 def _outliers(

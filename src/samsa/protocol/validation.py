@@ -113,7 +113,7 @@ def validate(records: bytes, policy: RecordPolicy, now_ms: int) -> Validated:
         _refuse(errors)
         return _rewrite(records, header, False, stamp, NO_TIMESTAMP)
     _refuse(errors)
-    max_timestamp = max(NO_TIMESTAMP, header.base_timestamp + walked.max_timestamp_delta)
+    max_timestamp = max(NO_TIMESTAMP, header.base_timestamp + walked.timestamp_delta_max)
     return _rewrite(records, header, False, max_timestamp, NO_TIMESTAMP)
 
 

@@ -45,17 +45,17 @@ class ConnectionQuotas:
     """Open connections, in all and per client IP address, against their limits."""
 
     def __init__(self, config: BrokerConfig) -> None:
-        self.max_connections = config.max_connections
-        self.max_per_ip = config.max_connections_per_ip
+        self.connections_max = config.max_connections
+        self.per_ip_max = config.max_connections_per_ip
         self.overrides = connection_overrides(config)
         self.total = 0
         self.by_ip: dict[str, int] = {}
 
     def admit(self, ip: str) -> str | None:
         """Count a new connection from `ip`, or say why it is refused."""
-        if self.total >= self.max_connections:
-            return f"max.connections={self.max_connections} reached"
-        limit = self.overrides.get(ip, self.max_per_ip)
+        if self.total >= self.connections_max:
+            return f"max.connections={self.connections_max} reached"
+        limit = self.overrides.get(ip, self.per_ip_max)
         if self.by_ip.get(ip, 0) >= limit:
             return f"max.connections.per.ip={limit} reached for this address"
         self.total += 1

@@ -107,7 +107,7 @@ def commit(
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
     coordinator.group_for_offsets(group_id)
-    limit = coordinator.settings.offset_metadata_max_bytes
+    limit = coordinator.settings.offset_metadata_bytes_max
     decided = commit_records(group_id, offsets, partition_exists, limit, coordinator.clock_ms())
     return _write(coordinator, decided)
 
@@ -129,7 +129,7 @@ def txn_commit(
     error = coordinator.machine.check_txn_commit(group_id, generation_id, member_id, instance_id)
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
-    limit = coordinator.settings.offset_metadata_max_bytes
+    limit = coordinator.settings.offset_metadata_bytes_max
     decided = commit_records(group_id, offsets, partition_exists, limit, coordinator.clock_ms())
     return _write(coordinator, decided, Producer(producer_id, producer_epoch, verify_txn))
 

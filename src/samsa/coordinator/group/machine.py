@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
+from samsa.config import DEFAULTS
 from samsa.coordinator.group.model import Group, Member
 from samsa.coordinator.group.states import GroupState, check_transition
 from samsa.durability import Slot
@@ -47,10 +48,10 @@ G = GroupState
 
 @dataclass(frozen=True, slots=True)
 class GroupSettings:
-    min_session_timeout_ms: int = 6_000
-    max_session_timeout_ms: int = 1_800_000
-    initial_rebalance_delay_ms: int = 0
-    offset_metadata_max_bytes: int = 4096
+    session_timeout_ms_min: int = DEFAULTS.group_min_session_timeout_ms
+    session_timeout_ms_max: int = DEFAULTS.group_max_session_timeout_ms
+    initial_rebalance_delay_ms: int = DEFAULTS.group_initial_rebalance_delay_ms
+    offset_metadata_bytes_max: int = DEFAULTS.offset_metadata_max_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +185,9 @@ class GroupStateMachine:
     def join(self, request: JoinRequest, now: int) -> JoinResult | Slot:
         settings = self.settings
         if not (
-            settings.min_session_timeout_ms
+            settings.session_timeout_ms_min
             <= request.session_timeout_ms
-            <= settings.max_session_timeout_ms
+            <= settings.session_timeout_ms_max
         ):
             return JoinResult(ErrorCode.invalid_session_timeout, member_id=request.member_id)
         group = self.groups.get(request.group_id)

@@ -29,6 +29,7 @@ from typing import Generic, TypeAlias, TypeVar
 
 from kio.schema.errors import ErrorCode
 
+from samsa.config import DEFAULTS
 from samsa.coordinator.runtime import CoordinatorResult, KeyValue
 from samsa.coordinator.txn.metadata import NO_PRODUCER_EPOCH, TopicPartition, TxnMetadata
 from samsa.coordinator.txn.states import (
@@ -49,8 +50,8 @@ Transition: TypeAlias = CoordinatorResult[TxnMetadata, T]
 
 @dataclass(frozen=True, slots=True)
 class TxnSettings:
-    max_timeout_ms: int = 900_000
-    id_expiration_ms: int = 7 * 24 * 3600 * 1000
+    timeout_ms_max: int = DEFAULTS.transaction_max_timeout_ms
+    id_expiration_ms: int = DEFAULTS.transactional_id_expiration_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class TxnStateMachine:
         """Fence older instances of the transactional id and hand out its next epoch."""
         if not transactional_id:
             return InitResult(ErrorCode.invalid_request)
-        if not 0 < timeout_ms <= self.settings.max_timeout_ms:
+        if not 0 < timeout_ms <= self.settings.timeout_ms_max:
             return InitResult(ErrorCode.invalid_transaction_timeout)
         meta = self.txns.get(transactional_id)
         if meta is None:
