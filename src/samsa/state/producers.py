@@ -134,6 +134,57 @@ class CompletedTxn:
     aborted: bool
 
 
+def _retry_of(header: BatchHeader, entry: ProducerEntry) -> Duplicate | None:
+    """The batch this one repeats, if the producer sent it before in this epoch."""
+    if header.producer_epoch != entry.epoch:
+        return None
+    retained = entry.find(header.base_sequence, header.last_sequence)
+    if retained is None:
+        return None
+    if _from_closed_transaction(header, entry, retained):
+        raise ProducerStateError(
+            ErrorCode.unknown_producer_id,
+            f"producer {header.producer_id} reused sequences "
+            f"{header.base_sequence}-{header.last_sequence} of an ended transaction",
+        )
+    return Duplicate(retained)
+
+
+def _check_epoch(header: BatchHeader, entry: ProducerEntry) -> None:
+    if header.producer_epoch < entry.epoch:
+        raise ProducerStateError(
+            ErrorCode.invalid_producer_epoch,
+            f"producer {header.producer_id} epoch {header.producer_epoch} is older than "
+            f"{entry.epoch}",
+        )
+
+
+def _check_sequence(header: BatchHeader, entry: ProducerEntry) -> None:
+    """A new epoch starts at sequence 0; within an epoch, sequences follow on."""
+    if header.producer_epoch != entry.epoch:
+        if header.base_sequence != 0 and entry.epoch != NO_PRODUCER_EPOCH:
+            raise ProducerStateError(
+                ErrorCode.out_of_order_sequence_number,
+                f"producer {header.producer_id} new epoch {header.producer_epoch} starts at "
+                f"sequence {header.base_sequence}, not 0",
+            )
+    elif entry.batches and not in_sequence(entry.last_sequence, header.base_sequence):
+        raise ProducerStateError(
+            ErrorCode.out_of_order_sequence_number,
+            f"producer {header.producer_id} sent sequence {header.base_sequence} after "
+            f"{entry.last_sequence}",
+        )
+
+
+def _check_transactional(header: BatchHeader, entry: ProducerEntry) -> None:
+    if entry.in_transaction and not header.is_transactional:
+        raise ProducerStateError(
+            ErrorCode.invalid_txn_state,
+            f"producer {header.producer_id} wrote a non-transactional batch inside its "
+            "open transaction",
+        )
+
+
 def _from_closed_transaction(
     header: BatchHeader, entry: ProducerEntry, retained: BatchMetadata
 ) -> bool:
@@ -187,57 +238,25 @@ class ProducerStateManager:
 
     # ----------------------------------------------------------------- data batches
     def check(self, header: BatchHeader, coordinator: bool = False) -> Duplicate | Append:
-        """`coordinator`: a batch the broker's group coordinator writes for a producer (its
-        transactional offset commits), checked for the epoch only, as Kafka does."""
+        """Whether a data batch is a retry of one already written (`Duplicate`) or is to be
+        appended, in the order Kafka's `ProducerAppendInfo` checks: a retry, the epoch, the
+        sequence, the transaction. `coordinator`: a batch the broker's group coordinator writes
+        for a producer (its transactional offset commits), checked for the epoch only, as
+        Kafka does. `ProducerStateError` for a batch to refuse."""
         if not header.has_producer_id:
             return Append()
         entry = self.entries.get(header.producer_id)
         if entry is None:
             # An unknown producer may start at any sequence (KIP-360).
             return Append(opens_txn=header.is_transactional)
-        if coordinator:
-            if header.producer_epoch < entry.epoch:
-                raise ProducerStateError(
-                    ErrorCode.invalid_producer_epoch,
-                    f"producer {header.producer_id} epoch {header.producer_epoch} is older "
-                    f"than {entry.epoch}",
-                )
-            return Append(opens_txn=header.is_transactional and not entry.in_transaction)
-        if header.producer_epoch == entry.epoch:
-            retained = entry.find(header.base_sequence, header.last_sequence)
-            if retained is not None:
-                if _from_closed_transaction(header, entry, retained):
-                    raise ProducerStateError(
-                        ErrorCode.unknown_producer_id,
-                        f"producer {header.producer_id} reused sequences "
-                        f"{header.base_sequence}-{header.last_sequence} of an ended transaction",
-                    )
-                return Duplicate(retained)
-        if header.producer_epoch < entry.epoch:
-            raise ProducerStateError(
-                ErrorCode.invalid_producer_epoch,
-                f"producer {header.producer_id} epoch {header.producer_epoch} is older than "
-                f"{entry.epoch}",
-            )
-        if header.producer_epoch != entry.epoch:
-            if header.base_sequence != 0 and entry.epoch != NO_PRODUCER_EPOCH:
-                raise ProducerStateError(
-                    ErrorCode.out_of_order_sequence_number,
-                    f"producer {header.producer_id} new epoch {header.producer_epoch} starts at "
-                    f"sequence {header.base_sequence}, not 0",
-                )
-        elif entry.batches and not in_sequence(entry.last_sequence, header.base_sequence):
-            raise ProducerStateError(
-                ErrorCode.out_of_order_sequence_number,
-                f"producer {header.producer_id} sent sequence {header.base_sequence} after "
-                f"{entry.last_sequence}",
-            )
-        if entry.in_transaction and not header.is_transactional:
-            raise ProducerStateError(
-                ErrorCode.invalid_txn_state,
-                f"producer {header.producer_id} wrote a non-transactional batch inside its "
-                "open transaction",
-            )
+        if not coordinator:
+            retry = _retry_of(header, entry)
+            if retry is not None:
+                return retry
+        _check_epoch(header, entry)
+        if not coordinator:
+            _check_sequence(header, entry)
+            _check_transactional(header, entry)
         return Append(opens_txn=header.is_transactional and not entry.in_transaction)
 
     def apply(self, header: BatchHeader) -> None:
