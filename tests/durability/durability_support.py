@@ -5,15 +5,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from samsa.testing.topics import placed
+
 SAMSA = str(Path(sys.executable).parent / "samsa")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+
+DeliveryReport = Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message], None]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -87,11 +92,11 @@ class ProducerThread(threading.Thread):
         self.error: BaseException | None = None
         self.rate = rate
 
-    def _report(self, seq: int) -> object:
-        def report(err: object, msg: confluent_kafka.Message) -> None:
+    def _report(self, seq: int) -> DeliveryReport:
+        def report(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
             with self.acks.lock:
                 if err is None:
-                    self.acks.acked[(self.index, seq)] = (msg.partition(), msg.offset())
+                    self.acks.acked[(self.index, seq)] = placed(msg)
                 else:
                     self.acks.failed.add((self.index, seq))
 
@@ -183,9 +188,9 @@ def read_partitions(
             for message in consumer.consume(1000, 0.5):
                 if message.error() is not None:
                     raise AssertionError(f"consume error: {message.error()}")
-                p = message.partition()
-                records[p].append((message.offset(), message.key(), message.value()))
-                if message.offset() + 1 >= ends[p]:
+                p, offset = placed(message)
+                records[p].append((offset, message.key(), message.value()))
+                if offset + 1 >= ends[p]:
                     done.add(p)
         return records
     finally:

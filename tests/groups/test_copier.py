@@ -19,6 +19,7 @@ import confluent_kafka
 import pytest
 
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import placed, value_of
 
 from .support import (
     BROKER_SETTINGS,
@@ -67,7 +68,7 @@ class Reader(threading.Thread):
                 for message in self.consumer.consume(500, 0.2):
                     if message.error() is None:
                         with self.lock:
-                            self.seen[message.partition()].append(message.value())
+                            self.seen[placed(message)[0]].append(value_of(message))
         finally:
             self.consumer.close()
 
@@ -140,7 +141,7 @@ def read_all_committed(bootstrap: str, ends: dict[int, int]) -> dict[int, list[b
         while True:
             for message in consumer.consume(1000, 0.2):
                 assert message.error() is None, message.error()
-                found[message.partition()].append(message.value())
+                found[placed(message)[0]].append(value_of(message))
             positions = {tp.partition: tp.offset for tp in consumer.position(tps)}
             if all(positions[p] >= ends[p] for p in range(PARTITIONS)):
                 return found

@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from groups.support import end_offsets
 from samsa.testing.embedded import embedded_broker
+from samsa.testing.topics import placed
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
 APP = "samsa.streams.examples.balances:app"
@@ -244,7 +245,7 @@ def read_all(
             for message in consumer.consume(1000, 0.2):
                 if message.error() is not None:
                     continue
-                records.append((message.partition(), message.key(), message.value()))
+                records.append((placed(message)[0], message.key(), message.value()))
                 last = time.monotonic()
         return records
     finally:

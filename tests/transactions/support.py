@@ -25,6 +25,7 @@ from samsa.durability.inline import settle as settle_inline
 from samsa.durability.inline import sync_log
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch_writer import record_batch
+from samsa.testing.topics import placed, value_of
 
 DEADLINE_S = 30.0
 TRANSACTIONAL_ATTRIBUTE = 0x10
@@ -123,7 +124,9 @@ def read_confluent(
             for message in consumer.consume(500, 0.2):
                 if message.error() is not None:
                     raise AssertionError(f"consume error: {message.error()}")
-                found[(message.topic(), message.partition())].append(message.value())
+                topic = message.topic()
+                assert topic is not None
+                found[(topic, placed(message)[0])].append(value_of(message))
             positions = {
                 (tp.topic, tp.partition): tp.offset
                 for tp in consumer.position([confluent_kafka.TopicPartition(t, p) for t, p in tps])
