@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.testing.topics import placed
 
@@ -19,12 +18,6 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 
 DeliveryReport = Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message], None]
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)
-    futures[topic].result(timeout=15)
 
 
 def producer_config(bootstrap: str, **extra: object) -> dict[str, object]:
@@ -134,21 +127,6 @@ class ProducerThread(threading.Thread):
         assert not self.is_alive(), f"{self.name} did not finish"
         if self.error is not None:
             raise self.error
-
-
-def watermarks(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int]]:
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "durability-check", "log_level": 0}
-    )
-    try:
-        return [
-            consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
-            )
-            for p in range(partitions)
-        ]
-    finally:
-        consumer.close()
 
 
 def read_partitions(

@@ -9,17 +9,12 @@ from collections.abc import Callable
 
 import confluent_kafka
 
-from durability.durability_support import (
-    create_topic,
-    producer_config,
-    read_partitions,
-    watermarks,
-)
+from durability.durability_support import producer_config, read_partitions
 from samsa import config as broker_config
 from samsa.broker.core import CLEAN_SHUTDOWN_FILE, Broker, Endpoint
 from samsa.log.storage import OsStorage
 from samsa.testing.process import BrokerProcess
-from samsa.testing.topics import placed, value_of
+from samsa.testing.topics import create_topic, placed, value_of, watermarks
 
 TOPIC = "clean"
 PARTITIONS = 3

@@ -18,15 +18,13 @@ import pytest
 from durability.durability_support import (
     Acks,
     ProducerThread,
-    create_topic,
     decode,
     producer_config,
     read_partitions,
-    watermarks,
 )
 from samsa.protocol.batch import HEADER_BYTES, iter_batches
 from samsa.testing.process import BrokerProcess
-from samsa.testing.topics import placed, value_of
+from samsa.testing.topics import create_topic, placed, value_of, watermarks
 
 TOPIC = "durable"
 PARTITIONS = 3

@@ -19,16 +19,9 @@ import confluent_kafka
 import pytest
 
 from samsa.testing.process import BrokerProcess
-from samsa.testing.topics import placed, value_of
+from samsa.testing.topics import create_topics, end_offsets, placed, value_of
 
-from .support import (
-    BROKER_SETTINGS,
-    create_topics,
-    end_offsets,
-    produce_values,
-    run_script,
-    wait_for,
-)
+from .support import BROKER_SETTINGS, produce_values, run_script, wait_for
 
 pytestmark = pytest.mark.interop
 

@@ -10,16 +10,9 @@ import confluent_kafka
 import pytest
 
 from samsa.testing.embedded import EmbeddedBroker
-from samsa.testing.topics import placed, value_of
+from samsa.testing.topics import create_topics, end_offsets, placed, value_of
 
-from .support import (
-    BROKER_SETTINGS,
-    DEADLINE_S,
-    committed_offsets,
-    create_topics,
-    end_offsets,
-    produce_values,
-)
+from .support import BROKER_SETTINGS, DEADLINE_S, committed_offsets, produce_values
 from .test_copier import read_all_committed
 
 pytestmark = pytest.mark.interop

@@ -30,11 +30,11 @@ from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.static.primitive import i32Timedelta
 
 from protocol.wire import Conn
-from samsa.demo.guarantees import create_topic
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import OsStorage
 from samsa.protocol.batch import BatchHeader, validate_produced
 from samsa.protocol.batch_writer import record_batch
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import (

@@ -20,7 +20,7 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i32Timedelta
 
 from protocol.wire import Conn
-from samsa.demo.guarantees import create_topic
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import WAIT_TIMEOUT_S, commit, committed, produce_acked, values

@@ -21,9 +21,8 @@ from pathlib import Path
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from groups.support import end_offsets
 from samsa.testing.embedded import embedded_broker
-from samsa.testing.topics import placed
+from samsa.testing.topics import end_offsets, placed
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
 APP = "samsa.streams.examples.balances:app"

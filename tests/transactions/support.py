@@ -16,7 +16,6 @@ from typing import Any
 
 import confluent_kafka
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.admin.client import AdminClient as SamsaAdmin
@@ -37,13 +36,6 @@ SAMSA = str(Path(sys.executable).parent / "samsa")
 class Txn:
     commit: bool
     records: tuple[tuple[str, int, bytes], ...]
-
-
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
-    for future in futures.values():
-        future.result(timeout=15)
 
 
 def all_partitions(topics: dict[str, int]) -> list[TP]:

@@ -25,9 +25,9 @@ from kio.static.primitive import i8, i32, i32Timedelta, i64
 from samsa.admin.client import AdminClient
 from samsa.protocol.batch import iter_batches
 from samsa.testing.embedded import EmbeddedBroker
-from samsa.testing.topics import placed, value_of
+from samsa.testing.topics import create_topics, placed, value_of
 
-from .support import all_partitions, create_topics, txn_producer, wait_stable
+from .support import all_partitions, txn_producer, wait_stable
 
 pytestmark = pytest.mark.interop
 

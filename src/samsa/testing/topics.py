@@ -46,18 +46,19 @@ def create_topic(
 
 def watermarks(
     bootstrap: str, topic: str, partitions: int, timeout_s: float = ADMIN_TIMEOUT_S
-) -> dict[int, tuple[int, int]]:
-    """Each partition's (low, high) watermark, asked of the broker (not librdkafka's cache)."""
+) -> list[tuple[int, int]]:
+    """Each partition's (low, high) watermark in partition order, asked of the broker (not
+    librdkafka's cache)."""
     consumer = confluent_kafka.Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "samsa-testing-watermarks", **QUIET}
     )
     try:
-        return {
-            p: consumer.get_watermark_offsets(
+        return [
+            consumer.get_watermark_offsets(
                 confluent_kafka.TopicPartition(topic, p), timeout=timeout_s, cached=False
             )
             for p in range(partitions)
-        }
+        ]
     finally:
         consumer.close()
 
@@ -66,7 +67,9 @@ def end_offsets(
     bootstrap: str, topic: str, partitions: int, timeout_s: float = ADMIN_TIMEOUT_S
 ) -> dict[int, int]:
     """Each partition's high watermark: the offset the next record will get."""
-    return {p: high for p, (_, high) in watermarks(bootstrap, topic, partitions, timeout_s).items()}
+    return {
+        p: high for p, (_, high) in enumerate(watermarks(bootstrap, topic, partitions, timeout_s))
+    }
 
 
 def placed(message: confluent_kafka.Message) -> tuple[int, int]:
