@@ -1,4 +1,5 @@
-"""The code stays `mypy --strict` and `ruff` clean: checked as part of the suite."""
+"""The code and its tests stay `mypy --strict` and `ruff` clean: checked as part of the suite
+(pyproject's `[tool.mypy] files` names both `src/samsa` and `tests`)."""
 
 from __future__ import annotations
 

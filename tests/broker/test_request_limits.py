@@ -24,7 +24,8 @@ from kio.schema.create_partitions.v3.request import (
 )
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import i16, i32
+from kio.schema.types import TopicName
+from kio.static.primitive import i16, i32, i32Timedelta
 
 from protocol.wire import Conn, create_topics_request, fetch_request, make_batch, produce_request
 from samsa.broker.topics import EXCESSIVE_BATCH, METADATA_FILE
@@ -36,7 +37,7 @@ TIMEOUT = datetime.timedelta(seconds=60)
 
 def _topic(name: str, partitions: int) -> CreatableTopic:
     return CreatableTopic(
-        name=name,
+        name=TopicName(name),
         num_partitions=i32(partitions),
         replication_factor=i16(1),
         assignments=(),
@@ -45,7 +46,7 @@ def _topic(name: str, partitions: int) -> CreatableTopic:
 
 
 def _create(*topics: CreatableTopic) -> CreateTopicsRequest:
-    return CreateTopicsRequest(topics=topics, timeout=TIMEOUT)
+    return CreateTopicsRequest(topics=topics, timeout=i32Timedelta.parse(TIMEOUT))
 
 
 def _errors(response: object) -> dict[str, tuple[ErrorCode, str | None]]:
@@ -84,8 +85,10 @@ def test_partitions_past_max_broker_partitions_are_refused(broker: EmbeddedBroke
         assert errors["too-many"][0] == ErrorCode.policy_violation
         assert "max.broker.partitions=60" in str(errors["too-many"][1])
         grow = CreatePartitionsRequest(
-            topics=(CreatePartitionsTopic(name="fits", count=i32(59), assignments=None),),
-            timeout=TIMEOUT,
+            topics=(
+                CreatePartitionsTopic(name=TopicName("fits"), count=i32(59), assignments=None),
+            ),
+            timeout=i32Timedelta.parse(TIMEOUT),
             validate_only=False,
         )
         refused = conn.request(grow).results[0]
@@ -159,7 +162,7 @@ def test_10000_partitions_cost_bounded_descriptors_and_stall_no_other_client(
     try:
         pid = process.process.pid  # type: ignore[union-attr]
         fds_before = _fds(pid)
-        with Conn(process.bootstrap, timeout=120) as creator, Conn(process.bootstrap) as other:
+        with Conn(process.bootstrap, timeout_s=120) as creator, Conn(process.bootstrap) as other:
             other.request(create_topics_request("busy", 1))
             correlation = creator.send(create_topics_request("wide", 10_000))
             time.sleep(0.2)  # the creation is under way

@@ -94,13 +94,14 @@ from kio.schema.txn_offset_commit.v3.request import (
     TxnOffsetCommitRequestPartition,
     TxnOffsetCommitRequestTopic,
 )
+from kio.schema.types import BrokerId, GroupId, ProducerId, TopicName, TransactionalId
 from kio.schema.write_txn_markers.v1.request import (
     WritableTxnMarker,
     WritableTxnMarkerTopic,
     WriteTxnMarkersRequest,
 )
-from kio.static.primitive import i8, i16, i32, i64
-from kio.static.protocol import Entity
+from kio.static.primitive import Records, i8, i16, i32, i32Timedelta, i64
+from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.broker.core import Broker, Endpoint
 from samsa.broker.outcomes import (
@@ -111,6 +112,7 @@ from samsa.broker.outcomes import (
     Close,
     NoReply,
     Outcome,
+    Payload,
     RawFrame,
     Reply,
 )
@@ -133,8 +135,8 @@ API_KEYS_MAX = 100
 VERSIONS_MAX = 30
 
 
-def ms(value: int) -> datetime.timedelta:
-    return datetime.timedelta(milliseconds=value)
+def ms(value: int) -> i32Timedelta:
+    return i32Timedelta.parse(datetime.timedelta(milliseconds=value))
 
 
 def batch(values: list[bytes], producer_id: int = -1, epoch: int = -1, sequence: int = -1) -> bytes:
@@ -163,7 +165,7 @@ class Session:
         self.correlation_id = 0
         self.recorded: list[tuple[str, str]] = []
 
-    def send(self, label: str, request: Entity, version: int | None = None) -> Any:
+    def send(self, label: str, request: RequestPayload, version: int | None = None) -> Any:
         """Send `request` converted to `version` (default: its own); record the answer's bytes
         under `label`, and return the decoded answer (None if there is none)."""
         if version is not None:
@@ -182,13 +184,16 @@ class Session:
         return codec.decode_response(api_key, version, encoded[4:])[1]
 
     def _answer(self, outcome: Outcome) -> Any:
+        payload: Payload | None
         if isinstance(outcome, Reply):
             payload = outcome.payload
         elif isinstance(outcome, AwaitDurable):
             if outcome.finish is None:
-                settle(self.driver, Durable(outcome.waits, lambda failed: None))
+                done: Durable[None] = Durable(outcome.waits, lambda failed: None)
+                settle(self.driver, done)
                 return b"no reply"
-            payload = settle(self.driver, Durable(outcome.waits, outcome.finish))
+            answer: Durable[ResponsePayload] = Durable(outcome.waits, outcome.finish)
+            payload = settle(self.driver, answer)
         elif isinstance(outcome, AwaitData):
             payload = outcome.attempt(True)
         elif isinstance(outcome, AwaitWork):
@@ -222,12 +227,12 @@ class Session:
         raise AssertionError("slot never resolved")
 
 
-def served(request: Entity) -> range:
+def served(request: RequestPayload) -> range:
     served_versions = SERVED[int(type(request).__api_key__)]
     return range(served_versions.min, int(type(request).__version__) + 1)
 
 
-def each(session: Session, label: str, request: Entity, first: int | None = None) -> None:
+def each(session: Session, label: str, request: RequestPayload, first: int | None = None) -> None:
     """`request` at every served version from `first` up to its own."""
     for version in served(request):
         if first is None or version >= first:
@@ -256,7 +261,7 @@ def versions_and_metadata(s: Session) -> None:
     s.send("metadata all", MetadataRequest(topics=(), include_topic_authorized_operations=False), 0)
     named = MetadataRequest(
         topics=tuple(
-            MetadataRequestTopic(topic_id=None, name=name)
+            MetadataRequestTopic(topic_id=None, name=TopicName(name))
             for name in (TOPIC, "missing", "bad name!", "compact")
         ),
         allow_auto_topic_creation=False,
@@ -267,7 +272,7 @@ def versions_and_metadata(s: Session) -> None:
         s.send(
             "metadata auto-create",
             MetadataRequest(
-                topics=(MetadataRequestTopic(topic_id=None, name=f"auto{version}"),),
+                topics=(MetadataRequestTopic(topic_id=None, name=TopicName(f"auto{version}")),),
                 include_topic_authorized_operations=False,
             ),
             version,
@@ -295,9 +300,11 @@ def creatable(
     configs: dict[str, str] | None = None,
     assigned: bool = False,
 ) -> CreatableTopic:
-    assignments = (CreatableReplicaAssignment(partition_index=i32(0), broker_ids=(i32(1),)),)
+    assignments = (
+        CreatableReplicaAssignment(partition_index=i32(0), broker_ids=(BrokerId(i32(1)),)),
+    )
     return CreatableTopic(
-        name=name,
+        name=TopicName(name),
         num_partitions=i32(partitions),
         replication_factor=i16(replication),
         assignments=assignments if assigned else (),
@@ -327,13 +334,15 @@ def topics_admin(s: Session) -> None:
             "create-partitions",
             CreatePartitionsRequest(
                 topics=(
-                    CreatePartitionsTopic(name=f"made{version + 2}", count=i32(4), assignments=()),
-                    CreatePartitionsTopic(name="missing", count=i32(4), assignments=()),
-                    CreatePartitionsTopic(name=TOPIC, count=i32(1), assignments=()),
                     CreatePartitionsTopic(
-                        name=f"default{version + 2}",
+                        name=TopicName(f"made{version + 2}"), count=i32(4), assignments=()
+                    ),
+                    CreatePartitionsTopic(name=TopicName("missing"), count=i32(4), assignments=()),
+                    CreatePartitionsTopic(name=TopicName(TOPIC), count=i32(1), assignments=()),
+                    CreatePartitionsTopic(
+                        name=TopicName(f"default{version + 2}"),
                         count=i32(2),
-                        assignments=(CreatePartitionsAssignment(broker_ids=(i32(2),)),),
+                        assignments=(CreatePartitionsAssignment(broker_ids=(BrokerId(i32(2)),)),),
                     ),
                 ),
                 timeout=ms(1000),
@@ -361,7 +370,10 @@ def topics_admin(s: Session) -> None:
     for version in range(1, 6):
         s.send(
             "delete-topics by name",
-            DeleteTopicsRequestV5(topic_names=(f"made{version + 1}", "missing"), timeout=ms(1)),
+            DeleteTopicsRequestV5(
+                topic_names=(TopicName(f"made{version + 1}"), TopicName("missing")),
+                timeout=ms(1),
+            ),
             version,
         )
     topic_id = s.broker.topics.get("made7").topic_id  # type: ignore[union-attr]
@@ -370,9 +382,9 @@ def topics_admin(s: Session) -> None:
         DeleteTopicsRequest(
             topics=(
                 DeleteTopicState(name=None, topic_id=topic_id),
-                DeleteTopicState(name="default7", topic_id=None),
+                DeleteTopicState(name=TopicName("default7"), topic_id=None),
                 DeleteTopicState(name=None, topic_id=uuid.UUID(int=9)),
-                DeleteTopicState(name="missing", topic_id=None),
+                DeleteTopicState(name=TopicName("missing"), topic_id=None),
             ),
             timeout=ms(1),
         ),
@@ -387,13 +399,17 @@ def produce(
     transactional_id: str | None = None,
 ) -> ProduceRequest:
     return ProduceRequest(
-        transactional_id=transactional_id,
+        transactional_id=None if transactional_id is None else TransactionalId(transactional_id),
         acks=i16(acks),
         timeout=ms(5000),
         topic_data=(
             TopicProduceData(
-                name=topic,
-                partition_data=(PartitionProduceData(index=i32(partition), records=records),),
+                name=TopicName(topic),
+                partition_data=(
+                    PartitionProduceData(
+                        index=i32(partition), records=None if records is None else Records(records)
+                    ),
+                ),
             ),
         ),
     )
@@ -416,7 +432,7 @@ def produce_and_fetch(s: Session) -> None:
 
     def fetching(topic: str, *partitions: tuple[int, int]) -> FetchTopic:
         return FetchTopic(
-            topic=topic,
+            topic=TopicName(topic),
             partitions=tuple(
                 FetchPartition(
                     partition=i32(index), fetch_offset=i64(offset), partition_max_bytes=i32(1000)
@@ -441,12 +457,12 @@ def produce_and_fetch(s: Session) -> None:
         for timestamp in (-1, -2, -3, START_MS, START_MS + 1, -7)
     )
     list_offsets = ListOffsetsRequest(
-        replica_id=i32(-1),
+        replica_id=BrokerId(-1),
         isolation_level=i8(0),
         topics=(
-            ListOffsetsTopic(name=TOPIC, partitions=partitions),
+            ListOffsetsTopic(name=TopicName(TOPIC), partitions=partitions),
             ListOffsetsTopic(
-                name="missing",
+                name=TopicName("missing"),
                 partitions=(ListOffsetsPartition(partition_index=i32(0), timestamp=i64(-1)),),
             ),
         ),
@@ -457,7 +473,7 @@ def produce_and_fetch(s: Session) -> None:
     epochs = OffsetForLeaderEpochRequest(
         topics=(
             OffsetForLeaderTopic(
-                topic=TOPIC,
+                topic=TopicName(TOPIC),
                 partitions=tuple(
                     OffsetForLeaderPartition(
                         partition=i32(0),
@@ -468,7 +484,7 @@ def produce_and_fetch(s: Session) -> None:
                 ),
             ),
             OffsetForLeaderTopic(
-                topic="missing",
+                topic=TopicName("missing"),
                 partitions=(OffsetForLeaderPartition(partition=i32(0), leader_epoch=i32(0)),),
             ),
         )
@@ -493,20 +509,26 @@ def transactions(s: Session) -> None:
     each(s, "init-producer-id idempotent", idempotent)
     for version in served(idempotent):
         txn_id = f"tx{version}"
-        init = InitProducerIdRequest(transactional_id=txn_id, transaction_timeout=ms(60_000))
+        init = InitProducerIdRequest(
+            transactional_id=TransactionalId(txn_id),
+            transaction_timeout=ms(60_000),
+        )
         answer = s.send("init-producer-id", init, version)
         s.send(
             "init-producer-id too long",
-            InitProducerIdRequest(transactional_id="long", transaction_timeout=ms(10**8)),
+            InitProducerIdRequest(
+                transactional_id=TransactionalId("long"),
+                transaction_timeout=ms(10**8),
+            ),
             version,
         )
         _one_transaction(s, txn_id, int(answer.producer_id), int(answer.producer_epoch), version)
     s.send(
         "init-producer-id bump",
         InitProducerIdRequest(
-            transactional_id="tx4",
+            transactional_id=TransactionalId("tx4"),
             transaction_timeout=ms(60_000),
-            producer_id=i64(999),
+            producer_id=ProducerId(999),
             producer_epoch=i16(0),
         ),
     )
@@ -515,22 +537,30 @@ def transactions(s: Session) -> None:
         "describe-producers",
         DescribeProducersRequest(
             topics=(
-                TopicRequest(name=TOPIC, partition_indexes=(i32(0), i32(1), i32(9))),
-                TopicRequest(name="missing", partition_indexes=(i32(0),)),
+                TopicRequest(name=TopicName(TOPIC), partition_indexes=(i32(0), i32(1), i32(9))),
+                TopicRequest(name=TopicName("missing"), partition_indexes=(i32(0),)),
             )
         ),
     )
     each(
         s,
         "describe-transactions",
-        DescribeTransactionsRequest(transactional_ids=("tx0", "tx3", "open", "unknown")),
+        DescribeTransactionsRequest(
+            transactional_ids=(
+                TransactionalId("tx0"),
+                TransactionalId("tx3"),
+                TransactionalId("open"),
+                TransactionalId("unknown"),
+            )
+        ),
     )
     each(s, "list-transactions", ListTransactionsRequest())
     each(
         s,
         "list-transactions filtered",
         ListTransactionsRequest(
-            state_filters=("Ongoing", "Bogus"), producer_id_filters=(i64(1), i64(2), i64(3))
+            state_filters=("Ongoing", "Bogus"),
+            producer_id_filters=(ProducerId(i64(1)), ProducerId(i64(2)), ProducerId(i64(3))),
         ),
     )
     s.now_ms += 5000
@@ -541,13 +571,15 @@ def _one_transaction(s: Session, txn_id: str, producer_id: int, epoch: int, vers
     """A transaction at `version` of each transaction API that has it: add partitions (one
     unknown first), produce, add offsets, commit offsets, end."""
     add = AddPartitionsToTxnRequest(
-        v3_and_below_transactional_id=txn_id,
-        v3_and_below_producer_id=i64(producer_id),
+        v3_and_below_transactional_id=TransactionalId(txn_id),
+        v3_and_below_producer_id=ProducerId(producer_id),
         v3_and_below_producer_epoch=i16(epoch),
-        v3_and_below_topics=(AddPartitionsToTxnTopic(name=TOPIC, partitions=(i32(0), i32(1))),),
+        v3_and_below_topics=(
+            AddPartitionsToTxnTopic(name=TopicName(TOPIC), partitions=(i32(0), i32(1))),
+        ),
     )
     add_version = min(version, 3)
-    unknown = (AddPartitionsToTxnTopic(name=TOPIC, partitions=(i32(0), i32(5))),)
+    unknown = (AddPartitionsToTxnTopic(name=TopicName(TOPIC), partitions=(i32(0), i32(5))),)
     s.send(
         "add-partitions unknown",
         dataclasses.replace(add, v3_and_below_topics=unknown),
@@ -560,23 +592,23 @@ def _one_transaction(s: Session, txn_id: str, producer_id: int, epoch: int, vers
     s.send(
         "add-offsets",
         AddOffsetsToTxnRequest(
-            transactional_id=txn_id,
-            producer_id=i64(producer_id),
+            transactional_id=TransactionalId(txn_id),
+            producer_id=ProducerId(producer_id),
             producer_epoch=i16(epoch),
-            group_id="txg",
+            group_id=GroupId("txg"),
         ),
         add_version,
     )
     s.send(
         "txn-offset-commit",
         TxnOffsetCommitRequest(
-            transactional_id=txn_id,
-            group_id="txg",
-            producer_id=i64(producer_id),
+            transactional_id=TransactionalId(txn_id),
+            group_id=GroupId("txg"),
+            producer_id=ProducerId(producer_id),
             producer_epoch=i16(epoch),
             topics=(
                 TxnOffsetCommitRequestTopic(
-                    name=TOPIC,
+                    name=TopicName(TOPIC),
                     partitions=(
                         TxnOffsetCommitRequestPartition(
                             partition_index=i32(0),
@@ -595,8 +627,8 @@ def _one_transaction(s: Session, txn_id: str, producer_id: int, epoch: int, vers
         add_version,
     )
     end = EndTxnRequest(
-        transactional_id=txn_id,
-        producer_id=i64(producer_id),
+        transactional_id=TransactionalId(txn_id),
+        producer_id=ProducerId(producer_id),
         producer_epoch=i16(epoch),
         committed=version % 2 == 0,
     )
@@ -609,20 +641,27 @@ def _one_transaction(s: Session, txn_id: str, producer_id: int, epoch: int, vers
 def _markers(s: Session, producer_id: int, epoch: int) -> None:
     init = s.send(
         "init-producer-id open",
-        InitProducerIdRequest(transactional_id="open", transaction_timeout=ms(60_000)),
+        InitProducerIdRequest(
+            transactional_id=TransactionalId("open"),
+            transaction_timeout=ms(60_000),
+        ),
     )
     open_pid, open_epoch = int(init.producer_id), int(init.producer_epoch)
     s.send(
         "add-partitions open",
         AddPartitionsToTxnRequest(
-            v3_and_below_transactional_id="open",
-            v3_and_below_producer_id=i64(open_pid),
+            v3_and_below_transactional_id=TransactionalId("open"),
+            v3_and_below_producer_id=ProducerId(open_pid),
             v3_and_below_producer_epoch=i16(open_epoch),
-            v3_and_below_topics=(AddPartitionsToTxnTopic(name=TOPIC, partitions=(i32(1),)),),
+            v3_and_below_topics=(
+                AddPartitionsToTxnTopic(name=TopicName(TOPIC), partitions=(i32(1),)),
+            ),
         ),
     )
     s.send("produce open", produce(TOPIC, 1, batch([b"o"], open_pid, open_epoch, 0), -1, "open"))
-    topics = (WritableTxnMarkerTopic(name=TOPIC, partition_indexes=(i32(0), i32(1), i32(8))),)
+    topics = (
+        WritableTxnMarkerTopic(name=TopicName(TOPIC), partition_indexes=(i32(0), i32(1), i32(8))),
+    )
     markers = (
         (producer_id, epoch, True, 0),
         (open_pid, open_epoch, False, 0),
@@ -631,7 +670,7 @@ def _markers(s: Session, producer_id: int, epoch: int) -> None:
     request = WriteTxnMarkersRequest(
         markers=tuple(
             WritableTxnMarker(
-                producer_id=i64(pid),
+                producer_id=ProducerId(pid),
                 producer_epoch=i16(marker_epoch),
                 transaction_result=commit,
                 topics=topics,
@@ -648,12 +687,16 @@ def groups(s: Session) -> None:
     joined: dict[int, tuple[str, str, int]] = {}  # version: group, member, generation
     for version in served(
         JoinGroupRequest(
-            group_id="x", session_timeout=ms(1), member_id="", protocol_type="", protocols=()
+            group_id=GroupId("x"),
+            session_timeout=ms(1),
+            member_id="",
+            protocol_type="",
+            protocols=(),
         )
     ):
         group = f"g{version}"
         join = JoinGroupRequest(
-            group_id=group,
+            group_id=GroupId(group),
             session_timeout=ms(30_000),
             rebalance_timeout=ms(10_000),
             member_id="",
@@ -669,13 +712,13 @@ def groups(s: Session) -> None:
         bad_session = dataclasses.replace(join, session_timeout=ms(1), member_id="")
         s.send("join-group bad session", bad_session, version)
     for version in served(
-        SyncGroupRequest(group_id="x", generation_id=i32(0), member_id="", assignments=())
+        SyncGroupRequest(group_id=GroupId("x"), generation_id=i32(0), member_id="", assignments=())
     ):
         group, member, generation = joined[version + 4]
         s.send(
             "sync-group",
             SyncGroupRequest(
-                group_id=group,
+                group_id=GroupId(group),
                 generation_id=i32(generation),
                 member_id=member,
                 protocol_type="consumer",
@@ -687,25 +730,34 @@ def groups(s: Session) -> None:
         s.send(
             "sync-group unknown",
             SyncGroupRequest(
-                group_id=group, generation_id=i32(generation), member_id="who", assignments=()
+                group_id=GroupId(group),
+                generation_id=i32(generation),
+                member_id="who",
+                assignments=(),
             ),
             version,
         )
     group, member, generation = joined[9]
-    for version in served(HeartbeatRequest(group_id="x", generation_id=i32(0), member_id="")):
+    for version in served(
+        HeartbeatRequest(group_id=GroupId("x"), generation_id=i32(0), member_id="")
+    ):
         s.send(
             "heartbeat",
-            HeartbeatRequest(group_id=group, generation_id=i32(generation), member_id=member),
+            HeartbeatRequest(
+                group_id=GroupId(group), generation_id=i32(generation), member_id=member
+            ),
             version,
         )
         s.send(
             "heartbeat stale",
-            HeartbeatRequest(group_id=group, generation_id=i32(generation + 5), member_id=member),
+            HeartbeatRequest(
+                group_id=GroupId(group), generation_id=i32(generation + 5), member_id=member
+            ),
             version,
         )
     commit_topics = (
         OffsetCommitRequestTopic(
-            name=TOPIC,
+            name=TopicName(TOPIC),
             partitions=(
                 OffsetCommitRequestPartition(
                     partition_index=i32(0),
@@ -723,7 +775,7 @@ def groups(s: Session) -> None:
         s,
         "offset-commit",
         OffsetCommitRequest(
-            group_id=group,
+            group_id=GroupId(group),
             generation_id_or_member_epoch=i32(generation),
             member_id=member,
             topics=commit_topics,
@@ -732,31 +784,34 @@ def groups(s: Session) -> None:
     each(
         s,
         "offset-commit simple",
-        OffsetCommitRequest(group_id="simple", member_id="", topics=commit_topics),
+        OffsetCommitRequest(group_id=GroupId("simple"), member_id="", topics=commit_topics),
     )
     each(
         s,
         "offset-commit stale",
         OffsetCommitRequest(
-            group_id=group,
+            group_id=GroupId(group),
             generation_id_or_member_epoch=i32(generation + 1),
             member_id=member,
             topics=commit_topics,
         ),
     )
-    fetch_topics = (OffsetFetchRequestTopic(name=TOPIC, partition_indexes=(i32(0), i32(1))),)
-    each(s, "offset-fetch", OffsetFetchRequest(group_id=group, topics=fetch_topics))
-    each(s, "offset-fetch all", OffsetFetchRequest(group_id=group, topics=None), first=2)
+    fetch_topics = (
+        OffsetFetchRequestTopic(name=TopicName(TOPIC), partition_indexes=(i32(0), i32(1))),
+    )
+    each(s, "offset-fetch", OffsetFetchRequest(group_id=GroupId(group), topics=fetch_topics))
+    each(s, "offset-fetch all", OffsetFetchRequest(group_id=GroupId(group), topics=None), first=2)
     each(
         s,
         "offset-fetch txg",
-        OffsetFetchRequest(group_id="txg", topics=fetch_topics, require_stable=True),
+        OffsetFetchRequest(group_id=GroupId("txg"), topics=fetch_topics, require_stable=True),
     )
     each(
         s,
         "describe-groups",
         DescribeGroupsRequest(
-            groups=(group, "g0", "simple", "missing"), include_authorized_operations=True
+            groups=(GroupId(group), GroupId("g0"), GroupId("simple"), GroupId("missing")),
+            include_authorized_operations=True,
         ),
     )
     each(s, "list-groups", ListGroupsRequest())
@@ -765,10 +820,10 @@ def groups(s: Session) -> None:
         s,
         "offset-delete",
         OffsetDeleteRequest(
-            group_id="simple",
+            group_id=GroupId("simple"),
             topics=(
                 OffsetDeleteRequestTopic(
-                    name=TOPIC,
+                    name=TopicName(TOPIC),
                     partitions=(
                         OffsetDeleteRequestPartition(partition_index=i32(0)),
                         OffsetDeleteRequestPartition(partition_index=i32(3)),
@@ -781,10 +836,11 @@ def groups(s: Session) -> None:
         s,
         "offset-delete subscribed",
         OffsetDeleteRequest(
-            group_id=group,
+            group_id=GroupId(group),
             topics=(
                 OffsetDeleteRequestTopic(
-                    name=TOPIC, partitions=(OffsetDeleteRequestPartition(partition_index=i32(0)),)
+                    name=TopicName(TOPIC),
+                    partitions=(OffsetDeleteRequestPartition(partition_index=i32(0)),),
                 ),
             ),
         ),
@@ -793,16 +849,20 @@ def groups(s: Session) -> None:
         group, member, _ = joined[version]
         s.send(
             "leave-group",
-            LeaveGroupRequestV2(group_id=group, member_id=member),
+            LeaveGroupRequestV2(group_id=GroupId(group), member_id=member),
             version,
         )
-        s.send("leave-group unknown", LeaveGroupRequestV2(group_id=group, member_id="who"), version)
+        s.send(
+            "leave-group unknown",
+            LeaveGroupRequestV2(group_id=GroupId(group), member_id="who"),
+            version,
+        )
     for version in range(3, 6):
         group, member, _ = joined[version]
         s.send(
             "leave-group",
             LeaveGroupRequest(
-                group_id=group,
+                group_id=GroupId(group),
                 members=(
                     MemberIdentity(member_id=member),
                     MemberIdentity(member_id="who", group_instance_id="nobody"),
@@ -812,13 +872,21 @@ def groups(s: Session) -> None:
         )
         s.send(
             "leave-group no group",
-            LeaveGroupRequest(group_id="nogroup", members=(MemberIdentity(member_id="x"),)),
+            LeaveGroupRequest(
+                group_id=GroupId("nogroup"), members=(MemberIdentity(member_id="x"),)
+            ),
             version,
         )
     for version in served(DeleteGroupsRequest()):
         s.send(
             "delete-groups",
-            DeleteGroupsRequest(groups_names=(f"g{version}", f"g{version + 6}", "missing")),
+            DeleteGroupsRequest(
+                groups_names=(
+                    GroupId(f"g{version}"),
+                    GroupId(f"g{version + 6}"),
+                    GroupId("missing"),
+                )
+            ),
             version,
         )
 

@@ -15,7 +15,8 @@ from kio.schema.find_coordinator.v2.request import (
 )
 from kio.schema.leave_group.v0.request import LeaveGroupRequest as LeaveGroupRequestV0
 from kio.schema.produce.v9.request import ProduceRequest as ProduceRequestV9
-from kio.static.primitive import i8
+from kio.schema.types import GroupId, TopicName
+from kio.static.primitive import i8, i32Timedelta
 from kio.static.protocol import RequestPayload
 
 from samsa.broker import admin, groups, produce, txn
@@ -65,13 +66,18 @@ def request(payload: RequestPayload) -> Request[RequestPayload]:
 
 
 def test_leave_group_before_v3_is_a_batch_of_its_one_member() -> None:
-    view = groups.leave_group_view(request(LeaveGroupRequestV0(group_id="g", member_id="m")))
+    view = groups.leave_group_view(
+        request(LeaveGroupRequestV0(group_id=GroupId("g"), member_id="m"))
+    )
     assert view.group_id == "g"
     assert [(m.member_id, m.group_instance_id) for m in view.members] == [("m", None)]
 
 
 def test_delete_topics_before_v6_names_each_topic_without_an_id() -> None:
-    old = DeleteTopicsRequestV1(topic_names=("a", "b"), timeout=datetime.timedelta(seconds=3))
+    old = DeleteTopicsRequestV1(
+        topic_names=(TopicName("a"), TopicName("b")),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=3)),
+    )
     view = admin.delete_topics_view(request(old))
     assert [(t.name, t.topic_id) for t in view.topics] == [("a", None), ("b", None)]
     assert view.timeout == datetime.timedelta(seconds=3)

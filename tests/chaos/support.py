@@ -3,15 +3,13 @@ socket for byte-exact checks."""
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 from typing import Any
 
 import confluent_kafka
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
-from samsa.protocol import codec
+from samsa.testing.wire import Conn
 
 DELIVERY_TIMEOUT_S = 20.0
 READ_TIMEOUT_S = 15.0
@@ -75,42 +73,21 @@ def read_log(bootstrap: str, topic: str) -> list[bytes]:
         consumer.close()
 
 
-class RawClient:
-    """A bare TCP client sending ApiVersions v0 requests: no retries, no reconnects."""
+class RawClient(Conn):
+    """A bare connection sending ApiVersions v0 requests: no retries, no reconnects."""
 
     def __init__(self, bootstrap: str) -> None:
-        host, _, port = bootstrap.rpartition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        super().__init__(bootstrap, timeout_s=5, client_id="raw")
 
     def send_api_versions(self, correlation_id: int) -> None:
-        self.sock.sendall(codec.encode_request(correlation_id, "raw", ApiVersionsRequest()))
+        self.send(ApiVersionsRequest(), correlation_id)
 
     def receive_correlation_id(self, timeout_s: float) -> int | None:
         """The correlation id of the next response, or None if none came in `timeout_s`."""
-        self.sock.settimeout(timeout_s)
-        try:
-            header = self._exactly(4)
-            (size,) = struct.unpack(">i", header)
-            body = self._exactly(size)
-        except TimeoutError:
-            return None
-        (correlation_id,) = struct.unpack_from(">i", body)
-        return int(correlation_id)
+        return self.recv_correlation_id(timeout_s)
 
     def round_trip_s(self, correlation_id: int) -> float:
         started = time.monotonic()
         self.send_api_versions(correlation_id)
         assert self.receive_correlation_id(5.0) == correlation_id
         return time.monotonic() - started
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("the proxy closed the connection")
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()

@@ -5,21 +5,19 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic
+
+from samsa.testing.topics import placed
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)
-    futures[topic].result(timeout=15)
+DeliveryReport = Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message], None]
 
 
 def producer_config(bootstrap: str, **extra: object) -> dict[str, object]:
@@ -87,11 +85,11 @@ class ProducerThread(threading.Thread):
         self.error: BaseException | None = None
         self.rate = rate
 
-    def _report(self, seq: int) -> object:
-        def report(err: object, msg: confluent_kafka.Message) -> None:
+    def _report(self, seq: int) -> DeliveryReport:
+        def report(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
             with self.acks.lock:
                 if err is None:
-                    self.acks.acked[(self.index, seq)] = (msg.partition(), msg.offset())
+                    self.acks.acked[(self.index, seq)] = placed(msg)
                 else:
                     self.acks.failed.add((self.index, seq))
 
@@ -131,21 +129,6 @@ class ProducerThread(threading.Thread):
             raise self.error
 
 
-def watermarks(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int]]:
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "durability-check", "log_level": 0}
-    )
-    try:
-        return [
-            consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
-            )
-            for p in range(partitions)
-        ]
-    finally:
-        consumer.close()
-
-
 def read_partitions(
     bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0
 ) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
@@ -183,9 +166,9 @@ def read_partitions(
             for message in consumer.consume(1000, 0.5):
                 if message.error() is not None:
                     raise AssertionError(f"consume error: {message.error()}")
-                p = message.partition()
-                records[p].append((message.offset(), message.key(), message.value()))
-                if message.offset() + 1 >= ends[p]:
+                p, offset = placed(message)
+                records[p].append((offset, message.key(), message.value()))
+                if offset + 1 >= ends[p]:
                     done.add(p)
         return records
     finally:

@@ -8,17 +8,13 @@ import random
 from collections.abc import Callable
 
 import confluent_kafka
-from durability_support import (
-    create_topic,
-    producer_config,
-    read_partitions,
-    watermarks,
-)
 
+from durability.durability_support import producer_config, read_partitions
 from samsa import config as broker_config
 from samsa.broker.core import CLEAN_SHUTDOWN_FILE, Broker, Endpoint
 from samsa.log.storage import OsStorage
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import create_topic, placed, value_of, watermarks
 
 TOPIC = "clean"
 PARTITIONS = 3
@@ -38,7 +34,8 @@ def produce(bootstrap: str, count: int, first: int = 0) -> dict[int, list[tuple[
 
     def report(err: object, msg: confluent_kafka.Message) -> None:
         if err is None:
-            acked[msg.partition()].append((msg.offset(), msg.value()))
+            partition, offset = placed(msg)
+            acked[partition].append((offset, value_of(msg)))
         else:
             errors.append(err)
 

@@ -148,7 +148,7 @@ def test_gather_answers_once_every_step_and_its_chain_is_done(
         calls.append(failed)
         return Durable([(good, _write(good))], _record(calls, "chained"))
 
-    steps = {
+    steps: dict[str, Durable[str]] = {
         "plain": Durable([(good, _write(good))], _record(calls, "plain")),
         "failing": Durable([(bad, _write(bad))], _record(calls, "failing")),
         "chain": Durable([(good, good.log_end_offset)], prepare),

@@ -14,18 +14,17 @@ from collections.abc import Callable
 
 import confluent_kafka
 import pytest
-from durability_support import (
+
+from durability.durability_support import (
     Acks,
     ProducerThread,
-    create_topic,
     decode,
     producer_config,
     read_partitions,
-    watermarks,
 )
-
 from samsa.protocol.batch import HEADER_BYTES, iter_batches
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import create_topic, placed, value_of, watermarks
 
 TOPIC = "durable"
 PARTITIONS = 3
@@ -143,7 +142,7 @@ def produce_acked(bootstrap: str, partition: int, values: list[bytes]) -> list[t
 
     def report(err: object, msg: confluent_kafka.Message) -> None:
         if err is None:
-            acked.append((msg.offset(), msg.value()))
+            acked.append((placed(msg)[1], value_of(msg)))
         else:
             errors.append(err)
 

@@ -7,17 +7,15 @@ import uuid
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+
+from samsa.testing import topics
 
 QUIET = {"log_level": 0}
 
 
 def create_topic(bootstrap: str, partitions: int = 1) -> str:
     topic = f"t-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
-    for future in admin.create_topics([NewTopic(topic, partitions)]).values():
-        future.result(15)
+    topics.create_topic(bootstrap, topic, partitions)
     return topic
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from samsa.effects import ClaimLost, ClaimStatus, DedupStore, open_database
+from samsa.effects import ClaimLost, ClaimStatus, DedupStore, Tx, open_database
 
 from .conftest import Databases
 
@@ -79,13 +79,11 @@ def test_record_runs_the_callers_writes_in_the_same_transaction(databases: Datab
         store.record("k", "c1", claim.attempt, {}, also=failing)
     state = store.get("k")
     assert state is not None and state.status is ClaimStatus.BUSY  # not recorded: still claimed
-    store.record(
-        "k",
-        "c1",
-        claim.attempt,
-        {},
-        also=lambda tx: tx.execute("INSERT INTO effects_log VALUES ('k')"),
-    )
+
+    def log_effect(tx: Tx) -> None:
+        tx.execute("INSERT INTO effects_log VALUES ('k')")
+
+    store.record("k", "c1", claim.attempt, {}, also=log_effect)
     with database.transaction() as tx:
         assert tx.fetchall("SELECT k FROM effects_log") == [("k",)]
 

@@ -17,6 +17,7 @@ SIGTERM stops it between transactions (exit 0). One line per event on stdout, fl
 from __future__ import annotations
 
 import faulthandler
+import functools
 import os
 import random
 import signal
@@ -28,6 +29,8 @@ from typing import TypeVar
 
 import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from samsa.testing.topics import placed, value_of
 
 T = TypeVar("T")
 ABORT_EVERY = 3
@@ -107,7 +110,7 @@ def copy_loop(
                 while True:
                     try:
                         producer.produce(
-                            output, message.value(), message.key(), message.partition()
+                            output, value_of(message), message.key(), placed(message)[0]
                         )
                         break
                     except BufferError:
@@ -116,8 +119,8 @@ def copy_loop(
             metadata = consumer.consumer_group_metadata()
             call(
                 "send_offsets",
-                lambda offsets=positions, group=metadata: producer.send_offsets_to_transaction(
-                    offsets, group, CALL_TIMEOUT_S
+                functools.partial(
+                    producer.send_offsets_to_transaction, positions, metadata, CALL_TIMEOUT_S
                 ),
             )
             if abort:

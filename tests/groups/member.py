@@ -20,6 +20,8 @@ import sys
 import threading
 from collections.abc import Iterable
 
+from samsa.testing.topics import placed, value_of
+
 stopping = threading.Event()
 
 
@@ -58,7 +60,7 @@ def run_confluent(bootstrap: str, group: str, topic: str, session_ms: int) -> No
             if message.error() is not None:
                 say(f"error {message.error()}")
                 continue
-            batch.append((message.partition(), message.offset(), message.value()))
+            batch.append((*placed(message), value_of(message)))
         if batch:
             report(batch)
             try:

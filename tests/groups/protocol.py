@@ -13,6 +13,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.heartbeat.v3.request import HeartbeatRequest
 from kio.schema.init_producer_id.v1.request import InitProducerIdRequest
 from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.join_group.v5.response import JoinGroupResponse
 from kio.schema.offset_commit.v7.request import (
     OffsetCommitRequest,
     OffsetCommitRequestPartition,
@@ -25,12 +26,13 @@ from kio.schema.txn_offset_commit.v3.request import (
     TxnOffsetCommitRequestPartition,
     TxnOffsetCommitRequestTopic,
 )
-from kio.static.primitive import i16, i32, i64
+from kio.schema.types import GroupId, ProducerId, TopicName, TransactionalId
+from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from samsa.admin.client import AdminClient as Conn
 
-SESSION = datetime.timedelta(seconds=10)
-REBALANCE = datetime.timedelta(seconds=10)
+SESSION = i32Timedelta.parse(datetime.timedelta(seconds=10))
+REBALANCE = i32Timedelta.parse(datetime.timedelta(seconds=10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +45,10 @@ class Membership:
 def join(conn: Conn, group: str, member_id: str = "", instance_id: str | None = None) -> Membership:
     """JoinGroup v5 (a new dynamic member first gets MEMBER_ID_REQUIRED and joins again)."""
 
-    def request(member: str) -> object:
-        return conn.send(
+    def request(member: str) -> JoinGroupResponse:
+        response: JoinGroupResponse = conn.send(
             JoinGroupRequest(
-                group_id=group,
+                group_id=GroupId(group),
                 session_timeout=SESSION,
                 rebalance_timeout=REBALANCE,
                 member_id=member,
@@ -55,6 +57,7 @@ def join(conn: Conn, group: str, member_id: str = "", instance_id: str | None = 
                 protocols=(JoinGroupRequestProtocol(name="range", metadata=b"\x00\x00"),),
             )
         )
+        return response
 
     response = request(member_id)
     if response.error_code == ErrorCode.member_id_required:
@@ -67,7 +70,7 @@ def sync(conn: Conn, group: str, member: Membership, instance_id: str | None = N
     """SyncGroup v3; the leader hands every member an empty assignment."""
     response = conn.send(
         SyncGroupRequest(
-            group_id=group,
+            group_id=GroupId(group),
             generation_id=i32(member.generation_id),
             member_id=member.member_id,
             group_instance_id=instance_id,
@@ -85,7 +88,7 @@ def heartbeat(
 ) -> ErrorCode:
     response = conn.send(
         HeartbeatRequest(
-            group_id=group,
+            group_id=GroupId(group),
             generation_id=i32(generation_id),
             member_id=member_id,
             group_instance_id=instance_id,
@@ -105,8 +108,8 @@ class TxnProducer:
 def init_producer(conn: Conn, transactional_id: str) -> TxnProducer:
     response = conn.send(
         InitProducerIdRequest(
-            transactional_id=transactional_id,
-            transaction_timeout=datetime.timedelta(seconds=60),
+            transactional_id=TransactionalId(transactional_id),
+            transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
         )
     )
     assert response.error_code == ErrorCode.none, response
@@ -116,10 +119,10 @@ def init_producer(conn: Conn, transactional_id: str) -> TxnProducer:
 def add_offsets(conn: Conn, producer: TxnProducer, group: str) -> ErrorCode:
     response = conn.send(
         AddOffsetsToTxnRequest(
-            transactional_id=producer.transactional_id,
-            producer_id=i64(producer.producer_id),
+            transactional_id=TransactionalId(producer.transactional_id),
+            producer_id=ProducerId(producer.producer_id),
             producer_epoch=i16(producer.producer_epoch),
-            group_id=group,
+            group_id=GroupId(group),
         )
     )
     error: ErrorCode = response.error_code
@@ -147,15 +150,15 @@ def txn_offset_commit(
         )
     response = conn.send(
         TxnOffsetCommitRequest(
-            transactional_id=producer.transactional_id,
-            group_id=group,
-            producer_id=i64(producer.producer_id),
+            transactional_id=TransactionalId(producer.transactional_id),
+            group_id=GroupId(group),
+            producer_id=ProducerId(producer.producer_id),
             producer_epoch=i16(producer.producer_epoch),
             generation_id=i32(generation_id),
             member_id=member_id,
             group_instance_id=instance_id,
             topics=tuple(
-                TxnOffsetCommitRequestTopic(name=t, partitions=tuple(ps))
+                TxnOffsetCommitRequestTopic(name=TopicName(t), partitions=tuple(ps))
                 for t, ps in topics.items()
             ),
         )
@@ -170,8 +173,8 @@ def txn_offset_commit(
 def end_txn(conn: Conn, producer: TxnProducer, commit: bool) -> ErrorCode:
     response = conn.send(
         EndTxnRequest(
-            transactional_id=producer.transactional_id,
-            producer_id=i64(producer.producer_id),
+            transactional_id=TransactionalId(producer.transactional_id),
+            producer_id=ProducerId(producer.producer_id),
             producer_epoch=i16(producer.producer_epoch),
             committed=commit,
         )
@@ -193,12 +196,13 @@ def offset_commit(conn: Conn, group: str, offsets: dict[tuple[str, int], int]) -
         )
     response = conn.send(
         OffsetCommitRequest(
-            group_id=group,
+            group_id=GroupId(group),
             generation_id_or_member_epoch=i32(-1),
             member_id="",
             group_instance_id=None,
             topics=tuple(
-                OffsetCommitRequestTopic(name=t, partitions=tuple(ps)) for t, ps in topics.items()
+                OffsetCommitRequestTopic(name=TopicName(t), partitions=tuple(ps))
+                for t, ps in topics.items()
             ),
         )
     )
@@ -215,9 +219,9 @@ def offset_fetch(
         topics.setdefault(topic, []).append(i32(partition))
     response = conn.send(
         OffsetFetchRequest(
-            group_id=group,
+            group_id=GroupId(group),
             topics=tuple(
-                OffsetFetchRequestTopic(name=t, partition_indexes=tuple(ps))
+                OffsetFetchRequestTopic(name=TopicName(t), partition_indexes=tuple(ps))
                 for t, ps in topics.items()
             ),
             require_stable=require_stable,

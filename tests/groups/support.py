@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic
 
 DEADLINE_S = 30.0
 SAMSA = str(Path(sys.executable).parent / "samsa")
@@ -28,13 +27,6 @@ def wait_for(
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
         time.sleep(step_s)
-
-
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
-    for future in futures.values():
-        future.result(timeout=15)
 
 
 def produce_values(
@@ -64,21 +56,6 @@ def produce_values(
         producer.poll(0)
     assert producer.flush(DEADLINE_S) == 0, "records never acknowledged"
     return sent
-
-
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "groups-check", "log_level": 0}
-    )
-    try:
-        return {
-            p: consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, p), timeout=10, cached=False
-            )[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:

@@ -17,8 +17,9 @@ from confluent_kafka.admin import AdminClient
 from kafka.errors import GroupSubscribedToTopicError, NoError
 
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics
 
-from .support import BROKER_SETTINGS, DEADLINE_S, create_topics, produce_values, wait_for
+from .support import BROKER_SETTINGS, DEADLINE_S, produce_values, wait_for
 
 pytestmark = pytest.mark.interop
 

@@ -19,15 +19,9 @@ import confluent_kafka
 import pytest
 
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import create_topics, end_offsets, placed, value_of
 
-from .support import (
-    BROKER_SETTINGS,
-    create_topics,
-    end_offsets,
-    produce_values,
-    run_script,
-    wait_for,
-)
+from .support import BROKER_SETTINGS, produce_values, run_script, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -67,7 +61,7 @@ class Reader(threading.Thread):
                 for message in self.consumer.consume(500, 0.2):
                     if message.error() is None:
                         with self.lock:
-                            self.seen[message.partition()].append(message.value())
+                            self.seen[placed(message)[0]].append(value_of(message))
         finally:
             self.consumer.close()
 
@@ -140,7 +134,7 @@ def read_all_committed(bootstrap: str, ends: dict[int, int]) -> dict[int, list[b
         while True:
             for message in consumer.consume(1000, 0.2):
                 assert message.error() is None, message.error()
-                found[message.partition()].append(message.value())
+                found[placed(message)[0]].append(value_of(message))
             positions = {tp.partition: tp.offset for tp in consumer.position(tps)}
             if all(positions[p] >= ends[p] for p in range(PARTITIONS)):
                 return found

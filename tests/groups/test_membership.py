@@ -15,14 +15,13 @@ from confluent_kafka.admin import AdminClient
 
 from samsa.testing.embedded import EmbeddedBroker
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import create_topics, end_offsets
 
 from .support import (
     BROKER_SETTINGS,
     DEADLINE_S,
     SESSION_TIMEOUT_MS,
     committed_offsets,
-    create_topics,
-    end_offsets,
     produce_values,
     run_script,
     wait_for,

@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 
 from samsa.admin.client import AdminClient as Conn
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics
 
 from .protocol import (
     Membership,
@@ -28,7 +29,7 @@ from .protocol import (
     sync,
     txn_offset_commit,
 )
-from .support import create_topics, wait_for
+from .support import wait_for
 
 TOPIC = "txn-offsets"
 P0, P1 = (TOPIC, 0), (TOPIC, 1)

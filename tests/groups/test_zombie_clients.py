@@ -10,15 +10,9 @@ import confluent_kafka
 import pytest
 
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics, end_offsets, placed, value_of
 
-from .support import (
-    BROKER_SETTINGS,
-    DEADLINE_S,
-    committed_offsets,
-    create_topics,
-    end_offsets,
-    produce_values,
-)
+from .support import BROKER_SETTINGS, DEADLINE_S, committed_offsets, produce_values
 from .test_copier import read_all_committed
 
 pytestmark = pytest.mark.interop
@@ -77,7 +71,7 @@ def test_zombie_cannot_commit_offsets_or_output(tmp_path: object) -> None:
         stale_metadata = zombie_consumer.consumer_group_metadata()
         zombie.begin_transaction()
         for m in messages:
-            zombie.produce(OUTPUT, b"zombie:" + m.value(), partition=m.partition())
+            zombie.produce(OUTPUT, b"zombie:" + value_of(m), partition=placed(m)[0])
         zombie.flush(DEADLINE_S)
 
         # The zombie stops polling (a long GC pause, say); another member takes over.
@@ -89,7 +83,7 @@ def test_zombie_cannot_commit_offsets_or_output(tmp_path: object) -> None:
         assert {tp.partition for tp in successor_consumer.assignment()} == {0, 1}
         successor.begin_transaction()
         for m in copied:
-            successor.produce(OUTPUT, m.value(), partition=m.partition())
+            successor.produce(OUTPUT, value_of(m), partition=placed(m)[0])
         successor.send_offsets_to_transaction(
             successor_consumer.position(successor_consumer.assignment()),
             successor_consumer.consumer_group_metadata(),

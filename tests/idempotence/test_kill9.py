@@ -27,10 +27,10 @@ from typing import Any
 import confluent_kafka
 import pytest
 
-from durability.durability_support import create_topic
 from samsa.chaos import EmbeddedChaosProxy
 from samsa.demo.guarantees import PARTITIONS, ProduceResult, read_topic
 from samsa.testing.process import BrokerProcess, free_port
+from samsa.testing.topics import create_topic
 
 TOPIC = "idempotent-kill9"
 RATE_PER_S = 3000

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pytest
 
 from samsa.chaos import FaultStats, Schedule, proxied_broker
-from samsa.demo.guarantees import PARTITIONS, ProduceResult, create_topic, read_topic, record_values
+from samsa.demo.guarantees import PARTITIONS, ProduceResult, read_topic, record_values
 from samsa.protocol.apis import ApiKey
+from samsa.testing.topics import create_topic
 
 from .clients import CLIENTS
 
@@ -55,7 +56,7 @@ def run_through_faults(
         api_keys=[int(ApiKey.PRODUCE)],
     )
     with proxied_broker() as (_broker, proxy):
-        create_topic(proxy.bootstrap, TOPIC)
+        create_topic(proxy.bootstrap, TOPIC, PARTITIONS)
         proxy.set_schedule(schedule)
         try:
             result = CLIENTS[client](proxy.bootstrap, TOPIC, values, idempotent)

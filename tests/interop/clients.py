@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AIOTopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from samsa.testing.topics import placed, value_of
 
 from .support import DEADLINE_S, PARTITIONS, Deadline, Record, Stored, normalize_headers
 
@@ -70,12 +72,13 @@ def confluent_consume(
             for msg in consumer.consume(num_messages=1000, timeout=0.2):
                 error = msg.error()
                 assert error is None, f"consume error: {error}"
+                key = msg.key()
+                assert key is not None, f"null key at {placed(msg)}"
+                # A consumed message's headers are (str, bytes) pairs; the stub's wider type is
+                # what produce() accepts.
+                headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
                 read.append(
-                    Stored(
-                        msg.partition(),
-                        msg.offset(),
-                        Record(msg.key(), msg.value(), normalize_headers(msg.headers())),
-                    )
+                    Stored(*placed(msg), Record(key, value_of(msg), normalize_headers(headers)))
                 )
         # Nothing beyond what was sent.
         extra = consumer.consume(num_messages=10, timeout=0.3)

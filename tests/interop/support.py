@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from samsa.log.partition import partition_directory
 from samsa.protocol.batch import iter_batches
+from samsa.testing import topics
 
 RECORD_COUNT = 10_000
 PARTITIONS = 3
@@ -117,11 +118,8 @@ def create_topic(
     partitions: int = PARTITIONS,
     config: Mapping[str, str] | None = None,
 ) -> None:
+    topics.create_topic(bootstrap, name, partitions, config, timeout_s=DEADLINE_S)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))]
-    )
-    futures[name].result(timeout=DEADLINE_S)
     # The topic is in the broker's metadata from the moment CreateTopics is answered.
     metadata = admin.list_topics(topic=name, timeout=DEADLINE_S)
     topic = metadata.topics[name]

@@ -47,10 +47,11 @@ def produce_one(
     partition: int = -1,
     timestamp: int = 0,
     **config: Any,
-) -> tuple[KafkaError | None, int, int]:
-    """Produce one record and wait for its delivery report: (error, partition, offset)."""
+) -> tuple[KafkaError | None, int | None, int | None]:
+    """Produce one record and wait for its delivery report: (error, partition, offset); the
+    offset is None when the record was refused."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **config})
-    reports: list[tuple[KafkaError | None, int, int]] = []
+    reports: list[tuple[KafkaError | None, int | None, int | None]] = []
     producer.produce(
         topic,
         value=value,
@@ -346,7 +347,8 @@ def test_produce_to_unknown_topic_without_auto_create(
     bootstrap = broker_without_auto_create.bootstrap
     admin = AdminClient({"bootstrap.servers": bootstrap})
     metadata = admin.list_topics(topic="nowhere", timeout=DEADLINE_S)
-    assert metadata.topics["nowhere"].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    error = metadata.topics["nowhere"].error
+    assert error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
     error, _, _ = produce_one(
         bootstrap,
@@ -394,7 +396,8 @@ def test_metadata_auto_creates_topics(tmp_path: Any) -> None:
         assert partition in (0, 1)
         # An illegal name is refused, not created.
         metadata = admin.list_topics(topic="bad name", timeout=DEADLINE_S)
-        assert metadata.topics["bad name"].error.code() == KafkaError.TOPIC_EXCEPTION
+        error = metadata.topics["bad name"].error
+        assert error is not None and error.code() == KafkaError.TOPIC_EXCEPTION
         assert topic_names(admin) == {"auto-created"}
 
 

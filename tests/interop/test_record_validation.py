@@ -6,6 +6,7 @@ process's memory bounded; timestamps are what Kafka would make of them."""
 from __future__ import annotations
 
 import datetime
+import functools
 import struct
 import tempfile
 import time
@@ -23,7 +24,8 @@ from confluent_kafka import (
 from kio.schema.errors import ErrorCode
 from kio.schema.produce.v6 import request as v6
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
-from kio.static.primitive import i16, i32
+from kio.schema.types import TopicName
+from kio.static.primitive import Records, i16, i32, i32Timedelta
 
 from samsa.admin.client import AdminClient
 from samsa.protocol.batch_writer import record_batch
@@ -31,6 +33,7 @@ from samsa.protocol.compression import ZSTD
 from samsa.testing import BrokerProcess, EmbeddedBroker
 from samsa.testing.memory import proc_status, reset_peak
 from samsa.testing.poison import POISON, compressed, gzip_bomb, reseal, zstd_bomb
+from samsa.testing.topics import value_of
 
 from .support import DEADLINE_S, Deadline, create_topic
 
@@ -44,11 +47,13 @@ def produce_raw(bootstrap: str, topic: str, batch: bytes, partition: int = 0) ->
     request = ProduceRequest(
         transactional_id=None,
         acks=i16(-1),
-        timeout=datetime.timedelta(seconds=10),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
         topic_data=(
             TopicProduceData(
-                name=topic,
-                partition_data=(PartitionProduceData(index=i32(partition), records=batch),),
+                name=TopicName(topic),
+                partition_data=(
+                    PartitionProduceData(index=i32(partition), records=Records(batch)),
+                ),
             ),
         ),
     )
@@ -96,7 +101,7 @@ def read(consumer: Consumer, count: int) -> list[bytes]:
         if message is None:
             continue
         assert message.error() is None, message.error()
-        values.append(message.value())
+        values.append(value_of(message))
     return values
 
 
@@ -211,7 +216,7 @@ def test_log_append_time_topic_stamps_records_with_the_broker_clock(
     after = int(time.time() * 1000)
     assert errors == [None] * 5
     consumer.assign([TopicPartition(topic, 0, 0)])
-    stamps = []
+    stamps: list[tuple[int, int]] = []
     deadline = Deadline()
     while len(stamps) < 5:
         deadline.check(f"read {len(stamps)} of 5")
@@ -239,6 +244,10 @@ def test_kip_937_timestamp_bounds_refuse_records_outside_them(
     now = int(time.time() * 1000)
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "retries": 0})
     results: dict[str, Any] = {}
+
+    def keep_error(name: str, error: KafkaError | None, _message: object) -> None:
+        results[name] = error
+
     for name, stamp in (
         ("now", now),
         ("two hours ago", now - 2 * 3_600_000),
@@ -250,7 +259,7 @@ def test_kip_937_timestamp_bounds_refuse_records_outside_them(
             name.encode(),
             partition=0,
             timestamp=stamp,
-            on_delivery=lambda e, m, name=name: results.__setitem__(name, e),
+            on_delivery=functools.partial(keep_error, name),
         )
         producer.flush(DEADLINE_S)
     assert results["now"] is None
@@ -281,10 +290,11 @@ def test_zstd_needs_produce_v7(samsa_broker: EmbeddedBroker) -> None:
     request = v6.ProduceRequest(
         transactional_id=None,
         acks=i16(-1),
-        timeout=datetime.timedelta(seconds=10),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
         topic_data=(
             v6.TopicProduceData(
-                name=TOPIC, partition_data=(v6.PartitionProduceData(index=i32(0), records=batch),)
+                name=TopicName(TOPIC),
+                partition_data=(v6.PartitionProduceData(index=i32(0), records=Records(batch)),),
             ),
         ),
     )

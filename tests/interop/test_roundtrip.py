@@ -199,19 +199,23 @@ def test_kcat_roundtrip(samsa_broker: EmbeddedBroker) -> None:
         "-X", "fetch.wait.max.ms=100",
         "-f", "%p\\t%o\\t%k\\t%s\\t%h\\n",
     )  # fmt: skip
-    lines = out.decode().split("\n")
-    assert lines[-1] == "", f"kcat output does not end with a newline: {lines[-1]!r}"
+    text_lines = out.decode().split("\n")
+    assert text_lines[-1] == "", f"kcat output does not end with a newline: {text_lines[-1]!r}"
     read: list[Stored] = []
-    for line in lines[:-1]:
+    for line in text_lines[:-1]:
         fields = line.split("\t")
         assert len(fields) == 5, f"unexpected kcat output line {line!r}"
-        partition, offset, key, value, header_text = fields
-        headers = tuple(
+        partition_text, offset_text, key, value, header_text = fields
+        read_headers = tuple(
             (name, value_text.encode())
             for name, _, value_text in (h.partition("=") for h in header_text.split(","))
         )
         read.append(
-            Stored(int(partition), int(offset), Record(key.encode(), value.encode(), headers))
+            Stored(
+                int(partition_text),
+                int(offset_text),
+                Record(key.encode(), value.encode(), read_headers),
+            )
         )
     assert_same_partitions(
         {p: [Stored(p, offset, r) for offset, r in enumerate(rs)] for p, rs in expected.items()},

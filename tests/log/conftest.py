@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from log_batches import NOW_MS, OpenLog
 
+from log.log_batches import NOW_MS, OpenLog
 from samsa.log.partition import LogConfig, PartitionLog
 from samsa.log.storage import OsStorage
 

@@ -62,8 +62,9 @@ class DecodedRecord:
     headers: tuple[tuple[bytes | None, bytes | None], ...]
 
 
-def decode(data: bytes) -> list[DecodedRecord]:
+def decode(data: bytes | memoryview) -> list[DecodedRecord]:
     """Every record of the whole batches in `data` (which must hold nothing else)."""
+    data = bytes(data)
     out: list[DecodedRecord] = []
     position = 0
     while position < len(data):
@@ -81,11 +82,11 @@ def decode(data: bytes) -> list[DecodedRecord]:
     return out
 
 
-def values(data: bytes) -> list[bytes | None]:
+def values(data: bytes | memoryview) -> list[bytes | None]:
     return [record.value for record in decode(data)]
 
 
-def offsets(data: bytes) -> list[int]:
+def offsets(data: bytes | memoryview) -> list[int]:
     return [record.offset for record in decode(data)]
 
 

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from log_batches import NOW_MS, append, sync, values
 
-from samsa.log import storage as storage_module
+from log.log_batches import NOW_MS, append, sync, values
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import FileCache, OsFile, OsStorage, OutOfDescriptors
 
@@ -65,7 +64,7 @@ def test_a_file_written_since_its_last_fsync_is_fsynced_before_its_descriptor_cl
         synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
         real_fdatasync(fd)
 
-    monkeypatch.setattr(storage_module.os, "fdatasync", recording_fdatasync)
+    monkeypatch.setattr(os, "fdatasync", recording_fdatasync)
     cache = FileCache(1)
     dirty = OsFile(str(tmp_path / "dirty"), cache)
     dirty.append(b"not yet on disk")

@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 import pytest
-from log_batches import NOW_MS, append, make_batch
 
+from log.log_batches import NOW_MS, append, make_batch
 from samsa.durability import Driver, Failed
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import File, OsFile, OsStorage

@@ -6,8 +6,17 @@ import os
 import random
 
 import pytest
-from log_batches import NOW_MS, OpenLog, append, make_batch, offsets, segment_files, sync, values
 
+from log.log_batches import (
+    NOW_MS,
+    OpenLog,
+    append,
+    make_batch,
+    offsets,
+    segment_files,
+    sync,
+    values,
+)
 from samsa.log.partition import CorruptLog, PartitionLog
 from samsa.log.segment import segment_name
 from samsa.protocol.batch import CRC_START, HEADER_BYTES, iter_batches

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from log_batches import NOW_MS, OpenLog, append, make_batch, offsets, segment_files, sync
-
+from log.log_batches import NOW_MS, OpenLog, append, make_batch, offsets, segment_files, sync
 from samsa.log.segment import segment_name
 
 HOUR_MS = 3600 * 1000

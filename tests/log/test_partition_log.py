@@ -7,7 +7,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from log_batches import (
+
+from log.log_batches import (
     NOW_MS,
     OpenLog,
     append,
@@ -18,10 +19,9 @@ from log_batches import (
     sync,
     values,
 )
-
 from samsa.log.partition import LogConfig, PartitionLog
 from samsa.log.segment import segment_name
-from samsa.log.storage import OsStorage
+from samsa.log.storage import File, FileCache, OsFile, OsStorage
 from samsa.protocol.batch import iter_batches, parse_header
 
 HUGE = 1 << 30
@@ -170,26 +170,23 @@ def test_not_durable_high_watermark_follows_log_end(open_log: OpenLog) -> None:
     assert log.high_watermark == 2
 
 
-class _RecordingFile:
-    def __init__(self, inner: object, path: str, synced: list[str]) -> None:
-        self._inner = inner
-        self._path = path
+class _RecordingFile(OsFile):
+    def __init__(self, path: str, cache: FileCache, synced: list[str]) -> None:
+        super().__init__(path, cache)
         self._synced = synced
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
     def sync(self) -> None:
-        self._synced.append(os.path.basename(self._path))
-        self._inner.sync()  # type: ignore[attr-defined]
+        self._synced.append(os.path.basename(self.path))
+        super().sync()
 
 
 class _RecordingStorage(OsStorage):
     def __init__(self) -> None:
+        super().__init__()
         self.synced: list[str] = []
 
-    def open(self, path: str) -> _RecordingFile:  # type: ignore[override]
-        return _RecordingFile(super().open(path), path, self.synced)
+    def open(self, path: str) -> File:
+        return _RecordingFile(path, self.files, self.synced)
 
 
 def test_sync_point_fsyncs_every_segment_written_since_the_last(log_dir: str) -> None:

@@ -8,8 +8,7 @@ import struct
 import time
 import tracemalloc
 
-from log_batches import NOW_MS, OpenLog, append, sync
-
+from log.log_batches import NOW_MS, OpenLog, append, sync
 from samsa.protocol.batch import BatchHeader, parse_header, validate_produced
 from samsa.testing.poison import reseal, zstd_bomb
 

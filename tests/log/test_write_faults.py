@@ -13,8 +13,8 @@ import random
 
 import pytest
 from kio.schema.errors import ErrorCode
-from log_batches import NOW_MS, OpenLog, append, make_batch, segment_files, sync
 
+from log.log_batches import NOW_MS, OpenLog, append, make_batch, segment_files, sync
 from samsa.log.partition import LOG_START_FILE, CorruptLog, LogConfig, PartitionLog, StorageError
 from samsa.log.scrub import Scrubber
 from samsa.log.segment import segment_name

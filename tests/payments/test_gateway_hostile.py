@@ -264,14 +264,14 @@ def wait_until_closed(sockets: list[socket.socket], deadline_s: float) -> int:
     end = time.monotonic() + deadline_s
     while open_count and time.monotonic() < end:
         for key, _ in selector.select(timeout=0.5):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
             try:
-                data = sock.recv(4096)
+                data = ready.recv(4096)
             except ConnectionResetError:
                 data = b""
             assert data == b"", data  # nothing is answered to half a request
-            selector.unregister(sock)
+            selector.unregister(ready)
             open_count -= 1
     selector.close()
     return open_count

@@ -29,8 +29,8 @@ from kio.schema.produce.v10.response import (
     ProduceResponse,
     TopicProduceResponse,
 )
-from kio.schema.types import BrokerId
-from kio.static.primitive import Records, i8, i32, i64
+from kio.schema.types import BrokerId, TopicName
+from kio.static.primitive import Records, i8, i32, i32Timedelta, i64
 from kio.static.protocol import Entity
 
 from samsa.protocol import codec, versions
@@ -39,7 +39,7 @@ from samsa.protocol.apis import SERVED, ApiKey
 PRODUCE_V10 = ProduceResponse(
     responses=(
         TopicProduceResponse(
-            name="t",
+            name=TopicName("t"),
             partition_responses=(
                 PartitionProduceResponse(
                     index=i32(3),
@@ -52,7 +52,7 @@ PRODUCE_V10 = ProduceResponse(
             ),
         ),
     ),
-    throttle_time=datetime.timedelta(milliseconds=250),
+    throttle_time=i32Timedelta.parse(datetime.timedelta(milliseconds=250)),
 )
 
 
@@ -74,19 +74,21 @@ def test_down_keeps_the_fields_the_version_has_and_drops_the_rest() -> None:
 
 
 def test_a_field_only_an_older_version_has_gets_its_schema_default() -> None:
-    v12 = MetadataResponseV12(throttle_time=datetime.timedelta(0), brokers=(), topics=())
+    v12 = MetadataResponseV12(
+        throttle_time=i32Timedelta.parse(datetime.timedelta(0)), brokers=(), topics=()
+    )
     assert versions.convert(v12, MetadataResponseV10).cluster_authorized_operations == -(2**31)
 
 
 def test_up_fills_what_the_old_version_lacks_with_schema_or_implicit_defaults() -> None:
     v4 = FetchRequestV4(
-        max_wait=datetime.timedelta(milliseconds=500),
+        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=500)),
         min_bytes=i32(1),
         max_bytes=i32(1000),
         isolation_level=i8(1),
         topics=(
             FetchTopicV4(
-                topic="t",
+                topic=TopicName("t"),
                 partitions=(
                     FetchPartitionV4(
                         partition=i32(2), fetch_offset=i64(7), partition_max_bytes=i32(99)
@@ -106,7 +108,7 @@ def test_up_fills_what_the_old_version_lacks_with_schema_or_implicit_defaults() 
         -1,
     )
     listed = versions.convert(
-        ListOffsetsRequestV1(replica_id=i32(-1), topics=()), ListOffsetsRequestV7
+        ListOffsetsRequestV1(replica_id=BrokerId(-1), topics=()), ListOffsetsRequestV7
     )
     assert listed.isolation_level == 0
     assert versions.convert(ApiVersionsRequestV0(), ApiVersionsRequestV3).client_software_name == ""
@@ -129,7 +131,7 @@ st.register_type_strategy(Records, st.binary(max_size=64))  # kio registers all 
 def _drop_free_versions(kind: str) -> list[tuple[type[Entity], type[Entity]]]:
     """(version, highest served version) pairs where converting up loses nothing."""
     load = codec.request_type if kind == "request" else codec.response_type
-    pairs = []
+    pairs: list[tuple[type[Entity], type[Entity]]] = []
     for api_key, served in SERVED.items():
         top = load(api_key, served.max)
         for version in range(served.min, served.max):
@@ -167,14 +169,14 @@ def test_dropped_names_nested_fields_too() -> None:
 @pytest.mark.parametrize("version", range(0, 13))
 def test_a_metadata_response_converts_to_every_version_and_round_trips(version: int) -> None:
     v12 = MetadataResponseV12(
-        throttle_time=datetime.timedelta(0),
+        throttle_time=i32Timedelta.parse(datetime.timedelta(0)),
         brokers=(MetadataResponseBroker(node_id=BrokerId(1), host="h", port=i32(9092)),),
         cluster_id="c",
         controller_id=BrokerId(1),
         topics=(
             MetadataResponseTopic(
                 error_code=ErrorCode.none,
-                name="t",
+                name=TopicName("t"),
                 topic_id=None,
                 partitions=(
                     MetadataResponsePartition(

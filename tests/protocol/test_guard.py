@@ -24,28 +24,33 @@ from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopi
 from kio.schema.produce.v3.request import PartitionProduceData as PartitionV3
 from kio.schema.produce.v3.request import ProduceRequest as ProduceRequestV3
 from kio.schema.produce.v3.request import TopicProduceData as TopicV3
+from kio.schema.types import BrokerId, TopicName, TransactionalId
 from kio.serial import entity_reader
-from kio.static.primitive import i8, i16, i32, i64
+from kio.static.primitive import Records, i8, i16, i32, i32Timedelta, i64
+from kio.static.protocol import RequestPayload
 
 from samsa.protocol import codec, guard
 from samsa.protocol.apis import SERVED
 
 from .wire import create_topics_request, fetch_request, make_batch, produce_request
 
-VALID = [
+VALID: list[RequestPayload] = [
     produce_request("t", {0: make_batch([b"a", b"b"]), 1: None, 2: b""}),
     ProduceRequestV3(
-        transactional_id="tx",
+        transactional_id=TransactionalId("tx"),
         acks=i16(1),
-        timeout=datetime.timedelta(seconds=1),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=1)),
         topic_data=(
-            TopicV3(name="t", partition_data=(PartitionV3(index=i32(0), records=b"xyz"),)),
+            TopicV3(
+                name=TopicName("t"),
+                partition_data=(PartitionV3(index=i32(0), records=Records(b"xyz")),),
+            ),
         ),
     ),
     fetch_request("t", [0, 1, 2], offset=5),
     create_topics_request("new", 3),
     MetadataRequest(
-        topics=(MetadataRequestTopic(topic_id=None, name="a"),),
+        topics=(MetadataRequestTopic(topic_id=None, name=TopicName("a")),),
         allow_auto_topic_creation=True,
         include_topic_authorized_operations=False,
     ),
@@ -53,16 +58,19 @@ VALID = [
         topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=True
     ),
     MetadataRequestV4(
-        topics=(MetadataRequestTopicV4(name="a"), MetadataRequestTopicV4(name="bb")),
+        topics=(
+            MetadataRequestTopicV4(name=TopicName("a")),
+            MetadataRequestTopicV4(name=TopicName("bb")),
+        ),
         allow_auto_topic_creation=True,
     ),
     ApiVersionsRequest(client_software_name="a", client_software_version="b"),
     ListOffsetsRequest(
-        replica_id=i32(-1),
+        replica_id=BrokerId(-1),
         isolation_level=i8(1),
         topics=(
             ListOffsetsTopic(
-                name="t",
+                name=TopicName("t"),
                 partitions=(
                     ListOffsetsPartition(
                         partition_index=i32(0), current_leader_epoch=i32(3), timestamp=i64(-2)
@@ -75,10 +83,10 @@ VALID = [
 
 
 @pytest.mark.parametrize("payload", VALID, ids=lambda p: f"{type(p).__name__}v{p.__version__}")
-def test_guard_walks_valid_requests_to_their_exact_end(payload: object) -> None:
+def test_guard_walks_valid_requests_to_their_exact_end(payload: RequestPayload) -> None:
     data = codec.encode_request(3, "client", payload)[4:]
     schema = type(payload)
-    body_offset = guard.check(schema.__header_schema__, data)  # type: ignore[attr-defined]
+    body_offset = guard.check(schema.__header_schema__, data)
     assert guard.check(schema, data, body_offset) == len(data)
     assert codec.decode_request(data).payload == payload
 
@@ -180,4 +188,5 @@ def test_null_array_where_the_schema_does_not_allow_one_is_refused() -> None:
     # Metadata v4: topics = null (-1) means "all topics": nullable, accepted.
     header = struct.pack(">hhih", 3, 4, 1, 1) + b"c"
     request = codec.decode_request(header + struct.pack(">ib", -1, 1))
+    assert isinstance(request.payload, MetadataRequestV4)
     assert request.payload.topics is None

@@ -23,7 +23,7 @@ def test_fifty_mixed_requests_answered_in_order(broker: EmbeddedBroker) -> None:
     with Conn(broker.bootstrap) as conn:
         assert conn.request(create_topics_request(topic, 1)).topics[0].error_code == 0
         kinds: list[type] = []
-        payloads = []
+        payloads: list[ProduceRequest | MetadataRequest | ApiVersionsRequest] = []
         for i in range(50):
             match i % 3:
                 case 0:
@@ -79,7 +79,7 @@ def test_a_client_that_does_not_read_is_bounded_then_served_in_order(tmp_path: o
     settings = {"queued.max.requests": "2"}
     with (
         EmbeddedBroker(data_dir=f"{tmp_path}/data", settings=settings) as bounded,
-        Conn(bounded.bootstrap, timeout=30) as conn,
+        Conn(bounded.bootstrap, timeout_s=30) as conn,
     ):
         assert conn.request(create_topics_request(topic, 1)).topics[0].error_code == 0
         produced = conn.request(produce_request(topic, {0: make_batch([value])}))

@@ -22,7 +22,7 @@ from kio.schema.metadata.v13.response import MetadataResponse as MetadataRespons
 from kio.schema.produce.v3.response import ProduceResponse as ProduceResponseV3
 from kio.schema.types import BrokerId
 from kio.serial import entity_reader, entity_writer
-from kio.static.primitive import i64
+from kio.static.primitive import i16, i32, i64
 
 from samsa.protocol import codec
 from samsa.protocol.apis import ADVERTISED, ApiKey, is_served
@@ -272,11 +272,14 @@ def test_every_unserved_known_version_replies_or_closes(
     entity_writer(header_schema)(
         buffer,
         header_schema(
-            request_api_key=api_key, request_api_version=version, correlation_id=77, client_id="x"
+            request_api_key=i16(api_key),
+            request_api_version=i16(version),
+            correlation_id=i32(77),
+            client_id="x",
         ),
     )
     data = buffer.getvalue()
-    with Conn(broker.bootstrap, timeout=5) as conn:
+    with Conn(broker.bootstrap, timeout_s=5) as conn:
         conn.send_raw(struct.pack(">i", len(data)) + data)
         if not has_error_code:
             assert conn.is_closed_by_peer()

@@ -132,7 +132,7 @@ def test_half_sent_requests_stay_within_the_budget_and_never_deadlock(tmp_path: 
             )
             for i in range(6)
         ]
-        clients = [Conn(broker.bootstrap, timeout=20) for _ in requests]
+        clients = [Conn(broker.bootstrap, timeout_s=20) for _ in requests]
         try:
             for client, request in zip(clients, requests, strict=True):
                 client.send_raw(request[: len(request) * 9 // 10])

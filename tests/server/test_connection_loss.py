@@ -9,7 +9,6 @@ InitProducerId gets CONCURRENT_TRANSACTIONS forever.
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 import time
 from types import SimpleNamespace
@@ -21,44 +20,41 @@ from kio.schema.add_partitions_to_txn.v3.request import (
 )
 from kio.schema.end_txn.v3.request import EndTxnRequest
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
-from kio.static.primitive import i16, i32, i64
+from kio.schema.types import ProducerId, TopicName, TransactionalId
+from kio.static.primitive import i16, i32
 from kio.static.protocol import RequestPayload
 
 from samsa.config import BrokerConfig
-from samsa.protocol import codec
 from samsa.server.budget import RequestBudget
 from samsa.server.connection import Connection
 from samsa.sim.clients import batch, init_producer_id_call, produce_call
 from samsa.testing import EmbeddedBroker
+from samsa.testing.wire import Conn
 
 DEADLINE_S = 10.0
 
 
-def call(
-    sock: socket.socket, correlation_id: int, request: RequestPayload, answer: bool = True
-) -> Any:
-    sock.sendall(codec.encode_request(correlation_id, "test", request))
+def call(conn: Conn, correlation_id: int, request: RequestPayload, answer: bool = True) -> Any:
+    conn.send(request, correlation_id)
     if not answer:
         return None
-    (size,) = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))
-    api_key, version = type(request).__api_key__, type(request).__version__
-    _, payload = codec.decode_response(api_key, version, sock.recv(size, socket.MSG_WAITALL))
+    _, payload = conn.recv(type(request))
     return payload
 
 
-def init(sock: socket.socket, txn_id: str) -> Any:
+def init(sock: Conn, txn_id: str) -> Any:
     return call(sock, 1, init_producer_id_call(txn_id, 60_000).request)
 
 
 def test_end_txn_completes_after_the_client_disconnects(samsa_broker: EmbeddedBroker) -> None:
     txn_id = "disconnecting"
     for attempt in range(20):  # the disconnect must land while PrepareCommit awaits its fsync
-        with socket.create_connection(("127.0.0.1", samsa_broker.port)) as sock:
+        with Conn(samsa_broker.bootstrap) as sock:
             call(
                 sock,
                 0,
                 MetadataRequest(
-                    topics=(MetadataRequestTopic(topic_id=None, name="t"),),
+                    topics=(MetadataRequestTopic(topic_id=None, name=TopicName("t")),),
                     include_topic_authorized_operations=False,
                 ),
             )
@@ -71,10 +67,12 @@ def test_end_txn_completes_after_the_client_disconnects(samsa_broker: EmbeddedBr
                 sock,
                 2,
                 AddPartitionsToTxnRequest(
-                    v3_and_below_transactional_id=txn_id,
-                    v3_and_below_producer_id=i64(pid),
+                    v3_and_below_transactional_id=TransactionalId(txn_id),
+                    v3_and_below_producer_id=ProducerId(pid),
                     v3_and_below_producer_epoch=i16(epoch),
-                    v3_and_below_topics=(AddPartitionsToTxnTopic(name="t", partitions=(i32(0),)),),
+                    v3_and_below_topics=(
+                        AddPartitionsToTxnTopic(name=TopicName("t"), partitions=(i32(0),)),
+                    ),
                 ),
             )
             assert (
@@ -85,15 +83,15 @@ def test_end_txn_completes_after_the_client_disconnects(samsa_broker: EmbeddedBr
             produced = call(sock, 3, produce_call(txn_id, "t", 0, records).request)
             assert produced.responses[0].partition_responses[0].error_code == 0
             end = EndTxnRequest(
-                transactional_id=txn_id,
-                producer_id=i64(pid),
+                transactional_id=TransactionalId(txn_id),
+                producer_id=ProducerId(pid),
                 producer_epoch=i16(epoch),
                 committed=True,
             )
             call(sock, 4, end, answer=False)
         # The connection is gone, possibly before the EndTxn answer was built.
     deadline = time.monotonic() + DEADLINE_S
-    with socket.create_connection(("127.0.0.1", samsa_broker.port)) as sock:
+    with Conn(samsa_broker.bootstrap) as sock:
         while True:
             result = init(sock, txn_id)
             if result.error_code == 0:

@@ -173,8 +173,8 @@ def test_idle_connections_are_closed(tmp_path: Path) -> None:
             while time.monotonic() - started < 3 * idle_ms / 1000:
                 assert busy.request(METADATA).brokers
                 time.sleep(idle_ms / 1000 / 4)
-            assert silent.is_closed_by_peer(timeout=0.1)
-            assert half.is_closed_by_peer(timeout=0.1)
+            assert silent.is_closed_by_peer(timeout_s=0.1)
+            assert half.is_closed_by_peer(timeout_s=0.1)
             assert busy.request(METADATA).brokers
 
             def closed_idle() -> int:
@@ -193,7 +193,7 @@ def test_no_idle_timeout_when_disabled(tmp_path: Path) -> None:
         EmbeddedBroker(data_dir=str(tmp_path / "data"), settings=settings) as broker,
         Conn(broker.bootstrap) as silent,
     ):
-        assert not silent.is_closed_by_peer(timeout=1.5)
+        assert not silent.is_closed_by_peer(timeout_s=1.5)
         assert silent.request(METADATA).brokers
 
 

@@ -46,7 +46,7 @@ def answered(sock: socket.socket) -> bool:
         header = sock.recv(4, socket.MSG_WAITALL)
         if len(header) < 4:
             return False
-        (size,) = struct.unpack(">i", header)
+        size: int = struct.unpack(">i", header)[0]
         return len(sock.recv(size, socket.MSG_WAITALL)) == size
     except (ConnectionResetError, BrokenPipeError):
         return False
@@ -247,7 +247,7 @@ def test_a_fresh_client_is_answered_with_1100_idle_connections_under_ulimit_1024
                     assert active.request(METADATA).brokers  # served all along
             time.sleep(1.5)  # the first ones have been idle long enough to be let go
             assert active.request(METADATA).brokers
-            with Conn(broker.bootstrap, timeout=20) as fresh:
+            with Conn(broker.bootstrap, timeout_s=20) as fresh:
                 created = fresh.request(create_topics_request("fresh", 3))
             took = time.monotonic() - started
             assert created.topics[0].error_code == 0, created.topics[0]

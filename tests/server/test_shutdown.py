@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
-from kio.static.primitive import i32, i64
+from kio.schema.types import TopicName
+from kio.static.primitive import i32, i32Timedelta, i64
 
 from samsa import config as broker_config
 from samsa.broker.core import Broker, Endpoint
@@ -28,12 +29,12 @@ LONG_POLL_MS = 5_000
 
 def fetch_request(correlation_id: int, topic: str) -> bytes:
     request = FetchRequest(
-        max_wait=datetime.timedelta(milliseconds=LONG_POLL_MS),
+        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=LONG_POLL_MS)),
         min_bytes=i32(1),
         max_bytes=i32(1 << 20),
         topics=(
             FetchTopic(
-                topic=topic,
+                topic=TopicName(topic),
                 partitions=(
                     FetchPartition(
                         partition=i32(0), fetch_offset=i64(0), partition_max_bytes=i32(1 << 20)

@@ -23,6 +23,7 @@ from protocol.wire import Conn, fetch_request, make_batch, produce_request
 from samsa.demo.guarantees import ProduceResult, produce
 from samsa.protocol.batch import HEADER_BYTES, crc_ok, iter_batches, parse_header
 from samsa.testing.requirements import missing, require_binary
+from samsa.testing.topics import placed
 
 MIB = 1024 * 1024
 TMPFS_BYTES = 20 * MIB
@@ -210,7 +211,7 @@ def read_back(
             for message in consumer.consume(1000, 0.2):
                 error = message.error()
                 assert error is None, f"{topic}: consume error: {error}"
-                p, offset = message.partition(), message.offset()
+                p, offset = placed(message)
                 assert offset not in stored[p], f"{topic}-{p}: offset {offset} read twice"
                 stored[p][offset] = message.value()
                 if offset + 1 >= ends[p]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 
-from samsa.demo.guarantees import create_topic
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import commit, committed, fill

@@ -13,9 +13,9 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 
-from samsa.demo.guarantees import create_topic
 from samsa.testing.damage import flip_byte
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import (

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from samsa.demo.guarantees import create_topic
 from samsa.log.storage import DataDirLocked
 from samsa.testing import EmbeddedBroker
 from samsa.testing.process import SAMSA, free_port
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import check_acknowledged, fingerprint, produce_acked, read_back, values

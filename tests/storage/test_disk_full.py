@@ -27,13 +27,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kio.records.readers import read_batch
 from kio.schema.errors import ErrorCode
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
+from kio.static.primitive import i32Timedelta
 
 from protocol.wire import Conn
-from samsa.demo.guarantees import create_topic
 from samsa.log.partition import LogConfig, PartitionLog, StorageError
 from samsa.log.storage import OsStorage
 from samsa.protocol.batch import BatchHeader, validate_produced
 from samsa.protocol.batch_writer import record_batch
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import (
@@ -273,7 +274,8 @@ def test_producer_starting_on_a_full_disk_is_told_and_gets_its_id_once_there_is_
     fill_up(filler)
 
     request = InitProducerIdRequest(
-        transactional_id=None, transaction_timeout=datetime.timedelta(seconds=60)
+        transactional_id=None,
+        transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
     )
     with Conn(broker.bootstrap) as conn:
         assert conn.request(request).error_code == ErrorCode.kafka_storage_error

@@ -19,8 +19,8 @@ import errno
 
 import pytest
 
-from samsa.demo.guarantees import create_topic
 from samsa.log.storage import FileCache, OsFile
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import (

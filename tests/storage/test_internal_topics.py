@@ -17,9 +17,10 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
 from kio.schema.errors import ErrorCode
 from kio.schema.types import TopicName
+from kio.static.primitive import i32Timedelta
 
 from protocol.wire import Conn
-from samsa.demo.guarantees import create_topic
+from samsa.testing.topics import create_topic
 
 from .conftest import StartBroker
 from .support import WAIT_TIMEOUT_S, commit, committed, produce_acked, values
@@ -41,7 +42,7 @@ def delete_raw(bootstrap: str, name: str) -> tuple[ErrorCode, str | None]:
     """DeleteTopics v6 on the wire: its error code and message."""
     request = DeleteTopicsRequest(
         topics=(DeleteTopicState(name=TopicName(name), topic_id=None),),
-        timeout=datetime.timedelta(seconds=10),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
     )
     with Conn(bootstrap) as conn:
         [result] = conn.request(request).responses

@@ -34,7 +34,7 @@ def test_a_creation_the_disk_refuses_partway_leaves_no_directory_behind(
     try:
         data_dir = mount_point / "data"
         broker = start_broker(data_dir)
-        with Conn(broker.bootstrap, timeout=60) as conn:
+        with Conn(broker.bootstrap, timeout_s=60) as conn:
             response = conn.request(create_topics_request("wide", PARTITIONS))
             assert response.topics[0].error_code == ErrorCode.kafka_storage_error
             assert "No space left on device" in str(response.topics[0].error_message)

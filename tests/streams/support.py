@@ -21,8 +21,8 @@ from pathlib import Path
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from groups.support import end_offsets
 from samsa.testing.embedded import embedded_broker
+from samsa.testing.topics import end_offsets, placed
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
 APP = "samsa.streams.examples.balances:app"
@@ -244,7 +244,7 @@ def read_all(
             for message in consumer.consume(1000, 0.2):
                 if message.error() is not None:
                     continue
-                records.append((message.partition(), message.key(), message.value()))
+                records.append((placed(message)[0], message.key(), message.value()))
                 last = time.monotonic()
         return records
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import TypedDict
 
 from . import support
 from .support import Backend, WorkerProcess
@@ -20,7 +21,16 @@ WORKERS = 3
 KILL_EVERY_S = 3.0
 
 
-def run_with_faults(backend: Backend, guarantee: str, seed: int) -> dict[str, object]:
+class FaultRun(TypedDict):
+    inputs: list[tuple[str, dict[str, int]]]
+    harness_kills: int
+    self_crashes: int
+    starts: int
+    codes: list[int]
+    log_dir: str
+
+
+def run_with_faults(backend: Backend, guarantee: str, seed: int) -> FaultRun:
     rng = random.Random(seed)
     print(f"seed {seed}, backend {backend.name}, guarantee {guarantee}")
     inputs = support.make_inputs(RECORDS, ACCOUNTS, seed)
@@ -53,7 +63,7 @@ def run_with_faults(backend: Backend, guarantee: str, seed: int) -> dict[str, ob
         for worker in workers:
             worker.kill9()
     self_crashes = sum(e == -9 for w in workers for e in w.exits) - sum(w.kills for w in workers)
-    stats = {
+    stats: FaultRun = {
         "inputs": inputs,
         "harness_kills": sum(w.kills for w in workers),
         "self_crashes": self_crashes,
@@ -70,8 +80,8 @@ def test_exactly_once_under_kill9_equals_a_failure_free_pass(samsa: Backend) -> 
     assert stats["codes"] == [0] * WORKERS, (
         f"clean SIGTERM exits expected; logs in {stats['log_dir']}"
     )
-    assert stats["harness_kills"] + stats["self_crashes"] >= 5, stats  # type: ignore[operator]
-    want = support.expected_outputs(stats["inputs"])  # type: ignore[arg-type]
+    assert stats["harness_kills"] + stats["self_crashes"] >= 5, stats
+    want = support.expected_outputs(stats["inputs"])
     got = support.outputs_by_account(samsa.bootstrap, "read_committed")
     assert got == want, support.diff_summary(got, want)
     final = {account: seq[-1][1] for account, seq in want.items()}
@@ -81,7 +91,7 @@ def test_exactly_once_under_kill9_equals_a_failure_free_pass(samsa: Backend) -> 
 def test_at_least_once_under_the_same_faults_applies_records_twice(samsa: Backend) -> None:
     stats = run_with_faults(samsa, "at_least_once", SEED)
     assert stats["self_crashes"] >= 3, stats  # each one repeats a whole commit interval
-    want = support.expected_outputs(stats["inputs"])  # type: ignore[arg-type]
+    want = support.expected_outputs(stats["inputs"])
     got = support.outputs_by_account(samsa.bootstrap, "read_committed")
     summary = support.diff_summary(got, want)
     print("at_least_once:", summary)

@@ -21,6 +21,7 @@ from samsa.protocol.batch_writer import record_batch
 from samsa.state.producers import Duplicate
 from samsa.testing.damage import flip_byte
 from samsa.testing.embedded import embedded_broker
+from samsa.testing.topics import placed, value_of
 from samsa.tools import RepairFailed, repair
 from samsa.tools.repair import describe
 from tools.support import (
@@ -168,13 +169,14 @@ def test_random_damage_keeps_exactly_the_intact_batches(tmp_path: object, seed: 
         )
     expected: list[str] = []
     run: list[Batch] = []
-    for batch in [*batches, None]:
-        if batch in damaged:
-            run.append(batch)  # type: ignore[arg-type]
+    for maybe_batch in [*batches, None]:
+        if maybe_batch in damaged:
+            assert maybe_batch is not None
+            run.append(maybe_batch)
             continue
         if run:
             cause = f"damage at {run[0].log} byte {run[0].position}"
-            if batch is None:
+            if maybe_batch is None:
                 expected.append(
                     f"lost offsets from {run[0].first} on ({cause}; the old log end is unknown)"
                 )
@@ -278,7 +280,7 @@ def consume_all(bootstrap: str, expected: int, timeout_s: float = 30.0) -> list[
             if message is None:
                 continue
             assert message.error() is None, message.error()
-            got.append((message.offset(), message.value()))
+            got.append((placed(message)[1], value_of(message)))
     finally:
         consumer.close()
     return got
@@ -321,7 +323,7 @@ def test_the_broker_serves_the_repaired_partition(data_dir: str) -> None:
         producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
         delivered: list[int] = []
         producer.produce(
-            TOPIC, b"after", on_delivery=lambda err, msg: delivered.append(msg.offset())
+            TOPIC, b"after", on_delivery=lambda err, msg: delivered.append(placed(msg)[1])
         )
         producer.flush(10)
         assert delivered == [written[-1].last + 1]

@@ -16,7 +16,6 @@ from typing import Any
 
 import confluent_kafka
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.admin.client import AdminClient as SamsaAdmin
@@ -25,6 +24,7 @@ from samsa.durability.inline import settle as settle_inline
 from samsa.durability.inline import sync_log
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch_writer import record_batch
+from samsa.testing.topics import placed, value_of
 
 DEADLINE_S = 30.0
 TRANSACTIONAL_ATTRIBUTE = 0x10
@@ -36,13 +36,6 @@ SAMSA = str(Path(sys.executable).parent / "samsa")
 class Txn:
     commit: bool
     records: tuple[tuple[str, int, bytes], ...]
-
-
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
-    for future in futures.values():
-        future.result(timeout=15)
 
 
 def all_partitions(topics: dict[str, int]) -> list[TP]:
@@ -123,7 +116,9 @@ def read_confluent(
             for message in consumer.consume(500, 0.2):
                 if message.error() is not None:
                     raise AssertionError(f"consume error: {message.error()}")
-                found[(message.topic(), message.partition())].append(message.value())
+                topic = message.topic()
+                assert topic is not None
+                found[(topic, placed(message)[0])].append(value_of(message))
             positions = {
                 (tp.topic, tp.partition): tp.offset
                 for tp in consumer.position([confluent_kafka.TopicPartition(t, p) for t, p in tps])

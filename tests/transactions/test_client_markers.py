@@ -27,10 +27,10 @@ from samsa.log.partition import LogConfig, PartitionLog, partition_directory
 from samsa.log.storage import OsStorage
 from samsa.protocol.batch import validate_produced
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics
 
 from .support import (
     assert_fenced,
-    create_topics,
     offsets,
     read_confluent,
     txn_batch,

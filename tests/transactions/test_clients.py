@@ -17,17 +17,9 @@ import kafka
 import pytest
 
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics
 
-from .support import (
-    TP,
-    Txn,
-    all_partitions,
-    create_topics,
-    expected,
-    make_script,
-    read_confluent,
-    wait_stable,
-)
+from .support import TP, Txn, all_partitions, expected, make_script, read_confluent, wait_stable
 
 pytestmark = pytest.mark.interop
 

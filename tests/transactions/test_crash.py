@@ -38,10 +38,10 @@ from samsa.log.storage import OsStorage
 from samsa.protocol.batch import iter_batches, parse_header
 from samsa.testing.embedded import EmbeddedBroker
 from samsa.testing.process import BrokerProcess
+from samsa.testing.topics import create_topics
 
 from .support import (
     all_partitions,
-    create_topics,
     read_confluent,
     settle,
     sync,

@@ -14,11 +14,11 @@ from aiokafka.errors import ProducerFenced
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics
 
 from .support import (
     all_partitions,
     assert_fenced,
-    create_topics,
     is_fenced,
     offsets,
     read_confluent,

@@ -19,13 +19,15 @@ import confluent_kafka
 import pytest
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.fetch.v12.response import FetchResponse
-from kio.static.primitive import i8, i32, i64
+from kio.schema.types import TopicName
+from kio.static.primitive import i8, i32, i32Timedelta, i64
 
 from samsa.admin.client import AdminClient
 from samsa.protocol.batch import iter_batches
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics, placed, value_of
 
-from .support import all_partitions, create_topics, txn_producer, wait_stable
+from .support import all_partitions, txn_producer, wait_stable
 
 pytestmark = pytest.mark.interop
 
@@ -89,12 +91,12 @@ def raw_fetcher(bootstrap: str, stop: threading.Event, stats: RawStats) -> None:
     with AdminClient(bootstrap) as admin:
         while not stop.is_set():
             request = FetchRequest(
-                max_wait=datetime.timedelta(milliseconds=0),
+                max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=0)),
                 min_bytes=i32(0),
                 isolation_level=i8(1),
                 topics=(
                     FetchTopic(
-                        topic="lso",
+                        topic=TopicName("lso"),
                         partitions=tuple(
                             FetchPartition(
                                 partition=i32(p),
@@ -157,7 +159,7 @@ def test_read_committed_never_sees_aborted_or_open(samsa_broker: EmbeddedBroker)
         while not stop_readers.is_set():
             for message in consumer.consume(500, 0.05):
                 if message.error() is None:
-                    seen.append((time.monotonic(), message.partition(), message.value()))
+                    seen.append((time.monotonic(), placed(message)[0], value_of(message)))
             if ends and not caught_up.is_set():
                 positions = consumer.position(
                     [confluent_kafka.TopicPartition(t, p) for t, p in TPS]

@@ -23,8 +23,9 @@ from confluent_kafka import KafkaError, KafkaException
 from samsa.chaos import proxied_broker
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.batch import iter_batches
+from samsa.testing.topics import create_topics
 
-from .support import create_topics, read_confluent
+from .support import read_confluent
 
 pytestmark = pytest.mark.interop
 

@@ -15,8 +15,9 @@ import pytest
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
 from samsa.testing.embedded import EmbeddedBroker
+from samsa.testing.topics import create_topics
 
-from .support import SAMSA, create_topics, offsets, read_confluent, txn_producer
+from .support import SAMSA, offsets, read_confluent, txn_producer
 
 pytestmark = pytest.mark.interop
 

@@ -22,11 +22,12 @@ topic, acks=all, linger 5 ms, batches up to 1 MB), median of C runs, interleaved
   `max_in_flight_requests_per_connection=5` and both at 1. kafka-python (3.0) mutes a partition
   while one of its batches is in flight when idempotent (as with max_in_flight=1), so at 5 the
   plain producer pipelines and the idempotent one does not; at 1 both send one at a time.
-- wire: a bench-only producer speaking the protocol directly (kio + samsa's codec) that keeps
-  `WIRE_IN_FLIGHT` Produce requests of `WIRE_BATCH_RECORDS` records in flight on one connection,
-  plain (producer id -1) or idempotent (an InitProducerId id, consecutive sequences). None of
-  the Kafka clients above pipelines an idempotent producer's requests to one partition; this
-  one does, as the Java client does, so its ratio is the broker's cost with pipelining equal.
+- wire: a bench-only producer speaking the protocol directly (kio over `samsa.testing.wire`)
+  that keeps `WIRE_IN_FLIGHT` Produce requests of `WIRE_BATCH_RECORDS` records in flight on one
+  connection, plain (producer id -1) or idempotent (an InitProducerId id, consecutive
+  sequences). None of the Kafka clients above pipelines an idempotent producer's requests to
+  one partition; this one does, as the Java client does, so its ratio is the broker's cost
+  with pipelining equal.
 
 Broker side alone: the time `ProducerStateManager.check` + `apply` take per batch, the only
 work an idempotent batch adds to a plain one in samsa.
@@ -45,7 +46,6 @@ import gc
 import io
 import json
 import os
-import socket
 import statistics
 import struct
 import sys
@@ -68,9 +68,9 @@ from kio.schema.types import TopicName
 from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i32Timedelta, i64
 
 from samsa.bench.broker import machine, mock_cluster, samsa_process, wait_for_topic
-from samsa.protocol import codec
 from samsa.protocol.batch import CRC_START, BatchHeader
 from samsa.state.producers import BATCHES_RETAINED, ProducerStateManager
+from samsa.testing.wire import Conn
 
 DEFAULT_RECORDS = 50_000
 DEFAULT_REPEAT = 7
@@ -299,35 +299,6 @@ def kafka_python_s(bootstrap: str, records: int, idempotent: bool, in_flight: in
     return seconds
 
 
-class _Wire:
-    """One raw connection: requests out, response frames back in order."""
-
-    def __init__(self, bootstrap: str) -> None:
-        host, _, port = bootstrap.rpartition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_S)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("rb")
-        self.correlation = 0
-
-    def send(self, payload: Any) -> None:
-        self.correlation += 1
-        self.sock.sendall(codec.encode_request(self.correlation, "samsa-bench-wire", payload))
-
-    def recv(self, request_type: type[Any]) -> Any:
-        (size,) = struct.unpack(">i", self.reader.read(4))
-        frame = self.reader.read(size)
-        if len(frame) != size:
-            raise ConnectionError("connection closed mid-response")
-        _, response = codec.decode_response(
-            request_type.__api_key__, request_type.__version__, frame
-        )
-        return response
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
-
-
 def _wire_template(value: bytes, count: int) -> bytes:
     now = TZAwareMicros.parse(datetime.datetime.now(datetime.UTC))
     batch = NewRecordBatch(
@@ -362,7 +333,7 @@ def wire_s(bootstrap: str, records: int, idempotent: bool) -> float:
     value = os.urandom(VALUE_BYTES)
     sizes = [min(WIRE_BATCH_RECORDS, records - n) for n in range(0, records, WIRE_BATCH_RECORDS)]
     templates = {size: _wire_template(value, size) for size in set(sizes)}
-    wire = _Wire(bootstrap)
+    wire = Conn(bootstrap, timeout_s=TIMEOUT_S, client_id="samsa-bench-wire")
     try:
         producer_id, epoch = -1, -1
         if idempotent:
@@ -372,7 +343,7 @@ def wire_s(bootstrap: str, records: int, idempotent: bool) -> float:
                     transaction_timeout=i32Timedelta.parse(datetime.timedelta(seconds=60)),
                 )
             )
-            init = wire.recv(InitProducerIdRequest)
+            _, init = wire.recv(InitProducerIdRequest)
             if init.error_code != 0:
                 raise RuntimeError(f"InitProducerId failed: error {init.error_code}")
             producer_id, epoch = int(init.producer_id), int(init.producer_epoch)
@@ -381,7 +352,7 @@ def wire_s(bootstrap: str, records: int, idempotent: bool) -> float:
         errors: list[int] = []
 
         def receive() -> None:
-            response = wire.recv(ProduceRequest)
+            _, response = wire.recv(ProduceRequest)
             code = response.responses[0].partition_responses[0].error_code
             if code != 0:
                 errors.append(int(code))

@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka import admin as kafka_admin
-from confluent_kafka.cimpl import NewTopic
 
 from samsa.bench.broker import samsa_process
+from samsa.testing.topics import create_topic
 
 VALUE = b"x" * 1024
 COMMIT_INTERVALS_MS = (10, 100, 1000)
@@ -59,11 +58,6 @@ class ProduceRun:
     @property
     def records_per_s(self) -> float:
         return self.records / self.seconds
-
-
-def create_topic(bootstrap: str, name: str) -> None:
-    admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
 
 
 def run_idempotent(bootstrap: str, topic: str, seconds: float) -> ProduceRun:
@@ -186,7 +180,7 @@ def run(seconds: float, repeat: int, reads: int, progress: bool) -> dict[str, An
             order = configs if round_ % 2 == 0 else list(reversed(configs))
             for interval in order:
                 topic = f"bench-{interval or 'idem'}-{round_}"
-                create_topic(bootstrap, topic)
+                create_topic(bootstrap, topic, timeout_s=30)
                 if interval is None:
                     result = run_idempotent(bootstrap, topic, seconds)
                 else:
@@ -199,7 +193,7 @@ def run(seconds: float, repeat: int, reads: int, progress: bool) -> dict[str, An
                         f"  round {round_}: {result.label:<12} {result.records_per_s:>9,.0f} rec/s",
                         file=sys.stderr,
                     )
-        create_topic(bootstrap, "bench-latency")
+        create_topic(bootstrap, "bench-latency", timeout_s=30)
         latency = endtxn_latency(bootstrap, "bench-latency", LATENCY_SAMPLES)
         for round_ in range(reads):
             levels = ["read_committed", "read_uncommitted"]

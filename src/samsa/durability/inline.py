@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from samsa.durability.continuations import Durable
 from samsa.durability.driver import Driver
@@ -50,6 +50,23 @@ def sync_logs(
             failed.add(log)
         driver.synced(log, point, log_failed)
     return failed
+
+
+# Two overloads: mypy cannot solve `T | Durable[T]` for T when given a `Durable[X]`.
+@overload
+def settle(
+    driver: Driver[Any],
+    result: Durable[T],
+    logs: Callable[[], Iterable[PartitionLog]] | None = None,
+) -> T: ...
+
+
+@overload
+def settle(
+    driver: Driver[Any],
+    result: T,
+    logs: Callable[[], Iterable[PartitionLog]] | None = None,
+) -> T: ...
 
 
 def settle(

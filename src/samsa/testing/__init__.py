@@ -1,5 +1,6 @@
-"""Test tools that ship with samsa: an embedded broker, a pytest plugin built on it, and
-`samsa serve` as a subprocess to kill -9 and restart."""
+"""Test tools that ship with samsa: an embedded broker, a pytest plugin built on it,
+`samsa serve` as a subprocess to kill -9 and restart, one raw Kafka connection (`wire`) and
+the topic and offset helpers every test and benchmark shares (`topics`)."""
 
 from samsa.testing.embedded import EmbeddedBroker, embedded_broker
 from samsa.testing.process import BrokerProcess

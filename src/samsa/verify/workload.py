@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from samsa.verify.checker import COPY_SEPARATOR
 from samsa.verify.history import (
