@@ -4,7 +4,7 @@ timeouts, transactional-id expiration, and completion of prepared transactions o
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from kio.schema.errors import ErrorCode
 
@@ -41,6 +41,12 @@ class Harness:
 
     def sync(self) -> None:
         sync_logs(self.driver, self.broker.topics.logs())
+
+    @overload
+    def settle(self, result: Durable[T]) -> T: ...
+
+    @overload
+    def settle(self, result: T) -> T: ...
 
     def settle(self, result: T | Durable[T]) -> T:
         """Make what the result waits for durable, then run background work to its end."""

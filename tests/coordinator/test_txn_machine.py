@@ -34,6 +34,7 @@ def replayed(m: TxnStateMachine, decision: object) -> TxnMetadata:
     assert isinstance(decision, CoordinatorResult), decision
     (record,) = decision.records
     m.replay(record)
+    assert isinstance(record, TxnMetadata)
     return record
 
 
@@ -58,7 +59,11 @@ def test_a_busy_id_waits_and_a_prepared_one_too() -> None:
     add = m.add_partitions("a", PRODUCER_ID, 0, frozenset({("t", 0)}), pending=True, now=2)
     assert add == Wait(ErrorCode.concurrent_transactions)
     ongoing = replayed(m, m.add_partitions("a", PRODUCER_ID, 0, frozenset({("t", 0)}), False, 2))
-    assert (ongoing.state, ongoing.partitions, ongoing.start_ms) == (S.ONGOING, {("t", 0)}, 2)
+    assert (ongoing.state, ongoing.partitions, ongoing.start_ms) == (
+        S.ONGOING,
+        frozenset({("t", 0)}),
+        2,
+    )
     prepare = replayed(m, m.end_transaction("a", PRODUCER_ID, 0, True, False, 3))
     assert prepare.state is S.PREPARE_COMMIT
     again = m.add_partitions("a", PRODUCER_ID, 0, frozenset({("t", 1)}), False, 4)

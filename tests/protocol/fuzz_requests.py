@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import time
 import types
 import typing
@@ -245,12 +244,19 @@ def _field(owner: str, name: str, kind: Any) -> st.SearchStrategy[Any]:
     return BY_TYPE[kind]
 
 
-@functools.cache
+_ENTITIES: dict[type[Any], st.SearchStrategy[Any]] = {}
+
+
 def entity(cls: type[Any]) -> st.SearchStrategy[Any]:
-    """Instances of a kio request (or nested) dataclass, every field drawn as above."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: _field(cls.__name__, f.name, hints[f.name]) for f in dataclasses.fields(cls)}
-    return st.builds(cls, **fields)
+    """Instances of a kio request (or nested) dataclass, every field drawn as above (each
+    class's strategy built once)."""
+    if cls not in _ENTITIES:
+        hints = typing.get_type_hints(cls)
+        fields = {
+            f.name: _field(cls.__name__, f.name, hints[f.name]) for f in dataclasses.fields(cls)
+        }
+        _ENTITIES[cls] = st.builds(cls, **fields)
+    return _ENTITIES[cls]
 
 
 def request_class(api_key: int, version: int) -> type[Any]:

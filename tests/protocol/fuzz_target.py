@@ -47,6 +47,7 @@ from kio.schema.list_offsets.v7.request import (
     ListOffsetsTopic,
 )
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
+from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import i8, i32, i64
 
 from samsa.protocol import codec
@@ -165,14 +166,14 @@ def running_target(
 def probe(target: Target) -> None:
     """Another client is still served: ApiVersions, Metadata, produce and fetch a record."""
     value = b"probe-%d" % target.cases
-    with Conn(target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+    with Conn(target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
         versions = conn.request(
             ApiVersionsRequest(client_software_name="probe", client_software_version="1")
         )
         assert versions.error_code == ErrorCode.none
         metadata = conn.request(
             MetadataRequest(
-                topics=(MetadataRequestTopic(topic_id=None, name=CONTROL),),
+                topics=(MetadataRequestTopic(topic_id=None, name=TopicName(CONTROL)),),
                 allow_auto_topic_creation=False,
                 include_topic_authorized_operations=False,
             )
@@ -202,7 +203,7 @@ def fetch_batch(conn: Conn, topic: str, partition: int, offset: int) -> tuple[by
 def check_control(target: Target) -> None:
     """Every control record acknowledged so far reads back byte-identical."""
     stored: dict[int, bytes] = {}
-    with Conn(target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+    with Conn(target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
         offset = 0
         while True:
             response = conn.request(fetch_request(CONTROL, [0], offset))
@@ -282,7 +283,7 @@ def pipeline(target: Target, requests: list[Any]) -> list[Any]:
     """Send `requests` back to back on a fresh connection (only the last may be quiet), then
     read and check their responses, which must come in request order."""
     assert not any(is_quiet(r) for r in requests[:-1])
-    with Conn(target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+    with Conn(target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
         sent = [(request, conn.send(request)) for request in requests]
         responses = [_receive(target, conn, request, id_) for request, id_ in sent]
     return responses
@@ -325,11 +326,11 @@ def _receive(target: Target, conn: Conn, request: Any, correlation_id: int) -> A
 def log_ends(conn: Conn, topic: str, partitions: int, committed: bool = False) -> dict[int, int]:
     """A topic's log end offsets (high watermarks), or its last stable offsets."""
     request = ListOffsetsRequest(
-        replica_id=i32(-1),
+        replica_id=BrokerId(-1),
         isolation_level=i8(1 if committed else 0),
         topics=(
             ListOffsetsTopic(
-                name=topic,
+                name=TopicName(topic),
                 partitions=tuple(
                     ListOffsetsPartition(
                         partition_index=i32(p), current_leader_epoch=i32(-1), timestamp=i64(-1)

@@ -59,7 +59,7 @@ from kio.schema.write_txn_markers.v1.request import (
     WritableTxnMarkerTopic,
     WriteTxnMarkersRequest,
 )
-from kio.static.primitive import i16, i32, i64
+from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from samsa.protocol.batch import TRANSACTIONAL_FLAG
 from samsa.protocol.batch_writer import record_batch
@@ -216,7 +216,9 @@ class FlowRun:
         if op is Op.INIT_PRODUCER_ID:
             return InitProducerIdRequest(
                 transactional_id=txn_id,
-                transaction_timeout=timedelta(milliseconds=TRANSACTION_TIMEOUT_MS),
+                transaction_timeout=i32Timedelta.parse(
+                    timedelta(milliseconds=TRANSACTION_TIMEOUT_MS)
+                ),
                 producer_id=ProducerId(producer_id),
                 producer_epoch=i16(epoch),
             )
@@ -331,8 +333,8 @@ class FlowRun:
         member = self.member(step)
         request = JoinGroupRequest(
             group_id=GroupId(self.group_id(step.group)),
-            session_timeout=timedelta(milliseconds=SESSION_TIMEOUT_MS),
-            rebalance_timeout=timedelta(milliseconds=REBALANCE_TIMEOUT_MS),
+            session_timeout=i32Timedelta.parse(timedelta(milliseconds=SESSION_TIMEOUT_MS)),
+            rebalance_timeout=i32Timedelta.parse(timedelta(milliseconds=REBALANCE_TIMEOUT_MS)),
             member_id=member.member_id,
             group_instance_id=None,
             protocol_type="consumer",
@@ -373,7 +375,7 @@ class FlowRun:
         [result] = response.responses[0].partition_responses
         if result.error_code != ErrorCode.none:
             return
-        with Conn(self.target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+        with Conn(self.target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
             stored, _ = fetch_batch(conn, FLOWS, step.partition, int(result.base_offset))
         if value not in stored:
             return  # a duplicate: answered with the offset of the batch it repeats
@@ -394,7 +396,9 @@ class FlowRun:
         for txn in sorted(self.txns_used):
             request = InitProducerIdRequest(
                 transactional_id=TransactionalId(self.txn_id(txn)),
-                transaction_timeout=timedelta(milliseconds=TRANSACTION_TIMEOUT_MS),
+                transaction_timeout=i32Timedelta.parse(
+                    timedelta(milliseconds=TRANSACTION_TIMEOUT_MS)
+                ),
                 producer_id=ProducerId(-1),
                 producer_epoch=i16(-1),
             )
@@ -407,7 +411,7 @@ class FlowRun:
                 time.sleep(INIT_PAUSE_S)
             assert codes[-1] == ErrorCode.none, f"{self.txn_id(txn)}: {codes}"
         deadline = time.monotonic() + LAST_STABLE_WAIT_S
-        with Conn(self.target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+        with Conn(self.target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
             while True:
                 ends = log_ends(conn, FLOWS, FLOW_PARTITIONS)
                 stable = log_ends(conn, FLOWS, FLOW_PARTITIONS, committed=True)

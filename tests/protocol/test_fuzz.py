@@ -27,7 +27,9 @@ from kio.schema.list_offsets.v7.request import (
     ListOffsetsTopic,
 )
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
-from kio.static.primitive import i8, i16, i32, i64
+from kio.schema.types import BrokerId, TopicName
+from kio.static.primitive import i8, i16, i32, i32Timedelta, i64
+from kio.static.protocol import RequestPayload
 
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED
@@ -111,7 +113,7 @@ class HealthyClient:
                 if sequence % 10 == 0:
                     response = conn.request(
                         MetadataRequest(
-                            topics=(MetadataRequestTopic(topic_id=None, name=HEALTHY),),
+                            topics=(MetadataRequestTopic(topic_id=None, name=TopicName(HEALTHY)),),
                             allow_auto_topic_creation=False,
                             include_topic_authorized_operations=False,
                         )
@@ -253,12 +255,12 @@ SERVED_PAIRS = [(int(k), v) for k, r in SERVED.items() for v in range(r.min, r.m
 def _base_requests() -> list[bytes]:
     """Valid request frames (size prefix included) that mutations start from. None of them can
     touch HEALTHY's data: produce goes to TARGET, create topics only validates."""
-    payloads: list[object] = [
+    payloads: list[RequestPayload] = [
         MetadataRequest(
             topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
         ),
         MetadataRequest(
-            topics=(MetadataRequestTopic(topic_id=None, name=TARGET),),
+            topics=(MetadataRequestTopic(topic_id=None, name=TopicName(TARGET)),),
             allow_auto_topic_creation=False,
             include_topic_authorized_operations=False,
         ),
@@ -273,11 +275,11 @@ def _base_requests() -> list[bytes]:
         fetch_request(HEALTHY, [0, 1]),
         fetch_request(TARGET, [0], offset=3),
         ListOffsetsRequest(
-            replica_id=i32(-1),
+            replica_id=BrokerId(-1),
             isolation_level=i8(0),
             topics=(
                 ListOffsetsTopic(
-                    name=HEALTHY,
+                    name=TopicName(HEALTHY),
                     partitions=(
                         ListOffsetsPartition(
                             partition_index=i32(0),
@@ -291,14 +293,14 @@ def _base_requests() -> list[bytes]:
         CreateTopicsRequest(
             topics=(
                 CreatableTopic(
-                    name="fz",
+                    name=TopicName("fz"),
                     num_partitions=i32(3),
                     replication_factor=i16(1),
                     assignments=(),
                     configs=(),
                 ),
             ),
-            timeout=datetime.timedelta(seconds=5),
+            timeout=i32Timedelta.parse(datetime.timedelta(seconds=5)),
             validate_only=True,
         ),
     ]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
+from kio.schema.types import TopicName
 
 from samsa.testing import EmbeddedBroker
 
@@ -27,7 +28,9 @@ def assert_still_serving(conn: Conn) -> None:
 
 def metadata_request(version: int, name: str | None, topic_id: uuid.UUID | None) -> Any:
     v12 = MetadataRequest(
-        topics=(MetadataRequestTopic(topic_id=topic_id, name=name),),
+        topics=(
+            MetadataRequestTopic(topic_id=topic_id, name=None if name is None else TopicName(name)),
+        ),
         allow_auto_topic_creation=False,
         include_topic_authorized_operations=False,
     )

@@ -89,7 +89,7 @@ def test_requests_soak(target: Target, sent: list[Any]) -> None:
 # ----------------------------------------------------------------------------- batch cases
 
 
-def produce_at(version: int, topic: str, partitions: dict[int, bytes], acks: int) -> Any:
+def produce_at(version: int, topic: str, partitions: dict[int, bytes | None], acks: int) -> Any:
     """A Produce request of any served version."""
     return at_version(produce_request(topic, partitions, acks), version)
 
@@ -103,8 +103,8 @@ def check_stored(conn: Conn, partition: int, base_offset: int, built: Built) -> 
     assert stored[HEADER_BYTES:] == built.records_section
     assert crc32c.crc32c(stored[CRC_START:]) == kept.crc
     assert high_watermark == base_offset + kept.records_count
-    same = ("batch_length", "last_offset_delta", "base_timestamp", "producer_id")
-    same += ("producer_epoch", "base_sequence", "records_count")
+    same: tuple[str, ...] = ("batch_length", "last_offset_delta", "base_timestamp")
+    same += ("producer_id", "producer_epoch", "base_sequence", "records_count")
     for name in same:
         assert getattr(kept, name) == getattr(sent, name), name
     if not built.log_append_time:
@@ -120,7 +120,7 @@ def produce_batches(target: Target, specs: list[Any], version: int, acks: int) -
         for p, spec in enumerate(specs)
     }
     request = produce_at(version, BATCHES, {p: b.data for p, b in built.items()}, acks)
-    with Conn(target.broker.bootstrap, timeout=RESPONSE_TIMEOUT_S) as conn:
+    with Conn(target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
         ends = log_ends(conn, BATCHES, BATCH_PARTITIONS)
         response = conn.request(request)
         results = {int(r.index): r for r in response.responses[0].partition_responses}

@@ -9,6 +9,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
 from kio.schema.sync_group.v3.request import SyncGroupRequest, SyncGroupRequestAssignment
+from kio.schema.types import GroupId
 
 from samsa.sim.clients import Call, batch, ms, produce_call
 from samsa.sim.world import InFlight, World
@@ -35,7 +36,7 @@ class Member:
 def _join(member_id: str) -> Call:
     return Call(
         JoinGroupRequest(
-            group_id=GROUP,
+            group_id=GroupId(GROUP),
             session_timeout=ms(10_000),
             rebalance_timeout=ms(10_000),
             member_id=member_id,
@@ -62,7 +63,7 @@ def _leader_syncs(world: World) -> InFlight:
     assert joined.done and joined.response.error_code == ErrorCode.none  # the slot, resolved
     member_id = joined.response.member_id
     sync = SyncGroupRequest(
-        group_id=GROUP,
+        group_id=GroupId(GROUP),
         generation_id=joined.response.generation_id,
         member_id=member_id,
         group_instance_id=None,
