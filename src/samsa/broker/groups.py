@@ -61,7 +61,7 @@ from kio.static.primitive import i32, i64
 from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.broker.answers import answer
-from samsa.broker.metadata import AUTHORIZED_OPERATIONS_OMITTED
+from samsa.broker.metadata import GROUP_OPERATIONS, authorized
 from samsa.broker.outcomes import AwaitSlot, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response, to_ms
 from samsa.broker.txn import offsets_partition
@@ -426,11 +426,14 @@ def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> O
 
 
 def handle_describe_groups(broker: Broker, request: Request[DescribeGroupsRequest]) -> Outcome:
-    described = tuple(_describe_group(broker, group_id) for group_id in request.payload.groups)
+    asked = request.payload.include_authorized_operations
+    described = tuple(
+        _describe_group(broker, group_id, asked) for group_id in request.payload.groups
+    )
     return reply(request, DescribeGroupsResponse(throttle_time=NO_THROTTLE, groups=described))
 
 
-def _describe_group(broker: Broker, group_id: GroupId) -> DescribedGroup:
+def _describe_group(broker: Broker, group_id: GroupId, asked: bool) -> DescribedGroup:
     group = broker.groups.groups.get(group_id)
     if group is None:
         return DescribedGroup(
@@ -440,7 +443,7 @@ def _describe_group(broker: Broker, group_id: GroupId) -> DescribedGroup:
             protocol_type="",
             protocol_data="",
             members=(),
-            authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+            authorized_operations=authorized(GROUP_OPERATIONS, asked),
         )
     stable = group.state is GroupState.STABLE
     protocol = group.protocol_name or ""
@@ -461,7 +464,7 @@ def _describe_group(broker: Broker, group_id: GroupId) -> DescribedGroup:
             )
             for m in group.members.values()
         ),
-        authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+        authorized_operations=authorized(GROUP_OPERATIONS, asked),
     )
 
 

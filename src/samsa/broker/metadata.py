@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
@@ -30,6 +31,28 @@ if TYPE_CHECKING:
     from samsa.broker.core import Broker
 
 AUTHORIZED_OPERATIONS_OMITTED = i32(-(2**31))
+
+
+def _operations(*codes: int) -> i32:
+    return i32(sum(1 << code for code in codes))
+
+
+# What a client asking for its authorized operations is told. Without an authorizer Kafka
+# answers every operation the resource type supports (AuthHelper.authorizedOperations and
+# AclEntry.supportedOperations); samsa has none yet (issue 16). Codes are AclOperation's:
+# READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
+# DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+TOPIC_OPERATIONS = _operations(3, 4, 5, 6, 7, 8, 10, 11)
+GROUP_OPERATIONS = _operations(3, 6, 8)
+CLUSTER_OPERATIONS = _operations(5, 7, 8, 9, 10, 11, 12)
+
+
+def authorized(operations: i32, asked: bool) -> i32:
+    """The authorized-operations field: the bit field if the client asked, else Kafka's
+    "omitted" marker."""
+    return operations if asked else AUTHORIZED_OPERATIONS_OMITTED
+
+
 LEADER_EPOCH = 0
 ENDPOINT_BROKERS = 1  # DescribeCluster's endpoint type; 2 (controllers) samsa does not expose
 # Metadata v10 added topic ids to the schema; only v12+ requests may use them (KIP-516).
@@ -142,6 +165,8 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequest]) -> Outcom
             else:
                 # Before v4 there was no flag: the schema's default (true) stands for it.
                 topics.append(_lookup(broker, name, body.allow_auto_topic_creation))
+    if body.include_topic_authorized_operations:
+        topics = [replace(t, topic_authorized_operations=TOPIC_OPERATIONS) for t in topics]
     node = BrokerId(broker.node_id)
     return reply(
         request,
@@ -192,6 +217,8 @@ def handle_describe_cluster(broker: Broker, request: Request[DescribeClusterRequ
                     rack=None,
                 ),
             ),
-            cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+            cluster_authorized_operations=authorized(
+                CLUSTER_OPERATIONS, request.payload.include_cluster_authorized_operations
+            ),
         ),
     )
