@@ -946,10 +946,10 @@ def test_the_script_covers_every_served_version(seeded_ids: None, tmp_path: Path
     session = Session(tmp_path)
     original = session.broker.handle_frame
 
-    def spy(data: bytes | memoryview) -> Outcome:
+    def spy(data: bytes | memoryview, client_host: str = "") -> Outcome:
         prefix = codec.peek_prefix(data)
         covered.setdefault(prefix.api_key, set()).add(prefix.api_version)
-        return original(data)
+        return original(data, client_host)
 
     session.broker.handle_frame = spy  # type: ignore[method-assign]
     script(session)

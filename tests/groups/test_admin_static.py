@@ -100,6 +100,9 @@ def test_admin_client_group_operations(tmp_path: object) -> None:
         assert active_description.partition_assignor in ("range", "roundrobin")
         [member] = active_description.members
         assert member.client_id == "active-client"
+        # Where the member connects from, as Kafka writes it (the HOST column of
+        # kafka-consumer-groups --describe). Before: "" for every member.
+        assert member.host == "/127.0.0.1"
         assert {tp.partition for tp in member.assignment.topic_partitions} == {0, 1, 2}
         idle_description = described["admin-idle"].result(15)
         assert idle_description.state.name == "EMPTY" and idle_description.members == []

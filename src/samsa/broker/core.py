@@ -205,9 +205,9 @@ class Broker:
         return cluster_id
 
     # ----------------------------------------------------------------- dispatch
-    def handle_frame(self, data: bytes | memoryview) -> Outcome:
+    def handle_frame(self, data: bytes | memoryview, client_host: str = "") -> Outcome:
         """One request frame (without its size prefix) in, one outcome out. Never raises for
-        anything a client sends."""
+        anything a client sends. `client_host`: where it came from, as Kafka writes it."""
         try:
             prefix = codec.peek_prefix(data)
         except DecodeError as exc:
@@ -219,7 +219,7 @@ class Broker:
         if not is_served(prefix.api_key, prefix.api_version):
             return unsupported.respond(prefix, data)
         try:
-            request = codec.decode_request(data)
+            request = codec.decode_request(data, client_host)
         except DecodeError as exc:
             return Close(str(exc))
         handler = HANDLERS[ApiKey(prefix.api_key)]

@@ -115,7 +115,7 @@ def handle_join_group(broker: Broker, request: Request[JoinGroupRequest]) -> Out
         member_id=body.member_id,
         group_instance_id=body.group_instance_id,
         client_id=request.client_id or "",
-        client_host="",
+        client_host=request.client_host,
         session_timeout_ms=session_ms,
         rebalance_timeout_ms=to_ms(body.rebalance_timeout)
         if request.api_version >= 1

@@ -50,9 +50,19 @@ class Request(Generic[P_co]):
     correlation_id: int
     client_id: str | None
     payload: P_co
+    # The client's address as Kafka reports it (`/127.0.0.1`: Java's InetAddress.toString);
+    # "" where no connection carried the request (the simulation, tools).
+    client_host: str = ""
 
     def with_payload(self, payload: Q) -> Request[Q]:
-        return Request(self.api_key, self.api_version, self.correlation_id, self.client_id, payload)
+        return Request(
+            self.api_key,
+            self.api_version,
+            self.correlation_id,
+            self.client_id,
+            payload,
+            self.client_host,
+        )
 
 
 def peek_prefix(data: bytes | memoryview) -> RequestPrefix:
@@ -96,8 +106,8 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_writer(response)
 
 
-def decode_request(data: bytes | memoryview) -> Request[RequestPayload]:
-    """Decode a whole request frame (without its size prefix)."""
+def decode_request(data: bytes | memoryview, client_host: str = "") -> Request[RequestPayload]:
+    """Decode a whole request frame (without its size prefix), sent from `client_host`."""
     prefix = peek_prefix(data)
     schema = request_type(prefix.api_key, prefix.api_version)
     if schema is None:
@@ -111,7 +121,12 @@ def decode_request(data: bytes | memoryview) -> Request[RequestPayload]:
     except Exception as exc:  # guard.Malformed, or kio's readers' many types
         raise DecodeError(f"api {prefix.api_key} v{prefix.api_version}: {exc!r}") from exc
     return Request(
-        prefix.api_key, prefix.api_version, prefix.correlation_id, header.client_id, payload
+        prefix.api_key,
+        prefix.api_version,
+        prefix.correlation_id,
+        header.client_id,
+        payload,
+        client_host,
     )
 
 

@@ -59,6 +59,7 @@ class Connection(asyncio.BufferedProtocol):
     def __init__(self, owner: Owner, ip: str = "") -> None:
         config = owner.broker.config
         self.ip = ip
+        self.client_host = f"/{ip}"  # as Kafka reports a client: Java's InetAddress.toString
         self._owner: Owner | None = owner
         self._budget = owner.request_budget
         self._frames = FrameBuffer(config.socket_request_max_bytes)
@@ -185,7 +186,7 @@ class Connection(asyncio.BufferedProtocol):
                 request.release()
                 return
             try:
-                outcome = owner.broker.handle_frame(request)
+                outcome = owner.broker.handle_frame(request, self.client_host)
                 if isinstance(outcome, Close):
                     self._fail(outcome.reason)
                     return
