@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from samsa.log.index import OffsetIndex, TimeIndex
-from samsa.log.storage import Bytes, File, OutOfDescriptors, Storage
+from samsa.log.storage import Bytes, File, Storage
 from samsa.log.txn_index import TxnIndex
 from samsa.protocol.batch import (
     HEADER_BYTES,
@@ -97,12 +97,6 @@ class Segment:
         marks = (self.offset_index.mark(), self.time_index.mark())
         try:
             self.log.append(*parts)
-        except OutOfDescriptors:
-            raise  # the log file could not be opened: nothing was written
-        except OSError:
-            self._undo(position, marks)
-            raise
-        try:
             if index_due:
                 self.offset_index.append(header.base_offset, position)
                 self.time_index.maybe_append(

@@ -71,7 +71,8 @@ _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 class OutOfDescriptors(OSError):
     """No descriptor could be had for a log file (EMFILE/ENFILE even after giving back half the
     cache's): nothing was read or written. A condition of the process, not of the disk, so it
-    never takes a log offline; the request that met it gets KAFKA_STORAGE_ERROR."""
+    never takes a log offline: a write it stopped is undone without a descriptor (`truncate`
+    to the size the file has is nothing to do), and the request gets KAFKA_STORAGE_ERROR."""
 
 
 class FileCache:
@@ -208,8 +209,13 @@ class OsFile:
         return self._size
 
     def truncate(self, size: int) -> None:
+        """Cut the file to `size` bytes. Already that size, nothing is done and no descriptor
+        is needed: undoing a write that never started (its descriptor could not be opened)
+        cannot fail for the same reason."""
+        self._check_synced()
+        if size == self._size:
+            return
         with self._cache.descriptor(self) as fd:
-            self._check_synced()
             self._writes += 1
             os.ftruncate(fd, size)
             self._size = size
@@ -217,21 +223,21 @@ class OsFile:
     def sync(self) -> None:
         with self._cache.descriptor(self) as fd:
             self._check_synced()
-            covered = self._writes
-            os.fdatasync(fd)
-            self._synced_writes = max(self._synced_writes, covered)
+            self._fdatasync(fd)
 
     def sync_before_close(self) -> None:
         """Called by the cache, under its lock, before it closes this file's descriptor."""
         if self._synced_writes == self._writes or self._lost_sync is not None:
             return
-        covered = self._writes
         try:
-            os.fdatasync(self.fd)
+            self._fdatasync(self.fd)
         except OSError as exc:
             self._lost_sync = exc
-            return
-        self._synced_writes = covered
+
+    def _fdatasync(self, fd: int) -> None:
+        covered = self._writes
+        os.fdatasync(fd)
+        self._synced_writes = max(self._synced_writes, covered)
 
     def _check_synced(self) -> None:
         if self._lost_sync is not None:
