@@ -18,6 +18,11 @@ Nothing acknowledged is lost or altered silently (invariant 9):
   exactly as found, for `samsa log repair`.
 - The log start offset is checkpointed (`log-start-offset`) before retention deletes a segment,
   so a missing first segment is told from a deleted one.
+
+The log start offset is where reads may begin. Retention moves it to a segment's base offset;
+DeleteRecords (`delete_records`, Kafka's `maybeIncrementLogStartOffset`) to any offset up to the
+high watermark, so it may lie inside the first segment: a read below it is out of range, and the
+segment goes once every offset in it is below the log start.
 """
 
 from __future__ import annotations
@@ -71,6 +76,13 @@ class StorageError(Exception):
     error = ErrorCode.kafka_storage_error
 
 
+class OffsetOutOfRange(Exception):
+    """DeleteRecords asked for a log start offset beyond the high watermark (or below 0): the
+    client gets OFFSET_OUT_OF_RANGE for the partition; nothing changed."""
+
+    error = ErrorCode.offset_out_of_range
+
+
 class CorruptLog(Exception):
     """The files of a partition hold damage that recovery must not cut away silently: the
     partition stays offline, its files untouched, until `samsa log repair`."""
@@ -122,6 +134,8 @@ class PartitionLog:
         self.config = config
         self.segments: list[Segment] = []
         self.high_watermark = 0
+        # Where reads may begin: the checkpoint's, or the first segment's base offset if later.
+        self._log_start_offset = 0
         self.recovery: list[RecoveryReport] = []
         self._unsynced: list[Segment] = []
         # Why the log refuses reads and writes (None: it serves); see `go_offline`.
@@ -191,15 +205,17 @@ class PartitionLog:
         names = set(self.storage.listdir(self.directory))
         bases = _numbered(names, ".log")
         start = self._checkpointed_start()
-        self._finish_deletions(names, bases, start)
-        bases = [base for base in bases if start is None or base >= start]
-        self._check_orphans(names, set(bases), start)
+        first = 0 if start is None else start
+        self._log_start_offset = first
+        kept = first_kept_segment(bases, first)
+        self._finish_deletions(names, bases, kept)
+        bases = [base for base in bases if base >= kept]
+        self._check_orphans(names, set(bases), kept)
         if not bases:
             if not create:
                 raise CorruptLog(self.directory, None, "no segment file: the log is gone")
-            self._add_segment(0 if start is None else start, now_ms)
+            self._add_segment(first, now_ms)
             return
-        first = 0 if start is None else start
         if bases[0] > first:
             raise CorruptLog(
                 os.path.join(self.directory, segment_name(first) + ".log"),
@@ -234,6 +250,33 @@ class PartitionLog:
                     f"offsets {previous.next_offset} to {segment.base_offset - 1} are missing "
                     f"between this segment and the one before it",
                 )
+        if self.log_end_offset < first:
+            self._start_over(first, now_ms, recover)
+
+    def _start_over(self, start: int, now_ms: int, recover: bool) -> None:
+        """The log ends below its checkpointed start. After a crash that is a tail the crash
+        took back (unsynced, `durable=False`) and DeleteRecords had already deleted: as Kafka's
+        LogLoader, the segments go and the log starts empty at its start. After a clean
+        shutdown everything was synced: the log lost its end."""
+        last = self.active
+        if not recover:
+            raise CorruptLog(
+                last.path + ".log",
+                None,
+                f"the log ends at offset {self.log_end_offset}, below its start {start}",
+            )
+        log.warning(
+            "%s: the log ends at offset %d, below its start %d (records lost in the crash were "
+            "deleted already): it starts over, empty, at %d",
+            self.name,
+            self.log_end_offset,
+            start,
+            start,
+        )
+        for segment in self.segments:
+            segment.delete(self.storage)
+        self.segments.clear()
+        self._add_segment(start, now_ms)
 
     def _settle_scans(self, scans: list[Scan | None]) -> None:
         """Rebuild every rescanned segment; cut a torn tail; refuse corruption."""
@@ -307,31 +350,30 @@ class PartitionLog:
             )
         return int(text)
 
-    def _finish_deletions(self, names: set[str], bases: list[int], start: int | None) -> None:
-        """Segments wholly below the checkpointed log start: retention checkpointed the new
-        start and a crash came before it deleted them. Finish the job."""
-        if start is None:
-            return
+    def _finish_deletions(self, names: set[str], bases: list[int], kept: int) -> None:
+        """Segments before `kept` lie wholly below the checkpointed log start: retention or
+        DeleteRecords checkpointed the new start and a crash came before they were deleted.
+        Finish the job."""
         for base in bases:
-            if base < start:
+            if base < kept:
                 log.warning(
                     "%s: finishing an interrupted deletion of segment %s (below log start %d)",
                     self.name,
                     segment_name(base),
-                    start,
+                    self._log_start_offset,
                 )
                 for suffix in (*SEGMENT_SUFFIXES[1:], SEGMENT_SUFFIXES[0]):
                     self.storage.remove(os.path.join(self.directory, segment_name(base) + suffix))
         for suffix in SEGMENT_SUFFIXES[1:]:
             for base in _numbered(names, suffix):
-                if base < start:
+                if base < kept:
                     self.storage.remove(os.path.join(self.directory, segment_name(base) + suffix))
 
-    def _check_orphans(self, names: set[str], bases: set[int], start: int | None) -> None:
+    def _check_orphans(self, names: set[str], bases: set[int], kept: int) -> None:
         """An index without its segment: the segment was lost (deletion removes it last)."""
         for suffix in SEGMENT_SUFFIXES[1:]:
             for base in _numbered(names, suffix):
-                if base not in bases and (start is None or base >= start):
+                if base not in bases and base >= kept:
                     raise CorruptLog(
                         os.path.join(self.directory, segment_name(base) + ".log"),
                         None,
@@ -494,7 +536,9 @@ class PartitionLog:
 
     @property
     def log_start_offset(self) -> int:
-        return self.segments[0].base_offset if self.segments else 0
+        if not self.segments:
+            return self._log_start_offset
+        return max(self._log_start_offset, self.segments[0].base_offset)
 
     @property
     def log_end_offset(self) -> int:
@@ -662,7 +706,9 @@ class PartitionLog:
         first_unstable = self.producers.first_unstable_offset()
         if first_unstable is None:
             return self.high_watermark
-        return min(first_unstable, self.high_watermark)
+        # A transaction DeleteRecords cut into is unstable from the log start on, as in Kafka's
+        # maybeIncrementFirstUnstableOffset: the LSO never lies below the log start.
+        return min(max(first_unstable, self.log_start_offset), self.high_watermark)
 
     def aborted_transactions(self, fetch_offset: int, upper_offset: int) -> list[AbortedTxn]:
         """Aborted transactions overlapping [fetch_offset, upper_offset), for read_committed
@@ -725,24 +771,28 @@ class PartitionLog:
 
     def offset_for_timestamp(self, timestamp: int, limit_offset: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record below `limit_offset` whose timestamp is at
-        least `timestamp` (ListOffsets by timestamp). The indexes find the batch; only that
+        least `timestamp` (ListOffsets by timestamp), none below the log start (Kafka's
+        `findOffsetByTimestamp` from the log start). The indexes find the batch; only that
         batch's records are decoded."""
+        log_start = self.log_start_offset
         for segment in self.segments:
             if segment.max_timestamp < timestamp:
                 continue
-            start = segment.time_index.lookup(timestamp)
+            start = max(segment.time_index.lookup(timestamp), log_start)
             _, position = segment.offset_index.lookup(start)
             for batch_position, header in segment.batches(position):
                 if header.base_offset >= limit_offset:
                     return None
                 if header.max_timestamp < timestamp or header.is_control:
                     continue
+                if header.last_offset < log_start:
+                    continue
                 batch = segment.read(batch_position, batch_position + header.size)
                 stamps = self._timestamps(batch, header)
                 if stamps is None:  # undecodable within the bound: the batch as a whole
-                    return header.base_offset, header.max_timestamp
+                    return max(header.base_offset, log_start), header.max_timestamp
                 for offset, record_timestamp in stamps:
-                    if record_timestamp >= timestamp and offset < limit_offset:
+                    if record_timestamp >= timestamp and log_start <= offset < limit_offset:
                         return offset, record_timestamp
         return None
 
@@ -815,23 +865,66 @@ class PartitionLog:
             total -= oldest.size
             doomed += 1
         if doomed:
+            start = max(self.segments[doomed].base_offset, self.log_start_offset)
+            try:
+                self._checkpoint_start(start)
+            except OSError as exc:
+                log.warning(
+                    "%s: retention postponed, log start not checkpointed: %s", self.name, exc
+                )
+                return 0
             self._delete_oldest(doomed)
         return doomed
 
-    def _delete_oldest(self, count: int) -> None:
-        start = self.segments[count].base_offset
-        try:
-            self.storage.write_atomic(
-                os.path.join(self.directory, LOG_START_FILE), f"{start}\n".encode()
+    def delete_records(self, offset: int) -> bool:
+        """DeleteRecords: move the log start offset up to `offset` (Kafka's
+        `maybeIncrementLogStartOffset`) and delete the segments wholly below it. True if it
+        moved; an offset at or below the log start changes nothing.
+
+        The high watermark bounds it, not the last stable offset: Kafka lets a client delete
+        into an open transaction, whose records then read from the log start on. Producer state
+        is kept. Raises `OffsetOutOfRange` beyond the high watermark, `StorageError` when the
+        log is offline or the new start cannot be checkpointed (nothing changed then)."""
+        self.check_online()
+        if not 0 <= offset <= self.high_watermark:
+            raise OffsetOutOfRange(
+                f"cannot move the log start of {self.name} to {offset}: the high watermark "
+                f"is {self.high_watermark}"
             )
+        if offset <= self.log_start_offset:
+            return False
+        try:
+            self._checkpoint_start(offset)
         except OSError as exc:
-            log.warning("%s: retention postponed, log start not checkpointed: %s", self.name, exc)
-            return
+            raise StorageError(f"{self.name}: log start not checkpointed: {exc}") from exc
+        doomed = 0
+        while doomed < len(self.segments) - 1 and self.segments[doomed + 1].base_offset <= offset:
+            doomed += 1
+        self._delete_oldest(doomed)
+        return True
+
+    def _checkpoint_start(self, start: int) -> None:
+        """Durably record the new log start before any segment below it goes: a crash between
+        the two leaves segments the next start deletes, never a log that looks shortened."""
+        self.storage.write_atomic(
+            os.path.join(self.directory, LOG_START_FILE), f"{start}\n".encode()
+        )
+        self._log_start_offset = start
+
+    def _delete_oldest(self, count: int) -> None:
         for oldest in self.segments[:count]:
             if oldest in self._unsynced:
                 self._unsynced.remove(oldest)
             oldest.delete(self.storage)
         del self.segments[:count]
+
+
+def first_kept_segment(bases: list[int], log_start_offset: int) -> int:
+    """The base offset of the segment holding `log_start_offset` (the largest at or below it):
+    the segments before it hold only offsets below the log start. `log_start_offset` itself
+    when no segment begins at or below it (none is left, or the first one is missing)."""
+    holding = [base for base in bases if base <= log_start_offset]
+    return holding[-1] if holding else log_start_offset
 
 
 def _numbered(names: set[str], suffix: str) -> list[int]:

@@ -144,7 +144,9 @@ def _copy(files: PartitionFiles, staging: str | None, interval: int, outcome: Ou
         segment = open_segment(files.directory, base)
         try:
             opened = False
-            for item in walk(segment, max(base, expected)):
+            # The first segment may begin below the log start (DeleteRecords): walk it whole.
+            first = base if previous is None else max(base, expected)
+            for item in walk(segment, first):
                 if isinstance(item, Damage):
                     cause = cause or f"damage at {name} byte {item.start}"
                     continue
@@ -165,10 +167,12 @@ def _copy(files: PartitionFiles, staging: str | None, interval: int, outcome: Ou
             cause = f"{log_name(base)} missing, its {suffix} is there"
     if cause is not None:
         outcome.lost.append(Lost(expected, None, cause))
-    writer.finish(expected if not writer.segments else None)
+    # DeleteRecords may have put the log start inside the first segment: it stays there.
+    outcome.log_start = writer.finish(
+        expected if not writer.segments else None, files.expected_start
+    )
     outcome.kept_batches = writer.batches
     outcome.segments = writer.segments
-    outcome.log_start = writer.segments[0][0]
 
 
 class _Writer:
@@ -197,17 +201,19 @@ class _Writer:
         self.segments[-1] = (self.segments[-1][0], header.next_offset)
         self.batches += 1
 
-    def finish(self, empty_log_start: int | None) -> None:
+    def finish(self, empty_log_start: int | None, log_start: int) -> int:
         """Close the last segment; with nothing kept, write one empty segment at
-        `empty_log_start` (the loader needs a segment). Checkpoint the log start if above 0."""
+        `empty_log_start` (the loader needs a segment). Checkpoint the log start (the first
+        segment's base, or `log_start` if later) if above 0, and return it."""
         if empty_log_start is not None:
             self.start_segment(empty_log_start)
         self._close()
-        start = self.segments[0][0]
+        start = max(self.segments[0][0], log_start)
         if self.directory is not None and start > 0:
             OsStorage().write_atomic(
                 os.path.join(self.directory, LOG_START_FILE), f"{start}\n".encode()
             )
+        return start
 
     def _close(self) -> None:
         if self._open is not None:

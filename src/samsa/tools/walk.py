@@ -13,7 +13,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from samsa.log.partition import LOG_START_FILE, SEGMENT_SUFFIXES, SNAPSHOT_SUFFIX
+from samsa.log.partition import (
+    LOG_START_FILE,
+    SEGMENT_SUFFIXES,
+    SNAPSHOT_SUFFIX,
+    first_kept_segment,
+)
 from samsa.log.segment import Segment, batch_problem, segment_name
 from samsa.protocol.batch import BatchHeader, crc_ok
 from samsa.tools.readonly import ReadOnlyStorage
@@ -91,8 +96,8 @@ class PartitionFiles:
     directory: str
     log_start: int | None  # the checkpointed log start (`log-start-offset`), if any
     log_start_problem: str | None  # why the checkpoint could not be read
-    bases: list[int]  # base offsets of the `.log` files at or above the log start
-    below_start: list[int]  # `.log` files retention was deleting: the broker finishes the job
+    bases: list[int]  # base offsets of the `.log` files from the one holding the log start
+    below_start: list[int]  # `.log` files wholly below the log start: the broker deletes them
     orphans: list[tuple[int, str]]  # (base offset, suffix) of index files without their log
     snapshots: list[int]  # offsets of the producer snapshots
 
@@ -113,13 +118,14 @@ def list_partition(directory: str) -> PartitionFiles:
         else:
             problem = f"unreadable log start checkpoint: {text[:40]!r}"
     logs = _numbered(names, ".log")
-    below = [] if log_start is None else [b for b in logs if b < log_start]
+    kept = first_kept_segment(logs, 0 if log_start is None else log_start)
+    below = [b for b in logs if b < kept]
     bases = [b for b in logs if b not in below]
     orphans = [
         (base, suffix)
         for suffix in SEGMENT_SUFFIXES[1:]
         for base in _numbered(names, suffix)
-        if base not in logs and (log_start is None or base >= log_start)
+        if base not in logs and base >= kept
     ]
     return PartitionFiles(
         directory,
