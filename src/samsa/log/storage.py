@@ -62,6 +62,7 @@ class Storage(Protocol):
     def read_all(self, path: str) -> bytes | None: ...
     def write_atomic(self, path: str, data: bytes) -> None: ...
     def sync_dir(self, path: str) -> None: ...
+    def disk_space(self, path: str) -> tuple[int, int]: ...  # (total, usable) bytes
 
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND
@@ -342,3 +343,9 @@ class OsStorage:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def disk_space(self, path: str) -> tuple[int, int]:
+        """The size of the file system holding `path` and what an unprivileged writer may
+        still use of it (Java's `FileStore.getTotalSpace` and `getUsableSpace`)."""
+        usage = shutil.disk_usage(path)
+        return usage.total, usage.free

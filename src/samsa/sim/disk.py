@@ -220,6 +220,10 @@ class SimDisk:
     def sync_dir(self, path: str) -> None:
         pass
 
+    def disk_space(self, path: str) -> tuple[int, int]:
+        """A disk without a size: unknown, as DescribeLogDirs says it (-1)."""
+        return -1, -1
+
     def crash(self, rng: random.Random, torn_probability: float) -> None:
         """The machine dies: every file falls back to what was durable (or torn beyond it)."""
         for file in self.files.values():

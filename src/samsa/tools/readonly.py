@@ -9,6 +9,7 @@ a changed data dir.
 from __future__ import annotations
 
 import os
+import shutil
 
 from samsa.log.storage import Bytes, DirLock
 
@@ -92,3 +93,7 @@ class ReadOnlyStorage:
 
     def sync_dir(self, path: str) -> None:
         raise _refuse(f"sync {path}")
+
+    def disk_space(self, path: str) -> tuple[int, int]:
+        usage = shutil.disk_usage(path)
+        return usage.total, usage.free
