@@ -44,12 +44,26 @@ from kio.schema.create_topics.v7.request import (
     CreateTopicsRequest,
 )
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
+from kio.schema.delete_records.v2.request import (
+    DeleteRecordsPartition,
+    DeleteRecordsRequest,
+    DeleteRecordsTopic,
+)
 from kio.schema.delete_topics.v5.request import DeleteTopicsRequest as DeleteTopicsRequestV5
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
 from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
+from kio.schema.describe_log_dirs.v5.request import (
+    DescribableLogDirTopic,
+    DescribeLogDirsRequest,
+)
 from kio.schema.describe_producers.v0.request import DescribeProducersRequest, TopicRequest
+from kio.schema.describe_topic_partitions.v0.request import (
+    Cursor,
+    DescribeTopicPartitionsRequest,
+)
+from kio.schema.describe_topic_partitions.v0.request import TopicRequest as DescribedTopic
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
 from kio.schema.end_txn.v4.request import EndTxnRequest
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
@@ -62,13 +76,14 @@ from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.join_group.v9.request import JoinGroupRequest, JoinGroupRequestProtocol
 from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
 from kio.schema.leave_group.v5.request import LeaveGroupRequest, MemberIdentity
-from kio.schema.list_groups.v4.request import ListGroupsRequest
+from kio.schema.list_groups.v5.request import ListGroupsRequest
 from kio.schema.list_offsets.v7.request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
     ListOffsetsTopic,
 )
 from kio.schema.list_transactions.v1.request import ListTransactionsRequest
+from kio.schema.metadata.v10.request import MetadataRequest as MetadataRequestV10
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequest,
@@ -249,6 +264,7 @@ def script(s: Session) -> None:
     produce_and_fetch(s)
     transactions(s)
     groups(s)
+    records_and_partitions(s)
     not_served(s)
 
 
@@ -816,6 +832,8 @@ def groups(s: Session) -> None:
     )
     each(s, "list-groups", ListGroupsRequest())
     each(s, "list-groups filtered", ListGroupsRequest(states_filter=("Stable",)), first=4)
+    each(s, "list-groups typed", ListGroupsRequest(types_filter=("Classic",)), first=5)
+    each(s, "list-groups other type", ListGroupsRequest(types_filter=("consumer",)), first=5)
     each(
         s,
         "offset-delete",
@@ -889,6 +907,69 @@ def groups(s: Session) -> None:
             ),
             version,
         )
+
+
+def records_and_partitions(s: Session) -> None:
+    """Metadata v8-10's cluster operations, DescribeTopicPartitions, DeleteRecords and
+    DescribeLogDirs (issue 15)."""
+    each(
+        s,
+        "metadata cluster operations",
+        MetadataRequestV10(
+            topics=(),
+            allow_auto_topic_creation=False,
+            include_cluster_authorized_operations=True,
+            include_topic_authorized_operations=False,
+        ),
+        first=8,
+    )
+    named = (DescribedTopic(name=TopicName(n)) for n in (TOPIC, "compact", "missing", "bad name!"))
+    s.send("describe-topic-partitions named", DescribeTopicPartitionsRequest(topics=tuple(named)))
+    s.send(
+        "describe-topic-partitions page",
+        DescribeTopicPartitionsRequest(
+            topics=(),
+            response_partition_limit=i32(2),
+            cursor=Cursor(topic_name=TopicName(TOPIC), partition_index=i32(1)),
+        ),
+    )
+    s.send(
+        "describe-topic-partitions bad cursor",
+        DescribeTopicPartitionsRequest(
+            topics=(DescribedTopic(name=TopicName(TOPIC)),),
+            cursor=Cursor(topic_name=TopicName("compact"), partition_index=i32(0)),
+        ),
+    )
+    asked = {TOPIC: {0: 1, 1: 99, 7: 0}, "compact": {0: 0}, "__consumer_offsets": {0: 0}}
+    each(
+        s,
+        "delete-records",
+        DeleteRecordsRequest(
+            topics=tuple(
+                DeleteRecordsTopic(
+                    name=TopicName(name),
+                    partitions=tuple(
+                        DeleteRecordsPartition(partition_index=i32(p), offset=i64(o))
+                        for p, o in offsets.items()
+                    ),
+                )
+                for name, offsets in asked.items()
+            ),
+            timeout=ms(1000),
+        ),
+    )
+    # The data dir's path and its disk's size differ from run to run: the recording has neither.
+    s.broker.storage.disk_space = lambda path: (1 << 40, 1 << 39)  # type: ignore[method-assign]
+    data_dir = os.path.abspath(s.broker.data_dir).encode().hex()
+    wanted = (DescribableLogDirTopic(topic=TopicName(TOPIC), partitions=(i32(1), i32(5))),)
+    for label, request in (
+        ("describe-log-dirs", DescribeLogDirsRequest(topics=None)),
+        ("describe-log-dirs named", DescribeLogDirsRequest(topics=wanted)),
+    ):
+        for version in served(request):
+            s.send(label, request, version)
+            name, answer = s.recorded[-1]
+            s.recorded[-1] = (name, answer.replace(data_dir, "<data dir>"))
 
 
 def not_served(s: Session) -> None:

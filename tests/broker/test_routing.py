@@ -29,11 +29,10 @@ from samsa.protocol.codec import Request
 # Request fields of a served version that the highest served version does not have. A handler
 # cannot read them: each is either one samsa has no use for, or moved by the route's view.
 DROPPED = {
-    # Metadata v8-10 ask for the cluster's authorized operations; samsa always omits them.
-    (ApiKey.METADATA, "include_cluster_authorized_operations"),
     # OffsetCommit v2-4's retention time (gone in v5, KIP-211): samsa never used it.
     (ApiKey.OFFSET_COMMIT, "retention_time"),
-    # Moved by the views.
+    # Moved by the views (Metadata's: a subclass of v12 that keeps it).
+    (ApiKey.METADATA, "include_cluster_authorized_operations"),
     (ApiKey.FIND_COORDINATOR, "key"),
     (ApiKey.LEAVE_GROUP, "member_id"),
     (ApiKey.DELETE_TOPICS, "topic_names"),

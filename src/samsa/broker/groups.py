@@ -26,8 +26,8 @@ from kio.schema.join_group.v9.response import JoinGroupResponse, JoinGroupRespon
 from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
 from kio.schema.leave_group.v5.request import LeaveGroupRequest, MemberIdentity
 from kio.schema.leave_group.v5.response import LeaveGroupResponse, MemberResponse
-from kio.schema.list_groups.v4.request import ListGroupsRequest
-from kio.schema.list_groups.v4.response import ListedGroup, ListGroupsResponse
+from kio.schema.list_groups.v5.request import ListGroupsRequest
+from kio.schema.list_groups.v5.response import ListedGroup, ListGroupsResponse
 from kio.schema.offset_commit.v8.request import OffsetCommitRequest
 from kio.schema.offset_commit.v8.response import (
     OffsetCommitResponse,
@@ -68,7 +68,7 @@ from samsa.broker.txn import offsets_partition
 from samsa.coordinator.group import commits
 from samsa.coordinator.group.commits import OffsetToCommit
 from samsa.coordinator.group.coordinator import JoinRequest, JoinResult, SyncResult
-from samsa.coordinator.group.states import GroupState
+from samsa.coordinator.group.states import GroupState, GroupType
 from samsa.durability import Slot
 from samsa.protocol import versions
 from samsa.protocol.batch import BatchHeader
@@ -409,15 +409,21 @@ def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) 
 
 # --------------------------------------------------------------------- admin
 def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> Outcome:
-    states = set(request.payload.states_filter)
+    """As Kafka's GroupMetadataManager.listGroups: both filters ignore case (states also
+    surrounding blanks); a type Kafka does not know matches no group."""
+    states = {state.strip().lower() for state in request.payload.states_filter}
+    types = {GroupType.parse(name) for name in request.payload.types_filter}
     groups = tuple(
         ListedGroup(
             group_id=GroupId(g.group_id),
             protocol_type=g.protocol_type or "",
             group_state=g.state.value,
+            group_type=g.type.value,
         )
         for g in broker.groups.groups.values()
-        if g.state is not GroupState.DEAD and (not states or g.state.value in states)
+        if g.state is not GroupState.DEAD
+        and (not states or g.state.value.lower() in states)
+        and (not types or g.type in types)
     )
     return reply(
         request,

@@ -12,11 +12,14 @@ from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.create_partitions.v3.request import CreatePartitionsRequest
 from kio.schema.create_topics.v7.request import CreateTopicsRequest
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
+from kio.schema.delete_records.v2.request import DeleteRecordsRequest
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest
 from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
+from kio.schema.describe_log_dirs.v5.request import DescribeLogDirsRequest
 from kio.schema.describe_producers.v0.request import DescribeProducersRequest
+from kio.schema.describe_topic_partitions.v0.request import DescribeTopicPartitionsRequest
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
 from kio.schema.end_txn.v4.request import EndTxnRequest
 from kio.schema.fetch.v12.request import FetchRequest
@@ -25,10 +28,9 @@ from kio.schema.heartbeat.v4.request import HeartbeatRequest
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.join_group.v9.request import JoinGroupRequest
 from kio.schema.leave_group.v5.request import LeaveGroupRequest
-from kio.schema.list_groups.v4.request import ListGroupsRequest
+from kio.schema.list_groups.v5.request import ListGroupsRequest
 from kio.schema.list_offsets.v7.request import ListOffsetsRequest
 from kio.schema.list_transactions.v1.request import ListTransactionsRequest
-from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.offset_commit.v8.request import OffsetCommitRequest
 from kio.schema.offset_delete.v0.request import OffsetDeleteRequest
 from kio.schema.offset_fetch.v7.request import OffsetFetchRequest
@@ -38,7 +40,17 @@ from kio.schema.sync_group.v5.request import SyncGroupRequest
 from kio.schema.txn_offset_commit.v3.request import TxnOffsetCommitRequest
 from kio.schema.write_txn_markers.v1.request import WriteTxnMarkersRequest
 
-from samsa.broker import admin, fetch, groups, metadata, offsets, produce, txn
+from samsa.broker import (
+    admin,
+    describe_topics,
+    fetch,
+    groups,
+    logs,
+    metadata,
+    offsets,
+    produce,
+    txn,
+)
 from samsa.broker.routing import Handler, route
 from samsa.protocol.apis import ApiKey
 
@@ -48,7 +60,7 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(FetchRequest, fetch.handle_fetch),
         route(ListOffsetsRequest, offsets.handle_list_offsets),
         route(OffsetForLeaderEpochRequest, offsets.handle_offset_for_leader_epoch),
-        route(MetadataRequest, metadata.handle_metadata),
+        route(metadata.MetadataRequestView, metadata.handle_metadata),
         route(ApiVersionsRequest, metadata.handle_api_versions),
         route(DescribeClusterRequest, metadata.handle_describe_cluster),
         route(CreateTopicsRequest, admin.handle_create_topics),
@@ -75,5 +87,8 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(DescribeGroupsRequest, groups.handle_describe_groups),
         route(DeleteGroupsRequest, groups.handle_delete_groups),
         route(OffsetDeleteRequest, groups.handle_offset_delete),
+        route(DeleteRecordsRequest, logs.handle_delete_records),
+        route(DescribeLogDirsRequest, logs.handle_describe_log_dirs),
+        route(DescribeTopicPartitionsRequest, describe_topics.handle_describe_topic_partitions),
     ]
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
@@ -51,6 +51,27 @@ def authorized(operations: i32, asked: bool) -> i32:
     """The authorized-operations field: the bit field if the client asked, else Kafka's
     "omitted" marker."""
     return operations if asked else AUTHORIZED_OPERATIONS_OMITTED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataRequestView(MetadataRequest):
+    """Metadata v12 with v8-10's `include_cluster_authorized_operations`, which v11 dropped
+    (KIP-700: DescribeCluster asks instead) but clients still send, librdkafka's
+    describe_cluster among them. Converting any version up to it keeps the flag."""
+
+    include_cluster_authorized_operations: bool = field(
+        metadata={"kafka_type": "bool"}, default=False
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataResponseView(MetadataResponse):
+    """Metadata v12's response with v8-10's `cluster_authorized_operations`: converting it
+    down to v8-10 writes it, to v11+ drops it."""
+
+    cluster_authorized_operations: i32 = field(
+        metadata={"kafka_type": "int32"}, default=AUTHORIZED_OPERATIONS_OMITTED
+    )
 
 
 LEADER_EPOCH = 0
@@ -135,7 +156,7 @@ def _topic_id(wanted: MetadataRequestTopic) -> uuid.UUID | None:
     return topic_id if topic_id is not None and topic_id.int else None
 
 
-def handle_metadata(broker: Broker, request: Request[MetadataRequest]) -> Outcome:
+def handle_metadata(broker: Broker, request: Request[MetadataRequestView]) -> Outcome:
     body = request.payload
     # v0: an empty list means every topic; v1+: null means every topic.
     asked = None if request.api_version == 0 and not body.topics else body.topics
@@ -170,7 +191,7 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequest]) -> Outcom
     node = BrokerId(broker.node_id)
     return reply(
         request,
-        MetadataResponse(
+        MetadataResponseView(
             throttle_time=NO_THROTTLE,
             brokers=(
                 MetadataResponseBroker(
@@ -180,6 +201,9 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequest]) -> Outcom
             cluster_id=broker.cluster_id,
             controller_id=node,
             topics=tuple(topics),
+            cluster_authorized_operations=authorized(
+                CLUSTER_OPERATIONS, body.include_cluster_authorized_operations
+            ),
         ),
     )
 

@@ -16,9 +16,14 @@ from typing import Any
 
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.list_offsets.v7.request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
-from kio.schema.types import TopicName
-from kio.static.primitive import Records, i16, i32, i32Timedelta, i64
+from kio.schema.types import BrokerId, TopicName
+from kio.static.primitive import Records, i8, i16, i32, i32Timedelta, i64
 from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.admin.client import parse_bootstrap
@@ -165,6 +170,29 @@ def fetch_request(topic: str, partitions: list[int], offset: int = 0) -> FetchRe
             ),
         ),
         forgotten_topics_data=(),
+    )
+
+
+def list_offsets_request(
+    topic: str, partition: int, timestamp: int, isolation_level: int = 0
+) -> ListOffsetsRequest:
+    """ListOffsets v7 for one partition: -1 latest, -2 earliest, -3 max timestamp, or a
+    timestamp; isolation 0 read_uncommitted, 1 read_committed."""
+    return ListOffsetsRequest(
+        replica_id=BrokerId(-1),
+        isolation_level=i8(isolation_level),
+        topics=(
+            ListOffsetsTopic(
+                name=TopicName(topic),
+                partitions=(
+                    ListOffsetsPartition(
+                        partition_index=i32(partition),
+                        current_leader_epoch=i32(-1),
+                        timestamp=i64(timestamp),
+                    ),
+                ),
+            ),
+        ),
     )
 
 

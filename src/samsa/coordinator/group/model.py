@@ -6,7 +6,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from samsa.coordinator.group.states import GroupState
+from samsa.coordinator.group.states import GroupState, GroupType
 from samsa.durability import Slot
 
 
@@ -45,6 +45,11 @@ class Group:
     pending_members: dict[str, int] = field(default_factory=dict)
     rebalance_deadline_ms: int = 0
     join_ready_ms: int = 0  # group.initial.rebalance.delay.ms for a group that was empty
+
+    @property
+    def type(self) -> GroupType:
+        """The JoinGroup/SyncGroup protocol's groups are Kafka's classic ones."""
+        return GroupType.CLASSIC
 
     def static_member(self, instance_id: str) -> Member | None:
         for member in self.members.values():

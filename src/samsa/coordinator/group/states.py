@@ -1,4 +1,5 @@
-"""Consumer group states and their transitions, as data (Kafka's classic GroupState)."""
+"""Consumer group states and their transitions, as data (Kafka's classic GroupState), and
+group types."""
 
 from __future__ import annotations
 
@@ -11,6 +12,24 @@ class GroupState(Enum):
     COMPLETING_REBALANCE = "CompletingRebalance"
     STABLE = "Stable"
     DEAD = "Dead"
+
+
+class GroupType(Enum):
+    """Which protocol a group speaks (Kafka's Group.GroupType, KIP-848): ListGroups v5 lists
+    and filters groups by it."""
+
+    CONSUMER = "consumer"
+    CLASSIC = "classic"
+    SHARE = "share"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, name: str) -> GroupType:
+        """Case-insensitive; a name Kafka does not know is UNKNOWN, which no group has."""
+        try:
+            return cls(name.lower())
+        except ValueError:
+            return cls.UNKNOWN
 
 
 G = GroupState
