@@ -22,8 +22,11 @@ from confluent_kafka import (
 from confluent_kafka.admin import AclOperation, AdminClient, OffsetSpec
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTopicPartition
+from kio.schema.errors import ErrorCode
+from kio.schema.list_groups.v5.request import ListGroupsRequest
 
 from samsa.testing import EmbeddedBroker
+from samsa.testing.wire import Conn
 
 from .support import DEADLINE_S, admin_error_code, create_topic
 
@@ -215,3 +218,23 @@ def test_list_consumer_groups_by_type(admin: AdminClient, stable_group: str) -> 
     assert stable_group in listed(
         types={ConsumerGroupType.CLASSIC}, states={ConsumerGroupState.STABLE}
     )
+
+
+def test_list_groups_filters_ignore_case(samsa_broker: EmbeddedBroker, stable_group: str) -> None:
+    """As Kafka's GroupMetadataManager.listGroups: " stable " finds Stable groups (v4+), "CLASSIC"
+    classic ones (v5), and a type Kafka does not know finds none."""
+    with Conn(samsa_broker.bootstrap) as conn:
+        for states, types, found in (
+            ((" stable ",), (), True),
+            (("STABLE",), ("CLASSIC",), True),
+            ((), ("Classic", "share"), True),
+            ((), ("no-such-type",), False),
+            (("empty",), (), False),
+        ):
+            answer = conn.request(ListGroupsRequest(states_filter=states, types_filter=types))
+            assert answer.error_code == ErrorCode.none
+            listed = {g.group_id: g for g in answer.groups}
+            assert (stable_group in listed) == found, (states, types)
+            if found:
+                assert listed[stable_group].group_type == "classic"
+                assert listed[stable_group].group_state == "Stable"
