@@ -10,6 +10,7 @@ import struct
 
 import confluent_kafka
 
+from samsa.log.partition import LOG_START_FILE
 from samsa.log.segment import segment_name
 from samsa.testing.damage import flip_byte
 from samsa.testing.embedded import embedded_broker
@@ -238,3 +239,15 @@ def test_verify_changes_nothing_even_with_files_missing(
         f"{TOPIC}-0/{segment_name(base)}.index: empty, though the log holds data (the broker "
         "rebuilds it when it loads)"
     )
+
+
+def test_a_log_start_inside_the_first_segment_is_no_finding(
+    data_dir: str, batches: list[Batch]
+) -> None:
+    """DeleteRecords leaves the log start inside a segment; the segments below it are gone."""
+    second = segments(batches)[1]
+    remove_segment(partition(data_dir), 0)
+    with open(os.path.join(partition(data_dir), LOG_START_FILE), "w") as f:
+        f.write(f"{in_segment(batches, second)[1].first}\n")
+    verified = samsa("verify", "--data-dir", data_dir)
+    assert verified.returncode == 0, verified.stdout

@@ -327,3 +327,25 @@ def test_the_broker_serves_the_repaired_partition(data_dir: str) -> None:
         )
         producer.flush(10)
         assert delivered == [written[-1].last + 1]
+
+
+def test_a_log_start_inside_the_first_segment_stays_there(
+    data_dir: str, batches: list[Batch]
+) -> None:
+    """DeleteRecords left the log start inside the first segment: repair keeps the batches
+    before it in that segment, loses nothing there, and checkpoints the same start."""
+    second = segments(batches)[1]
+    remove_segment(partition(data_dir), 0)
+    start = in_segment(batches, second)[1].first
+    with open(os.path.join(partition(data_dir), LOG_START_FILE), "w") as f:
+        f.write(f"{start}\n")
+    damaged = in_segment(batches, segments(batches)[-1])[0]
+    flip_byte(os.path.join(partition(data_dir), damaged.log), damaged.position + 40)
+    lines = run_repair(data_dir)
+    assert [line for line in lines if line.startswith("lost")] == [
+        f"lost offsets {damaged.first}-{damaged.last} (damage at {damaged.log} byte "
+        f"{damaged.position})"
+    ]
+    with open(os.path.join(partition(data_dir), LOG_START_FILE)) as f:
+        assert f.read() == f"{start}\n"
+    assert read_back(data_dir, recover=False).log_start_offset == start
