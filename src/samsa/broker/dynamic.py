@@ -1,0 +1,136 @@
+"""The broker's dynamic configs: set by AlterConfigs / IncrementalAlterConfigs on the BROKER
+resource, persisted in `broker-configs.json`, and laid over the static ones at every start.
+
+As Kafka (`DynamicBrokerConfig`), a config is set for this broker (resource name "1",
+DYNAMIC_BROKER_CONFIG) or as the cluster default (resource name "", DYNAMIC_DEFAULT_BROKER_CONFIG);
+the first wins over the second, both over server.properties (STATIC_BROKER_CONFIG), all over the
+default (DEFAULT_CONFIG).
+
+What can be set: the broker configs Kafka lets change dynamically that are topic defaults
+(`DynamicLogConfig.ReconfigurableConfigs`: the first broker synonym of each topic config, less
+log.message.format.version), less samsa's two flush settings, which decide at start whether
+acknowledgements wait for fsync. A change takes effect at once: the topics that do not set the
+config themselves take the new value. Kafka's other dynamic configs (listeners, SSL, threads,
+connection limits) are refused, as Kafka refuses its static ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from enum import IntEnum
+
+from samsa.broker.configdef import BadValue, ConfigKey
+from samsa.broker.topic_configs import TOPIC_CONFIGS
+from samsa.config import DEFAULTS, BrokerConfig, ConfigError, broker_settings, load
+from samsa.log.storage import Storage
+
+DYNAMIC_CONFIGS_FILE = "broker-configs.json"
+
+
+class ConfigSource(IntEnum):
+    """`DescribeConfigsResponse.ConfigSource`."""
+
+    TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+
+
+# samsa reads these at start only: they decide whether an acknowledgement waits for fsync.
+_STATIC_IN_SAMSA = frozenset({"log.flush.interval.messages", "log.flush.interval.ms"})
+
+# Each dynamic broker config with its type and valid values: its topic config's, renamed.
+BROKER_KEYS: dict[str, ConfigKey] = {
+    spec.synonyms[0]: ConfigKey(
+        spec.synonyms[0], spec.key.type, spec.key.default, spec.key.doc, spec.key.validator
+    )
+    for name, spec in TOPIC_CONFIGS.items()
+    if spec.synonyms and name != "message.format.version"
+    if spec.synonyms[0] not in _STATIC_IN_SAMSA
+}
+
+
+class InvalidRequest(ValueError):
+    """A broker config change Kafka refuses with INVALID_REQUEST; the message is Kafka's."""
+
+
+Synonym = tuple[str, str, ConfigSource]
+
+
+class DynamicBrokerConfigs:
+    def __init__(self, storage: Storage, data_dir: str, static: BrokerConfig) -> None:
+        self.storage = storage
+        self.path = os.path.join(data_dir, DYNAMIC_CONFIGS_FILE)
+        self.static = static
+        self.per_broker: dict[str, str] = {}
+        self.cluster_default: dict[str, str] = {}
+
+    def load(self) -> None:
+        raw = self.storage.read_all(self.path)
+        saved = json.loads(raw) if raw else {}
+        self.per_broker = dict(saved.get("broker", {}))
+        self.cluster_default = dict(saved.get("cluster_default", {}))
+
+    def save(self) -> None:
+        data = {"broker": self.per_broker, "cluster_default": self.cluster_default}
+        self.storage.write_atomic(self.path, json.dumps(data, indent=1).encode())
+
+    def layer(self, per_broker: bool) -> dict[str, str]:
+        return self.per_broker if per_broker else self.cluster_default
+
+    def merged(self) -> dict[str, str]:
+        return {**self.cluster_default, **self.per_broker}
+
+    def effective(self) -> BrokerConfig:
+        """The static config with the dynamic values samsa has a setting for laid over it."""
+        return self._over_static(self.merged())
+
+    def check(self, configs: Mapping[str, str], per_broker: bool) -> BrokerConfig:
+        """The broker's config if the layer `per_broker` held just `configs`; `InvalidRequest`
+        with Kafka's message if Kafka would refuse them (`DynamicBrokerConfig.validateConfigs`)."""
+        fixed = sorted(name for name in configs if name not in BROKER_KEYS)
+        if fixed:
+            raise InvalidRequest(
+                f"Cannot update these configs dynamically: Set({', '.join(fixed)})"
+            )
+        for name, value in configs.items():
+            try:
+                BROKER_KEYS[name].check(value)
+            except BadValue as exc:
+                raise InvalidRequest(str(exc)) from None
+        if per_broker:
+            merged = {**self.cluster_default, **configs}
+        else:
+            merged = {**configs, **self.per_broker}
+        try:
+            return self._over_static(merged)
+        except ConfigError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    def _over_static(self, dynamic: Mapping[str, str]) -> BrokerConfig:
+        known = broker_settings(self.static)
+        return load({k: v for k, v in dynamic.items() if k in known}, base=self.static)
+
+    def synonyms(self, name: str, per_broker: bool = True) -> list[Synonym]:
+        """Where broker config `name`'s value comes from, the one in force first (Kafka's
+        `ConfigHelper.configSynonyms`); empty if no layer has it."""
+        found: list[Synonym] = []
+        if per_broker and name in self.per_broker:
+            found.append((name, self.per_broker[name], ConfigSource.DYNAMIC_BROKER_CONFIG))
+        if name in self.cluster_default:
+            found.append(
+                (name, self.cluster_default[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
+            )
+        if not per_broker:
+            return found
+        static, default = broker_settings(self.static), broker_settings(DEFAULTS)
+        if name in static and static[name] != default[name]:
+            found.append((name, static[name], ConfigSource.STATIC_BROKER_CONFIG))
+        if name in default:
+            found.append((name, default[name], ConfigSource.DEFAULT_CONFIG))
+        elif name in BROKER_KEYS:
+            found.append((name, BROKER_KEYS[name].default, ConfigSource.DEFAULT_CONFIG))
+        return found
