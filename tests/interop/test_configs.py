@@ -472,3 +472,77 @@ def test_kafka_python_alter_and_describe(broker: EmbeddedBroker) -> None:
     finally:
         client.close()
     assert described["topic"]["kp"]["segment.ms"]["value"] == "5000"
+
+
+# ----------------------------------------------------------------- librdkafka's own tests
+def test_librdkafka_0081_alter_configs(broker: EmbeddedBroker, admin: AdminClient) -> None:
+    """The resources librdkafka's 0081-admin AlterConfigs and IncrementalAlterConfigs tests
+    send, with the outcomes they expect of Kafka."""
+    create_topic(broker.bootstrap, "t0081", 1)
+    topic = {"compression.type": "gzip", "flush.ms": "12345678"}
+    relogin = {"sasl.kerberos.min.time.before.relogin": "58000"}
+    missing = {"compression.type": "lz4", "max.compaction.lag.ms": "3600000"}
+    resources = [
+        ConfigResource(TOPIC, "t0081", set_config=topic),
+        ConfigResource(BROKER, "1", set_config=relogin),
+        ConfigResource(TOPIC, "t0081-missing", set_config=missing),
+    ]
+    futures = admin.alter_configs(resources, request_timeout=DEADLINE_S)
+    futures[resources[0]].result(DEADLINE_S)
+    futures[resources[1]].result(DEADLINE_S)
+    assert failure(futures[resources[2]]).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+    incremental_resources = [
+        ConfigResource(
+            kind,
+            name,
+            incremental_configs=[
+                ConfigEntry(n, v, incremental_operation=SET) for n, v in c.items()
+            ],
+        )
+        for kind, name, c in (
+            (TOPIC, "t0081", topic),
+            (BROKER, "1", relogin),
+            (TOPIC, "t0081-missing", missing),
+            (ResourceType.GROUP, "my-group", {"consumer.session.timeout.ms": "50000"}),
+        )
+    ]
+    futures = admin.incremental_alter_configs(incremental_resources, request_timeout=DEADLINE_S)
+    codes = [
+        None if futures[r].exception() is None else failure(futures[r]).code()
+        for r in incremental_resources
+    ]
+    assert codes == [
+        None,
+        None,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.INVALID_REQUEST,  # samsa has no group configs (KIP-848's)
+    ]
+    # The test helper's calls: SET and APPEND, then DELETE and SUBTRACT, on a topic and on
+    # the broker.
+    for kind, name, first, second in (
+        (TOPIC, "t0081", ("compression.type", "lz4"), ("cleanup.policy", "compact")),
+        (BROKER, "1", ("background.threads", "9"), ("log.cleanup.policy", "compact")),
+    ):
+        incremental(admin, kind, name, [(*first, SET), (*second, APPEND)]).result(DEADLINE_S)
+        described = describe(admin, kind, name)
+        assert described[first[0]].value == first[1]
+        assert described[second[0]].value == "delete,compact"
+        incremental(admin, kind, name, [(*first, DELETE), (*second, SUBTRACT)]).result(DEADLINE_S)
+        described = describe(admin, kind, name)
+        assert described[second[0]].value == "delete"
+    assert describe(admin, BROKER, "1")["sasl.kerberos.min.time.before.relogin"].value == "58000"
+
+
+def test_librdkafka_0011_compaction_appended_acts_at_once(
+    broker: EmbeddedBroker, admin: AdminClient
+) -> None:
+    """0011-produce_batch: APPEND cleanup.policy=compact, and records without a key are
+    refused (INVALID_RECORD); SUBTRACT it, and they are taken again."""
+    create_topic(broker.bootstrap, "t0011", 1)
+    incremental(admin, TOPIC, "t0011", [("cleanup.policy", "compact", APPEND)]).result()
+    error, _, _ = produce_one(broker.bootstrap, "t0011", b"no key")
+    assert error is not None and error.code() == KafkaError.INVALID_RECORD
+    incremental(admin, TOPIC, "t0011", [("cleanup.policy", "compact", SUBTRACT)]).result()
+    error, _, offset = produce_one(broker.bootstrap, "t0011", b"no key")
+    assert error is None and offset == 0

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+SHORT_MIN, SHORT_MAX = -(2**15), 2**15 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -35,6 +36,13 @@ class ConfigType(IntEnum):
     LIST = 7
     CLASS = 8
     PASSWORD = 9
+
+
+_INTEGER_RANGES = {
+    ConfigType.SHORT: (SHORT_MIN, SHORT_MAX),
+    ConfigType.INT: (INT_MIN, INT_MAX),
+    ConfigType.LONG: (LONG_MIN, LONG_MAX),
+}
 
 
 class BadValue(ValueError):
@@ -70,8 +78,8 @@ def parse(name: str, value: str, kind: ConfigType) -> Value:
         if trimmed.lower() not in ("true", "false"):
             raise BadValue(name, value, "Expected value to be either true or false")
         return trimmed.lower() == "true"
-    if kind in (ConfigType.INT, ConfigType.LONG):
-        low, high = (INT_MIN, INT_MAX) if kind is ConfigType.INT else (LONG_MIN, LONG_MAX)
+    if kind in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[kind]
         if not _INTEGER.fullmatch(trimmed) or not low <= int(trimmed) <= high:
             raise BadValue(name, value, f"Not a number of type {kind.name}")
         return int(trimmed)

@@ -10,8 +10,12 @@ What can be set: the broker configs Kafka lets change dynamically that are topic
 (`DynamicLogConfig.ReconfigurableConfigs`: the first broker synonym of each topic config, less
 log.message.format.version), less samsa's two flush settings, which decide at start whether
 acknowledgements wait for fsync. A change takes effect at once: the topics that do not set the
-config themselves take the new value. Kafka's other dynamic configs (listeners, SSL, threads,
-connection limits) are refused, as Kafka refuses its static ones.
+config themselves take the new value; of these samsa acts on the synonyms of the topic configs
+it acts on (`topic_configs.ACTING`). Kafka's other dynamic configs about threads, the log
+cleaner, SASL, remote storage and metrics are stored and described, and change nothing
+(`STORED_ONLY`). The rest are refused as Kafka refuses its static ones: listeners, SSL
+(samsa speaks PLAINTEXT only), and the connection limits and producer.id.expiration.ms, which
+samsa reads at start.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 from collections.abc import Mapping
 from enum import IntEnum
 
-from samsa.broker.configdef import BadValue, ConfigKey
+from samsa.broker.configdef import BadValue, ConfigKey, ConfigType
 from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.config import DEFAULTS, BrokerConfig, ConfigError, broker_settings, load
 from samsa.log.storage import Storage
@@ -51,6 +55,50 @@ BROKER_KEYS: dict[str, ConfigKey] = {
     if spec.synonyms and name != "message.format.version"
     if spec.synonyms[0] not in _STATIC_IN_SAMSA
 }
+
+
+_LONG_MAX = str(2**63 - 1)
+# Kafka's other dynamic broker configs (`DynamicBrokerConfig.AllDynamicConfigs`), with their
+# types and defaults: samsa stores them and acts on none. True: per broker only (a listener
+# config, refused at the cluster-wide default).
+STORED_ONLY: dict[str, tuple[ConfigType, str, bool]] = {
+    "background.threads": (ConfigType.INT, "10", False),
+    "num.io.threads": (ConfigType.INT, "8", False),
+    "num.network.threads": (ConfigType.INT, "3", False),
+    "num.recovery.threads.per.data.dir": (ConfigType.INT, "2", False),
+    "num.replica.fetchers": (ConfigType.INT, "1", False),
+    "log.cleaner.backoff.ms": (ConfigType.LONG, "15000", False),
+    "log.cleaner.dedupe.buffer.size": (ConfigType.LONG, "134217728", False),
+    "log.cleaner.io.buffer.load.factor": (ConfigType.DOUBLE, "0.9", False),
+    "log.cleaner.io.buffer.size": (ConfigType.INT, "524288", False),
+    "log.cleaner.io.max.bytes.per.second": (ConfigType.DOUBLE, "1.7976931348623157E308", False),
+    "log.cleaner.threads": (ConfigType.INT, "1", False),
+    "max.connection.creation.rate": (ConfigType.INT, "2147483647", False),
+    "metric.reporters": (ConfigType.LIST, "", False),
+    "transaction.partition.verification.enable": (ConfigType.BOOLEAN, "true", False),
+    "remote.fetch.max.wait.ms": (ConfigType.INT, "500", False),
+    "remote.list.offsets.request.timeout.ms": (ConfigType.LONG, "30000", False),
+    "remote.log.index.file.cache.total.size.bytes": (ConfigType.LONG, "1073741824", False),
+    "remote.log.manager.copy.max.bytes.per.second": (ConfigType.LONG, _LONG_MAX, False),
+    "remote.log.manager.fetch.max.bytes.per.second": (ConfigType.LONG, _LONG_MAX, False),
+    "sasl.enabled.mechanisms": (ConfigType.LIST, "GSSAPI", True),
+    "sasl.kerberos.kinit.cmd": (ConfigType.STRING, "/usr/bin/kinit", True),
+    "sasl.kerberos.min.time.before.relogin": (ConfigType.LONG, "60000", True),
+    "sasl.kerberos.principal.to.local.rules": (ConfigType.LIST, "DEFAULT", True),
+    "sasl.kerberos.service.name": (ConfigType.STRING, "", True),
+    "sasl.kerberos.ticket.renew.jitter": (ConfigType.DOUBLE, "0.05", True),
+    "sasl.kerberos.ticket.renew.window.factor": (ConfigType.DOUBLE, "0.8", True),
+    "sasl.login.refresh.buffer.seconds": (ConfigType.SHORT, "300", True),
+    "sasl.login.refresh.min.period.seconds": (ConfigType.SHORT, "60", True),
+    "sasl.login.refresh.window.factor": (ConfigType.DOUBLE, "0.8", True),
+    "sasl.login.refresh.window.jitter": (ConfigType.DOUBLE, "0.05", True),
+    "sasl.mechanism.inter.broker.protocol": (ConfigType.STRING, "GSSAPI", True),
+}
+BROKER_KEYS.update(
+    (name, ConfigKey(name, kind, default, "Kafka's; samsa stores it and acts on none of it."))
+    for name, (kind, default, _) in STORED_ONLY.items()
+)
+PER_BROKER_ONLY = frozenset(name for name, (_, _, per_broker) in STORED_ONLY.items() if per_broker)
 
 
 class InvalidRequest(ValueError):

@@ -1,0 +1,86 @@
+"""Kafka's config checks, directly: `samsa.broker.configdef` and the topic config table."""
+
+from __future__ import annotations
+
+import pytest
+
+from samsa.broker import topic_configs
+from samsa.broker.configdef import BadValue, ConfigType, parse
+from samsa.broker.dynamic import BROKER_KEYS
+from samsa.broker.topic_configs import TOPIC_CONFIGS, InvalidConfig, check
+
+
+def test_every_default_passes_its_own_check() -> None:
+    for name, spec in TOPIC_CONFIGS.items():
+        spec.key.check(spec.key.default)
+        assert spec.key.name == name
+    for key in BROKER_KEYS.values():
+        key.check(key.default)
+
+
+def test_the_configs_kafka_39_defines() -> None:
+    assert len(TOPIC_CONFIGS) == 36
+    assert set(TOPIC_CONFIGS) >= topic_configs.ACTING
+    # log.message.format.version is not dynamic in Kafka; samsa's flush settings are static.
+    assert "log.message.format.version" not in BROKER_KEYS
+    assert "log.flush.interval.messages" not in BROKER_KEYS
+    assert "log.retention.ms" in BROKER_KEYS
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "parsed"),
+    [
+        (" 12 ", ConfigType.INT, 12),
+        ("+7", ConfigType.LONG, 7),
+        ("TRUE", ConfigType.BOOLEAN, True),
+        (" false", ConfigType.BOOLEAN, False),
+        ("0.5", ConfigType.DOUBLE, 0.5),
+        ("1e-3", ConfigType.DOUBLE, 0.001),
+        ("", ConfigType.LIST, []),
+        ("compact , delete", ConfigType.LIST, ["compact", "delete"]),
+        (" lz4 ", ConfigType.STRING, "lz4"),
+        ("32767", ConfigType.SHORT, 32767),
+    ],
+)
+def test_parse_as_kafka(value: str, kind: ConfigType, parsed: object) -> None:
+    assert parse("x", value, kind) == parsed
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "why"),
+    [
+        ("1.0", ConfigType.INT, "Not a number of type INT"),
+        ("9223372036854775808", ConfigType.LONG, "Not a number of type LONG"),
+        ("32768", ConfigType.SHORT, "Not a number of type SHORT"),
+        ("1_000", ConfigType.LONG, "Not a number of type LONG"),
+        ("yes", ConfigType.BOOLEAN, "Expected value to be either true or false"),
+        ("half", ConfigType.DOUBLE, "Not a number of type DOUBLE"),
+    ],
+)
+def test_parse_refuses_as_kafka(value: str, kind: ConfigType, why: str) -> None:
+    with pytest.raises(BadValue) as refused:
+        parse("x", value, kind)
+    assert str(refused.value) == f"Invalid value {value} for configuration x: {why}"
+
+
+@pytest.mark.parametrize(
+    "version", ["0.8.0", "0.10.0-IV1", "0.11.0-IV2", "1.0", "2.8-IV1", "3.7-IV4", "3.9.1"]
+)
+def test_message_format_versions(version: str) -> None:
+    check({"message.format.version": version})
+
+
+@pytest.mark.parametrize("version", ["0.8.0-IV0", "3.7-IV5", "4.0", "3", "x", ""])
+def test_message_format_versions_refused(version: str) -> None:
+    with pytest.raises(InvalidConfig, match="is not a valid version"):
+        check({"message.format.version": version})
+
+
+def test_nulls_and_names() -> None:
+    with pytest.raises(InvalidConfig) as refused:
+        check({"a": None, "retention.ms": "1", "b": None})
+    assert str(refused.value) == "Null value not supported for topic configs: a,b"
+    with pytest.raises(InvalidConfig) as refused:
+        check({"log.retention.ms": "1"})
+    assert str(refused.value) == "Unknown topic config name: log.retention.ms"
+    assert check({"retention.ms": " 5 "}) == {"retention.ms": " 5 "}
