@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+from samsa import config as broker_config
 from samsa.broker import topic_configs
 from samsa.broker.configdef import BadValue, ConfigType, parse
-from samsa.broker.dynamic import BROKER_KEYS
+from samsa.broker.core import Broker, Endpoint
+from samsa.broker.dynamic import BROKER_KEYS, DYNAMIC_CONFIGS_FILE
 from samsa.broker.topic_configs import TOPIC_CONFIGS, InvalidConfig, check
+from samsa.broker.topics import DataDirError
+from samsa.log.storage import OsStorage
 
 
 def test_every_default_passes_its_own_check() -> None:
@@ -84,3 +91,23 @@ def test_nulls_and_names() -> None:
         check({"log.retention.ms": "1"})
     assert str(refused.value) == "Unknown topic config name: log.retention.ms"
     assert check({"retention.ms": " 5 "}) == {"retention.ms": " 5 "}
+
+
+@pytest.mark.parametrize(
+    "saved", ["{not json", '["a list"]', '{"broker": {"message.max.bytes": "many"}}']
+)
+def test_a_damaged_broker_configs_file_refuses_the_start(tmp_path: Path, saved: str) -> None:
+    data_dir = str(tmp_path)
+    _open(data_dir).close()
+    with open(os.path.join(data_dir, DYNAMIC_CONFIGS_FILE), "w") as f:
+        f.write(saved)
+    with pytest.raises(DataDirError, match=r"broker-configs\.json cannot be used"):
+        _open(data_dir)
+    os.remove(os.path.join(data_dir, DYNAMIC_CONFIGS_FILE))
+    _open(data_dir).close()
+
+
+def _open(data_dir: str) -> Broker:
+    broker = Broker(broker_config.load({}), OsStorage(), data_dir, lambda: 0, Endpoint("x", 1))
+    broker.open()
+    return broker

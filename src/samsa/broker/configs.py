@@ -181,7 +181,8 @@ def _describe_broker(
             for config, value in dynamic.cluster_default.items()
         ]
     _check_broker_id(broker, name, " or empty string")
-    values = {**broker_settings(broker.config), **dynamic.merged()}
+    defaults = {name: key.default for name, key in BROKER_KEYS.items()}
+    values = {**defaults, **broker_settings(broker.config), **dynamic.merged()}
     return [
         _entry(
             config,

@@ -27,6 +27,7 @@ from enum import IntEnum
 
 from samsa.broker.configdef import BadValue, ConfigKey, ConfigType
 from samsa.broker.topic_configs import TOPIC_CONFIGS
+from samsa.broker.topics import DataDirError
 from samsa.config import DEFAULTS, BrokerConfig, ConfigError, broker_settings, load
 from samsa.log.storage import Storage
 
@@ -116,11 +117,22 @@ class DynamicBrokerConfigs:
         self.per_broker: dict[str, str] = {}
         self.cluster_default: dict[str, str] = {}
 
-    def load(self) -> None:
+    def load(self) -> BrokerConfig:
+        """Read the dynamic configs back; the broker's config with them. `DataDirError` if the
+        file cannot be read as samsa wrote it."""
         raw = self.storage.read_all(self.path)
-        saved = json.loads(raw) if raw else {}
-        self.per_broker = dict(saved.get("broker", {}))
-        self.cluster_default = dict(saved.get("cluster_default", {}))
+        try:
+            saved = json.loads(raw) if raw else {}
+            self.per_broker = {str(k): str(v) for k, v in saved.get("broker", {}).items()}
+            self.cluster_default = {
+                str(k): str(v) for k, v in saved.get("cluster_default", {}).items()
+            }
+            return self.effective()
+        except (ValueError, AttributeError) as exc:  # ConfigError is a ValueError
+            raise DataDirError(
+                f"{self.path} cannot be used ({exc}); correct or remove it (the dynamic broker "
+                "configs in it are then lost)"
+            ) from None
 
     def save(self) -> None:
         data = {"broker": self.per_broker, "cluster_default": self.cluster_default}

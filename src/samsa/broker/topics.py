@@ -485,6 +485,7 @@ class Topics:
             )
         topic.partitions.extend(built)
         self.topics[topic.name] = topic
+        self._refresh(topic)  # the configs may have changed while the partitions were made
         try:
             self._save()
         except OSError as exc:
