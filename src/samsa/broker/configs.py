@@ -180,7 +180,7 @@ def _describe_broker(
             )
             for config, value in dynamic.cluster_default.items()
         ]
-    _check_broker_id(broker, name, " or empty string")
+    _check_broker_id(broker, name, describing=True)
     defaults = {name: key.default for name, key in BROKER_KEYS.items()}
     values = {**defaults, **broker_settings(broker.config), **dynamic.merged()}
     return [
@@ -209,12 +209,16 @@ def _setting_key(name: str, value: str) -> ConfigKey:
     return ConfigKey(name, kind, "", f"The broker setting {name}; samsa reads it at start.")
 
 
-def _check_broker_id(broker: Broker, name: str, or_empty: str = "") -> None:
+def _check_broker_id(broker: Broker, name: str, describing: bool) -> None:
+    """Kafka's words differ between DescribeConfigs (`ConfigHelper`) and the alters
+    (`ConfigAdminManager`)."""
     if not name.lstrip("-").isdigit():
+        which = "Broker" if describing else "Node"
         raise TopicError(
-            ErrorCode.invalid_request, f"Node id must be an integer, but it is: {name}"
+            ErrorCode.invalid_request, f"{which} id must be an integer, but it is: {name}"
         )
     if int(name) != broker.node_id:
+        or_empty = " or empty string" if describing else ""
         raise TopicError(
             ErrorCode.invalid_request,
             f"Unexpected broker id, expected {broker.node_id}{or_empty}, but received {name}",
@@ -343,7 +347,7 @@ def _alter_topic(broker: Broker, name: str, change: Change, validate_only: bool)
 
 def _alter_broker(broker: Broker, name: str, change: Change, validate_only: bool) -> None:
     if name != "":
-        _check_broker_id(broker, name)
+        _check_broker_id(broker, name, describing=False)
     per_broker = name != ""
     dynamic = broker.dynamic
     before = dynamic.layer(per_broker)
