@@ -111,3 +111,24 @@ def _open(data_dir: str) -> Broker:
     broker = Broker(broker_config.load({}), OsStorage(), data_dir, lambda: 0, Endpoint("x", 1))
     broker.open()
     return broker
+
+
+def test_the_coordinators_logs_keep_everything_whatever_the_broker_retention(
+    tmp_path: Path,
+) -> None:
+    """Before: a dynamic (or static) log.retention.bytes reached __consumer_offsets and
+    __transaction_state, which set only retention.ms: their state would be trimmed away."""
+    broker = _open(str(tmp_path))
+    try:
+        config = broker.dynamic.check({"log.retention.bytes": "1"}, per_broker=True)
+        broker.dynamic.per_broker["log.retention.bytes"] = "1"
+        broker.apply_config(config)
+        for name in ("__consumer_offsets", "__transaction_state"):
+            internal = broker.topics.partition(name, 0)
+            assert internal is not None
+            assert (internal.config.retention_ms, internal.config.retention_bytes) == (-1, -1)
+        broker.topics.create("user", 1, {}, 0)
+        user = broker.topics.partition("user", 0)
+        assert user is not None and user.config.retention_bytes == 1
+    finally:
+        broker.close()

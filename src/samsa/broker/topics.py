@@ -180,11 +180,14 @@ class Topics:
         return topic.record_policy
 
     def log_config(self, topic: Topic) -> LogConfig:
+        # The coordinators' logs are kept whole whatever the broker's retention defaults
+        # (which a client can change with AlterConfigs): their state is their replay.
+        keep_all = topic.is_internal
         return LogConfig(
             segment_bytes=int(self.setting(topic, "segment.bytes")),
             segment_ms=int(self.setting(topic, "segment.ms")),
-            retention_ms=int(self.setting(topic, "retention.ms")),
-            retention_bytes=int(self.setting(topic, "retention.bytes")),
+            retention_ms=-1 if keep_all else int(self.setting(topic, "retention.ms")),
+            retention_bytes=-1 if keep_all else int(self.setting(topic, "retention.bytes")),
             index_interval_bytes=int(self.setting(topic, "index.interval.bytes")),
             durable=self.config.durable,
             producer_id_expiration_ms=self.config.producer_id_expiration_ms,
