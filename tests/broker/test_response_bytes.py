@@ -30,6 +30,11 @@ from kio.schema.add_partitions_to_txn.v3.request import (
     AddPartitionsToTxnRequest,
     AddPartitionsToTxnTopic,
 )
+from kio.schema.alter_configs.v2.request import (
+    AlterableConfig,
+    AlterConfigsRequest,
+    AlterConfigsResource,
+)
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v4.request import ApiVersionsRequest as ApiVersionsRequestV4
 from kio.schema.create_partitions.v3.request import (
@@ -72,6 +77,11 @@ from kio.schema.find_coordinator.v3.request import (
 )
 from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
 from kio.schema.heartbeat.v4.request import HeartbeatRequest
+from kio.schema.incremental_alter_configs.v1.request import AlterableConfig as IncrementalConfig
+from kio.schema.incremental_alter_configs.v1.request import (
+    AlterConfigsResource as IncrementalResource,
+)
+from kio.schema.incremental_alter_configs.v1.request import IncrementalAlterConfigsRequest
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.join_group.v9.request import JoinGroupRequest, JoinGroupRequestProtocol
 from kio.schema.leave_group.v2.request import LeaveGroupRequest as LeaveGroupRequestV2
@@ -383,6 +393,43 @@ def topics_admin(s: Session) -> None:
         )
     )
     each(s, "describe-configs", describe)
+    alter = AlterConfigsRequest(
+        resources=(
+            AlterConfigsResource(
+                resource_type=i8(2),
+                resource_name=TOPIC,
+                configs=(AlterableConfig(name="retention.ms", value="100000"),),
+            ),
+            AlterConfigsResource(
+                resource_type=i8(4),
+                resource_name="1",
+                configs=(AlterableConfig(name="num.partitions", value="2"),),
+            ),
+        ),
+        validate_only=False,
+    )
+    each(s, "alter-configs", alter)
+    changes = (
+        (2, TOPIC, (("cleanup.policy", 2, "compact"), ("retention.ms", 1, None))),
+        (2, "compact", (("x", 0, "1"),)),
+        (2, "missing", (("retention.ms", 3, "1"),)),
+        (4, "1", (("log.retention.ms", 0, "1000"),)),
+    )
+    incremental = IncrementalAlterConfigsRequest(
+        resources=tuple(
+            IncrementalResource(
+                resource_type=i8(kind),
+                resource_name=name,
+                configs=tuple(
+                    IncrementalConfig(name=config, config_operation=i8(op), value=value)
+                    for config, op, value in ops
+                ),
+            )
+            for kind, name, ops in changes
+        ),
+        validate_only=True,
+    )
+    each(s, "incremental-alter-configs", incremental)
     for version in range(1, 6):
         s.send(
             "delete-topics by name",

@@ -1,4 +1,4 @@
-"""CreateTopics, DeleteTopics, CreatePartitions and DescribeConfigs."""
+"""CreateTopics, DeleteTopics and CreatePartitions."""
 
 from __future__ import annotations
 
@@ -22,27 +22,16 @@ from kio.schema.create_topics.v7.response import (
 from kio.schema.delete_topics.v5.request import DeleteTopicsRequest as DeleteTopicsRequestV5
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
 from kio.schema.delete_topics.v6.response import DeletableTopicResult, DeleteTopicsResponse
-from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
-from kio.schema.describe_configs.v4.response import (
-    DescribeConfigsResourceResult,
-    DescribeConfigsResponse,
-    DescribeConfigsResult,
-)
 from kio.schema.errors import ErrorCode
 from kio.schema.types import TopicName
 from kio.static.primitive import i8, i16, i32
 from kio.static.protocol import RequestPayload, ResponsePayload
 
+from samsa.broker.configs import source_of, topic_config
 from samsa.broker.outcomes import AwaitWork, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response
-from samsa.broker.topics import (
-    EXCESSIVE_BATCH,
-    PARTITIONS_PER_REQUEST_MAX,
-    TOPIC_SETTINGS,
-    Topic,
-    TopicError,
-)
-from samsa.config import broker_settings
+from samsa.broker.topic_configs import TOPIC_CONFIGS
+from samsa.broker.topics import EXCESSIVE_BATCH, PARTITIONS_PER_REQUEST_MAX, Topic, TopicError
 from samsa.log.partition import PartitionLog
 from samsa.protocol import versions
 from samsa.protocol.codec import Request
@@ -50,12 +39,6 @@ from samsa.protocol.codec import Request
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
 
-RESOURCE_TOPIC = 2
-RESOURCE_BROKER = 4
-SOURCE_DYNAMIC_TOPIC = 1
-SOURCE_STATIC_BROKER = 4
-SOURCE_DEFAULT = 5
-CONFIG_TYPE_STRING = i8(2)
 # DeleteTopics v6 names a topic by name or by id; before, by name only (KIP-516).
 DELETE_BY_ID_VERSION_MIN = 6
 
@@ -143,14 +126,18 @@ def _created(
         error_message=None,
         num_partitions=i32(outcome.count),
         replication_factor=i16(1),
-        configs=tuple(_created_setting(broker, outcome.topic, s) for s in TOPIC_SETTINGS),
+        configs=tuple(_created_setting(broker, outcome.topic, s) for s in TOPIC_CONFIGS),
     )
 
 
 def _created_setting(broker: Broker, topic: Topic, name: str) -> CreatableTopicConfigs:
-    value, source = _setting(broker, topic, name)
+    value, found = topic_config(broker, topic, name)
     return CreatableTopicConfigs(
-        name=name, value=value, read_only=False, config_source=i8(source), is_sensitive=False
+        name=name,
+        value=value,
+        read_only=False,
+        config_source=i8(source_of(found)),
+        is_sensitive=False,
     )
 
 
@@ -282,66 +269,3 @@ def _added_partitions(broker: Broker, wanted: CreatePartitionsTopic) -> int:
     """What a CreatePartitionsTopic would add (0 if it adds nothing or names no topic)."""
     topic = broker.topics.get(wanted.name)
     return 0 if topic is None else max(wanted.count - len(topic.partitions), 0)
-
-
-def _setting(broker: Broker, topic: Topic, name: str) -> tuple[str, int]:
-    """A topic setting's value and where it comes from (its own, or the default)."""
-    if name in topic.configs:
-        return topic.configs[name], SOURCE_DYNAMIC_TOPIC
-    return broker.topics.default_setting(name), SOURCE_DEFAULT
-
-
-def _described(
-    name: str, value: str, source: int, read_only: bool
-) -> DescribeConfigsResourceResult:
-    return DescribeConfigsResourceResult(
-        name=name,
-        value=value,
-        read_only=read_only,
-        config_source=i8(source),
-        is_sensitive=False,
-        synonyms=(),
-        config_type=CONFIG_TYPE_STRING,
-        documentation=None,
-    )
-
-
-def handle_describe_configs(broker: Broker, request: Request[DescribeConfigsRequest]) -> Outcome:
-    results = tuple(_describe(broker, resource) for resource in request.payload.resources)
-    return reply(request, DescribeConfigsResponse(throttle_time=NO_THROTTLE, results=results))
-
-
-def _describe(broker: Broker, resource: DescribeConfigsResource) -> DescribeConfigsResult:
-    keys = None if resource.configuration_keys is None else set(resource.configuration_keys)
-    configs: tuple[DescribeConfigsResourceResult, ...] = ()
-    error, message = ErrorCode.none, None
-    if resource.resource_type == RESOURCE_TOPIC:
-        topic = broker.topics.get(resource.resource_name)
-        if topic is None:
-            error = ErrorCode.unknown_topic_or_partition
-            message = f"no topic {resource.resource_name!r}"
-        else:
-            configs = tuple(
-                _described(name, *_setting(broker, topic, name), read_only=False)
-                for name in TOPIC_SETTINGS
-                if keys is None or name in keys
-            )
-    elif resource.resource_type == RESOURCE_BROKER:
-        if resource.resource_name not in ("", str(broker.node_id)):
-            error, message = ErrorCode.invalid_request, f"no broker {resource.resource_name!r}"
-        else:
-            configs = tuple(
-                _described(name, value, SOURCE_STATIC_BROKER, read_only=True)
-                for name, value in broker_settings(broker.config).items()
-                if keys is None or name in keys
-            )
-    else:
-        error = ErrorCode.invalid_request
-        message = f"resource type {resource.resource_type} not supported"
-    return DescribeConfigsResult(
-        error_code=error,
-        error_message=message,
-        resource_type=resource.resource_type,
-        resource_name=resource.resource_name,
-        configs=configs,
-    )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from samsa.broker import txn, unsupported
+from samsa.broker.dynamic import DynamicBrokerConfigs
 from samsa.broker.handlers import HANDLERS
 from samsa.broker.outcomes import Close, Outcome
 from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
@@ -55,7 +56,8 @@ class Broker:
         """`new_uuid` is where every random id comes from (cluster, topics, group members):
         the simulation passes a seeded one, so a seed replays them too. By default each id is
         `uuid.uuid4()`, looked up when the id is made."""
-        self.config = config
+        self.config = config  # with the dynamic configs laid over it once open
+        self.dynamic = DynamicBrokerConfigs(storage, data_dir, config)
         self.storage = storage
         self.data_dir = data_dir
         self.clock_ms = clock_ms
@@ -94,6 +96,7 @@ class Broker:
         self.clean_start = self.storage.exists(marker)
         fresh = not self.storage.exists(os.path.join(self.data_dir, "meta.properties"))
         self.cluster_id = self._load_cluster_id()
+        self.apply_config(self.dynamic.load())
         started = time.monotonic()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
         self._log_recovery(time.monotonic() - started, fresh)
@@ -142,6 +145,11 @@ class Broker:
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
+
+    def apply_config(self, config: BrokerConfig) -> None:
+        """The broker's config changed (its dynamic configs): every topic follows at once."""
+        self.config = config
+        self.topics.reconfigure(config, self.dynamic.merged())
 
     def take_background(self) -> list[Later]:
         work, self.background[:] = list(self.background), []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
 from kio.schema.add_partitions_to_txn.v3.request import AddPartitionsToTxnRequest
+from kio.schema.alter_configs.v2.request import AlterConfigsRequest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.create_partitions.v3.request import CreatePartitionsRequest
 from kio.schema.create_topics.v7.request import CreateTopicsRequest
@@ -25,6 +26,7 @@ from kio.schema.end_txn.v4.request import EndTxnRequest
 from kio.schema.fetch.v12.request import FetchRequest
 from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
 from kio.schema.heartbeat.v4.request import HeartbeatRequest
+from kio.schema.incremental_alter_configs.v1.request import IncrementalAlterConfigsRequest
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.join_group.v9.request import JoinGroupRequest
 from kio.schema.leave_group.v5.request import LeaveGroupRequest
@@ -42,6 +44,7 @@ from kio.schema.write_txn_markers.v1.request import WriteTxnMarkersRequest
 
 from samsa.broker import (
     admin,
+    configs,
     describe_topics,
     fetch,
     groups,
@@ -66,7 +69,9 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(CreateTopicsRequest, admin.handle_create_topics),
         route(DeleteTopicsRequest, admin.handle_delete_topics, admin.delete_topics_view),
         route(CreatePartitionsRequest, admin.handle_create_partitions),
-        route(DescribeConfigsRequest, admin.handle_describe_configs),
+        route(DescribeConfigsRequest, configs.handle_describe_configs),
+        route(AlterConfigsRequest, configs.handle_alter_configs),
+        route(IncrementalAlterConfigsRequest, configs.handle_incremental_alter_configs),
         route(InitProducerIdRequest, txn.handle_init_producer_id),
         route(FindCoordinatorRequest, txn.handle_find_coordinator, txn.find_coordinator_view),
         route(AddPartitionsToTxnRequest, txn.handle_add_partitions_to_txn),

@@ -25,7 +25,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from samsa.config import TIMESTAMP_TYPES, BrokerConfig
+from samsa.broker import topic_configs
+from samsa.broker.topic_configs import TOPIC_CONFIGS
+from samsa.config import BrokerConfig, broker_settings
 from samsa.log.partition import CorruptLog, LogConfig, PartitionLog, partition_directory
 from samsa.log.storage import Storage
 from samsa.protocol.validation import RecordPolicy
@@ -60,22 +62,6 @@ TOPIC_NAME_LENGTH_MAX = 249
 PARTITIONS_PER_REQUEST_MAX = 10_000
 PARTITIONS_MAX = PARTITIONS_PER_REQUEST_MAX
 EXCESSIVE_BATCH = "Unable to perform excessively large batch operation."
-
-# Topic-level settings samsa honours, with the broker setting each one defaults to.
-TOPIC_SETTINGS: dict[str, str] = {
-    "cleanup.policy": "delete",
-    "retention.ms": "log.retention.ms",
-    "retention.bytes": "log.retention.bytes",
-    "segment.bytes": "log.segment.bytes",
-    "segment.ms": "log.roll.ms",
-    "max.message.bytes": "message.max.bytes",
-    "index.interval.bytes": "log.index.interval.bytes",
-    "message.timestamp.type": "log.message.timestamp.type",
-    "message.timestamp.before.max.ms": "log.message.timestamp.before.max.ms",
-    "message.timestamp.after.max.ms": "log.message.timestamp.after.max.ms",
-    "min.insync.replicas": "1",
-    "compression.type": "producer",
-}
 
 
 class TopicError(Exception):
@@ -112,8 +98,8 @@ class Topic:
     topic_id: uuid.UUID
     configs: dict[str, str]
     partitions: list[PartitionLog] = field(default_factory=list)
-    # What a produced batch must satisfy, resolved from the configs at first use (a topic's
-    # configs do not change while it exists).
+    # What a produced batch must satisfy, resolved from the configs at first use and again
+    # after they change (`Topics.reconfigure`, `Topics.alter`).
     record_policy: RecordPolicy | None = None
 
     @property
@@ -134,6 +120,9 @@ class Topics:
         self.data_dir = data_dir
         self.config = config
         self.topics: dict[str, Topic] = {}
+        # The broker's dynamic configs (`samsa.broker.dynamic`), for the topic defaults samsa
+        # has no setting of its own for.
+        self.dynamic: dict[str, str] = {}
         # Partitions being made off the loop (`build`), by topic: reserved against the limits
         # and against a second creation of the same name until `commit` or `release`.
         self.pending: dict[str, int] = {}
@@ -168,10 +157,14 @@ class Topics:
         return self.default_setting(name)
 
     def default_setting(self, name: str) -> str:
-        from samsa.config import broker_settings
-
-        fallback = TOPIC_SETTINGS[name]
-        return broker_settings(self.config).get(fallback, fallback)
+        """What topic config `name` is for a topic that does not set it: its first broker
+        synonym's value, else Kafka's default."""
+        spec = TOPIC_CONFIGS[name]
+        synonym = spec.synonyms[0] if spec.synonyms else ""
+        settings = broker_settings(self.config)
+        if synonym in settings:
+            return settings[synonym]
+        return self.dynamic.get(synonym, spec.key.default)
 
     def policy(self, topic: Topic) -> RecordPolicy:
         """The produce-time rules of `topic` (LogValidator's inputs), resolved once."""
@@ -182,16 +175,19 @@ class Topics:
                 log_append_time=self.setting(topic, "message.timestamp.type") == "LogAppendTime",
                 timestamp_before_max_ms=int(self.setting(topic, "message.timestamp.before.max.ms")),
                 timestamp_after_max_ms=int(self.setting(topic, "message.timestamp.after.max.ms")),
-                compacted="compact" in self.setting(topic, "cleanup.policy").split(","),
+                compacted="compact" in _listed(self.setting(topic, "cleanup.policy")),
             )
         return topic.record_policy
 
     def log_config(self, topic: Topic) -> LogConfig:
+        # The coordinators' logs are kept whole whatever the broker's retention defaults
+        # (which a client can change with AlterConfigs): their state is their replay.
+        keep_all = topic.is_internal
         return LogConfig(
             segment_bytes=int(self.setting(topic, "segment.bytes")),
             segment_ms=int(self.setting(topic, "segment.ms")),
-            retention_ms=int(self.setting(topic, "retention.ms")),
-            retention_bytes=int(self.setting(topic, "retention.bytes")),
+            retention_ms=-1 if keep_all else int(self.setting(topic, "retention.ms")),
+            retention_bytes=-1 if keep_all else int(self.setting(topic, "retention.bytes")),
             index_interval_bytes=int(self.setting(topic, "index.interval.bytes")),
             durable=self.config.durable,
             producer_id_expiration_ms=self.config.producer_id_expiration_ms,
@@ -199,38 +195,35 @@ class Topics:
         )
 
     def check_configs(self, configs: Mapping[str, str | None]) -> dict[str, str]:
-        checked: dict[str, str] = {}
-        for name, value in configs.items():
-            if name not in TOPIC_SETTINGS:
-                raise TopicError(ErrorCode.invalid_config, f"unknown topic config {name!r}")
-            if value is None:
-                continue
-            if name in (
-                "retention.ms",
-                "retention.bytes",
-                "segment.bytes",
-                "segment.ms",
-                "max.message.bytes",
-                "index.interval.bytes",
-                "min.insync.replicas",
-                "message.timestamp.before.max.ms",
-                "message.timestamp.after.max.ms",
-            ):
-                try:
-                    number = int(value)
-                except ValueError:
-                    raise TopicError(
-                        ErrorCode.invalid_config, f"{name}={value!r} is not a number"
-                    ) from None
-                if name.startswith("message.timestamp.") and number < 0:
-                    raise TopicError(ErrorCode.invalid_config, f"{name}={value!r} is negative")
-            if name == "message.timestamp.type" and value not in TIMESTAMP_TYPES:
-                raise TopicError(
-                    ErrorCode.invalid_config,
-                    f"{name}={value!r}; expected one of {', '.join(TIMESTAMP_TYPES)}",
-                )
-            checked[name] = value
-        return checked
+        try:
+            return topic_configs.check(configs)
+        except topic_configs.InvalidConfig as exc:
+            raise TopicError(ErrorCode.invalid_config, str(exc)) from None
+
+    def reconfigure(self, config: BrokerConfig, dynamic: Mapping[str, str]) -> None:
+        """The broker's config changed (AlterConfigs on the broker): every topic follows."""
+        self.config, self.dynamic = config, dict(dynamic)
+        for topic in self.topics.values():
+            self._refresh(topic)
+
+    def alter(self, topic: Topic, configs: dict[str, str]) -> None:
+        """Give `topic` these configs (checked by `check_configs`), in effect at once and
+        recorded in topics.json; `TopicError` if that fails (the old ones stay)."""
+        before, topic.configs = topic.configs, configs
+        try:
+            self._save()
+        except OSError as exc:
+            topic.configs = before
+            raise TopicError(
+                ErrorCode.kafka_storage_error, f"recording {topic.name!r}: {exc}"
+            ) from exc
+        self._refresh(topic)
+
+    def _refresh(self, topic: Topic) -> None:
+        topic.record_policy = None
+        log_config = self.log_config(topic)
+        for partition_log in topic.partitions:
+            partition_log.config = log_config
 
     # ----------------------------------------------------------------- lifecycle
     def load(self, now_ms: int, recover: bool) -> None:
@@ -495,6 +488,7 @@ class Topics:
             )
         topic.partitions.extend(built)
         self.topics[topic.name] = topic
+        self._refresh(topic)  # the configs may have changed while the partitions were made
         try:
             self._save()
         except OSError as exc:
@@ -558,6 +552,10 @@ def _refuse_internal(topic: Topic, action: str) -> None:
             ErrorCode.invalid_topic_exception,
             f"cannot {action} internal topic {topic.name}: only the broker manages it",
         )
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",")]
 
 
 def check_name_quietly(name: str) -> str | None:
