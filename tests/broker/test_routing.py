@@ -33,6 +33,9 @@ DROPPED = {
     (ApiKey.METADATA, "include_cluster_authorized_operations"),
     # OffsetCommit v2-4's retention time (gone in v5, KIP-211): samsa never used it.
     (ApiKey.OFFSET_COMMIT, "retention_time"),
+    # OffsetCommit v1's per-partition commit timestamp: Kafka 3.9 used it only to expire the
+    # offset, and samsa does not expire committed offsets.
+    (ApiKey.OFFSET_COMMIT, "topics.partitions.commit_timestamp"),
     # Moved by the views.
     (ApiKey.FIND_COORDINATOR, "key"),
     (ApiKey.LEAVE_GROUP, "member_id"),
