@@ -344,10 +344,13 @@ def generate(source: Path, target: Path) -> list[Path]:
 
 
 def format_files(paths: list[Path]) -> None:
+    """ruff's import sorting and format, with the repository's settings wherever the files are."""
     ruff = Path(sys.executable).parent / "ruff"
+    config = ["--config", str(PACKAGE.parents[3] / "pyproject.toml")]
     names = [str(p) for p in paths]
-    subprocess.run([str(ruff), "check", "--fix", "--select", "I,F401", "-q", *names], check=False)
-    subprocess.run([str(ruff), "format", "-q", *names], check=True)
+    fix = [str(ruff), "check", *config, "--fix", "--select", "I,F401", "-q", *names]
+    subprocess.run(fix, check=False)  # nothing left to fix is not an error
+    subprocess.run([str(ruff), "format", *config, "-q", *names], check=True)
 
 
 def main() -> None:
