@@ -36,6 +36,8 @@ DROPPED = {
     # OffsetCommit v1's per-partition commit timestamp: Kafka 3.9 used it only to expire the
     # offset, and samsa does not expire committed offsets.
     (ApiKey.OFFSET_COMMIT, "topics.partitions.commit_timestamp"),
+    # ListOffsets v0 has a handler of its own (`offsets.handle_list_offsets_v0`).
+    (ApiKey.LIST_OFFSETS, "topics.partitions.max_num_offsets"),
     # Moved by the views.
     (ApiKey.FIND_COORDINATOR, "key"),
     (ApiKey.LEAVE_GROUP, "member_id"),

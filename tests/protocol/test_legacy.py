@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
-from kio.schema.types import GroupId, ProducerId, TopicName
+from kio.schema.types import BrokerId, GroupId, ProducerId, TopicName
 from kio.static.primitive import i8, i16, i32, i32Timedelta, i64
 from kio.static.protocol import Entity
 
@@ -23,6 +23,7 @@ from samsa.protocol.legacy.create_topics.v1 import request as create_topics_v1
 from samsa.protocol.legacy.delete_topics.v0.request import DeleteTopicsRequest as DeleteTopicsV0
 from samsa.protocol.legacy.describe_configs.v0 import request as describe_configs_v0
 from samsa.protocol.legacy.index import INDEX
+from samsa.protocol.legacy.list_offsets.v0 import request as list_offsets_v0
 from samsa.protocol.legacy.offset_commit.v0 import request as offset_commit_v0
 from samsa.protocol.legacy.offset_commit.v1 import request as offset_commit_v1
 from samsa.protocol.legacy.offset_fetch.v0 import request as offset_fetch_v0
@@ -333,3 +334,57 @@ def test_write_txn_markers_v0_answers_like_v1(broker: EmbeddedBroker) -> None:
         new = conn.request(versions.convert(request, newer))
     assert old.markers[0].topics[0].partitions[0].error_code == ErrorCode.none
     assert versions.convert(new, type(old)) == old
+
+
+def _list_offsets_v0(*partitions: tuple[int, int, int], replica_id: int = -1) -> typing.Any:
+    """(partition, timestamp, max_num_offsets) each."""
+    return list_offsets_v0.ListOffsetsRequest(
+        replica_id=BrokerId(replica_id),
+        topics=(
+            list_offsets_v0.ListOffsetsTopic(
+                name=TopicName(TOPIC),
+                partitions=tuple(
+                    list_offsets_v0.ListOffsetsPartition(
+                        partition_index=i32(p), timestamp=i64(t), max_num_offsets=i32(n)
+                    )
+                    for p, t, n in partitions
+                ),
+            ),
+        ),
+    )
+
+
+def test_list_offsets_v0_lists_segment_starts_and_the_log_end_newest_first(
+    broker: EmbeddedBroker,
+) -> None:
+    """Kafka 3.9's legacyFetchOffsetsBefore: each segment's start and, when the active segment
+    holds records, the log end; from the newest at or before the timestamp, backwards."""
+    later = 2**62
+    with Conn(broker.bootstrap) as conn:
+        response = conn.request(
+            _list_offsets_v0(
+                (0, -1, 5),  # latest: the log end, then the one segment's start
+                (0, -1, 1),
+                (0, -2, 5),  # earliest: the log start alone
+                (0, later, 5),  # a time after every write: as latest
+                (0, 0, 5),  # before anything was written: nothing
+                (1, -1, 5),  # an empty partition: its active segment's start only
+                (0, -3, 1),  # max timestamp: not a v0 timestamp
+                (9, -1, 1),
+                (0, -1, -1),
+            )
+        )
+    assert [
+        (p.partition_index, p.error_code, list(p.old_style_offsets))
+        for p in response.topics[0].partitions
+    ] == [
+        (0, ErrorCode.none, [3, 0]),
+        (0, ErrorCode.none, [3]),
+        (0, ErrorCode.none, [0]),
+        (0, ErrorCode.none, [3, 0]),
+        (0, ErrorCode.none, []),
+        (1, ErrorCode.none, [0]),
+        (0, ErrorCode.unsupported_version, []),
+        (9, ErrorCode.unknown_topic_or_partition, []),
+        (0, ErrorCode.unknown_server_error, []),
+    ]

@@ -221,7 +221,6 @@ def test_unserved_api_with_error_code_gets_unsupported_version(broker: EmbeddedB
         # message formats, which Kafka 3.9 down-converted and Kafka 4.0 closes on (KIP-896).
         (ApiKey.FETCH, 0),
         (ApiKey.FETCH, 3),
-        (ApiKey.LIST_OFFSETS, 0),  # Kafka 3.9 served it; samsa does not yet
         (ApiKey.METADATA, 14),  # beyond anything kio knows
         (999, 0),  # no such api
         (-1, 0),

@@ -57,7 +57,7 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.PRODUCE: VersionRange(3, 10),
     # Fetch stops at 12: v13+ addresses topics by id only.
     ApiKey.FETCH: VersionRange(4, 12),
-    ApiKey.LIST_OFFSETS: VersionRange(1, 7),
+    ApiKey.LIST_OFFSETS: VersionRange(0, 7),
     ApiKey.METADATA: VersionRange(0, 12),
     ApiKey.API_VERSIONS: VersionRange(0, 3),
     ApiKey.INIT_PRODUCER_ID: VersionRange(0, 4),

@@ -34,6 +34,7 @@ from typing import Any
 
 # API name (as in the schema file names) -> the versions kio lacks that samsa serves.
 WANTED: dict[str, tuple[int, ...]] = {
+    "ListOffsets": (0,),
     "OffsetCommit": (0, 1),
     "OffsetFetch": (0,),
     "CreateTopics": (0, 1),

@@ -3,6 +3,10 @@
 (api key, version) -> the request and response classes, as "module:name"."""
 
 INDEX: dict[tuple[int, int], tuple[str, str]] = {
+    (2, 0): (
+        "samsa.protocol.legacy.list_offsets.v0.request:ListOffsetsRequest",
+        "samsa.protocol.legacy.list_offsets.v0.response:ListOffsetsResponse",
+    ),
     (8, 0): (
         "samsa.protocol.legacy.offset_commit.v0.request:OffsetCommitRequest",
         "samsa.protocol.legacy.offset_commit.v0.response:OffsetCommitResponse",
