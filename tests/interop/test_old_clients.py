@@ -2,11 +2,15 @@
 
 kafka-python, told the broker's version (`api_version`), sends no ApiVersions request and uses
 that version's table: as Kafka 1.0, DescribeConfigs v0 (Sarama 1.22 sends it too); as Kafka
-0.8.2, OffsetCommit and OffsetFetch v1 (Sarama 1.22 commits with v1)."""
+0.8.2, OffsetCommit and OffsetFetch v1 (Sarama 1.22 commits with v1). librdkafka with
+`api.version.request=false` and `broker.version.fallback=0.8.2` lists offsets with ListOffsets v0
+and commits with OffsetCommit v1."""
 
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as RdTopicPartition
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.protocol.broker_version_data import BROKER_API_VERSIONS
@@ -112,3 +116,31 @@ def test_a_kafka_0_8_2_client_commits_and_fetches_offsets(samsa_broker: Embedded
         assert other.committed(partition) is None
     finally:
         other.close()
+
+
+def test_librdkafka_as_for_kafka_0_8_2_lists_and_commits_offsets(
+    samsa_broker: EmbeddedBroker,
+) -> None:
+    bootstrap = samsa_broker.bootstrap
+    producer = Producer({"bootstrap.servers": bootstrap})  # current versions: v0-2 are gone
+    for _ in range(5):
+        producer.produce(TOPIC, b"x", partition=0)
+    assert producer.flush(DEADLINE_S) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "old-rdkafka",
+            "api.version.request": False,
+            "broker.version.fallback": "0.8.2",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partition = RdTopicPartition(TOPIC, 0)
+        assert consumer.get_watermark_offsets(partition, timeout=DEADLINE_S) == (0, 5)
+        [committed] = consumer.commit(offsets=[RdTopicPartition(TOPIC, 0, 4)], asynchronous=False)
+        assert committed.error is None
+        [read] = consumer.committed([partition], timeout=DEADLINE_S)
+        assert (read.offset, read.error) == (4, None)
+    finally:
+        consumer.close()
