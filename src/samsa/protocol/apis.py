@@ -53,6 +53,10 @@ class VersionRange:
         return isinstance(version, int) and self.min <= version <= self.max
 
 
+# The lowest versions are Kafka 3.9's, which Kafka 4.0 raised (KIP-896) while clients in the
+# field still send them (Sarama 1.22: DescribeConfigs v0, OffsetCommit v1); kio lacks their
+# classes, so `samsa.protocol.legacy` has them. Except where the records of old message formats
+# would need down-conversion: Produce v0-2 and Fetch v0-3 stay out, as in Kafka 4.0.
 SERVED: dict[int, VersionRange] = {
     ApiKey.PRODUCE: VersionRange(3, 10),
     # Fetch stops at 12: v13+ addresses topics by id only.
