@@ -66,7 +66,7 @@ from samsa.broker.outcomes import AwaitSlot, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response, to_ms
 from samsa.broker.txn import offsets_partition
 from samsa.coordinator.group import commits
-from samsa.coordinator.group.commits import OffsetToCommit
+from samsa.coordinator.group.commits import FetchedOffset, OffsetToCommit
 from samsa.coordinator.group.coordinator import JoinRequest, JoinResult, SyncResult
 from samsa.coordinator.group.states import GroupState, GroupType
 from samsa.durability import Slot
@@ -254,9 +254,18 @@ def _committed(
     return _by_topic(((o.topic, o.partition), results[o.topic, o.partition]) for o in offsets)
 
 
+# OffsetCommit and OffsetFetch v0 kept offsets in ZooKeeper. Kafka 3.9 in KRaft mode, as samsa
+# is, still advertised them and answered UNSUPPORTED_VERSION for every partition named
+# (KafkaApis.commitOffsetsToZookeeper / handleOffsetFetchRequestFromZookeeper): group offsets
+# are only ever kept by the coordinator, from v1 on.
+ZOOKEEPER_OFFSETS_VERSION = 0
+
+
 def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) -> Outcome:
     body = request.payload
     offsets = _to_commit(body.topics)
+    if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
+        return reply(request, _commit_response(offsets, _zookeeper_commit(broker, offsets)))
     result = commits.commit(
         broker.groups,
         body.group_id,
@@ -266,23 +275,39 @@ def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) 
         offsets,
         _partition_exists(broker),
     )
+    return answer(request, result, lambda results: _commit_response(offsets, results))
 
-    def describe(results: dict[tuple[str, int], ErrorCode]) -> OffsetCommitResponse:
-        return OffsetCommitResponse(
-            throttle_time=NO_THROTTLE,
-            topics=tuple(
-                OffsetCommitResponseTopic(
-                    name=topic,
-                    partitions=tuple(
-                        OffsetCommitResponsePartition(partition_index=p, error_code=e)
-                        for p, e in partitions
-                    ),
-                )
-                for topic, partitions in _committed(offsets, results).items()
-            ),
-        )
 
-    return answer(request, result, describe)
+def _zookeeper_commit(
+    broker: Broker, offsets: list[OffsetToCommit]
+) -> dict[tuple[str, int], ErrorCode]:
+    """Kafka checks the partitions first: with none that exists, each is UNKNOWN_TOPIC_OR_PARTITION;
+    otherwise the ZooKeeper write fails the whole request, every partition alike."""
+    exists = _partition_exists(broker)
+    error = (
+        ErrorCode.unsupported_version
+        if any(exists(o.topic, o.partition) for o in offsets)
+        else ErrorCode.unknown_topic_or_partition
+    )
+    return {(o.topic, o.partition): error for o in offsets}
+
+
+def _commit_response(
+    offsets: list[OffsetToCommit], results: dict[tuple[str, int], ErrorCode]
+) -> OffsetCommitResponse:
+    return OffsetCommitResponse(
+        throttle_time=NO_THROTTLE,
+        topics=tuple(
+            OffsetCommitResponseTopic(
+                name=topic,
+                partitions=tuple(
+                    OffsetCommitResponsePartition(partition_index=p, error_code=e)
+                    for p, e in partitions
+                ),
+            )
+            for topic, partitions in _committed(offsets, results).items()
+        ),
+    )
 
 
 def handle_txn_offset_commit(broker: Broker, request: Request[TxnOffsetCommitRequest]) -> Outcome:
@@ -333,7 +358,11 @@ def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) ->
         if body.topics is None
         else [(t.name, p) for t in body.topics for p in t.partition_indexes]
     )
-    found = commits.fetch(broker.groups, body.group_id, wanted, body.require_stable)
+    if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
+        unsupported = FetchedOffset(-1, -1, "", ErrorCode.unsupported_version)
+        found = dict.fromkeys(wanted or (), unsupported)
+    else:
+        found = commits.fetch(broker.groups, body.group_id, wanted, body.require_stable)
     return reply(
         request,
         OffsetFetchResponse(
