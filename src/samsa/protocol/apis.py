@@ -102,7 +102,7 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.OFFSET_DELETE: VersionRange(0, 0),
     ApiKey.DELETE_RECORDS: VersionRange(0, 2),
     # DescribeLogDirs v0 is gone in Kafka 4.0 (KIP-896); v5 adds is_cordoned (KIP-1066).
-    ApiKey.DESCRIBE_LOG_DIRS: VersionRange(1, 5),
+    ApiKey.DESCRIBE_LOG_DIRS: VersionRange(0, 5),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: VersionRange(0, 0),
 }
 

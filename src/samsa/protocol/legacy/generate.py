@@ -43,6 +43,7 @@ WANTED: dict[str, tuple[int, ...]] = {
     "OffsetForLeaderEpoch": (0, 1),
     "WriteTxnMarkers": (0,),
     "DescribeConfigs": (0,),
+    "DescribeLogDirs": (0,),
 }
 
 DEFAULT_SOURCE = Path("../shared/reference/kafka-3.9-messages")

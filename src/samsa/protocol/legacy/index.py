@@ -47,4 +47,8 @@ INDEX: dict[tuple[int, int], tuple[str, str]] = {
         "samsa.protocol.legacy.describe_configs.v0.request:DescribeConfigsRequest",
         "samsa.protocol.legacy.describe_configs.v0.response:DescribeConfigsResponse",
     ),
+    (35, 0): (
+        "samsa.protocol.legacy.describe_log_dirs.v0.request:DescribeLogDirsRequest",
+        "samsa.protocol.legacy.describe_log_dirs.v0.response:DescribeLogDirsResponse",
+    ),
 }
