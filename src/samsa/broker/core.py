@@ -20,6 +20,7 @@ from samsa.broker.handlers import HANDLERS
 from samsa.broker.outcomes import Close, Outcome
 from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
 from samsa.config import BrokerConfig
+from samsa.coordinator.group.consumer_machine import TopicsView
 from samsa.coordinator.group.coordinator import GroupCoordinator, GroupSettings
 from samsa.coordinator.producer_ids import ProducerIdManager
 from samsa.coordinator.txn.coordinator import TransactionCoordinator, TxnSettings
@@ -134,14 +135,26 @@ class Broker:
                 self.config.group_max_session_timeout_ms,
                 self.config.group_initial_rebalance_delay_ms,
                 self.config.offset_metadata_max_bytes,
+                self.config.group_consumer_session_timeout_ms,
+                self.config.group_consumer_heartbeat_interval_ms,
+                tuple(a.strip() for a in self.config.group_consumer_assignors.split(",")),
             ),
             self.background.append,
             self.new_uuid,
+            self.topics_view,
         )
         self.groups.load()
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
+
+    def topics_view(self) -> TopicsView:
+        """The topics as consumer groups see them: name -> (topic id, partition count)."""
+        topics = list(self.topics)
+        return TopicsView(
+            {t.name: (str(t.topic_id), len(t.partitions)) for t in topics},
+            frozenset(t.name for t in topics if t.is_internal),
+        )
 
     def take_background(self) -> list[Later]:
         work, self.background[:] = list(self.background), []

@@ -42,6 +42,8 @@ class ApiKey(IntEnum):
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
+    CONSUMER_GROUP_HEARTBEAT = 68
+    CONSUMER_GROUP_DESCRIBE = 69
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +79,10 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.DESCRIBE_PRODUCERS: VersionRange(0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: VersionRange(0, 0),
     ApiKey.LIST_TRANSACTIONS: VersionRange(0, 1),
-    # OffsetCommit v9 / OffsetFetch v8+ belong to the KIP-848 protocol and the multi-group layout.
-    ApiKey.OFFSET_COMMIT: VersionRange(2, 8),
-    ApiKey.OFFSET_FETCH: VersionRange(1, 7),
+    # OffsetCommit v9 and OffsetFetch v9 carry KIP-848 member epochs; OffsetFetch v8 is the
+    # multi-group layout. OffsetFetch v10 (topic ids) is not served.
+    ApiKey.OFFSET_COMMIT: VersionRange(2, 9),
+    ApiKey.OFFSET_FETCH: VersionRange(1, 9),
     ApiKey.JOIN_GROUP: VersionRange(0, 9),
     ApiKey.HEARTBEAT: VersionRange(0, 4),
     ApiKey.LEAVE_GROUP: VersionRange(0, 5),
@@ -89,6 +92,9 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.TXN_OFFSET_COMMIT: VersionRange(0, 3),
     ApiKey.DELETE_GROUPS: VersionRange(0, 2),
     ApiKey.OFFSET_DELETE: VersionRange(0, 0),
+    # The consumer group protocol (KIP-848).
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: VersionRange(0, 1),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: VersionRange(0, 1),
 }
 
 # KAFKA-18659: librdkafka before 2.10 silently drops compression when the broker advertises a

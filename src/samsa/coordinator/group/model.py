@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from samsa.coordinator.group.states import GroupState
 from samsa.durability import Slot
 
+GROUP_TYPE = "classic"  # KIP-848: a group is "classic" or "consumer" (ListGroups v5)
+
 
 @dataclass(slots=True)
 class Member:
@@ -45,6 +47,7 @@ class Group:
     pending_members: dict[str, int] = field(default_factory=dict)
     rebalance_deadline_ms: int = 0
     join_ready_ms: int = 0  # group.initial.rebalance.delay.ms for a group that was empty
+    type: str = GROUP_TYPE
 
     def static_member(self, instance_id: str) -> Member | None:
         for member in self.members.values():
