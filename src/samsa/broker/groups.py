@@ -448,6 +448,9 @@ def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) 
     if group is not None and group.protocol_type == "consumer":
         for member in group.members.values():
             subscribed |= _subscribed_topics(member.metadata_for(group.protocol_name or ""))
+    consumer_group = broker.groups.consumer.groups.get(body.group_id)
+    if consumer_group is not None:
+        subscribed = set(consumer_group.subscription_metadata)
     wanted: list[tuple[str, int]] = [
         (t.name, p.partition_index) for t in body.topics for p in t.partitions
     ]

@@ -168,7 +168,7 @@ def delete(
 ) -> ErrorCode | Durable[Results]:
     """OffsetDelete: only for topics the group's members are not subscribed to."""
     coordinator.catch_up()
-    if group_id not in coordinator.groups and not coordinator.offsets.has_offsets(group_id):
+    if coordinator.group_type(group_id) is None and not coordinator.offsets.has_offsets(group_id):
         return ErrorCode.group_id_not_found
     results: Results = {}
     records: list[KeyValue] = []

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from kio.schema.errors import ErrorCode
 
+from samsa.coordinator.group.consumer import GROUP_KINDS as CONSUMER_GROUP_KINDS
 from samsa.coordinator.group.consumer import GROUP_TYPE as CONSUMER_GROUP_TYPE
-from samsa.coordinator.group.consumer import ConsumerGroup
+from samsa.coordinator.group.consumer import ConsumerGroup, group_tombstones
 from samsa.coordinator.group.consumer_machine import (
     OFFSET_COMMIT_MEMBER_EPOCH_VERSION,
     ConsumerGroupMachine,
@@ -87,7 +88,7 @@ class GroupCoordinator:
     def _replay_group(self, key: Sequence[str], value: bytes | None, now: int) -> None:
         if key[0] == "group":
             self.machine.replay(key[1], value, now)
-        else:
+        elif key[0] in CONSUMER_GROUP_KINDS:
             self.consumer.state.replay(key, value, now)
 
     def catch_up(self) -> None:
@@ -117,6 +118,19 @@ class GroupCoordinator:
 
     # ----------------------------------------------------------------- membership
     def join(self, request: JoinRequest) -> JoinResult | Slot:
+        """JoinGroup. A group id is of one type (KIP-848): an empty consumer group gives way to
+        a classic one (Kafka's maybeDeleteEmptyConsumerGroup); a consumer group with members
+        refuses a classic member (Kafka 4.0 could take it in as a classic member of the
+        consumer group; samsa does not migrate groups)."""
+        consumer_group = self.consumer.groups.get(request.group_id)
+        if consumer_group is not None:
+            if consumer_group.members:
+                return JoinResult(
+                    ErrorCode.inconsistent_group_protocol, member_id=request.member_id
+                )
+            self._background(
+                self._write_consumer(group_tombstones(consumer_group), self.clock_ms())
+            )
         result = self.machine.join(request, self.clock_ms())
         self._flush()
         return result
@@ -255,6 +269,16 @@ class GroupCoordinator:
             return error
         return self.machine.check_txn_commit(group_id, generation_id, member_id, instance_id)
 
+    def _delete_consumer_group(self, group: ConsumerGroup) -> ErrorCode:
+        if group.members:
+            return ErrorCode.non_empty_group
+        records: list[KeyValue] = [
+            (offset_key(group.group_id, t, p), None)
+            for t, p in self.offsets.group_offsets(group.group_id)
+        ]
+        self._append_consumer([*records, *group_tombstones(group)], self.clock_ms())
+        return ErrorCode.none
+
     def check_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
         """OffsetFetch v9 names the member and its epoch: checked for a consumer group."""
         consumer_group = self.consumer.groups.get(group_id)
@@ -273,7 +297,10 @@ class GroupCoordinator:
         results: dict[str, ErrorCode] = {}
         for group_id in group_ids:
             group = self.groups.get(group_id)
-            if group is None and not self.offsets.has_offsets(group_id):
+            consumer_group = self.consumer.groups.get(group_id)
+            if consumer_group is not None:
+                results[group_id] = self._delete_consumer_group(consumer_group)
+            elif group is None and not self.offsets.has_offsets(group_id):
                 results[group_id] = ErrorCode.group_id_not_found
             elif group is not None and group.state is not G.EMPTY:
                 results[group_id] = ErrorCode.non_empty_group
