@@ -16,11 +16,12 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
+from kio.records.readers import read_batch
 from kio.schema.errors import ErrorCode
 
 from samsa.coordinator.group.consumer import GROUP_KINDS as CONSUMER_GROUP_KINDS
 from samsa.coordinator.group.consumer import GROUP_TYPE as CONSUMER_GROUP_TYPE
-from samsa.coordinator.group.consumer import ConsumerGroup, group_tombstones
+from samsa.coordinator.group.consumer import ConsumerGroup, ConsumerGroups, group_tombstones
 from samsa.coordinator.group.consumer_machine import (
     OFFSET_COMMIT_MEMBER_EPOCH_VERSION,
     ConsumerGroupMachine,
@@ -203,6 +204,7 @@ class GroupCoordinator:
 
         def then(failed: Failed) -> HeartbeatResponse:
             if failed:
+                self._reload_consumer_groups()
                 return HeartbeatResponse(ErrorCode.not_coordinator, "The write failed.")
             return response
 
@@ -216,7 +218,41 @@ class GroupCoordinator:
 
     def _write_consumer(self, records: Sequence[KeyValue], now: int) -> Later:
         end = self._append_consumer(records, now)
-        return Later([(self.log, end)], lambda failed: None)
+
+        def then(failed: Failed) -> None:
+            if failed:
+                self._reload_consumer_groups()
+
+        return Later([(self.log, end)], then)
+
+    def _reload_consumer_groups(self) -> None:
+        """After a consumer group write failed: the groups as the log holds them. (Kafka reverts
+        to its last committed state and fails every write pending after it; samsa's log undid
+        the failed batch, or went offline, and replaying what the log holds, later pending
+        writes included, gives the state those writes were decided on, less the failed one.)"""
+        rebuilt = ConsumerGroups()
+        now = self.clock_ms()
+        try:
+            for header, data in self.log.batches(
+                self.log.log_start_offset, self.log.log_end_offset
+            ):
+                if header.is_control or header.is_transactional:
+                    continue
+                batch, _ = read_batch(data, 0)
+                for record in batch.records:
+                    key = json.loads(record.key) if record.key is not None else [""]
+                    if key[0] in CONSUMER_GROUP_KINDS:
+                        rebuilt.replay(tuple(str(k) for k in key), record.value, now)
+        except OSError:
+            log.exception("the consumer groups could not be read back after a failed write")
+            return
+        for group_id, group in rebuilt.groups.items():
+            live = self.consumer.groups.get(group_id)
+            if live is not None:  # the members' sessions go on
+                group.last_heartbeat_ms.update(
+                    (m, t) for m, t in live.last_heartbeat_ms.items() if m in group.members
+                )
+        self.consumer.state.groups = rebuilt.groups
 
     def all_groups(self) -> list[Group | ConsumerGroup]:
         """Classic and consumer groups alike; each has a `type`, "classic" or "consumer"."""
