@@ -232,6 +232,23 @@ def test_a_member_past_its_session_is_fenced_and_the_other_gets_all() -> None:
     assert b.assignment == {T1: frozenset({0, 1, 2, 3})}
 
 
+def test_a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() -> None:
+    h = Harness()
+    h.beat("a", 0)
+    h.beat("b", 0)
+    h.beat("a", 1)  # told to revoke: its rebalance timeout (30 s) starts
+    assert h.member("a").state is MemberState.UNREVOKED_PARTITIONS
+    h.now = 30_000
+    h.beat("a", 1)  # heartbeats, but still owns what it must give up
+    h.beat("b", 2)
+    assert h.machine.expired(h.now) == []
+    h.now = 30_001
+    h.beat("b", 2)
+    assert [(m.member_id, why) for _, m, why in h.machine.expired(h.now)] == [
+        ("a", "the member failed to revoke in time")
+    ]
+
+
 def test_the_records_rebuild_the_same_groups() -> None:
     h = Harness()
     h.beat("a", 0)

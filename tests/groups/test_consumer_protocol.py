@@ -173,3 +173,30 @@ def test_the_group_survives_a_restart(tmp_path: object) -> None:
         assert one.assigned() == set(range(PARTITIONS))
         assert [e for e in one.events if e[0] == "revoke"] == []
         one.consumer.close()
+
+
+def test_a_regex_subscription_takes_new_topics(tmp_path: object) -> None:
+    """librdkafka sends `subscribe(["^rx-.*"])` as SubscribedTopicRegex; the broker matches it
+    against every topic name (whole), and a topic created later joins at the next heartbeat."""
+    settings = {"group.consumer.heartbeat.interval.ms": "300"}
+    with EmbeddedBroker(data_dir=f"{tmp_path}/data", settings=settings) as broker:
+        create_topics(broker.bootstrap, {"rx-a": 2, "rx-b": 1, "other": 1})
+        consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": "regex-group",
+                "group.protocol": "consumer",
+                "log_level": 0,
+            }
+        )
+        consumer.subscribe(["^rx-.*"])
+
+        def assigned() -> list[tuple[str, int]]:
+            consumer.poll(0.1)
+            return sorted((p.topic, p.partition) for p in consumer.assignment())
+
+        wait_for(lambda: assigned() == [("rx-a", 0), ("rx-a", 1), ("rx-b", 0)], "the matches")
+        create_topics(broker.bootstrap, {"rx-c": 1})
+        wait_for(lambda: ("rx-c", 0) in assigned(), "the new topic")
+        assert all(topic != "other" for topic, _ in assigned())
+        consumer.close()
