@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
 
 from hypothesis import example, given, settings
@@ -25,6 +26,7 @@ from samsa.coordinator.group.consumer_machine import (
     HeartbeatRequest,
     HeartbeatResponse,
     TopicsView,
+    subscribed_names,
 )
 from samsa.coordinator.group.machine import GroupSettings
 from samsa.coordinator.group.model import Group
@@ -200,6 +202,21 @@ def test_a_regex_subscribes_to_the_topics_it_matches_whole() -> None:
     answer = h.beat("a", 0, topics=(), regex="t.")
     assert answer.assignment == {T1: frozenset({0, 1, 2, 3}), T2: frozenset({0, 1})}
     assert h.beat("b", 0, topics=(), regex="t").assignment == {}  # "t" matches no name whole
+
+
+def test_a_regex_is_re2_and_matches_in_linear_time() -> None:
+    """A pattern that backtracks exponentially in Python's `re` (`(a|a)*b` on a long name)
+    matches at once with RE2; RE2 refuses what RE2/J refuses (lookarounds)."""
+    topics = {"a" * 249: ("x", 1), "ab": ("y", 1)}
+    member = ConsumerMember("m", subscribed_topic_regex="(a|a)*b")
+    started = time.monotonic()
+    assert subscribed_names(member, topics) == {"ab"}
+    assert time.monotonic() - started < 1.0
+    answer = Harness().beat("a", 0, topics=(), regex="t(?=1)")
+    assert answer.error == ErrorCode.invalid_regular_expression
+    assert answer.message is not None and answer.message.startswith(
+        "SubscribedTopicRegex `t(?=1)` is not a valid regular expression: "
+    )
 
 
 def test_static_members_leave_with_minus_two_and_come_back_under_a_new_id() -> None:

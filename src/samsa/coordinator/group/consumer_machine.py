@@ -23,7 +23,6 @@ Time and member ids come in as parameters (`now`, `new_uuid`).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -47,6 +46,7 @@ from samsa.coordinator.group.consumer import (
 from samsa.coordinator.group.machine import GroupSettings
 from samsa.coordinator.group.model import Group
 from samsa.coordinator.group.offsets import group_key
+from samsa.coordinator.group.regex import InvalidRegex, topic_matcher
 from samsa.coordinator.group.states import GroupState
 
 LEAVE_GROUP_MEMBER_EPOCH = -1
@@ -189,7 +189,7 @@ class ConsumerGroupMachine:
                 f"assignors: {', '.join(self.assignors)}.",
             )
         if request.subscribed_topic_regex is not None:
-            _compile(request.subscribed_topic_regex)
+            _check_regex(request.subscribed_topic_regex)
 
     def _group(
         self, group_id: str, create: bool, classic: Group | None, plan: _Plan
@@ -485,13 +485,11 @@ OFFSET_COMMIT_MEMBER_EPOCH_VERSION = 9
 
 
 # --------------------------------------------------------------------- helpers
-def _compile(regex: str) -> re.Pattern[str]:
-    """A subscription regex. Kafka uses RE2/J; samsa uses Python's `re`, which accepts the
-    RE2 syntax consumers use in practice (classes, alternation, repetition); a pattern either
-    rejects is INVALID_REGULAR_EXPRESSION. Like RE2/J's `matches`, a topic must match whole."""
+def _check_regex(regex: str) -> None:
+    """INVALID_REGULAR_EXPRESSION for a pattern RE2 refuses (`samsa.coordinator.group.regex`)."""
     try:
-        return re.compile(regex)
-    except re.error as exc:
+        topic_matcher(regex)
+    except InvalidRegex as exc:
         raise GroupError(
             ErrorCode.invalid_regular_expression,
             f"SubscribedTopicRegex `{regex}` is not a valid regular expression: {exc}.",
@@ -506,10 +504,10 @@ def subscribed_names(
     names = {n for n in member.subscribed_topic_names if n in topics}
     if member.subscribed_topic_regex is not None:
         try:
-            pattern = re.compile(member.subscribed_topic_regex)
-        except re.error:
+            matches = topic_matcher(member.subscribed_topic_regex)
+        except InvalidRegex:
             return names
-        names |= {t for t in topics if t not in internal and pattern.fullmatch(t)}
+        names |= {t for t in topics if t not in internal and matches(t)}
     return names
 
 
