@@ -189,3 +189,25 @@ def test_offsets_are_checked_against_member_epochs(conn: Conn) -> None:
         )
     )
     assert txn.topics[0].partitions[0].error_code == ErrorCode.illegal_generation
+
+
+def test_an_empty_consumer_group_is_deleted_for_good(tmp_path: object) -> None:
+    with EmbeddedBroker(data_dir=f"{tmp_path}/data") as broker:
+        create_topics(broker.bootstrap, {TOPIC: 2})
+        with Conn(broker.bootstrap) as conn:
+            heartbeat(conn, "dg", "m", 0)
+            assert commit(conn, "dg", "m", 1) == ErrorCode.none
+            heartbeat(conn, "dg", "m", -1)
+            deleted = conn.request(DeleteGroupsRequest(groups_names=(GroupId("dg"),)))
+            assert deleted.results[0].error_code == ErrorCode.none
+        broker.restart()
+        with Conn(broker.bootstrap) as conn:
+            described = conn.request(
+                ConsumerGroupDescribeRequest(
+                    group_ids=(GroupId("dg"),), include_authorized_operations=False
+                )
+            )
+            assert described.groups[0].error_code == ErrorCode.group_id_not_found
+            assert conn.request(ListGroupsRequest()).groups == ()
+            again = heartbeat(conn, "dg", "m2", 0)  # a new group, from epoch 1
+            assert (again.error_code, again.member_epoch) == (ErrorCode.none, 1)
