@@ -1,5 +1,5 @@
 """The consumer group protocol (KIP-848) as a state machine without I/O (Kafka's
-GroupMetadataManager for consumer groups, and its CurrentAssignmentBuilder).
+GroupMetadataManager for consumer groups).
 
 Theory of operation: each ConsumerGroupHeartbeat is decided against the replayed state and
 returns records and a response (`Result`); the caller appends the records and replays them
@@ -9,14 +9,14 @@ returns records and a response (`Result`); the caller appends the records and re
 2. A changed subscription, or a change in the subscribed topics, bumps the *group epoch*.
 3. When the group epoch passes the *target assignment epoch*, the group's assignor computes the
    target assignment of every member.
-4. The member is reconciled towards its target: partitions it must give up are first only
+4. The member is reconciled towards its target (`reconcile.py`): partitions it must give up are first only
    taken away (it stays in its epoch, UNREVOKED_PARTITIONS) until it reports, in
    `topic_partitions`, that it no longer owns them; only then does it move to the target epoch.
    A partition another member still owns (or revokes) is not given out until released
    (UNRELEASED_PARTITIONS). So no partition is ever owned by two members.
 Members leave with epoch -1 (or -2, a static member that will be back: it keeps its
 assignment), and are fenced when their session times out or they do not revoke within their
-rebalance timeout (`tick`).
+rebalance timeout (`expired`, run by the coordinator's tick).
 
 Time and member ids come in as parameters (`now`, `new_uuid`).
 """
@@ -46,6 +46,7 @@ from samsa.coordinator.group.consumer import (
 from samsa.coordinator.group.machine import GroupSettings
 from samsa.coordinator.group.model import Group
 from samsa.coordinator.group.offsets import group_key
+from samsa.coordinator.group.reconcile import owner_epoch, reconcile
 from samsa.coordinator.group.regex import InvalidRegex, topic_matcher
 from samsa.coordinator.group.states import GroupState
 
@@ -271,7 +272,7 @@ class ConsumerGroupMachine:
             target_epoch,
             targets.get(member_id, {}),
             request.topic_partitions,
-            lambda t, p: _owner_epoch(members, t, p),
+            lambda t, p: owner_epoch(members, t, p),
         )
         if known is None or reconciled != known:
             plan.records.append(current_record(group.group_id, reconciled))
@@ -531,16 +532,6 @@ def _preferred(members: Iterable[ConsumerMember], default: str) -> str:
     return max(sorted(votes), key=lambda n: votes[n]) if votes else default
 
 
-def _owner_epoch(members: Mapping[str, ConsumerMember], topic: TopicId, partition: int) -> int:
-    """The epoch of the member owning a partition, -1 if none (Kafka's currentPartitionEpoch)."""
-    for owner in members.values():
-        if partition in owner.assigned.get(topic, ()) or partition in (
-            owner.pending_revocation.get(topic, ())
-        ):
-            return owner.member_epoch
-    return -1
-
-
 def _check_fenced(member: ConsumerMember, group_id: str, member_id: str, instance_id: str) -> None:
     if member.member_id != member_id:
         raise GroupError(
@@ -574,75 +565,3 @@ def _check_epoch(member: ConsumerMember, epoch: int, owned: Partitions | None) -
             f"by the group coordinator ({member.member_epoch}). The member must abandon all its "
             "partitions and rejoin.",
         )
-
-
-# --------------------------------------------------------------------- reconciliation
-def _owns_any(owned: Partitions | None, partitions: Partitions) -> bool:
-    """Does the member still own any of `partitions`? Not knowing (None) counts as yes."""
-    if owned is None:
-        return True
-    return any(parts & partitions.get(topic, frozenset()) for topic, parts in owned.items())
-
-
-def reconcile(
-    member: ConsumerMember,
-    target_epoch: int,
-    target: Partitions,
-    owned: Partitions | None,
-    owner_epoch: Callable[[TopicId, int], int],
-) -> ConsumerMember:
-    """Kafka's CurrentAssignmentBuilder: the member's next step towards its target."""
-    if member.is_reconciled_to(target_epoch):
-        return member
-    if member.state is MemberState.STABLE:
-        return _next(member, member.member_epoch, target_epoch, target, owned, owner_epoch)
-    if member.state is MemberState.UNREVOKED_PARTITIONS:
-        if _owns_any(owned, member.pending_revocation):
-            return member
-        return _next(member, member.member_epoch + 1, target_epoch, target, owned, owner_epoch)
-    return _next(member, member.member_epoch, target_epoch, target, owned, owner_epoch)
-
-
-def _with_epoch(member: ConsumerMember, epoch: int, **changes: object) -> ConsumerMember:
-    """Kafka's updateMemberEpoch: the old epoch becomes the previous one."""
-    return replace(member, previous_member_epoch=member.member_epoch, member_epoch=epoch, **changes)  # type: ignore[arg-type]
-
-
-def _next(
-    member: ConsumerMember,
-    epoch: int,
-    target_epoch: int,
-    target: Partitions,
-    owned: Partitions | None,
-    owner_epoch: Callable[[TopicId, int], int],
-) -> ConsumerMember:
-    """Kafka's computeNextAssignment."""
-    unreleased = False
-    assigned: dict[TopicId, frozenset[int]] = {}
-    revoking: dict[TopicId, frozenset[int]] = {}
-    adding: dict[TopicId, frozenset[int]] = {}
-    for topic in sorted(set(target) | set(member.assigned)):
-        wanted = target.get(topic, frozenset())
-        current = member.assigned.get(topic, frozenset())
-        kept = current & wanted
-        new = wanted - kept
-        free = frozenset(p for p in new if owner_epoch(topic, p) == -1)
-        unreleased = unreleased or free != new
-        if kept:
-            assigned[topic] = kept
-        if current - kept:
-            revoking[topic] = current - kept
-        if free:
-            adding[topic] = free
-    if revoking and _owns_any(owned, revoking):
-        return _with_epoch(
-            member,
-            epoch,
-            state=MemberState.UNREVOKED_PARTITIONS,
-            assigned=assigned,
-            pending_revocation=revoking,
-        )
-    for topic, parts in adding.items():
-        assigned[topic] = assigned.get(topic, frozenset()) | parts
-    state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
-    return _with_epoch(member, target_epoch, state=state, assigned=assigned, pending_revocation={})
