@@ -160,6 +160,25 @@ def test_fencing_errors_are_kafkas() -> None:
     )
 
 
+def test_a_fenced_member_rejoins_under_its_own_id_with_epoch_zero() -> None:
+    """librdkafka keeps its member id after FENCED_MEMBER_EPOCH and rejoins with epoch 0
+    (KAFKA-19233: accepted; the member gets its assignment back)."""
+    h = Harness()
+    h.beat("a", 0)
+    h.beat("b", 0)
+    a = h.beat("a", 1)
+    assert a.assignment is not None
+    h.beat("a", 1, owned=a.assignment)
+    assert h.beat("a", 7).error == ErrorCode.fenced_member_epoch
+    again = h.beat("a", 0)
+    assert (again.error, again.member_epoch, again.assignment) == (
+        ErrorCode.none,
+        2,
+        a.assignment,
+    )
+    assert h.machine.groups["g"].group_epoch == 2  # nothing changed: no rebalance
+
+
 def test_an_older_epoch_is_accepted_only_with_a_subset_of_the_assignment() -> None:
     h = Harness()
     h.beat("a", 0)

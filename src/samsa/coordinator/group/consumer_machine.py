@@ -9,9 +9,10 @@ returns records and a response (`Result`); the caller appends the records and re
 2. A changed subscription, or a change in the subscribed topics, bumps the *group epoch*.
 3. When the group epoch passes the *target assignment epoch*, the group's assignor computes the
    target assignment of every member.
-4. The member is reconciled towards its target (`reconcile.py`): partitions it must give up are first only
-   taken away (it stays in its epoch, UNREVOKED_PARTITIONS) until it reports, in
-   `topic_partitions`, that it no longer owns them; only then does it move to the target epoch.
+4. The member is reconciled towards its target (`reconcile.py`): partitions it must give up
+   are first only taken away (it stays in its epoch, UNREVOKED_PARTITIONS) until it reports,
+   in `topic_partitions`, that it no longer owns them; only then does it move to the target
+   epoch.
    A partition another member still owns (or revokes) is not given out until released
    (UNRELEASED_PARTITIONS). So no partition is ever owned by two members.
 Members leave with epoch -1 (or -2, a static member that will be back: it keeps its
@@ -548,7 +549,11 @@ def _is_subset(owned: Partitions | None, assigned: Partitions) -> bool:
 
 
 def _check_epoch(member: ConsumerMember, epoch: int, owned: Partitions | None) -> None:
-    """Kafka's throwIfConsumerGroupMemberEpochIsInvalid."""
+    """Kafka's throwIfConsumerGroupMemberEpochIsInvalid. Epoch 0 is a member rejoining under
+    its own id (librdkafka keeps its member id after FENCED_MEMBER_EPOCH, KIP-1082): accepted,
+    as Kafka does since KAFKA-19233; it is given its current assignment back."""
+    if epoch == 0:
+        return
     if epoch > member.member_epoch:
         raise GroupError(
             ErrorCode.fenced_member_epoch,
