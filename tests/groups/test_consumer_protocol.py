@@ -200,3 +200,58 @@ def test_a_regex_subscription_takes_new_topics(tmp_path: object) -> None:
         wait_for(lambda: ("rx-c", 0) in assigned(), "the new topic")
         assert all(topic != "other" for topic, _ in assigned())
         consumer.close()
+
+
+def test_a_static_member_comes_back_to_its_partitions_without_a_rebalance(
+    broker: EmbeddedBroker,
+) -> None:
+    """`group.instance.id`: closing leaves with epoch -2 (the member keeps its partitions while
+    away); a new instance takes them back under its new member id, the group epoch unchanged."""
+
+    def static(instance: str) -> confluent_kafka.Consumer:
+        consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": "static-group",
+                "group.protocol": "consumer",
+                "group.instance.id": instance,
+                "log_level": 0,
+            }
+        )
+        consumer.subscribe([TOPIC])
+        return consumer
+
+    def owned(consumer: confluent_kafka.Consumer) -> set[int]:
+        return {p.partition for p in consumer.assignment()}
+
+    def group_state() -> tuple[int, dict[str, int]]:
+        def read() -> tuple[int, dict[str, int]]:
+            group = broker.server.broker.groups.consumer.groups["static-group"]  # type: ignore[union-attr]
+            members = {m.instance_id or "": m.member_epoch for m in group.members.values()}
+            return group.group_epoch, members
+
+        return broker.call(read)
+
+    one, two = static("i1"), static("i2")
+
+    def split() -> bool:
+        one.poll(0.05)
+        two.poll(0.05)
+        return len(owned(one)) == 2 and len(owned(two)) == 2
+
+    wait_for(split, "the two instances to split the partitions")
+    mine = owned(one)
+    epoch, _ = group_state()
+    one.close()
+    assert group_state() == (epoch, {"i1": -2, "i2": epoch})
+    back = static("i1")
+
+    def returned() -> bool:
+        back.poll(0.05)
+        two.poll(0.05)
+        return owned(back) == mine
+
+    wait_for(returned, "the new instance to get the same partitions")
+    assert group_state() == (epoch, {"i1": epoch, "i2": epoch})
+    back.close()
+    two.close()
