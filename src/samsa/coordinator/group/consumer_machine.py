@@ -96,7 +96,6 @@ class Result:
     response: HeartbeatResponse
     # set once the records are replayed: (member id, revocation deadline or None)
     touch: tuple[str, int | None] | None = None
-    classic_deleted: bool = False  # the records delete an empty classic group (upgrade)
 
 
 class GroupError(Exception):
@@ -111,7 +110,6 @@ class GroupError(Exception):
 @dataclass(slots=True)
 class _Plan:
     records: list[Record] = field(default_factory=list)
-    classic_deleted: bool = False
 
 
 class ConsumerGroupMachine:
@@ -203,8 +201,7 @@ class ConsumerGroupMachine:
             return group
         if classic is not None:
             if create and not classic.members and classic.state is GroupState.EMPTY:
-                plan.records.append((group_key(group_id), None))
-                plan.classic_deleted = True
+                plan.records.append((group_key(group_id), None))  # its tombstone
                 return ConsumerGroup(group_id)
             raise GroupError(
                 ErrorCode.group_id_not_found, f"Group {group_id} is not a consumer group."
@@ -297,7 +294,6 @@ class ConsumerGroupMachine:
                 assignment=reconciled.assigned if full or changed else None,
             ),
             (member_id, deadline),
-            plan.classic_deleted,
         )
 
     def _dynamic_member(
