@@ -476,3 +476,44 @@ def test_range_gives_co_partitioned_topics_alike() -> None:
         "a": {T1: frozenset({0, 1, 2}), T2: frozenset({0, 1, 2})},
         "b": {T1: frozenset({3, 4}), T2: frozenset({3, 4})},
     }
+
+
+HEARTBEATS = st.builds(
+    HeartbeatRequest,
+    group_id=st.sampled_from(["g", "", "h"]),
+    member_id=st.sampled_from(["a", "b", ""]),
+    member_epoch=st.integers(-3, 4),
+    instance_id=st.sampled_from([None, "", "i"]),
+    rack_id=st.sampled_from([None, "", "r"]),
+    rebalance_timeout_ms=st.sampled_from([-1, 0, 30_000]),
+    subscribed_topic_names=st.sampled_from([None, (), ("t1",), ("t1", "t2", "nope")]),
+    subscribed_topic_regex=st.sampled_from([None, "", "t.*", "(", "\\C", "(?i)T1"]),
+    server_assignor=st.sampled_from([None, "uniform", "range", "x"]),
+    topic_partitions=st.sampled_from(
+        [None, {}, {T1: frozenset({0, 9})}, {"not-a-topic": frozenset({-1})}]
+    ),
+    client_id=st.just("c"),
+    client_host=st.just("h"),
+    member_id_required=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HEARTBEATS, max_size=12))
+def test_any_heartbeat_is_answered_with_a_code_and_replays(
+    requests: list[HeartbeatRequest],
+) -> None:
+    """Whatever the fields, a heartbeat is answered (an error code, never an exception) and its
+    records replay; a fresh replay of all of them gives the same groups."""
+    h = Harness()
+    for request in requests:
+        result = h.machine.heartbeat(request, TOPICS, None, h.now)
+        assert isinstance(result.response.error, ErrorCode)
+        h.log.extend(result.records)
+        h.replay(result.records)
+        _check_single_owners(h)
+    rebuilt = ConsumerGroups()
+    h.replay(h.log, rebuilt)
+    assert set(rebuilt.groups) == set(h.machine.groups)
+    for group_id, group in rebuilt.groups.items():
+        assert group.members == h.machine.groups[group_id].members
