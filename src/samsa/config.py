@@ -144,6 +144,10 @@ class BrokerConfig:
     # does not wait by default (Kafka's docs recommend 0 for tests).
     group_initial_rebalance_delay_ms: int = 0
     offset_metadata_max_bytes: int = 4096
+    # The consumer group protocol (KIP-848), Kafka's defaults.
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5_000
+    group_consumer_assignors: str = "uniform,range"
     producer_id_expiration_check_interval_ms: int = 600_000
     # samsa's own: the background check of every stored batch's CRC (`samsa.log.scrub`). A
     # pass starts at start-up and then every interval; reads are paced to the rate.
@@ -200,6 +204,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "group.max.session.timeout.ms": ("group_max_session_timeout_ms", _int),
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", _int),
     "offset.metadata.max.bytes": ("offset_metadata_max_bytes", _int),
+    "group.consumer.session.timeout.ms": ("group_consumer_session_timeout_ms", _positive),
+    "group.consumer.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms", _positive),
+    "group.consumer.assignors": ("group_consumer_assignors", _str),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", _int),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
         "transaction_abort_timed_out_transaction_cleanup_interval_ms",

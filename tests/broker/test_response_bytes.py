@@ -37,6 +37,8 @@ from kio.schema.alter_configs.v2.request import (
 )
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v4.request import ApiVersionsRequest as ApiVersionsRequestV4
+from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
+from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
 from kio.schema.create_partitions.v3.request import (
     CreatePartitionsAssignment,
     CreatePartitionsRequest,
@@ -100,12 +102,21 @@ from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequestPartition,
     OffsetCommitRequestTopic,
 )
+from kio.schema.offset_commit.v9.request import OffsetCommitRequest as OffsetCommitRequestV9
+from kio.schema.offset_commit.v9.request import (
+    OffsetCommitRequestPartition as OffsetCommitRequestPartitionV9,
+)
+from kio.schema.offset_commit.v9.request import (
+    OffsetCommitRequestTopic as OffsetCommitRequestTopicV9,
+)
 from kio.schema.offset_delete.v0.request import (
     OffsetDeleteRequest,
     OffsetDeleteRequestPartition,
     OffsetDeleteRequestTopic,
 )
 from kio.schema.offset_fetch.v7.request import OffsetFetchRequest, OffsetFetchRequestTopic
+from kio.schema.offset_fetch.v9.request import OffsetFetchRequest as OffsetFetchRequestV9
+from kio.schema.offset_fetch.v9.request import OffsetFetchRequestGroup, OffsetFetchRequestTopics
 from kio.schema.offset_for_leader_epoch.v4.request import (
     OffsetForLeaderEpochRequest,
     OffsetForLeaderPartition,
@@ -956,6 +967,103 @@ def groups(s: Session) -> None:
             ),
             version,
         )
+
+    consumer_groups(s)
+
+
+def consumer_groups(s: Session) -> None:
+    """The consumer group protocol (KIP-848): heartbeats, describe, and offsets with member
+    epochs (OffsetCommit v9, OffsetFetch v8-9)."""
+    topics = (TOPIC,)
+    for version in served(
+        ConsumerGroupHeartbeatRequest(
+            group_id=GroupId("x"), member_id="", member_epoch=i32(0), topic_partitions=()
+        )
+    ):
+        joined = s.send(
+            "consumer-heartbeat join",
+            ConsumerGroupHeartbeatRequest(
+                group_id=GroupId(f"cg{version}"),
+                member_id=f"member-{version}",
+                member_epoch=i32(0),
+                rebalance_timeout=ms(30_000),
+                subscribed_topic_names=tuple(TopicName(t) for t in topics),
+                topic_partitions=(),
+            ),
+            version,
+        )
+        s.send(
+            "consumer-heartbeat fenced",
+            ConsumerGroupHeartbeatRequest(
+                group_id=GroupId(f"cg{version}"),
+                member_id=joined.member_id,
+                member_epoch=i32(joined.member_epoch + 3),
+                topic_partitions=None,
+            ),
+            version,
+        )
+        s.send(
+            "consumer-heartbeat invalid",
+            ConsumerGroupHeartbeatRequest(
+                group_id=GroupId(f"cg{version}"),
+                member_id="m",
+                member_epoch=i32(0),
+                topic_partitions=(),
+            ),
+            version,
+        )
+    for version in served(ConsumerGroupDescribeRequest(include_authorized_operations=False)):
+        s.send(
+            "consumer-describe",
+            ConsumerGroupDescribeRequest(
+                group_ids=(GroupId("cg1"), GroupId("simple"), GroupId("missing")),
+                include_authorized_operations=True,
+            ),
+            version,
+        )
+    member = s.send(
+        "consumer-heartbeat",
+        ConsumerGroupHeartbeatRequest(
+            group_id=GroupId("cg1"),
+            member_id="member-1",
+            member_epoch=i32(1),
+            topic_partitions=None,
+        ),
+    )
+    commit = OffsetCommitRequestV9(
+        group_id=GroupId("cg1"),
+        generation_id_or_member_epoch=member.member_epoch,
+        member_id="member-1",
+        topics=(
+            OffsetCommitRequestTopicV9(
+                name=TopicName(TOPIC),
+                partitions=(
+                    OffsetCommitRequestPartitionV9(
+                        partition_index=i32(0), committed_offset=i64(1), committed_metadata=None
+                    ),
+                ),
+            ),
+        ),
+    )
+    s.send("offset-commit member epoch", commit)
+    s.send("offset-commit v8 by a consumer member", commit, 8)
+    s.send(
+        "offset-commit stale member epoch",
+        dataclasses.replace(commit, generation_id_or_member_epoch=i32(member.member_epoch + 1)),
+    )
+    fetch_groups = (
+        OffsetFetchRequestGroup(
+            group_id=GroupId("cg1"),
+            member_id="member-1",
+            member_epoch=member.member_epoch,
+            topics=(OffsetFetchRequestTopics(name=TopicName(TOPIC), partition_indexes=(i32(0),)),),
+        ),
+        OffsetFetchRequestGroup(
+            group_id=GroupId("cg0"), member_id="member-0", member_epoch=i32(99), topics=None
+        ),
+        OffsetFetchRequestGroup(group_id=GroupId("simple"), topics=None),
+    )
+    each(s, "offset-fetch groups", OffsetFetchRequestV9(groups=fetch_groups), first=8)
 
 
 def records_and_partitions(s: Session) -> None:

@@ -14,9 +14,13 @@ from kio.schema.find_coordinator.v2.request import (
     FindCoordinatorRequest as FindCoordinatorRequestV2,
 )
 from kio.schema.leave_group.v0.request import LeaveGroupRequest as LeaveGroupRequestV0
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequest as OffsetFetchRequestV7
+from kio.schema.offset_fetch.v7.request import (
+    OffsetFetchRequestTopic as OffsetFetchRequestTopicV7,
+)
 from kio.schema.produce.v9.request import ProduceRequest as ProduceRequestV9
 from kio.schema.types import GroupId, TopicName
-from kio.static.primitive import i8, i32Timedelta
+from kio.static.primitive import i8, i32, i32Timedelta
 from kio.static.protocol import RequestPayload
 
 from samsa.broker import admin, groups, produce, txn
@@ -41,6 +45,8 @@ DROPPED = {
     (ApiKey.FIND_COORDINATOR, "key"),
     (ApiKey.LEAVE_GROUP, "member_id"),
     (ApiKey.DELETE_TOPICS, "topic_names"),
+    (ApiKey.OFFSET_FETCH, "group_id"),  # v1-7: one group, a batch of one since v8
+    (ApiKey.OFFSET_FETCH, "topics"),
 }
 
 
@@ -67,6 +73,20 @@ def test_a_handler_of_another_version_than_the_highest_served_is_refused() -> No
 
 def request(payload: RequestPayload) -> Request[RequestPayload]:
     return Request(type(payload).__api_key__, type(payload).__version__, 1, "t", payload)
+
+
+def test_offset_fetch_before_v8_is_a_batch_of_its_one_group() -> None:
+    old = OffsetFetchRequestV7(
+        group_id=GroupId("g"),
+        topics=(OffsetFetchRequestTopicV7(name=TopicName("t"), partition_indexes=(i32(1),)),),
+        require_stable=True,
+    )
+    view = groups.offset_fetch_view(request(old))
+    [group] = view.groups
+    assert (group.group_id, group.member_id, group.member_epoch) == ("g", None, -1)
+    assert group.topics is not None
+    assert [(t.name, t.partition_indexes) for t in group.topics] == [("t", (1,))]
+    assert view.require_stable
 
 
 def test_leave_group_before_v3_is_a_batch_of_its_one_member() -> None:

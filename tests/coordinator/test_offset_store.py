@@ -117,5 +117,5 @@ def test_group_records_are_handed_to_the_coordinator() -> None:
     store = OffsetStore()
     data = record_batch([b"{}", None], keys=[group_key("g"), group_key("h")], timestamp_ms=0)
     store.apply(parse_header(data), data)
-    assert store.group_records == [("g", b"{}"), ("h", None)]
+    assert store.group_records == [(("group", "g"), b"{}"), (("group", "h"), None)]
     assert store.committed == {}

@@ -2,6 +2,10 @@
 a subprocess by the copier tests so that it can be killed with SIGKILL at any moment.
 
     python tests/groups/copier.py BOOTSTRAP GROUP INPUT OUTPUT TRANSACTIONAL_ID SEED
+        [--group-protocol classic|consumer]
+
+With `--group-protocol consumer` the consumer uses the KIP-848 protocol: the broker assigns the
+partitions, and the offsets a transaction commits carry the member epoch as its generation.
 
 It consumes INPUT in consumer group GROUP (subscribe, read_committed, no auto-commit), and in
 one transaction per batch copies partition i of INPUT to partition i of OUTPUT and commits the
@@ -137,12 +141,22 @@ def copy_loop(
             rewind(consumer)
 
 
+def group_settings(protocol: str) -> dict[str, object]:
+    """The consumer's group settings: with the consumer protocol the broker owns the session
+    and heartbeat timing (group.consumer.*), and librdkafka refuses them."""
+    if protocol == "consumer":
+        return {"group.protocol": "consumer"}
+    return {"session.timeout.ms": 3_000, "heartbeat.interval.ms": 300}
+
+
 def main() -> None:
     bootstrap, group, source, output, transactional_id, seed = sys.argv[1:7]
+    options = sys.argv[7:]
+    protocol = options[1] if options[:1] == ["--group-protocol"] else "classic"
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     faulthandler.register(signal.SIGUSR1)  # a stack dump of a copier that seems stuck
     rng = random.Random(int(seed))
-    say(f"started {transactional_id} seed {seed}")
+    say(f"started {transactional_id} seed {seed} group protocol {protocol}")
     producer = confluent_kafka.Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -166,8 +180,7 @@ def main() -> None:
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 3_000,
-            "heartbeat.interval.ms": 300,
+            **group_settings(protocol),
             "metadata.recovery.strategy": "none",
             "log_level": 0,
             **DEBUG,

@@ -17,7 +17,12 @@ PYTHON = sys.executable
 # The broker's floor for session.timeout.ms is lowered so that a crashed member is noticed
 # quickly; clients use SESSION_TIMEOUT_MS.
 SESSION_TIMEOUT_MS = 3_000
-BROKER_SETTINGS = {"group.min.session.timeout.ms": "1000"}
+BROKER_SETTINGS = {
+    "group.min.session.timeout.ms": "1000",
+    # consumer-protocol (KIP-848) members: the broker's session and heartbeat timing
+    "group.consumer.session.timeout.ms": str(SESSION_TIMEOUT_MS),
+    "group.consumer.heartbeat.interval.ms": "300",
+}
 
 
 def wait_for(

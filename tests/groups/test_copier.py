@@ -17,6 +17,8 @@ from pathlib import Path
 
 import confluent_kafka
 import pytest
+from confluent_kafka import ConsumerGroupType
+from confluent_kafka.admin import AdminClient
 
 from samsa.testing.process import BrokerProcess
 from samsa.testing.topics import create_topics, end_offsets, placed, value_of
@@ -71,6 +73,7 @@ class Copiers:
     bootstrap: str
     tmp_path: Path
     count: int
+    group_protocol: str = "classic"
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: int = 0
     exits: list[tuple[int, int | None]] = field(default_factory=list)
@@ -82,7 +85,10 @@ class Copiers:
         self.starts += 1
         self.processes[index] = run_script(
             "copier.py",
-            [self.bootstrap, GROUP, INPUT, OUTPUT, f"copier-{index}", str(self.starts)],
+            [
+                *(self.bootstrap, GROUP, INPUT, OUTPUT, f"copier-{index}", str(self.starts)),
+                *("--group-protocol", self.group_protocol),
+            ],
             self.log(index),
         )
 
@@ -170,10 +176,11 @@ def run_copier_test(
     broker_bounces: int,
     seed: int,
     deadline_s: float,
+    group_protocol: str = "classic",
 ) -> None:
     rng = random.Random(seed)
     broker = BrokerProcess(str(tmp_path / "data"), BROKER_SETTINGS).start()
-    copiers = Copiers(broker.bootstrap, tmp_path, copier_count)
+    copiers = Copiers(broker.bootstrap, tmp_path, copier_count, group_protocol)
     reader: Reader | None = None
     try:
         create_topics(broker.bootstrap, {INPUT: PARTITIONS, OUTPUT: PARTITIONS})
@@ -225,6 +232,11 @@ def run_copier_test(
         final = read_all_committed(broker.bootstrap, ends)
         check_exactly_once(f"seed {seed}: fresh reader", expected, final)
         assert copiers.starts >= copier_count + copier_bounces
+        assert f"group protocol {group_protocol}" in log_text
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
+        [described] = admin.describe_consumer_groups([GROUP], request_timeout=10).values()
+        wanted = ConsumerGroupType.CONSUMER if group_protocol == "consumer" else None
+        assert wanted is None or described.result(timeout=15).type == wanted
     finally:
         copiers.stop()
         if reader is not None and reader.is_alive():
@@ -242,6 +254,22 @@ def test_copiers_exactly_once_with_kill9(tmp_path: Path) -> None:
         broker_bounces=1,
         seed=5,
         deadline_s=150,
+    )
+
+
+def test_copiers_exactly_once_with_the_consumer_group_protocol(tmp_path: Path) -> None:
+    """The same with KIP-848 members: copiers killed and started join and leave the consumer
+    group mid-run (the broker moves their partitions once the killed one's session times out),
+    and TxnOffsetCommit checks the member epoch as the generation."""
+    run_copier_test(
+        tmp_path,
+        per_partition=5_000,
+        copier_count=2,
+        copier_bounces=3,
+        broker_bounces=1,
+        seed=7,
+        deadline_s=150,
+        group_protocol="consumer",
     )
 
 

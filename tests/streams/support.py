@@ -51,7 +51,13 @@ class Backend:
 
 @contextmanager
 def samsa_backend() -> Iterator[Backend]:
-    with embedded_broker(settings={"num.partitions": "3"}) as broker:
+    settings = {
+        "num.partitions": "3",
+        # consumer-protocol (KIP-848) workers: the broker's session and heartbeat timing
+        "group.consumer.session.timeout.ms": "6000",
+        "group.consumer.heartbeat.interval.ms": "500",
+    }
+    with embedded_broker(settings=settings) as broker:
         yield Backend("samsa", broker.bootstrap, 3, True)
 
 
@@ -134,6 +140,7 @@ class WorkerProcess:
     log_dir: str
     # `python -m samsa.streams` starts faster than `samsa` (which imports the broker too).
     fast_start: bool = True
+    group_protocol: str = "classic"
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0
@@ -156,8 +163,11 @@ class WorkerProcess:
             command.append("--static-membership")
         if not self.backend.can_create_topics:
             command.append("--no-create-topics")
-        for setting in WORKER_CONSUMER:
-            command += ["--consumer", setting]
+        if self.group_protocol == "consumer":
+            command += ["--group-protocol", "consumer"]  # the broker times the session
+        else:
+            for setting in WORKER_CONSUMER:
+                command += ["--consumer", setting]
         command += ["--consumer", "log_level=0", "--producer", "log_level=0"]
         env = dict(os.environ, BALANCES_CRASH_AT_COMMIT=str(crash_at_commit))
         log = open(os.path.join(self.log_dir, f"worker-{self.instance}.log"), "ab")  # noqa: SIM115

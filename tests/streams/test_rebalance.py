@@ -50,12 +50,15 @@ def wait_assigned(worker: WorkerProcess, timeout_s: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def rebalance_run(backend: Backend, guarantee: str) -> None:
-    print(f"seed {SEED}, backend {backend.name}, guarantee {guarantee}")
+def rebalance_run(backend: Backend, guarantee: str, group_protocol: str = "classic") -> None:
+    print(f"seed {SEED}, backend {backend.name}, guarantee {guarantee}, {group_protocol}")
     inputs = support.make_inputs(RECORDS, ACCOUNTS, SEED)
     backend.create_input()
     log_dir = support.temp_log_dir()
-    workers = [WorkerProcess(backend, guarantee, str(i), False, log_dir) for i in range(3)]
+    workers = [
+        WorkerProcess(backend, guarantee, str(i), False, log_dir, group_protocol=group_protocol)
+        for i in range(3)
+    ]
     producer = support.InputProducer(backend.bootstrap, inputs, RATE_PER_S)
     producer.start()
     time.sleep(0.5)
@@ -96,6 +99,12 @@ def test_rebalance_loses_and_repeats_nothing(backend: Backend, guarantee: str) -
             "(test_mock_gaps.py shows it; docs/streams.md)"
         )
     rebalance_run(backend, guarantee)
+
+
+def test_rebalance_with_the_consumer_group_protocol(samsa: Backend) -> None:
+    """Workers with `--group-protocol consumer` (KIP-848): the broker's range assignor moves
+    partitions as they join and leave, and every input is applied exactly once."""
+    rebalance_run(samsa, "exactly_once", group_protocol="consumer")
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])

@@ -47,3 +47,18 @@ def test_a_short_verify_run_injects_every_fault_and_finds_no_anomaly(tmp_path: P
         timeout=120,
     )
     assert json.loads(again.stdout)["anomalies"] == report["anomalies"]
+
+
+def test_a_verify_run_with_the_consumer_group_protocol_finds_no_anomaly() -> None:
+    """`--group-protocol consumer`: the copiers and subscribing consumers are KIP-848 members
+    (the broker assigns; TxnOffsetCommit carries member epochs), under faults."""
+    command = [
+        *(sys.executable, "-m", "samsa.cli", "verify", "--duration", "12"),
+        *("--fault-interval", "2", "--seed", "3", "--group-protocol", "consumer", "--json"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.stdout, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["anomalies"] == {kind: 0 for kind in checker.CLASSES}, report["examples"]
+    assert report["ops"]["assign"]["ok"] > 0 and report["ops"]["txn"]["ok"] > 10
+    assert done.returncode == 0

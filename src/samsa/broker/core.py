@@ -21,6 +21,7 @@ from samsa.broker.handlers import HANDLERS
 from samsa.broker.outcomes import Close, Outcome
 from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
 from samsa.config import BrokerConfig
+from samsa.coordinator.group.consumer_machine import TopicsView
 from samsa.coordinator.group.coordinator import GroupCoordinator, GroupSettings
 from samsa.coordinator.producer_ids import ProducerIdManager
 from samsa.coordinator.txn.coordinator import TransactionCoordinator, TxnSettings
@@ -137,9 +138,13 @@ class Broker:
                 self.config.group_max_session_timeout_ms,
                 self.config.group_initial_rebalance_delay_ms,
                 self.config.offset_metadata_max_bytes,
+                self.config.group_consumer_session_timeout_ms,
+                self.config.group_consumer_heartbeat_interval_ms,
+                tuple(a.strip() for a in self.config.group_consumer_assignors.split(",")),
             ),
             self.background.append,
             self.new_uuid,
+            self.topics_view,
         )
         self.groups.load()
         # From here on, a crash is an unclean shutdown.
@@ -150,6 +155,14 @@ class Broker:
         """The broker's config changed (its dynamic configs): every topic follows at once."""
         self.config = config
         self.topics.reconfigure(config, self.dynamic.merged())
+
+    def topics_view(self) -> TopicsView:
+        """The topics as consumer groups see them: name -> (topic id, partition count)."""
+        topics = list(self.topics)
+        return TopicsView(
+            {t.name: (str(t.topic_id), len(t.partitions)) for t in topics},
+            frozenset(t.name for t in topics if t.is_internal),
+        )
 
     def take_background(self) -> list[Later]:
         work, self.background[:] = list(self.background), []

@@ -28,8 +28,8 @@ from kio.schema.leave_group.v5.request import LeaveGroupRequest, MemberIdentity
 from kio.schema.leave_group.v5.response import LeaveGroupResponse, MemberResponse
 from kio.schema.list_groups.v5.request import ListGroupsRequest
 from kio.schema.list_groups.v5.response import ListedGroup, ListGroupsResponse
-from kio.schema.offset_commit.v8.request import OffsetCommitRequest
-from kio.schema.offset_commit.v8.response import (
+from kio.schema.offset_commit.v9.request import OffsetCommitRequest
+from kio.schema.offset_commit.v9.response import (
     OffsetCommitResponse,
     OffsetCommitResponsePartition,
     OffsetCommitResponseTopic,
@@ -40,11 +40,24 @@ from kio.schema.offset_delete.v0.response import (
     OffsetDeleteResponsePartition,
     OffsetDeleteResponseTopic,
 )
-from kio.schema.offset_fetch.v7.request import OffsetFetchRequest
+from kio.schema.offset_fetch.v7.request import OffsetFetchRequest as OffsetFetchRequestV7
+from kio.schema.offset_fetch.v7.response import OffsetFetchResponse as OffsetFetchResponseV7
 from kio.schema.offset_fetch.v7.response import (
+    OffsetFetchResponsePartition as OffsetFetchResponsePartitionV7,
+)
+from kio.schema.offset_fetch.v7.response import (
+    OffsetFetchResponseTopic as OffsetFetchResponseTopicV7,
+)
+from kio.schema.offset_fetch.v9.request import (
+    OffsetFetchRequest,
+    OffsetFetchRequestGroup,
+    OffsetFetchRequestTopics,
+)
+from kio.schema.offset_fetch.v9.response import (
     OffsetFetchResponse,
-    OffsetFetchResponsePartition,
-    OffsetFetchResponseTopic,
+    OffsetFetchResponseGroup,
+    OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopics,
 )
 from kio.schema.sync_group.v5.request import SyncGroupRequest
 from kio.schema.sync_group.v5.response import SyncGroupResponse
@@ -83,6 +96,8 @@ V = TypeVar("V")
 NULLABLE_PROTOCOL_VERSION_MIN = 7
 # LeaveGroup v3 leaves a batch of members (KIP-345); before, the one `member_id`.
 BATCHED_LEAVE_VERSION_MIN = 3
+# OffsetFetch v8 fetches a batch of groups (KIP-709); v9 names the member and its epoch.
+MULTI_GROUP_FETCH_VERSION_MIN = 8
 
 
 def _deferred(
@@ -274,6 +289,7 @@ def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) 
         body.group_instance_id,
         offsets,
         _partition_exists(broker),
+        request.api_version,
     )
     return answer(request, result, lambda results: _commit_response(offsets, results))
 
@@ -351,38 +367,93 @@ def handle_txn_offset_commit(broker: Broker, request: Request[TxnOffsetCommitReq
     return answer(request, result, describe)
 
 
-def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) -> Outcome:
-    body = request.payload
+def offset_fetch_view(request: Request[RequestPayload]) -> OffsetFetchRequest:
+    """Before v8 a request fetches one group's offsets: taken as a batch of that one group."""
+    if request.api_version >= MULTI_GROUP_FETCH_VERSION_MIN:
+        return versions.convert(request.payload, OffsetFetchRequest)
+    old = versions.convert(request.payload, OffsetFetchRequestV7)
+    return OffsetFetchRequest(
+        groups=(
+            OffsetFetchRequestGroup(
+                group_id=old.group_id,
+                topics=None
+                if old.topics is None
+                else tuple(
+                    OffsetFetchRequestTopics(name=t.name, partition_indexes=t.partition_indexes)
+                    for t in old.topics
+                ),
+            ),
+        ),
+        require_stable=old.require_stable,
+    )
+
+
+def _fetch_group(
+    broker: Broker, group: OffsetFetchRequestGroup, require_stable: bool, zookeeper: bool
+) -> OffsetFetchResponseGroup:
+    """One group's offsets; `zookeeper` for v0, whose offsets Kafka kept in ZooKeeper."""
+    error = broker.groups.check_fetch(group.group_id, group.member_id, group.member_epoch)
+    if error != ErrorCode.none:
+        return OffsetFetchResponseGroup(group_id=group.group_id, topics=(), error_code=error)
     wanted: list[tuple[str, int]] | None = (
         None
-        if body.topics is None
-        else [(t.name, p) for t in body.topics for p in t.partition_indexes]
+        if group.topics is None
+        else [(t.name, p) for t in group.topics for p in t.partition_indexes]
     )
-    if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
+    if zookeeper:
         unsupported = FetchedOffset(-1, -1, "", ErrorCode.unsupported_version)
         found = dict.fromkeys(wanted or (), unsupported)
     else:
-        found = commits.fetch(broker.groups, body.group_id, wanted, body.require_stable)
+        found = commits.fetch(broker.groups, group.group_id, wanted, require_stable)
+    return OffsetFetchResponseGroup(
+        group_id=group.group_id,
+        topics=tuple(
+            OffsetFetchResponseTopics(
+                name=topic,
+                partitions=tuple(
+                    OffsetFetchResponsePartitions(
+                        partition_index=partition,
+                        committed_offset=i64(value.offset),
+                        committed_leader_epoch=i32(value.leader_epoch),
+                        metadata=value.metadata,
+                        error_code=value.error,
+                    )
+                    for partition, value in partitions
+                ),
+            )
+            for topic, partitions in _by_topic(found.items()).items()
+        ),
+        error_code=ErrorCode.none,
+    )
+
+
+def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) -> Outcome:
+    body = request.payload
+    zookeeper = request.api_version == ZOOKEEPER_OFFSETS_VERSION
+    groups = tuple(_fetch_group(broker, g, body.require_stable, zookeeper) for g in body.groups)
+    if request.api_version >= MULTI_GROUP_FETCH_VERSION_MIN:
+        return reply(request, OffsetFetchResponse(throttle_time=NO_THROTTLE, groups=groups))
+    (group,) = groups
     return reply(
         request,
-        OffsetFetchResponse(
+        OffsetFetchResponseV7(
             throttle_time=NO_THROTTLE,
-            error_code=ErrorCode.none,
+            error_code=group.error_code,
             topics=tuple(
-                OffsetFetchResponseTopic(
-                    name=topic,
+                OffsetFetchResponseTopicV7(
+                    name=t.name,
                     partitions=tuple(
-                        OffsetFetchResponsePartition(
-                            partition_index=partition,
-                            committed_offset=i64(value.offset),
-                            committed_leader_epoch=i32(value.leader_epoch),
-                            metadata=value.metadata,
-                            error_code=value.error,
+                        OffsetFetchResponsePartitionV7(
+                            partition_index=p.partition_index,
+                            committed_offset=p.committed_offset,
+                            committed_leader_epoch=p.committed_leader_epoch,
+                            metadata=p.metadata,
+                            error_code=p.error_code,
                         )
-                        for partition, value in partitions
+                        for p in t.partitions
                     ),
                 )
-                for topic, partitions in _by_topic(found.items()).items()
+                for t in group.topics
             ),
         ),
     )
@@ -408,6 +479,9 @@ def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) 
     if group is not None and group.protocol_type == "consumer":
         for member in group.members.values():
             subscribed |= _subscribed_topics(member.metadata_for(group.protocol_name or ""))
+    consumer_group = broker.groups.consumer.groups.get(body.group_id)
+    if consumer_group is not None:
+        subscribed = set(consumer_group.subscription_metadata)
     wanted: list[tuple[str, int]] = [
         (t.name, p.partition_index) for t in body.topics for p in t.partitions
     ]
@@ -449,7 +523,7 @@ def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> O
             group_state=g.state.value,
             group_type=g.type.value,
         )
-        for g in broker.groups.groups.values()
+        for g in broker.groups.all_groups()
         if g.state is not GroupState.DEAD
         and (not states or g.state.value.lower() in states)
         and (not types or g.type in types)

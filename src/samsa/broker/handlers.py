@@ -10,6 +10,8 @@ from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
 from kio.schema.add_partitions_to_txn.v3.request import AddPartitionsToTxnRequest
 from kio.schema.alter_configs.v2.request import AlterConfigsRequest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
+from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
 from kio.schema.create_partitions.v3.request import CreatePartitionsRequest
 from kio.schema.create_topics.v7.request import CreateTopicsRequest
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
@@ -33,9 +35,9 @@ from kio.schema.leave_group.v5.request import LeaveGroupRequest
 from kio.schema.list_groups.v5.request import ListGroupsRequest
 from kio.schema.list_offsets.v7.request import ListOffsetsRequest
 from kio.schema.list_transactions.v1.request import ListTransactionsRequest
-from kio.schema.offset_commit.v8.request import OffsetCommitRequest
+from kio.schema.offset_commit.v9.request import OffsetCommitRequest
 from kio.schema.offset_delete.v0.request import OffsetDeleteRequest
-from kio.schema.offset_fetch.v7.request import OffsetFetchRequest
+from kio.schema.offset_fetch.v9.request import OffsetFetchRequest
 from kio.schema.offset_for_leader_epoch.v4.request import OffsetForLeaderEpochRequest
 from kio.schema.produce.v10.request import ProduceRequest
 from kio.schema.sync_group.v5.request import SyncGroupRequest
@@ -45,6 +47,7 @@ from kio.schema.write_txn_markers.v1.request import WriteTxnMarkersRequest
 from samsa.broker import (
     admin,
     configs,
+    consumer_groups,
     describe_topics,
     fetch,
     groups,
@@ -90,7 +93,7 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(HeartbeatRequest, groups.handle_heartbeat),
         route(LeaveGroupRequest, groups.handle_leave_group, groups.leave_group_view),
         route(OffsetCommitRequest, groups.handle_offset_commit),
-        route(OffsetFetchRequest, groups.handle_offset_fetch),
+        route(OffsetFetchRequest, groups.handle_offset_fetch, groups.offset_fetch_view),
         route(TxnOffsetCommitRequest, groups.handle_txn_offset_commit),
         route(ListGroupsRequest, groups.handle_list_groups),
         route(DescribeGroupsRequest, groups.handle_describe_groups),
@@ -99,5 +102,7 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(DeleteRecordsRequest, logs.handle_delete_records),
         route(DescribeLogDirsRequest, logs.handle_describe_log_dirs),
         route(DescribeTopicPartitionsRequest, describe_topics.handle_describe_topic_partitions),
+        route(ConsumerGroupHeartbeatRequest, consumer_groups.handle_consumer_group_heartbeat),
+        route(ConsumerGroupDescribeRequest, consumer_groups.handle_consumer_group_describe),
     ]
 )

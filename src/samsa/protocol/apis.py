@@ -47,6 +47,8 @@ class ApiKey(IntEnum):
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
     DESCRIBE_TOPIC_PARTITIONS = 75
+    CONSUMER_GROUP_HEARTBEAT = 68
+    CONSUMER_GROUP_DESCRIBE = 69
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,10 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.DESCRIBE_PRODUCERS: VersionRange(0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: VersionRange(0, 0),
     ApiKey.LIST_TRANSACTIONS: VersionRange(0, 1),
-    # OffsetCommit v9 / OffsetFetch v8+ belong to the KIP-848 protocol and the multi-group layout.
-    ApiKey.OFFSET_COMMIT: VersionRange(0, 8),
-    ApiKey.OFFSET_FETCH: VersionRange(0, 7),
+    # OffsetCommit v9 and OffsetFetch v9 carry KIP-848 member epochs; OffsetFetch v8 is the
+    # multi-group layout. OffsetFetch v10 (topic ids) is not served.
+    ApiKey.OFFSET_COMMIT: VersionRange(0, 9),
+    ApiKey.OFFSET_FETCH: VersionRange(0, 9),
     ApiKey.JOIN_GROUP: VersionRange(0, 9),
     ApiKey.HEARTBEAT: VersionRange(0, 4),
     ApiKey.LEAVE_GROUP: VersionRange(0, 5),
@@ -104,6 +107,9 @@ SERVED: dict[int, VersionRange] = {
     # DescribeLogDirs v0 is gone in Kafka 4.0 (KIP-896); v5 adds is_cordoned (KIP-1066).
     ApiKey.DESCRIBE_LOG_DIRS: VersionRange(0, 5),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: VersionRange(0, 0),
+    # The consumer group protocol (KIP-848).
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: VersionRange(0, 1),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: VersionRange(0, 1),
 }
 
 # KAFKA-18659: librdkafka before 2.10 silently drops compression when the broker advertises a

@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
     run_parser.add_argument("--commit-interval-ms", type=int)
     run_parser.add_argument("--static-membership", action="store_true", default=None)
     run_parser.add_argument(
+        "--group-protocol",
+        choices=["classic", "consumer"],
+        help="the consumer group protocol (consumer: KIP-848, the broker assigns)",
+    )
+    run_parser.add_argument(
         "--no-create-topics",
         dest="create_topics",
         action="store_false",
@@ -88,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         ("instance_id", "instance_id"),
         ("commit_interval_ms", "commit_interval_ms"),
         ("static_membership", "static_membership"),
+        ("group_protocol", "group_protocol"),
         ("create_topics", "create_topics"),
     ):
         value = getattr(args, option)

@@ -9,6 +9,8 @@ from typing import Any
 from samsa.streams import guarantee as guarantees
 from samsa.streams.guarantee import Guarantee
 
+GROUP_PROTOCOLS = ("classic", "consumer")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
@@ -24,6 +26,9 @@ class Settings:
     # back without a rebalance. A stopped one keeps them until session.timeout.ms passes.
     static_membership: bool = False
     auto_offset_reset: str = "earliest"
+    # "classic" or "consumer" (KIP-848: the broker assigns partitions, its range assignor keeping
+    # partition p of every input topic on one instance, as the classic range assignor does)
+    group_protocol: str = "classic"
     create_topics: bool = True
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
@@ -33,6 +38,10 @@ class Settings:
     restore_timeout_ms: int = 120_000
 
     def __post_init__(self) -> None:
+        if self.group_protocol not in GROUP_PROTOCOLS:
+            raise ValueError(
+                f"group_protocol must be one of {GROUP_PROTOCOLS}, got {self.group_protocol!r}"
+            )
         if self.commit_interval_ms <= 0:
             raise ValueError(f"commit_interval_ms must be positive, got {self.commit_interval_ms}")
         if self.processing_guarantee is Guarantee.EXACTLY_ONCE:
@@ -60,6 +69,11 @@ class Settings:
         )
         if self.static_membership:
             config["group.instance.id"] = f"{self.application_id}-{instance_id}"
+        if self.group_protocol == "consumer":
+            # librdkafka refuses client-side assignment settings with the consumer protocol.
+            del config["partition.assignment.strategy"]
+            config["group.protocol"] = "consumer"
+            config["group.remote.assignor"] = "range"
         config.update(self.consumer_config)
         return config
 

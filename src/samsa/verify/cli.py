@@ -45,6 +45,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data-dir", help="the broker's data dir (default: a temporary one)")
     parser.add_argument("--check", metavar="HISTORY", help="only check a kept history")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--group-protocol",
+        choices=["classic", "consumer"],
+        default="classic",
+        help="the consumers' group protocol (consumer: KIP-848, the broker assigns)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap,
             history_path=args.history,
             data_dir=args.data_dir,
+            workload={"group_protocol": args.group_protocol},
         )
         report = runner.run(options)
     if args.json:

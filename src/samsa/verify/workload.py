@@ -74,6 +74,16 @@ class WorkloadConfig:
         (UNCOMMITTED, "subscribe"),
     )
     prefix: str = "verify"  # of topic, group and transactional ids, so runs can share a cluster
+    # "classic" (JoinGroup/SyncGroup) or "consumer" (KIP-848: the broker assigns partitions)
+    group_protocol: str = "classic"
+
+
+def group_config(protocol: str) -> dict[str, Any]:
+    """A group consumer's membership settings: with the consumer protocol (KIP-848) the broker
+    owns the session timeout (group.consumer.session.timeout.ms), and librdkafka refuses it."""
+    if protocol == "consumer":
+        return {"group.protocol": "consumer"}
+    return {"session.timeout.ms": 10_000}
 
 
 def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
@@ -427,7 +437,7 @@ class Consumer(Client):
                     "auto.offset.reset": "earliest",
                     "enable.auto.commit": self.mode == "subscribe",
                     "auto.commit.interval.ms": 500,
-                    "session.timeout.ms": 10_000,
+                    **group_config(config.group_protocol),
                 },
             )
         )
@@ -476,7 +486,7 @@ class Copier(TransactionalClient):
                     "isolation.level": "read_committed",
                     "auto.offset.reset": "earliest",
                     "enable.auto.commit": False,
-                    "session.timeout.ms": 10_000,
+                    **group_config(config.group_protocol),
                 },
             )
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
+from samsa.coordinator.group.consumer_machine import OFFSET_COMMIT_MEMBER_EPOCH_VERSION
 from samsa.coordinator.group.coordinator import GroupCoordinator
 from samsa.coordinator.group.offsets import offset_key, offset_value
 from samsa.coordinator.runtime import CoordinatorResult, KeyValue, Producer
@@ -100,10 +101,11 @@ def commit(
     instance_id: str | None,
     offsets: list[OffsetToCommit],
     partition_exists: Callable[[str, int], bool],
+    api_version: int = OFFSET_COMMIT_MEMBER_EPOCH_VERSION,
 ) -> Results | Durable[Results]:
-    """OffsetCommit."""
+    """OffsetCommit (of the request's version: v9 is the consumer group protocol's)."""
     coordinator.catch_up()
-    error = coordinator.check_commit(group_id, generation_id, member_id, instance_id)
+    error = coordinator.check_commit(group_id, generation_id, member_id, instance_id, api_version)
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
     coordinator.group_for_offsets(group_id)
@@ -126,7 +128,7 @@ def txn_commit(
 ) -> Results | Durable[Results]:
     """TxnOffsetCommit: KIP-447 checks of member and generation, then a transactional batch."""
     coordinator.catch_up()
-    error = coordinator.machine.check_txn_commit(group_id, generation_id, member_id, instance_id)
+    error = coordinator.check_txn_commit(group_id, generation_id, member_id, instance_id)
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
     limit = coordinator.settings.offset_metadata_bytes_max
@@ -166,7 +168,7 @@ def delete(
 ) -> ErrorCode | Durable[Results]:
     """OffsetDelete: only for topics the group's members are not subscribed to."""
     coordinator.catch_up()
-    if group_id not in coordinator.groups and not coordinator.offsets.has_offsets(group_id):
+    if coordinator.group_type(group_id) is None and not coordinator.offsets.has_offsets(group_id):
         return ErrorCode.group_id_not_found
     results: Results = {}
     records: list[KeyValue] = []

@@ -52,6 +52,10 @@ class GroupSettings:
     session_timeout_ms_max: int = DEFAULTS.group_max_session_timeout_ms
     initial_rebalance_delay_ms: int = DEFAULTS.group_initial_rebalance_delay_ms
     offset_metadata_bytes_max: int = DEFAULTS.offset_metadata_max_bytes
+    # the consumer group protocol (KIP-848)
+    consumer_session_timeout_ms: int = DEFAULTS.group_consumer_session_timeout_ms
+    consumer_heartbeat_interval_ms: int = DEFAULTS.group_consumer_heartbeat_interval_ms
+    consumer_assignors: tuple[str, ...] = tuple(DEFAULTS.group_consumer_assignors.split(","))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from kio.records.readers import read_batch
 
+from samsa.coordinator.group.consumer import GROUP_KINDS
 from samsa.log.partition import PartitionLog
 from samsa.protocol.batch import BatchHeader
 from samsa.protocol.control import COMMIT, marker_type
@@ -61,8 +62,10 @@ class OffsetStore:
         self.applied_offset = log_start_offset  # everything below is applied
         self.committed: dict[OffsetKey, CommittedOffset] = {}
         self.pending: dict[int, dict[OffsetKey, CommittedOffset | None]] = {}
-        # Group records seen while catching up, for the coordinator to apply: (group, value).
-        self.group_records: list[tuple[str, bytes | None]] = []
+        # Group records seen while catching up, for the coordinator to apply, in log order:
+        # (key, value); the key is ("group", group) for a classic group, or a consumer group's
+        # record key (`samsa.coordinator.group.consumer`).
+        self.group_records: list[tuple[tuple[str, ...], bytes | None]] = []
 
     def catch_up(self, log: PartitionLog) -> None:
         """Apply every batch of `log` that became durable since the last call."""
@@ -88,8 +91,8 @@ class OffsetStore:
             if record.key is None:
                 continue
             key = json.loads(record.key)
-            if key[0] == "group":
-                self.group_records.append((key[1], record.value))
+            if key[0] == "group" or key[0] in GROUP_KINDS:
+                self.group_records.append((tuple(str(part) for part in key), record.value))
                 continue
             if key[0] != "offset":
                 continue
