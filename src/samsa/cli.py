@@ -16,6 +16,7 @@ from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
 from samsa.protocol.apis import ADVERTISED, ApiKey
+from samsa.security import cli as security_cli
 from samsa.server.run import raise_open_files_limit, serve
 from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
@@ -73,6 +74,8 @@ SUBCOMMANDS: dict[str, Any] = {
     "sim": sim_cli,
     "verify": verify_cli,
     "log": log_cli,
+    "users": security_cli,
+    "certs": security_cli,
 }
 
 
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a broker setting by its Kafka name (repeatable)",
     )
-    for module in SUBCOMMANDS.values():
+    for module in dict.fromkeys(SUBCOMMANDS.values()):  # a module may add several
         module.register(commands)
     args = parser.parse_args(argv)
     # A server says what it found at start-up (recovery) and what it does; tools stay quiet.
