@@ -110,6 +110,7 @@ def advertised(config: BrokerConfig, spec: ListenerSpec, bound_port: int) -> tup
 
 def check(config: BrokerConfig) -> None:
     """Refuse listener settings Kafka refuses, at load time."""
+    protocol_map(config)
     specs = listener_specs(config, "127.0.0.1", 0)
     names = {s.name for s in specs}
     for name, _, _ in _split("advertised.listeners", config.advertised_listeners):
