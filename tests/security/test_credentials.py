@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
@@ -40,6 +42,12 @@ def _authenticates(broker: EmbeddedBroker, user: str, password: str, mechanism: 
         return False
 
 
+def _described(admin: AdminClient, user: str) -> Future[Any]:
+    futures = admin.describe_user_scram_credentials([user])
+    assert isinstance(futures, dict)  # one future per user named
+    return futures[user]
+
+
 def test_admin_client_adds_describes_and_deletes_users() -> None:
     security = Security(listeners=("SASL_PLAINTEXT",), users={"admin": "admin-secret"})
     with EmbeddedBroker(security=security) as broker:
@@ -49,7 +57,7 @@ def test_admin_client_adds_describes_and_deletes_users() -> None:
         )
         for future in admin.alter_user_scram_credentials([upsert]).values():
             future.result(10)
-        described = admin.describe_user_scram_credentials(["bob"])["bob"].result(10)
+        described = _described(admin, "bob").result(10)
         infos = described.scram_credential_infos
         assert [(i.mechanism, i.iterations) for i in infos] == [
             (ScramMechanism.SCRAM_SHA_256, 4096)
@@ -64,7 +72,7 @@ def test_admin_client_adds_describes_and_deletes_users() -> None:
             future.result(10)
         assert not _authenticates(broker, "bob", "bob-secret", "SCRAM-SHA-256")
         with pytest.raises(KafkaException, match="does not exist"):
-            admin.describe_user_scram_credentials(["bob"])["bob"].result(10)
+            _described(admin, "bob").result(10)
         # Too few iterations: Kafka's UNACCEPTABLE_CREDENTIAL.
         weak = UserScramCredentialUpsertion(
             "carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 100), b"x"
