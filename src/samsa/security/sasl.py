@@ -5,7 +5,8 @@ Theory of operation. Until the client has authenticated, every frame comes here,
 broker. The states, and what each accepts (anything else closes the connection, as Kafka's
 IllegalSaslStateException does):
 
-    HANDSHAKE_OR_VERSIONS  ApiVersions (answered by the broker) -> HANDSHAKE;
+    HANDSHAKE_OR_VERSIONS  ApiVersions (answered by the broker) -> HANDSHAKE (stays for a
+                           version not served, which the client retries lower);
                            SaslHandshake -> AUTHENTICATE (v1) or AUTHENTICATE_RAW (v0)
     HANDSHAKE              SaslHandshake -> AUTHENTICATE / AUTHENTICATE_RAW
     AUTHENTICATE           SaslAuthenticate, until the mechanism is done -> COMPLETE
@@ -92,7 +93,11 @@ class _Plain:
 
 
 class _Scram:
-    """RFC 5802 through scramp: client-first, server-first, client-final, server-final."""
+    """RFC 5802 through scramp: client-first, server-first, client-final, server-final.
+
+    The client-final nonce must equal the server-first one, as RFC 5802 and Kafka since
+    CVE-2024-56128 (3.9.1/4.0) require: librdkafka before 2.6.1 repeats its own nonce there
+    and is refused, by Kafka 4 and by samsa (librdkafka PR 4895)."""
 
     def __init__(self, mechanism: str, credentials: CredentialStore) -> None:
         self._mechanism = mechanism
@@ -164,7 +169,10 @@ class Authenticator:
             return Close(str(exc))
         key = prefix.api_key
         if key == ApiKey.API_VERSIONS and self.state is SaslState.HANDSHAKE_OR_VERSIONS:
-            self.state = SaslState.HANDSHAKE
+            # As Kafka: a version the broker does not serve is answered with its versions and
+            # may be asked again (clients retry with one it does).
+            if is_served(key, prefix.api_version):
+                self.state = SaslState.HANDSHAKE
             return broker.handle_frame(data, client_host)
         if key == ApiKey.SASL_HANDSHAKE and self.state in (
             SaslState.HANDSHAKE_OR_VERSIONS,
