@@ -376,7 +376,7 @@ def normalised_ip(host: str) -> str:
     return str(address)
 
 
-# Settings DescribeConfigs never shows (Kafka's PASSWORD type).
+# Settings DescribeConfigs never shows (Kafka's PASSWORD type): null, marked sensitive.
 SENSITIVE = frozenset({"ssl.keystore.key", "ssl.key.password"})
 
 
@@ -385,9 +385,6 @@ def broker_settings(config: BrokerConfig) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, (attribute, _) in _PARSERS.items():
         if name in ("broker.id", "log.roll.hours", "log.retention.minutes", "log.retention.hours"):
-            continue
-        if name in SENSITIVE:
-            values[name] = ""  # DescribeConfigs reports these as sensitive, without a value
             continue
         value = getattr(config, attribute)
         values[name] = str(value).lower() if isinstance(value, bool) else str(value)
