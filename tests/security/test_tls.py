@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 from kio.schema.metadata.v12.request import MetadataRequest
 
 from samsa.config import ConfigError
@@ -113,3 +114,29 @@ def test_tls_settings_without_a_keystore_refuse_the_start() -> None:
     with pytest.raises(RuntimeError) as info:
         EmbeddedBroker(settings={"listeners": "SSL://127.0.0.1:0"}).start()
     assert isinstance(info.value.__cause__, ConfigError)
+
+
+def test_describe_configs_never_shows_the_private_key(tmp_path: object) -> None:
+    files = certs.create(f"{tmp_path}/certs")
+    with open(files.server_keystore) as f:
+        pem = f.read()
+    key = pem[: pem.index("-----END PRIVATE KEY-----") + len("-----END PRIVATE KEY-----")]
+    chain = pem[len(key) :]
+    settings = {
+        "listeners": "SSL://127.0.0.1:0",
+        "ssl.keystore.key": key,
+        "ssl.keystore.certificate.chain": chain,
+    }
+    with EmbeddedBroker(settings=settings) as broker:
+        admin = AdminClient(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "security.protocol": "SSL",
+                "ssl.ca.location": files.ca,
+            }
+        )
+        resource = ConfigResource(ConfigResource.Type.BROKER, "1")
+        described = admin.describe_configs([resource])[resource].result(10)
+        entry = described["ssl.keystore.key"]
+        assert entry.is_sensitive and entry.value is None
+        assert described["ssl.keystore.certificate.chain"].value == chain.strip()
