@@ -50,6 +50,10 @@ def _serve(args: argparse.Namespace) -> int:
                 f"samsa broker listening on {args.host}:{server.port} "
                 f"(bootstrap {endpoint.host}:{endpoint.port}, data dir {args.data_dir})"
             )
+            if config.listeners:
+                for name, port in server.ports().items():
+                    advertised = server.broker.endpoint_for(name)
+                    print(f"  listener {name} on port {port} ({advertised.host}:{advertised.port})")
             for key, versions in sorted(ADVERTISED.items()):
                 print(f"  {ApiKey(key).name:<24} {versions.min}-{versions.max}")
             print("ready", flush=True)
@@ -59,7 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except (DataDirLocked, DataDirError) as exc:
+    except (DataDirLocked, DataDirError, broker_config.ConfigError) as exc:
+        # ConfigError here: listener or TLS settings that only binding shows unusable.
         print(f"samsa serve: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -160,6 +160,9 @@ class BrokerConfig:
     listener_security_protocol_map: str = (
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
     )
+    sasl_server_max_receive_size: int = 524_288
+    """`sasl.server.max.receive.size`: the largest frame a SASL listener takes before the
+    client has authenticated (Kafka's default); larger closes the connection."""
     sasl_enabled_mechanisms: str = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
     """`sasl.enabled.mechanisms`: Kafka's default is GSSAPI (Kerberos), which samsa does not
     offer; samsa's default is every mechanism it has."""
@@ -240,6 +243,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "advertised.listeners": ("advertised_listeners", _str),
     "listener.security.protocol.map": ("listener_security_protocol_map", _str),
     "sasl.enabled.mechanisms": ("sasl_enabled_mechanisms", _mechanisms),
+    "sasl.server.max.receive.size": ("sasl_server_max_receive_size", _positive),
     "ssl.keystore.type": ("ssl_keystore_type", _pem),
     "ssl.keystore.location": ("ssl_keystore_location", _str),
     "ssl.keystore.certificate.chain": ("ssl_keystore_certificate_chain", _str),

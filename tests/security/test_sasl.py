@@ -160,3 +160,17 @@ def test_principals_are_the_authenticated_users(broker: EmbeddedBroker) -> None:
         assert server is not None
         principals = broker.call(lambda: sorted(c.principal for c in server.connections))
         assert principals == ["User:ANONYMOUS", "User:alice"]
+
+
+def test_an_unauthenticated_client_cannot_send_a_large_frame(broker: EmbeddedBroker) -> None:
+    """sasl.server.max.receive.size (512 KiB): a larger size prefix before authentication
+    closes the connection; once authenticated, socket.request.max.bytes applies."""
+    with _conn(broker) as conn:
+        conn.send_raw((600 * 1024).to_bytes(4, "big") + b"\0" * 1024)
+        assert conn.is_closed_by_peer()
+    with _conn(broker) as conn:
+        _handshake(conn, "PLAIN")
+        conn.request(SaslAuthenticateRequest(auth_bytes=b"\0alice\0alice-secret"))
+        big = SaslAuthenticateRequest(auth_bytes=b"x" * 600 * 1024)
+        # A valid request larger than the pre-authentication limit is served now.
+        assert conn.request(big).error_code == ErrorCode.illegal_sasl_state

@@ -70,12 +70,18 @@ class Connection(asyncio.BufferedProtocol):
         # Who the client is: set once TLS or SASL authenticated it (KafkaPrincipal's form).
         self.principal = tls.ANONYMOUS
         # SASL listeners: every frame goes here until the client has authenticated.
-        self.authenticator: Authenticator | None = (
-            Authenticator(config, owner.broker.credentials) if listener.protocol.sasl else None
-        )
+        self.authenticator: Authenticator | None = None
+        if listener.protocol.sasl:
+            self.authenticator = Authenticator(config, owner.broker.credentials)
         self._owner: Owner | None = owner
         self._budget = owner.request_budget
         self._frames = FrameBuffer(config.socket_request_max_bytes)
+        self._frame_bytes_max = config.socket_request_max_bytes
+        if self.authenticator is not None:
+            # Kafka's bound on what an unauthenticated client may make the broker buffer.
+            self._frames.frame_bytes_max = min(
+                config.sasl_server_max_receive_size, config.socket_request_max_bytes
+            )
         self._queued_max = config.queued_max_requests
         self.responses = ResponseBytes(config.queued_max_response_bytes_per_connection)
         # Responses in request order; None asks the sender to close the connection.
@@ -240,6 +246,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._queued.set()
             if authenticator is not None and authenticator.principal is not None:
                 self.principal = authenticator.principal
+                self._frames.frame_bytes_max = self._frame_bytes_max
             if authenticator is not None and authenticator.failed:
                 # Kafka sends the error, then closes: nothing more is read.
                 self._fail(authenticator.failure)
