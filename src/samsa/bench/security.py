@@ -21,20 +21,18 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from samsa.bench.broker import (
-    CONSUME_BATCH,
     CONSUMER_CONFIG,
     PRODUCER_CONFIG,
-    TIMEOUT_S,
     machine,
     produce,
     produce_all,
+    timed_read,
     wait_for_topic,
 )
 from samsa.log.storage import OsStorage
@@ -69,21 +67,7 @@ def consume(
     produce_all(producer, topic, b"v" * value_bytes, records)
     consumer = Consumer({**config, **CONSUMER_CONFIG, "group.id": f"g-{topic}"})
     try:
-        consumer.list_topics(topic, timeout=30)
-        start = time.perf_counter()
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        received = 0
-        while received < records:
-            if time.perf_counter() - start > TIMEOUT_S:
-                raise TimeoutError(f"consume from {bootstrap}: {received}/{records} received")
-            wanted = min(CONSUME_BATCH, records - received)
-            for message in consumer.consume(num_messages=wanted, timeout=1.0):
-                error = message.error()
-                if error is None:
-                    received += 1
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    raise KafkaException(error)
-        return time.perf_counter() - start
+        return timed_read(consumer, topic, 0, records)
     finally:
         consumer.close()
 
