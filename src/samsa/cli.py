@@ -16,6 +16,7 @@ from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
 from samsa.protocol.apis import ADVERTISED, ApiKey
+from samsa.security import cli as security_cli
 from samsa.server.run import raise_open_files_limit, serve
 from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
@@ -49,6 +50,10 @@ def _serve(args: argparse.Namespace) -> int:
                 f"samsa broker listening on {args.host}:{server.port} "
                 f"(bootstrap {endpoint.host}:{endpoint.port}, data dir {args.data_dir})"
             )
+            if config.listeners:
+                for name, port in server.ports().items():
+                    advertised = server.broker.endpoint_for(name)
+                    print(f"  listener {name} on port {port} ({advertised.host}:{advertised.port})")
             for key, versions in sorted(ADVERTISED.items()):
                 print(f"  {ApiKey(key).name:<24} {versions.min}-{versions.max}")
             print("ready", flush=True)
@@ -58,7 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except (DataDirLocked, DataDirError) as exc:
+    except (DataDirLocked, DataDirError, broker_config.ConfigError) as exc:
+        # ConfigError here: listener or TLS settings that only binding shows unusable.
         print(f"samsa serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -73,6 +79,8 @@ SUBCOMMANDS: dict[str, Any] = {
     "sim": sim_cli,
     "verify": verify_cli,
     "log": log_cli,
+    "users": security_cli,
+    "certs": security_cli,
 }
 
 
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a broker setting by its Kafka name (repeatable)",
     )
-    for module in SUBCOMMANDS.values():
+    for module in dict.fromkeys(SUBCOMMANDS.values()):  # a module may add several
         module.register(commands)
     args = parser.parse_args(argv)
     # A server says what it found at start-up (recovery) and what it does; tools stay quiet.

@@ -63,6 +63,30 @@ def _timestamp_type(value: str) -> str:
     return value.strip()
 
 
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+CLIENT_AUTH = ("none", "requested", "required")
+
+
+def _mechanisms(value: str) -> str:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MECHANISMS]
+    if unknown:
+        raise ValueError(f"samsa offers {', '.join(MECHANISMS)}; not {', '.join(unknown)}")
+    return ",".join(names)
+
+
+def _pem(value: str) -> str:
+    if value.strip().upper() != "PEM":
+        raise ValueError("samsa reads PEM files only (ssl.keystore.type=PEM)")
+    return "PEM"
+
+
+def _client_auth(value: str) -> str:
+    if value.strip().lower() not in CLIENT_AUTH:
+        raise ValueError(f"expected one of {', '.join(CLIENT_AUTH)}")
+    return value.strip().lower()
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     node_id: int = 1
@@ -129,7 +153,30 @@ class BrokerConfig:
     quarter of the process's open-files limit. See `samsa.server.descriptors`."""
     # ---
     fetch_max_bytes: int = 57_671_680
+    # --- listeners and their security: docs/security.md, "Listeners", "TLS", "SASL"
+    listeners: str = ""
+    """`listeners`: `NAME://host:port,...`; empty: one PLAINTEXT listener on `--host`/`--port`."""
     advertised_listeners: str = ""
+    listener_security_protocol_map: str = (
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+    )
+    sasl_server_max_receive_size: int = 524_288
+    """`sasl.server.max.receive.size`: the largest frame a SASL listener takes before the
+    client has authenticated (Kafka's default); larger closes the connection."""
+    sasl_enabled_mechanisms: str = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    """`sasl.enabled.mechanisms`: Kafka's default is GSSAPI (Kerberos), which samsa does not
+    offer; samsa's default is every mechanism it has."""
+    ssl_keystore_type: str = "PEM"
+    """Only PEM: samsa reads no Java keystores (Kafka's default is JKS)."""
+    ssl_keystore_location: str = ""
+    ssl_keystore_certificate_chain: str = ""
+    ssl_keystore_key: str = ""
+    ssl_key_password: str = ""
+    ssl_truststore_type: str = "PEM"
+    ssl_truststore_location: str = ""
+    ssl_truststore_certificates: str = ""
+    ssl_client_auth: str = "none"
+    ssl_principal_mapping_rules: str = "DEFAULT"
     delete_topic_enable: bool = True
     producer_id_expiration_ms: int = 24 * HOUR_MS
     transaction_max_timeout_ms: int = 900_000
@@ -196,7 +243,21 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log.open.files.max": ("log_open_files_max", _non_negative),
     "max.broker.partitions": ("max_broker_partitions", _positive),
     "fetch.max.bytes": ("fetch_max_bytes", _int),
+    "listeners": ("listeners", _str),
     "advertised.listeners": ("advertised_listeners", _str),
+    "listener.security.protocol.map": ("listener_security_protocol_map", _str),
+    "sasl.enabled.mechanisms": ("sasl_enabled_mechanisms", _mechanisms),
+    "sasl.server.max.receive.size": ("sasl_server_max_receive_size", _positive),
+    "ssl.keystore.type": ("ssl_keystore_type", _pem),
+    "ssl.keystore.location": ("ssl_keystore_location", _str),
+    "ssl.keystore.certificate.chain": ("ssl_keystore_certificate_chain", _str),
+    "ssl.keystore.key": ("ssl_keystore_key", _str),
+    "ssl.key.password": ("ssl_key_password", _str),
+    "ssl.truststore.type": ("ssl_truststore_type", _pem),
+    "ssl.truststore.location": ("ssl_truststore_location", _str),
+    "ssl.truststore.certificates": ("ssl_truststore_certificates", _str),
+    "ssl.client.auth": ("ssl_client_auth", _client_auth),
+    "ssl.principal.mapping.rules": ("ssl_principal_mapping_rules", _str),
     "delete.topic.enable": ("delete_topic_enable", _bool),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", _int),
     "transaction.max.timeout.ms": ("transaction_max_timeout_ms", _int),
@@ -284,6 +345,9 @@ def _check(config: BrokerConfig) -> None:
             raise ConfigError(f"{name}={value} must be at least 1")
     if config.max_connections < 0 or config.max_connections_per_ip < 0:
         raise ConfigError("max.connections and max.connections.per.ip must be >= 0")
+    from samsa.security import listeners  # it reads this module's BrokerConfig
+
+    listeners.check(config)
     overrides = connection_overrides(config)
     if config.max_connections_per_ip == 0 and not overrides:
         raise ConfigError(
@@ -323,18 +387,8 @@ def normalised_ip(host: str) -> str:
     return str(address)
 
 
-def advertised_address(config: BrokerConfig, host: str, port: int) -> tuple[str, int]:
-    """The host and port Metadata and FindCoordinator hand out (the first advertised listener)."""
-    if not config.advertised_listeners:
-        return host, port
-    listener = config.advertised_listeners.split(",")[0].strip()
-    _, _, address = listener.rpartition("://")
-    advertised_host, _, advertised_port = address.rpartition(":")
-    if not advertised_host or not advertised_port.isdigit():
-        raise ConfigError(
-            f"advertised.listeners={config.advertised_listeners!r} is not PLAINTEXT://host:port"
-        )
-    return advertised_host, int(advertised_port)
+# Settings DescribeConfigs never shows (Kafka's PASSWORD type): null, marked sensitive.
+SENSITIVE = frozenset({"ssl.keystore.key", "ssl.key.password"})
 
 
 def broker_settings(config: BrokerConfig) -> dict[str, str]:

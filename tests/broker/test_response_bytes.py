@@ -35,6 +35,11 @@ from kio.schema.alter_configs.v2.request import (
     AlterConfigsRequest,
     AlterConfigsResource,
 )
+from kio.schema.alter_user_scram_credentials.v0.request import (
+    AlterUserScramCredentialsRequest,
+    ScramCredentialDeletion,
+    ScramCredentialUpsertion,
+)
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v4.request import ApiVersionsRequest as ApiVersionsRequestV4
 from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
@@ -72,6 +77,10 @@ from kio.schema.describe_topic_partitions.v0.request import (
 )
 from kio.schema.describe_topic_partitions.v0.request import TopicRequest as DescribedTopic
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
+from kio.schema.describe_user_scram_credentials.v0.request import (
+    DescribeUserScramCredentialsRequest,
+)
+from kio.schema.describe_user_scram_credentials.v0.request import UserName as ScramUserName
 from kio.schema.end_txn.v4.request import EndTxnRequest
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.find_coordinator.v3.request import (
@@ -124,6 +133,8 @@ from kio.schema.offset_for_leader_epoch.v4.request import (
 )
 from kio.schema.produce.v3.request import ProduceRequest as ProduceRequestV3
 from kio.schema.produce.v10.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.schema.sync_group.v5.request import SyncGroupRequest, SyncGroupRequestAssignment
 from kio.schema.txn_offset_commit.v3.request import (
     TxnOffsetCommitRequest,
@@ -286,7 +297,41 @@ def script(s: Session) -> None:
     transactions(s)
     groups(s)
     records_and_partitions(s)
+    scram_credentials(s)
     not_served(s)
+
+
+def scram_credentials(s: Session) -> None:
+    """SASL requests reaching the broker (a listener without SASL), and the SCRAM admin APIs.
+    The salts are fixed so the recording does not change."""
+    each(s, "sasl-handshake plaintext", SaslHandshakeRequest(mechanism="PLAIN"))
+    each(s, "sasl-authenticate plaintext", SaslAuthenticateRequest(auth_bytes=b"x"))
+    upsert = ScramCredentialUpsertion(
+        name="alice",
+        mechanism=i8(1),
+        iterations=i32(4096),
+        salt=b"s" * 16,
+        salted_password=b"p" * 32,
+    )
+    s.send(
+        "alter-scram",
+        AlterUserScramCredentialsRequest(
+            deletions=(ScramCredentialDeletion(name="bob", mechanism=i8(2)),),
+            upsertions=(
+                upsert,
+                dataclasses.replace(upsert, name="carol", iterations=i32(100)),
+                dataclasses.replace(upsert, name="dave", mechanism=i8(9)),
+                dataclasses.replace(upsert, name=""),
+            ),
+        ),
+    )
+    s.send("describe-scram all", DescribeUserScramCredentialsRequest(users=None))
+    s.send(
+        "describe-scram named",
+        DescribeUserScramCredentialsRequest(
+            users=(ScramUserName(name="alice"), ScramUserName(name="zed")),
+        ),
+    )
 
 
 def versions_and_metadata(s: Session) -> None:
@@ -1184,12 +1229,12 @@ def test_the_script_covers_every_served_version(seeded_ids: None, tmp_path: Path
     session = Session(tmp_path)
     original = session.broker.handle_frame
 
-    def spy(data: bytes | memoryview, client_host: str = "") -> Outcome:
+    def spy(data: bytes | memoryview, *context: str) -> Outcome:
         prefix = codec.peek_prefix(data)
         covered.setdefault(prefix.api_key, set()).add(prefix.api_version)
-        return original(data, client_host)
+        return original(data, *context)
 
-    session.broker.handle_frame = spy  # type: ignore[method-assign]
+    session.broker.handle_frame = spy  # type: ignore[method-assign, assignment]
     script(session)
     for api_key, served_versions in SERVED.items():
         wanted = set(range(served_versions.min, served_versions.max + 1))

@@ -188,9 +188,16 @@ def produce_all(producer: Producer, topic: str, value: bytes, records: int) -> N
         )
 
 
-def produce(bootstrap: str, topic: str, records: int, value_bytes: int) -> float:
-    """Seconds from the first produce() until every delivery report (acks=all) has arrived."""
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: int,
+    value_bytes: int,
+    client: dict[str, Any] | None = None,
+) -> float:
+    """Seconds from the first produce() until every delivery report (acks=all) has arrived.
+    `client`: more client settings (security: `samsa.bench.security`)."""
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG, **(client or {})})
     value = os.urandom(value_bytes)
     # Create the topic and warm the connection (metadata, API versions) outside the timing.
     wait_for_topic(producer, topic)
@@ -199,7 +206,13 @@ def produce(bootstrap: str, topic: str, records: int, value_bytes: int) -> float
     return time.perf_counter() - start
 
 
-def consume(bootstrap: str, topic: str, records: int, value_bytes: int) -> float:
+def consume(
+    bootstrap: str,
+    topic: str,
+    records: int,
+    value_bytes: int,
+    client: dict[str, Any] | None = None,
+) -> float:
     """Seconds spent reading `records` records back with an assign()-based consumer.
 
     librdkafka's mock cluster keeps only about 5 MB per partition (older segments are dropped),
@@ -210,7 +223,7 @@ def consume(bootstrap: str, topic: str, records: int, value_bytes: int) -> float
     answers after `fetch.wait.max.ms`.
     """
     chunk = max(1, min(records, CONSUME_CHUNK_BYTES // (value_bytes + RECORD_OVERHEAD_BYTES)))
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG, **(client or {})})
     wait_for_topic(producer, topic)
     value = os.urandom(value_bytes)
     elapsed = 0.0
@@ -218,28 +231,33 @@ def consume(bootstrap: str, topic: str, records: int, value_bytes: int) -> float
     while offset < records:
         count = min(chunk, records - offset)
         produce_all(producer, topic, value, count)
-        consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_CONFIG})
+        consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_CONFIG, **(client or {})})
         try:
-            consumer.list_topics(topic, timeout=30)
-            start = time.perf_counter()
-            consumer.assign([TopicPartition(topic, 0, offset)])
-            received = 0
-            deadline = start + TIMEOUT_S
-            while received < count:
-                if time.perf_counter() > deadline:
-                    raise TimeoutError(f"consume from {bootstrap}: {received}/{count} received")
-                wanted = min(CONSUME_BATCH, count - received)
-                for message in consumer.consume(num_messages=wanted, timeout=1.0):
-                    error = message.error()
-                    if error is None:
-                        received += 1
-                    elif error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-            elapsed += time.perf_counter() - start
+            elapsed += timed_read(consumer, topic, offset, count)
         finally:
             consumer.close()
         offset += count
     return elapsed
+
+
+def timed_read(consumer: Consumer, topic: str, offset: int, count: int) -> float:
+    """Seconds from assign() at `offset` of partition 0 until `count` records have arrived;
+    the consumer has looked the topic up first (connected, outside the timing)."""
+    consumer.list_topics(topic, timeout=30)
+    start = time.perf_counter()
+    consumer.assign([TopicPartition(topic, 0, offset)])
+    received = 0
+    while received < count:
+        if time.perf_counter() - start > TIMEOUT_S:
+            raise TimeoutError(f"consume from {topic}: {received}/{count} received")
+        wanted = min(CONSUME_BATCH, count - received)
+        for message in consumer.consume(num_messages=wanted, timeout=1.0):
+            error = message.error()
+            if error is None:
+                received += 1
+            elif error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+    return time.perf_counter() - start
 
 
 def run_target(name: str, sizes: list[SizeResult], repeat: int, progress: bool) -> None:

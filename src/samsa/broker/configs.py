@@ -45,7 +45,7 @@ from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.broker.topics import Topic, TopicError, check_topic_name
-from samsa.config import broker_settings
+from samsa.config import SENSITIVE, broker_settings
 from samsa.protocol.codec import Request
 
 if TYPE_CHECKING:
@@ -101,13 +101,17 @@ def _entry(
     read_only: bool,
     asked: _Asked,
 ) -> DescribeConfigsResourceResult:
+    sensitive = name in SENSITIVE  # Kafka's PASSWORD settings: never shown
     return DescribeConfigsResourceResult(
         name=name,
-        value=value,
+        value=None if sensitive else value,
         read_only=read_only,
         config_source=i8(source_of(found)),
-        is_sensitive=False,
-        synonyms=tuple(DescribeConfigsSynonym(name=n, value=v, source=i8(s)) for n, v, s in found)
+        is_sensitive=sensitive,
+        synonyms=tuple(
+            DescribeConfigsSynonym(name=n, value=None if sensitive else v, source=i8(s))
+            for n, v, s in found
+        )
         if asked.synonyms
         else (),
         config_type=i8(key.type if key is not None else ConfigType.UNKNOWN),

@@ -30,6 +30,7 @@ from samsa.log.storage import DirLock, Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
 from samsa.protocol.codec import DecodeError
+from samsa.security.credentials import CredentialsError, CredentialStore
 
 log = logging.getLogger("samsa.broker")
 
@@ -59,10 +60,13 @@ class Broker:
         `uuid.uuid4()`, looked up when the id is made."""
         self.config = config  # with the dynamic configs laid over it once open
         self.dynamic = DynamicBrokerConfigs(storage, data_dir, config)
+        self.credentials = CredentialStore(storage, data_dir)
         self.storage = storage
         self.data_dir = data_dir
         self.clock_ms = clock_ms
         self.endpoint = endpoint
+        # Every listener's advertised endpoint by listener name (`endpoint` is the first's).
+        self.endpoints: dict[str, Endpoint] = {}
         self.new_uuid = new_uuid if new_uuid is not None else _uuid4
         self.topics = Topics(storage, data_dir, config, self.new_uuid)
         self.cluster_id = ""
@@ -73,6 +77,10 @@ class Broker:
         self.groups: GroupCoordinator  # set by open()
         # Work the server runs in the background once its writes are durable (markers).
         self.background: list[Later] = []
+
+    def endpoint_for(self, listener: str) -> Endpoint:
+        """Where clients of `listener` connect: Kafka answers with the same listener's."""
+        return self.endpoints.get(listener, self.endpoint)
 
     @property
     def node_id(self) -> int:
@@ -98,6 +106,10 @@ class Broker:
         fresh = not self.storage.exists(os.path.join(self.data_dir, "meta.properties"))
         self.cluster_id = self._load_cluster_id()
         self.apply_config(self.dynamic.load())
+        try:
+            self.credentials.load()
+        except CredentialsError as exc:
+            raise DataDirError(str(exc)) from None
         started = time.monotonic()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
         self._log_recovery(time.monotonic() - started, fresh)
@@ -226,9 +238,16 @@ class Broker:
         return cluster_id
 
     # ----------------------------------------------------------------- dispatch
-    def handle_frame(self, data: bytes | memoryview, client_host: str = "") -> Outcome:
+    def handle_frame(
+        self,
+        data: bytes | memoryview,
+        client_host: str = "",
+        principal: str = "User:ANONYMOUS",
+        listener: str = "",
+    ) -> Outcome:
         """One request frame (without its size prefix) in, one outcome out. Never raises for
-        anything a client sends. `client_host`: where it came from, as Kafka writes it."""
+        anything a client sends. `client_host`: where it came from, as Kafka writes it;
+        `principal`: who sent it; `listener`: the name of the listener it came in on."""
         try:
             prefix = codec.peek_prefix(data)
         except DecodeError as exc:
@@ -240,7 +259,7 @@ class Broker:
         if not is_served(prefix.api_key, prefix.api_version):
             return unsupported.respond(prefix, data)
         try:
-            request = codec.decode_request(data, client_host)
+            request = codec.decode_request(data, client_host, principal, listener)
         except DecodeError as exc:
             return Close(str(exc))
         handler = HANDLERS[ApiKey(prefix.api_key)]

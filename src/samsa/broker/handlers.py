@@ -9,6 +9,7 @@ from __future__ import annotations
 from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
 from kio.schema.add_partitions_to_txn.v3.request import AddPartitionsToTxnRequest
 from kio.schema.alter_configs.v2.request import AlterConfigsRequest
+from kio.schema.alter_user_scram_credentials.v0.request import AlterUserScramCredentialsRequest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
 from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
@@ -24,6 +25,9 @@ from kio.schema.describe_log_dirs.v5.request import DescribeLogDirsRequest
 from kio.schema.describe_producers.v0.request import DescribeProducersRequest
 from kio.schema.describe_topic_partitions.v0.request import DescribeTopicPartitionsRequest
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
+from kio.schema.describe_user_scram_credentials.v0.request import (
+    DescribeUserScramCredentialsRequest,
+)
 from kio.schema.end_txn.v4.request import EndTxnRequest
 from kio.schema.fetch.v12.request import FetchRequest
 from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
@@ -40,6 +44,8 @@ from kio.schema.offset_delete.v0.request import OffsetDeleteRequest
 from kio.schema.offset_fetch.v9.request import OffsetFetchRequest
 from kio.schema.offset_for_leader_epoch.v4.request import OffsetForLeaderEpochRequest
 from kio.schema.produce.v10.request import ProduceRequest
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.schema.sync_group.v5.request import SyncGroupRequest
 from kio.schema.txn_offset_commit.v3.request import TxnOffsetCommitRequest
 from kio.schema.write_txn_markers.v1.request import WriteTxnMarkersRequest
@@ -55,6 +61,7 @@ from samsa.broker import (
     metadata,
     offsets,
     produce,
+    scram,
     txn,
 )
 from samsa.broker.routing import Handler, route
@@ -73,6 +80,10 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(metadata.MetadataRequestView, metadata.handle_metadata),
         route(ApiVersionsRequest, metadata.handle_api_versions),
         route(DescribeClusterRequest, metadata.handle_describe_cluster),
+        route(SaslHandshakeRequest, scram.handle_sasl_handshake),
+        route(SaslAuthenticateRequest, scram.handle_sasl_authenticate),
+        route(DescribeUserScramCredentialsRequest, scram.handle_describe_user_scram_credentials),
+        route(AlterUserScramCredentialsRequest, scram.handle_alter_user_scram_credentials),
         route(CreateTopicsRequest, admin.handle_create_topics),
         route(DeleteTopicsRequest, admin.handle_delete_topics, admin.delete_topics_view),
         route(CreatePartitionsRequest, admin.handle_create_partitions),

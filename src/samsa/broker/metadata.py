@@ -189,14 +189,13 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequestView]) -> Ou
     if body.include_topic_authorized_operations:
         topics = [replace(t, topic_authorized_operations=TOPIC_OPERATIONS) for t in topics]
     node = BrokerId(broker.node_id)
+    endpoint = broker.endpoint_for(request.listener)
     return reply(
         request,
         MetadataResponseView(
             throttle_time=NO_THROTTLE,
             brokers=(
-                MetadataResponseBroker(
-                    node_id=node, host=broker.endpoint.host, port=i32(broker.endpoint.port)
-                ),
+                MetadataResponseBroker(node_id=node, host=endpoint.host, port=i32(endpoint.port)),
             ),
             cluster_id=broker.cluster_id,
             controller_id=node,
@@ -236,8 +235,8 @@ def handle_describe_cluster(broker: Broker, request: Request[DescribeClusterRequ
             brokers=(
                 DescribeClusterBroker(
                     broker_id=BrokerId(broker.node_id),
-                    host=broker.endpoint.host,
-                    port=i32(broker.endpoint.port),
+                    host=broker.endpoint_for(request.listener).host,
+                    port=i32(broker.endpoint_for(request.listener).port),
                     rack=None,
                 ),
             ),

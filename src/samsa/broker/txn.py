@@ -107,7 +107,9 @@ def find_coordinator_view(request: Request[RequestPayload]) -> FindCoordinatorRe
 def handle_find_coordinator(broker: Broker, request: Request[FindCoordinatorRequest]) -> Outcome:
     body = request.payload
     known = body.key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
-    found = tuple(_coordinator(broker, key, known) for key in body.coordinator_keys)
+    found = tuple(
+        _coordinator(broker, request.listener, key, known) for key in body.coordinator_keys
+    )
     if request.api_version >= BATCHED_KEYS_VERSION_MIN:
         return reply(
             request, FindCoordinatorResponse(throttle_time=NO_THROTTLE, coordinators=found)
@@ -126,13 +128,14 @@ def handle_find_coordinator(broker: Broker, request: Request[FindCoordinatorRequ
     )
 
 
-def _coordinator(broker: Broker, key: str, known: bool) -> Coordinator:
+def _coordinator(broker: Broker, listener: str, key: str, known: bool) -> Coordinator:
     """This broker coordinates every group and transaction; any other key type is refused."""
+    endpoint = broker.endpoint_for(listener)
     return Coordinator(
         key=key,
         node_id=BrokerId(broker.node_id if known else -1),
-        host=broker.endpoint.host if known else "",
-        port=i32(broker.endpoint.port if known else -1),
+        host=endpoint.host if known else "",
+        port=i32(endpoint.port if known else -1),
         error_code=ErrorCode.none if known else ErrorCode.invalid_request,
         error_message=None if known else "unknown key type",
     )

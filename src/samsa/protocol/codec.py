@@ -57,6 +57,11 @@ class Request(Generic[P_co]):
     # The client's address as Kafka reports it (`/127.0.0.1`: Java's InetAddress.toString);
     # "" where no connection carried the request (the simulation, tools).
     client_host: str = ""
+    # Who sent it, as Kafka's KafkaPrincipal prints: "User:alice" (SASL), "User:CN=..." (a TLS
+    # client certificate), "User:ANONYMOUS" (no authentication).
+    principal: str = "User:ANONYMOUS"
+    # The name of the listener it came in on: Metadata answers with that listener's endpoints.
+    listener: str = ""
 
     def with_payload(self, payload: Q) -> Request[Q]:
         return Request(
@@ -66,6 +71,8 @@ class Request(Generic[P_co]):
             self.client_id,
             payload,
             self.client_host,
+            self.principal,
+            self.listener,
         )
 
 
@@ -118,8 +125,14 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_writer(response)
 
 
-def decode_request(data: bytes | memoryview, client_host: str = "") -> Request[RequestPayload]:
-    """Decode a whole request frame (without its size prefix), sent from `client_host`."""
+def decode_request(
+    data: bytes | memoryview,
+    client_host: str = "",
+    principal: str = "User:ANONYMOUS",
+    listener: str = "",
+) -> Request[RequestPayload]:
+    """Decode a whole request frame (without its size prefix), sent from `client_host` by
+    `principal` on `listener`."""
     prefix = peek_prefix(data)
     schema = request_type(prefix.api_key, prefix.api_version)
     if schema is None:
@@ -139,6 +152,8 @@ def decode_request(data: bytes | memoryview, client_host: str = "") -> Request[R
         header.client_id,
         payload,
         client_host,
+        principal,
+        listener,
     )
 
 

@@ -37,6 +37,15 @@ class FrameBuffer:
         self._start = 0  # first byte not yet returned as a frame
         self._end = 0  # end of the bytes received
 
+    @property
+    def frame_bytes_max(self) -> int:
+        return self._frame_bytes_max
+
+    @frame_bytes_max.setter
+    def frame_bytes_max(self, value: int) -> None:
+        """A new limit from the next frame on (a SASL connection's grows once authenticated)."""
+        self._frame_bytes_max = value
+
     def receive_data(self, data: bytes) -> None:
         self._make_room(len(data))
         self._buffer[self._end : self._end + len(data)] = data

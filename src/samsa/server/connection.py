@@ -32,6 +32,9 @@ from typing import Any, Protocol, cast
 from samsa.broker.core import Broker
 from samsa.broker.outcomes import AwaitData, Close, Outcome
 from samsa.protocol.frames import FrameBuffer, FrameError
+from samsa.security import tls
+from samsa.security.listeners import ListenerSpec, SecurityProtocol
+from samsa.security.sasl import Authenticator
 from samsa.server.budget import RequestBudget, ResponseBytes
 
 Parts = list[bytes | bytearray]  # one response frame, as buffers to send one after the other
@@ -55,14 +58,30 @@ class Owner(Protocol):
     def failed(self, peer: Any) -> None: ...
 
 
+PLAINTEXT = ListenerSpec("PLAINTEXT", SecurityProtocol.PLAINTEXT, "", 0)
+
+
 class Connection(asyncio.BufferedProtocol):
-    def __init__(self, owner: Owner, ip: str = "") -> None:
+    def __init__(self, owner: Owner, ip: str = "", listener: ListenerSpec = PLAINTEXT) -> None:
         config = owner.broker.config
         self.ip = ip
         self.client_host = f"/{ip}"  # as Kafka reports a client: Java's InetAddress.toString
+        self.listener = listener
+        # Who the client is: set once TLS or SASL authenticated it (KafkaPrincipal's form).
+        self.principal = tls.ANONYMOUS
+        # SASL listeners: every frame goes here until the client has authenticated.
+        self.authenticator: Authenticator | None = None
+        if listener.protocol.sasl:
+            self.authenticator = Authenticator(config, owner.broker.credentials)
         self._owner: Owner | None = owner
         self._budget = owner.request_budget
         self._frames = FrameBuffer(config.socket_request_max_bytes)
+        self._frame_bytes_max = config.socket_request_max_bytes
+        if self.authenticator is not None:
+            # Kafka's bound on what an unauthenticated client may make the broker buffer.
+            self._frames.frame_bytes_max = min(
+                config.sasl_server_max_receive_size, config.socket_request_max_bytes
+            )
         self._queued_max = config.queued_max_requests
         self.responses = ResponseBytes(config.queued_max_response_bytes_per_connection)
         # Responses in request order; None asks the sender to close the connection.
@@ -92,6 +111,17 @@ class Connection(asyncio.BufferedProtocol):
             # asyncio only sets this for sockets created with proto=IPPROTO_TCP; without it a
             # pipelined second response waits for the client's delayed ACK (40 ms).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.listener.protocol is SecurityProtocol.SSL:
+            principal = tls.peer_principal(
+                transport.get_extra_info("ssl_object"),
+                tls.parse_rules(self._owner.broker.config.ssl_principal_mapping_rules)
+                if self._owner is not None
+                else [],
+            )
+            if principal is None:  # no ssl.principal.mapping.rules apply: Kafka refuses it
+                self._transport.abort()
+                return
+            self.principal = principal
         loop = asyncio.get_running_loop()
         self.opened = True
         self.last_active = loop.time()
@@ -117,7 +147,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         self._finish()
-        return True  # keep the transport open: the sender closes it after the last response
+        # Keep the transport open: the sender closes it after the last response. (TLS has no
+        # half-close: asyncio closes it whatever this says, and warns if told otherwise.)
+        return not self.listener.protocol.tls
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -185,8 +217,14 @@ class Connection(asyncio.BufferedProtocol):
             if owner is None:
                 request.release()
                 return
+            authenticator = self.authenticator
             try:
-                outcome = owner.broker.handle_frame(request, self.client_host)
+                if authenticator is not None and not authenticator.complete:
+                    outcome = authenticator.receive(owner.broker, request, self.client_host)
+                else:
+                    outcome = owner.broker.handle_frame(
+                        request, self.client_host, self.principal, self.listener.name
+                    )
                 if isinstance(outcome, Close):
                     self._fail(outcome.reason)
                     return
@@ -206,6 +244,13 @@ class Connection(asyncio.BufferedProtocol):
                     pending.add_done_callback(self._long_polls.discard)
                 self._queue.append(pending)
                 self._queued.set()
+            if authenticator is not None and authenticator.principal is not None:
+                self.principal = authenticator.principal
+                self._frames.frame_bytes_max = self._frame_bytes_max
+            if authenticator is not None and authenticator.failed:
+                # Kafka sends the error, then closes: nothing more is read.
+                self._fail(authenticator.failure)
+                return
         self._update_reading()
 
     def _update_reading(self) -> None:

@@ -25,10 +25,13 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from samsa.config import BrokerConfig, connection_overrides, normalised_ip
 from samsa.ratelog import RateLimitedLog
+from samsa.security.listeners import ListenerSpec, SecurityProtocol
 from samsa.server.connection import Connection
 from samsa.server.descriptors import connection_fds_max, log_files_max
 
@@ -71,17 +74,33 @@ class ConnectionQuotas:
         self.total -= 1
 
 
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A listener's socket, bound and listening, with what its connections need."""
+
+    sock: socket.socket
+    spec: ListenerSpec
+    ssl_context: ssl.SSLContext | None = None
+
+
+def plaintext(sock: socket.socket) -> Bound:
+    host, port = sock.getsockname()[:2]
+    return Bound(sock, ListenerSpec("PLAINTEXT", SecurityProtocol.PLAINTEXT, host, port))
+
+
 class Listener:
     def __init__(
         self,
-        sock: socket.socket,
+        bound: Bound,
         config: BrokerConfig,
         connections: set[Connection],
         new_connection: Callable[[str], Connection],
         limited: RateLimitedLog,
+        quotas: ConnectionQuotas | None = None,
     ) -> None:
-        self._sock = sock
-        self.quotas = ConnectionQuotas(config)
+        self.bound = bound
+        self._sock = bound.sock
+        self.quotas = quotas or ConnectionQuotas(config)
         self._connections = connections
         self._new_connection = new_connection
         self._limited = limited
@@ -153,7 +172,7 @@ class Listener:
         sock.setblocking(False)
         connection = self._new_connection(ip)
         task: asyncio.Task[object] = loop.create_task(
-            loop.connect_accepted_socket(lambda: connection, sock)
+            loop.connect_accepted_socket(lambda: connection, sock, ssl=self.bound.ssl_context)
         )
         self._starting.add(task)
         task.add_done_callback(lambda done: self._started(done, connection, sock))

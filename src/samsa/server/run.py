@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.config import BrokerConfig, advertised_address
+from samsa.config import BrokerConfig
 from samsa.log.storage import OsStorage
+from samsa.security import listeners, tls
 from samsa.server.descriptors import log_files_max
+from samsa.server.listener import Bound
 from samsa.server.server import BrokerServer
 
 LISTEN_BACKLOG = 1024
@@ -61,22 +63,35 @@ async def serve(
     stop: asyncio.Event,
     ready: Callable[[BrokerServer], None] | None = None,
 ) -> None:
-    """Run a broker until `stop` is set; `ready` is called once it accepts connections."""
-    sock = bind(host, port)
+    """Run a broker until `stop` is set; `ready` is called once it accepts connections.
+    `host` and `port` are where it listens without `listeners` in `config`."""
+    specs = listeners.listener_specs(config, host, port)
+    context = tls.server_context(config) if any(s.protocol.tls for s in specs) else None
+    bound: list[Bound] = []
     try:
-        advertised_host, advertised_port = advertised_address(config, host, sock.getsockname()[1])
+        for spec in specs:
+            tls_context = context if spec.protocol.tls else None
+            bound.append(Bound(bind(spec.host or "0.0.0.0", spec.port), spec, tls_context))
+        endpoints = {
+            one.spec.name: Endpoint(
+                *listeners.advertised(config, one.spec, one.sock.getsockname()[1])
+            )
+            for one in bound
+        }
         broker = Broker(
             config,
             OsStorage(log_files_max(config.log_open_files_max)),
             data_dir,
             wall_clock_ms,
-            Endpoint(advertised_host, advertised_port),
+            endpoints[specs[0].name],
         )
+        broker.endpoints = endpoints
         broker.open()
     except BaseException:
-        sock.close()
+        for one in bound:
+            one.sock.close()
         raise
-    server = BrokerServer(broker, sock)
+    server = BrokerServer(broker, bound)
     await server.start()
     try:
         if ready is not None:

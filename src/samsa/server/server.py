@@ -17,6 +17,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ from samsa.ratelog import RateLimitedLog
 from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.connection import Connection, Parts, Pending, stop_all
 from samsa.server.group_commit import GroupCommit
-from samsa.server.listener import Listener
+from samsa.server.listener import Bound, ConnectionQuotas, Listener, plaintext
 
 log = logging.getLogger("samsa.server")
 W = TypeVar("W")
@@ -70,18 +71,29 @@ def _built(responses: ResponseBytes, parts: Parts) -> Parts:
 
 
 class BrokerServer:
-    def __init__(self, broker: Broker, sock: socket.socket) -> None:
+    def __init__(self, broker: Broker, listening: socket.socket | Sequence[Bound]) -> None:
+        """`listening`: the listeners' sockets, bound; a bare socket is one PLAINTEXT listener."""
         self.broker = broker
-        self._sock = sock
-        self._port: int = sock.getsockname()[1]
+        bound = list(listening) if isinstance(listening, Sequence) else [plaintext(listening)]
+        self._port: int = bound[0].sock.getsockname()[1]
         self.connections: set[Connection] = set()
         self.request_budget = RequestBudget(
             broker.config.queued_max_request_bytes, broker.config.socket_request_max_bytes
         )
         self.limited_log = RateLimitedLog(log)
-        self.listener = Listener(
-            sock, broker.config, self.connections, self._new_connection, self.limited_log
-        )
+        quotas = ConnectionQuotas(broker.config)  # max.connections counts every listener's
+        self.listeners = [
+            Listener(
+                one,
+                broker.config,
+                self.connections,
+                self._connection_factory(one),
+                self.limited_log,
+                quotas,
+            )
+            for one in bound
+        ]
+        self.listener = self.listeners[0]
         self.connections_closed_idle = 0
         self._data_arrived = asyncio.Event()
         # A response the driver finishes is keyed by its correlation id, its future, and the
@@ -100,7 +112,12 @@ class BrokerServer:
 
     @property
     def port(self) -> int:
+        """The first listener's port."""
         return self._port
+
+    def ports(self) -> dict[str, int]:
+        """Each listener's bound port by listener name."""
+        return {one.bound.spec.name: one.bound.sock.getsockname()[1] for one in self.listeners}
 
     def notify_data(self) -> None:
         """Wake every long-polling fetch: some high watermark moved."""
@@ -112,7 +129,8 @@ class BrokerServer:
         # Built once the broker is ready rather than before, so a start stays quick; the first
         # Produce or Fetch then does not pay for it.
         loop.call_soon(codec.preload, [(key, SERVED[key].max) for key in PRELOADED_APIS])
-        self.listener.start()
+        for listener in self.listeners:
+            listener.start()
         config = self.broker.config
         idle_ms = config.connections_max_idle_ms
         sweep_ms = SWEEP_MS if idle_ms < 0 else min(SWEEP_MS, max(idle_ms // 4, 10))
@@ -155,7 +173,8 @@ class BrokerServer:
     async def stop(self) -> None:
         """Stop accepting, drop connections, make everything durable, close the logs."""
         self._stopping = True
-        self.listener.stop()
+        for listener in self.listeners:
+            listener.stop()
         await stop_all(self.connections)
         for timer in self._timers:
             timer.cancel()
@@ -264,15 +283,20 @@ class BrokerServer:
         await self.group_commit.idle()
 
     # ----------------------------------------------------------------- connections
-    def _new_connection(self, ip: str) -> Connection:
-        return Connection(self, ip)
+    def _connection_factory(self, bound: Bound) -> Callable[[str], Connection]:
+        def new_connection(ip: str) -> Connection:
+            return Connection(self, ip, bound.spec)
+
+        return new_connection
 
     def opened(self, connection: Connection) -> None:
         self.connections.add(connection)
 
     def closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
-        self.listener.closed(connection)
+        for listener in self.listeners:
+            if listener.bound.spec.name == connection.listener.name:
+                listener.closed(connection)
 
     async def _sweep(self) -> None:
         """Close connections idle past connections.max.idle.ms; let quiet ones' buffers go."""

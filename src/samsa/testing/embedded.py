@@ -19,6 +19,8 @@ from samsa import config as broker_config
 from samsa.server.run import serve
 from samsa.server.server import BrokerServer
 from samsa.testing.loop_thread import LoopThread
+from samsa.testing.security import ClientConfigs, Security, prepare
+from samsa.testing.security import settings as security_settings
 
 T = TypeVar("T")
 START_TIMEOUT_S = 30.0
@@ -32,10 +34,21 @@ class EmbeddedBroker:
         settings: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        security: Security | None = None,
     ) -> None:
-        self.config = broker_config.load(dict(settings or {}))
+        """`security`: listeners, users and certificates (`samsa.testing.security`); once
+        started, `clients` hands out each client's settings."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="samsa-")
+        self.security = security
+        self.certs_dir = ""
+        files = None
+        if security is not None:
+            self.certs_dir = tempfile.mkdtemp(prefix="samsa-certs-")
+            files = prepare(security, self.data_dir, self.certs_dir)
+            settings = {**security_settings(security, files), **(settings or {})}
+        self._files = files
+        self.config = broker_config.load(dict(settings or {}))
         self.host = host
         self._port = port
         self.server: BrokerServer | None = None
@@ -49,7 +62,15 @@ class EmbeddedBroker:
 
     @property
     def bootstrap(self) -> str:
+        """The first listener's address."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def clients(self) -> ClientConfigs:
+        """Client settings per user and listener (for a broker started with `security`)."""
+        if self.server is None or self.security is None:
+            raise RuntimeError("clients: start a broker made with security=Security(...)")
+        return ClientConfigs(self.security, self.server.ports(), self._files, self.host)
 
     def start(self) -> EmbeddedBroker:
         async def run(ready: Callable[[], None], stop: asyncio.Event) -> None:
@@ -82,6 +103,8 @@ class EmbeddedBroker:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.certs_dir:
+            shutil.rmtree(self.certs_dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -97,9 +120,12 @@ class EmbeddedBroker:
 
 @contextmanager
 def embedded_broker(
-    data_dir: str | None = None, settings: Mapping[str, str] | None = None
+    data_dir: str | None = None,
+    settings: Mapping[str, str] | None = None,
+    security: Security | None = None,
 ) -> Iterator[EmbeddedBroker]:
-    """Start a broker in this process; yield it (its `bootstrap` is the address to use)."""
-    broker = EmbeddedBroker(data_dir, settings)
+    """Start a broker in this process; yield it (its `bootstrap` is the address to use; with
+    `security`, `clients` gives each client's settings)."""
+    broker = EmbeddedBroker(data_dir, settings, security=security)
     with broker:
         yield broker

@@ -51,6 +51,13 @@ class Conn:
         self.client_id = client_id
         self._next_correlation = 1
 
+    @classmethod
+    def over(cls, sock: socket.socket, client_id: str = "samsa-testing") -> Conn:
+        """Speak Kafka frames over a socket already connected (a TLS one, say)."""
+        conn = cls.__new__(cls)
+        conn.sock, conn.client_id, conn._next_correlation = sock, client_id, 1
+        return conn
+
     def close(self) -> None:
         self.sock.close()
 

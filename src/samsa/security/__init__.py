@@ -1,0 +1,1 @@
+"""Listeners, TLS, SASL and the credentials behind them (docs/security.md)."""
