@@ -8,6 +8,7 @@ No sockets, no asyncio, no wall clock here: time comes from `clock_ms`, storage 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -29,6 +30,8 @@ from samsa.log.storage import DirLock, Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
 from samsa.protocol.codec import DecodeError
+from samsa.security.acl import Authorizer, parse_super_users
+from samsa.security.acl_store import AclStore, AclStoreError
 
 log = logging.getLogger("samsa.broker")
 
@@ -72,6 +75,12 @@ class Broker:
         self.groups: GroupCoordinator  # set by open()
         # Work the server runs in the background once its writes are durable (markers).
         self.background: list[Later] = []
+        self.acls = AclStore(storage, data_dir)
+        self.authorizer: Authorizer | None = None  # None: authorizer.class.name is empty
+        # A test fixture only (`samsa.testing.principals`): client id -> the principal its
+        # requests are taken to come from, standing in for an authenticated connection in
+        # tests of the authorizer. Empty in production, where the listener sets the principal.
+        self.test_principals: dict[str, str] = {}
 
     @property
     def node_id(self) -> int:
@@ -96,6 +105,10 @@ class Broker:
         self.clean_start = self.storage.exists(marker)
         fresh = not self.storage.exists(os.path.join(self.data_dir, "meta.properties"))
         self.cluster_id = self._load_cluster_id()
+        try:
+            self.acls.load()
+        except AclStoreError as exc:
+            raise DataDirError(str(exc)) from None
         self.apply_config(self.dynamic.load())
         started = time.monotonic()
         self.topics.load(self.clock_ms(), recover=not self.clean_start)
@@ -150,6 +163,15 @@ class Broker:
         """The broker's config changed (its dynamic configs): every topic follows at once."""
         self.config = config
         self.topics.reconfigure(config, self.dynamic.merged())
+        self.authorizer = (
+            Authorizer(
+                self.acls,
+                parse_super_users(config.super_users),
+                config.allow_everyone_if_no_acl_found,
+            )
+            if config.authorizer_class_name
+            else None
+        )
 
     def take_background(self) -> list[Later]:
         work, self.background[:] = list(self.background), []
@@ -213,9 +235,15 @@ class Broker:
         return cluster_id
 
     # ----------------------------------------------------------------- dispatch
-    def handle_frame(self, data: bytes | memoryview, client_host: str = "") -> Outcome:
+    def handle_frame(
+        self,
+        data: bytes | memoryview,
+        client_host: str = "",
+        principal: str = "User:ANONYMOUS",
+    ) -> Outcome:
         """One request frame (without its size prefix) in, one outcome out. Never raises for
-        anything a client sends. `client_host`: where it came from, as Kafka writes it."""
+        anything a client sends. `client_host`: where it came from, as Kafka writes it;
+        `principal`: who sent it (the connection's authenticated principal)."""
         try:
             prefix = codec.peek_prefix(data)
         except DecodeError as exc:
@@ -227,9 +255,12 @@ class Broker:
         if not is_served(prefix.api_key, prefix.api_version):
             return unsupported.respond(prefix, data)
         try:
-            request = codec.decode_request(data, client_host)
+            request = codec.decode_request(data, client_host, principal)
         except DecodeError as exc:
             return Close(str(exc))
+        if self.test_principals:
+            stand_in = self.test_principals.get(request.client_id or "", principal)
+            request = dataclasses.replace(request, principal=stand_in)
         handler = HANDLERS[ApiKey(prefix.api_key)]
         return handler(self, request)
 

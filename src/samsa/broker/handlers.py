@@ -10,11 +10,14 @@ from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
 from kio.schema.add_partitions_to_txn.v3.request import AddPartitionsToTxnRequest
 from kio.schema.alter_configs.v2.request import AlterConfigsRequest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.create_acls.v3.request import CreateAclsRequest
 from kio.schema.create_partitions.v3.request import CreatePartitionsRequest
 from kio.schema.create_topics.v7.request import CreateTopicsRequest
+from kio.schema.delete_acls.v3.request import DeleteAclsRequest
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
 from kio.schema.delete_records.v2.request import DeleteRecordsRequest
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest
+from kio.schema.describe_acls.v3.request import DescribeAclsRequest
 from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
@@ -43,6 +46,7 @@ from kio.schema.txn_offset_commit.v3.request import TxnOffsetCommitRequest
 from kio.schema.write_txn_markers.v1.request import WriteTxnMarkersRequest
 
 from samsa.broker import (
+    acls,
     admin,
     configs,
     describe_topics,
@@ -95,5 +99,8 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(DeleteRecordsRequest, logs.handle_delete_records),
         route(DescribeLogDirsRequest, logs.handle_describe_log_dirs),
         route(DescribeTopicPartitionsRequest, describe_topics.handle_describe_topic_partitions),
+        route(DescribeAclsRequest, acls.handle_describe_acls),
+        route(CreateAclsRequest, acls.handle_create_acls),
+        route(DeleteAclsRequest, acls.handle_delete_acls),
     ]
 )

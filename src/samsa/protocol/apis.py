@@ -35,6 +35,9 @@ class ApiKey(IntEnum):
     END_TXN = 26
     WRITE_TXN_MARKERS = 27
     TXN_OFFSET_COMMIT = 28
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
@@ -100,6 +103,10 @@ SERVED: dict[int, VersionRange] = {
     # DescribeLogDirs v0 is gone in Kafka 4.0 (KIP-896); v5 adds is_cordoned (KIP-1066).
     ApiKey.DESCRIBE_LOG_DIRS: VersionRange(1, 5),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: VersionRange(0, 0),
+    # v0 of the three is gone in Kafka 4.0 (KIP-896).
+    ApiKey.DESCRIBE_ACLS: VersionRange(1, 3),
+    ApiKey.CREATE_ACLS: VersionRange(1, 3),
+    ApiKey.DELETE_ACLS: VersionRange(1, 3),
 }
 
 # KAFKA-18659: librdkafka before 2.10 silently drops compression when the broker advertises a

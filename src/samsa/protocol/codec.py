@@ -53,6 +53,9 @@ class Request(Generic[P_co]):
     # The client's address as Kafka reports it (`/127.0.0.1`: Java's InetAddress.toString);
     # "" where no connection carried the request (the simulation, tools).
     client_host: str = ""
+    # Who sent it, as Kafka's KafkaPrincipal.toString (`User:alice`): the authenticated
+    # principal of the connection; `User:ANONYMOUS` where nothing authenticated it.
+    principal: str = "User:ANONYMOUS"
 
     def with_payload(self, payload: Q) -> Request[Q]:
         return Request(
@@ -62,6 +65,7 @@ class Request(Generic[P_co]):
             self.client_id,
             payload,
             self.client_host,
+            self.principal,
         )
 
 
@@ -106,8 +110,11 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_writer(response)
 
 
-def decode_request(data: bytes | memoryview, client_host: str = "") -> Request[RequestPayload]:
-    """Decode a whole request frame (without its size prefix), sent from `client_host`."""
+def decode_request(
+    data: bytes | memoryview, client_host: str = "", principal: str = "User:ANONYMOUS"
+) -> Request[RequestPayload]:
+    """Decode a whole request frame (without its size prefix), sent from `client_host` by
+    `principal`."""
     prefix = peek_prefix(data)
     schema = request_type(prefix.api_key, prefix.api_version)
     if schema is None:
@@ -127,6 +134,7 @@ def decode_request(data: bytes | memoryview, client_host: str = "") -> Request[R
         header.client_id,
         payload,
         client_host,
+        principal,
     )
 
 

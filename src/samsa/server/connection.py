@@ -60,6 +60,9 @@ class Connection(asyncio.BufferedProtocol):
         config = owner.broker.config
         self.ip = ip
         self.client_host = f"/{ip}"  # as Kafka reports a client: Java's InetAddress.toString
+        # Who the requests come from (Kafka's KafkaPrincipal.toString); a listener that
+        # authenticates sets it.
+        self.principal = "User:ANONYMOUS"
         self._owner: Owner | None = owner
         self._budget = owner.request_budget
         self._frames = FrameBuffer(config.socket_request_max_bytes)
@@ -186,7 +189,7 @@ class Connection(asyncio.BufferedProtocol):
                 request.release()
                 return
             try:
-                outcome = owner.broker.handle_frame(request, self.client_host)
+                outcome = owner.broker.handle_frame(request, self.client_host, self.principal)
                 if isinstance(outcome, Close):
                     self._fail(outcome.reason)
                     return

@@ -1,0 +1,215 @@
+"""CreateAcls, DescribeAcls and DeleteAcls, as Kafka's AclApis answers them.
+
+Each first needs ALTER (Create/Delete) or DESCRIBE (Describe) on the cluster, else
+CLUSTER_AUTHORIZATION_FAILED; without an authorizer each answers SECURITY_DISABLED. An ACL or
+filter with an UNKNOWN element, or an ACL Kafka's AclControlManager would refuse, is answered
+INVALID_REQUEST (Kafka closes the connection for UNKNOWN elements, which its request classes
+refuse while parsing; samsa answers the error instead). Changes are written to the data dir
+before the answer (`samsa.security.acl_store`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from kio.schema.create_acls.v3.request import AclCreation, CreateAclsRequest
+from kio.schema.create_acls.v3.response import AclCreationResult, CreateAclsResponse
+from kio.schema.delete_acls.v3.request import DeleteAclsFilter, DeleteAclsRequest
+from kio.schema.delete_acls.v3.response import (
+    DeleteAclsFilterResult,
+    DeleteAclsMatchingAcl,
+    DeleteAclsResponse,
+)
+from kio.schema.describe_acls.v3.request import DescribeAclsRequest
+from kio.schema.describe_acls.v3.response import (
+    AclDescription,
+    DescribeAclsResource,
+    DescribeAclsResponse,
+)
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i8
+
+from samsa.broker import authz
+from samsa.broker.outcomes import Outcome
+from samsa.broker.routing import NO_THROTTLE, reply
+from samsa.protocol.codec import Request
+from samsa.security.acl import (
+    AclBinding,
+    AclFilter,
+    AclOperation,
+    PatternType,
+    Permission,
+    ResourceType,
+    code_of,
+    invalid_binding,
+)
+
+if TYPE_CHECKING:
+    from samsa.broker.core import Broker
+
+NO_AUTHORIZER = "No Authorizer is configured."
+UNKNOWN_ELEMENTS = "Filter contain UNKNOWN elements"
+# Kafka answers its ClusterAuthorizationException's message; librdkafka reports a refused
+# DescribeAcls only when the response carries a message.
+MESSAGES = {
+    ErrorCode.security_disabled: NO_AUTHORIZER,
+    ErrorCode.cluster_authorization_failed: "Cluster authorization failed.",
+    ErrorCode.invalid_request: UNKNOWN_ELEMENTS,
+}
+
+
+def _refusal(broker: Broker, request: Request[object], op: AclOperation) -> ErrorCode | None:
+    if not authz.cluster_allowed(broker, request, op):
+        return ErrorCode.cluster_authorization_failed
+    if broker.authorizer is None:
+        return ErrorCode.security_disabled
+    return None
+
+
+def _message(error: ErrorCode) -> str | None:
+    return MESSAGES.get(error)
+
+
+def binding(creation: AclCreation) -> AclBinding:
+    return AclBinding(
+        code_of(ResourceType, creation.resource_type),
+        creation.resource_name,
+        code_of(PatternType, creation.resource_pattern_type),
+        creation.principal,
+        creation.host,
+        code_of(AclOperation, creation.operation),
+        code_of(Permission, creation.permission_type),
+    )
+
+
+def acl_filter(wire: DescribeAclsRequest | DeleteAclsFilter) -> AclFilter:
+    return AclFilter(
+        code_of(ResourceType, wire.resource_type_filter),
+        wire.resource_name_filter,
+        code_of(PatternType, wire.pattern_type_filter),
+        wire.principal_filter,
+        wire.host_filter,
+        code_of(AclOperation, wire.operation),
+        code_of(Permission, wire.permission_type),
+    )
+
+
+def handle_create_acls(broker: Broker, request: Request[CreateAclsRequest]) -> Outcome:
+    refusal = _refusal(broker, request, AclOperation.ALTER)
+    creations = request.payload.creations
+    if refusal is not None:
+        results = [AclCreationResult(error_code=refusal, error_message=_message(refusal))]
+        return _created(request, results * len(creations))
+    bindings = [binding(creation) for creation in creations]
+    problems = [invalid_binding(acl) for acl in bindings]
+    broker.acls.add(acl for acl, problem in zip(bindings, problems, strict=True) if not problem)
+    return _created(
+        request,
+        [
+            AclCreationResult(
+                error_code=ErrorCode.invalid_request if problem else ErrorCode.none,
+                error_message=problem,
+            )
+            for problem in problems
+        ],
+    )
+
+
+def _created(request: Request[CreateAclsRequest], results: list[AclCreationResult]) -> Outcome:
+    return reply(request, CreateAclsResponse(throttle_time=NO_THROTTLE, results=tuple(results)))
+
+
+def handle_describe_acls(broker: Broker, request: Request[DescribeAclsRequest]) -> Outcome:
+    refusal = _refusal(broker, request, AclOperation.DESCRIBE)
+    wanted = acl_filter(request.payload)
+    if refusal is None and wanted.unknown_elements():
+        refusal = ErrorCode.invalid_request
+    if refusal is not None:
+        message = (
+            "No Authorizer is configured on the broker"
+            if refusal == ErrorCode.security_disabled
+            else _message(refusal)
+        )
+        return reply(
+            request,
+            DescribeAclsResponse(
+                throttle_time=NO_THROTTLE, error_code=refusal, error_message=message, resources=()
+            ),
+        )
+    found = sorted(acl for acl in broker.acls.bindings() if wanted.matches(acl))
+
+    def pattern(acl: AclBinding) -> tuple[ResourceType, str, PatternType]:
+        return acl.resource_type, acl.resource_name, acl.pattern_type
+
+    resources = tuple(
+        DescribeAclsResource(
+            resource_type=i8(kind),
+            resource_name=name,
+            pattern_type=i8(pattern_type),
+            acls=tuple(
+                AclDescription(
+                    principal=acl.principal,
+                    host=acl.host,
+                    operation=i8(acl.operation),
+                    permission_type=i8(acl.permission),
+                )
+                for acl in acls
+            ),
+        )
+        for (kind, name, pattern_type), acls in itertools.groupby(found, key=pattern)
+    )
+    return reply(
+        request,
+        DescribeAclsResponse(
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.none,
+            error_message=None,
+            resources=resources,
+        ),
+    )
+
+
+def handle_delete_acls(broker: Broker, request: Request[DeleteAclsRequest]) -> Outcome:
+    refusal = _refusal(broker, request, AclOperation.ALTER)
+    filters = [acl_filter(wire) for wire in request.payload.filters]
+    if refusal is not None:
+        failed = DeleteAclsFilterResult(
+            error_code=refusal, error_message=_message(refusal), matching_acls=()
+        )
+        return _deleted(request, [failed] * len(filters))
+    valid = [f for f in filters if not f.unknown_elements()]
+    removed = iter(broker.acls.remove(valid))
+    results = [
+        DeleteAclsFilterResult(
+            error_code=ErrorCode.invalid_request, error_message=UNKNOWN_ELEMENTS, matching_acls=()
+        )
+        if f.unknown_elements()
+        else DeleteAclsFilterResult(
+            error_code=ErrorCode.none,
+            error_message=None,
+            matching_acls=tuple(_matching(acl) for acl in next(removed)),
+        )
+        for f in filters
+    ]
+    return _deleted(request, results)
+
+
+def _matching(acl: AclBinding) -> DeleteAclsMatchingAcl:
+    return DeleteAclsMatchingAcl(
+        error_code=ErrorCode.none,
+        error_message=None,
+        resource_type=i8(acl.resource_type),
+        resource_name=acl.resource_name,
+        pattern_type=i8(acl.pattern_type),
+        principal=acl.principal,
+        host=acl.host,
+        operation=i8(acl.operation),
+        permission_type=i8(acl.permission),
+    )
+
+
+def _deleted(request: Request[DeleteAclsRequest], results: list[DeleteAclsFilterResult]) -> Outcome:
+    return reply(
+        request, DeleteAclsResponse(throttle_time=NO_THROTTLE, filter_results=tuple(results))
+    )
