@@ -1127,10 +1127,12 @@ def test_the_script_covers_every_served_version(seeded_ids: None, tmp_path: Path
     session = Session(tmp_path)
     original = session.broker.handle_frame
 
-    def spy(data: bytes | memoryview, client_host: str = "") -> Outcome:
+    def spy(
+        data: bytes | memoryview, client_host: str = "", principal: str = "User:ANONYMOUS"
+    ) -> Outcome:
         prefix = codec.peek_prefix(data)
         covered.setdefault(prefix.api_key, set()).add(prefix.api_version)
-        return original(data, client_host)
+        return original(data, client_host, principal)
 
     session.broker.handle_frame = spy  # type: ignore[method-assign]
     script(session)
