@@ -50,11 +50,9 @@ if TYPE_CHECKING:
 
 NO_AUTHORIZER = "No Authorizer is configured."
 UNKNOWN_ELEMENTS = "Filter contain UNKNOWN elements"
-# Kafka answers its ClusterAuthorizationException's message; librdkafka reports a refused
-# DescribeAcls only when the response carries a message.
 MESSAGES = {
+    **authz.MESSAGES,
     ErrorCode.security_disabled: NO_AUTHORIZER,
-    ErrorCode.cluster_authorization_failed: "Cluster authorization failed.",
     ErrorCode.invalid_request: UNKNOWN_ELEMENTS,
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32
 
 from samsa.protocol.codec import Request
@@ -68,3 +69,34 @@ def operations(broker: Broker, request: Request[Any], kind: Kind, name: str) -> 
     if authorizer is None:
         return i32(operations_field(SUPPORTED_OPERATIONS[kind]))
     return i32(authorizer.authorized_operations(request.principal, host(request), kind, name))
+
+
+# Kafka's Topic.isInternal: the coordinators' logs, which clients never write or add to a
+# transaction directly.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+# The messages of Kafka's Errors for the authorization errors, where a response carries one.
+MESSAGES = {
+    ErrorCode.topic_authorization_failed: "Topic authorization failed.",
+    ErrorCode.group_authorization_failed: "Group authorization failed.",
+    ErrorCode.cluster_authorization_failed: "Cluster authorization failed.",
+    ErrorCode.transactional_id_authorization_failed: "Transactional Id authorization failed.",
+}
+
+
+def group_refusal(
+    broker: Broker, request: Request[Any], op: AclOperation, group_id: str
+) -> ErrorCode | None:
+    """GROUP_AUTHORIZATION_FAILED unless `op` is allowed on the group: the first check of
+    every group API (`Read` for membership and commits, `Describe`, `Delete`)."""
+    if allowed(broker, request, op, Kind.GROUP, group_id):
+        return None
+    return ErrorCode.group_authorization_failed
+
+
+def txn_refusal(broker: Broker, request: Request[Any], transactional_id: str) -> ErrorCode | None:
+    """TRANSACTIONAL_ID_AUTHORIZATION_FAILED unless WRITE is allowed on the transactional id:
+    the first check of every transactional API."""
+    if allowed(broker, request, Op.WRITE, Kind.TRANSACTIONAL_ID, transactional_id):
+        return None
+    return ErrorCode.transactional_id_authorization_failed
