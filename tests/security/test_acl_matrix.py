@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
@@ -78,6 +78,7 @@ from kio.schema.txn_offset_commit.v3.request import (
     TxnOffsetCommitRequestPartition,
     TxnOffsetCommitRequestTopic,
 )
+from kio.schema.types import TransactionalId
 from kio.schema.write_txn_markers.v1.request import (
     WritableTxnMarker,
     WritableTxnMarkerTopic,
@@ -106,9 +107,13 @@ TOPIC = "orders"  # exists; a row's topics are its own unless it names this one
 MINUTE = datetime.timedelta(minutes=1)
 
 
-def make(cls: type[Any], **fields: Any) -> Any:
+E = TypeVar("E")
+
+
+def make(cls: type[E], **fields: Any) -> E:
     """A kio request entity with these fields, the rest at their defaults."""
-    return dataclasses.replace(versions.default_instance(cls), **fields)
+    entity: E = dataclasses.replace(versions.default_instance(cls), **fields)  # type: ignore[type-var]
+    return entity
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,9 @@ ROWS = [
     ),
     Row(
         "Produce transactional",
-        lambda n: dataclasses.replace(produce_request(n, {0: txn_batch()}), transactional_id=n),
+        lambda n: dataclasses.replace(
+            produce_request(n, {0: txn_batch()}), transactional_id=TransactionalId(n)
+        ),
         (
             (TXN_DENIED, on(Kind.TRANSACTIONAL_ID, Op.WRITE)),
             (TOPIC_DENIED, on(Kind.TOPIC, Op.WRITE)),
