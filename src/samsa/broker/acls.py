@@ -10,12 +10,11 @@ before the answer (`samsa.security.acl_store`).
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING
 
-from kio.schema.create_acls.v3.request import AclCreation, CreateAclsRequest
+from kio.schema.create_acls.v3.request import CreateAclsRequest
 from kio.schema.create_acls.v3.response import AclCreationResult, CreateAclsResponse
-from kio.schema.delete_acls.v3.request import DeleteAclsFilter, DeleteAclsRequest
+from kio.schema.delete_acls.v3.request import DeleteAclsRequest
 from kio.schema.delete_acls.v3.response import (
     DeleteAclsFilterResult,
     DeleteAclsMatchingAcl,
@@ -23,8 +22,6 @@ from kio.schema.delete_acls.v3.response import (
 )
 from kio.schema.describe_acls.v3.request import DescribeAclsRequest
 from kio.schema.describe_acls.v3.response import (
-    AclDescription,
-    DescribeAclsResource,
     DescribeAclsResponse,
 )
 from kio.schema.errors import ErrorCode
@@ -34,14 +31,10 @@ from samsa.broker import authz
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.protocol.codec import Request
+from samsa.security import acl_wire
 from samsa.security.acl import (
     AclBinding,
-    AclFilter,
     AclOperation,
-    PatternType,
-    Permission,
-    ResourceType,
-    code_of,
     invalid_binding,
 )
 
@@ -69,37 +62,13 @@ def _message(error: ErrorCode) -> str | None:
     return MESSAGES.get(error)
 
 
-def binding(creation: AclCreation) -> AclBinding:
-    return AclBinding(
-        code_of(ResourceType, creation.resource_type),
-        creation.resource_name,
-        code_of(PatternType, creation.resource_pattern_type),
-        creation.principal,
-        creation.host,
-        code_of(AclOperation, creation.operation),
-        code_of(Permission, creation.permission_type),
-    )
-
-
-def acl_filter(wire: DescribeAclsRequest | DeleteAclsFilter) -> AclFilter:
-    return AclFilter(
-        code_of(ResourceType, wire.resource_type_filter),
-        wire.resource_name_filter,
-        code_of(PatternType, wire.pattern_type_filter),
-        wire.principal_filter,
-        wire.host_filter,
-        code_of(AclOperation, wire.operation),
-        code_of(Permission, wire.permission_type),
-    )
-
-
 def handle_create_acls(broker: Broker, request: Request[CreateAclsRequest]) -> Outcome:
     refusal = _refusal(broker, request, AclOperation.ALTER)
     creations = request.payload.creations
     if refusal is not None:
         results = [AclCreationResult(error_code=refusal, error_message=_message(refusal))]
         return _created(request, results * len(creations))
-    bindings = [binding(creation) for creation in creations]
+    bindings = [acl_wire.binding(creation) for creation in creations]
     problems = [invalid_binding(acl) for acl in bindings]
     broker.acls.add(acl for acl, problem in zip(bindings, problems, strict=True) if not problem)
     return _created(
@@ -120,7 +89,7 @@ def _created(request: Request[CreateAclsRequest], results: list[AclCreationResul
 
 def handle_describe_acls(broker: Broker, request: Request[DescribeAclsRequest]) -> Outcome:
     refusal = _refusal(broker, request, AclOperation.DESCRIBE)
-    wanted = acl_filter(request.payload)
+    wanted = acl_wire.acl_filter(request.payload)
     if refusal is None and wanted.unknown_elements():
         refusal = ErrorCode.invalid_request
     if refusal is not None:
@@ -135,42 +104,21 @@ def handle_describe_acls(broker: Broker, request: Request[DescribeAclsRequest]) 
                 throttle_time=NO_THROTTLE, error_code=refusal, error_message=message, resources=()
             ),
         )
-    found = sorted(acl for acl in broker.acls.bindings() if wanted.matches(acl))
-
-    def pattern(acl: AclBinding) -> tuple[ResourceType, str, PatternType]:
-        return acl.resource_type, acl.resource_name, acl.pattern_type
-
-    resources = tuple(
-        DescribeAclsResource(
-            resource_type=i8(kind),
-            resource_name=name,
-            pattern_type=i8(pattern_type),
-            acls=tuple(
-                AclDescription(
-                    principal=acl.principal,
-                    host=acl.host,
-                    operation=i8(acl.operation),
-                    permission_type=i8(acl.permission),
-                )
-                for acl in acls
-            ),
-        )
-        for (kind, name, pattern_type), acls in itertools.groupby(found, key=pattern)
-    )
+    found = (acl for acl in broker.acls.bindings() if wanted.matches(acl))
     return reply(
         request,
         DescribeAclsResponse(
             throttle_time=NO_THROTTLE,
             error_code=ErrorCode.none,
             error_message=None,
-            resources=resources,
+            resources=acl_wire.resources(found),
         ),
     )
 
 
 def handle_delete_acls(broker: Broker, request: Request[DeleteAclsRequest]) -> Outcome:
     refusal = _refusal(broker, request, AclOperation.ALTER)
-    filters = [acl_filter(wire) for wire in request.payload.filters]
+    filters = [acl_wire.acl_filter(wire) for wire in request.payload.filters]
     if refusal is not None:
         failed = DeleteAclsFilterResult(
             error_code=refusal, error_message=_message(refusal), matching_acls=()
