@@ -24,6 +24,10 @@ from kio.schema.describe_acls.v3.request import DescribeAclsRequest
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i8
 
+from samsa import config as broker_config
+from samsa.broker.core import Broker, Endpoint
+from samsa.broker.topics import DataDirError
+from samsa.log.storage import OsStorage
 from samsa.testing import BrokerProcess, EmbeddedBroker
 from samsa.testing.principals import as_principals, authorizer_settings
 from samsa.testing.wire import Conn
@@ -189,3 +193,20 @@ def test_acls_survive_kill_9(tmp_path: object) -> None:
         assert os.path.exists(os.path.join(data_dir, "acls.json"))
     finally:
         process.stop()
+
+
+def test_damaged_acl_file_refuses_the_start(tmp_path: object) -> None:
+    data_dir = str(tmp_path) + "/data"
+    with EmbeddedBroker(data_dir, authorizer_settings()):
+        pass
+    with open(os.path.join(data_dir, "acls.json"), "w") as f:
+        f.write('{"acls": [{"resource_type": "TOPIC"}]}')
+    broker = Broker(
+        broker_config.load(authorizer_settings()),
+        OsStorage(),
+        data_dir,
+        lambda: 0,
+        Endpoint("127.0.0.1", 9092),
+    )
+    with pytest.raises(DataDirError, match=r"acls\.json is damaged"):
+        broker.open()
