@@ -34,6 +34,7 @@ from kio.schema.delete_records.v2.request import (
     DeleteRecordsTopic,
 )
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
+from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
 from kio.schema.describe_log_dirs.v5.request import DescribeLogDirsRequest
@@ -533,17 +534,68 @@ def sent(broker: EmbeddedBroker, client: str, request: RequestPayload) -> set[in
         return error_codes(conn.request(request))
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[row.api for row in ROWS])
-def test_each_right_is_checked_in_kafkas_order(broker: EmbeddedBroker, row: Row) -> None:
+# How a row's requests reach the broker: (client, request) -> the answer's error codes. Here by
+# client id (`as_principals`); a SASL test passes one that authenticates as User:<client>.
+Send = Callable[[str, RequestPayload], set[int]]
+
+
+def walk(row: Row, send: Send, grant_to: Callable[[Grant, str], None]) -> None:
+    """Check one row: each step's error, then its grant; no authorization error at the end.
+    `grant_to(grant, principal)` adds an ACL as a super user."""
     name = "r-" + "".join(c if c.isalnum() else "-" for c in row.api.lower())
     if row.setup is not None:
-        assert sent(broker, "admin", row.setup(name)) == {ErrorCode.none}
+        assert send("admin", row.setup(name)) == {ErrorCode.none}
     for refused, granting in row.steps:
-        codes = sent(broker, row.client, row.request(name))
+        codes = send(row.client, row.request(name))
         assert refused in codes, f"{row.api}: expected {refused!r}, got {codes}"
-        grant(broker, granting(name), f"User:{row.client}")
-    codes = sent(broker, row.client, row.request(name))
+        grant_to(granting(name), f"User:{row.client}")
+    codes = send(row.client, row.request(name))
     assert not codes & AUTH_ERRORS, f"{row.api}: still refused after every grant: {codes}"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.api for row in ROWS])
+def test_each_right_is_checked_in_kafkas_order(broker: EmbeddedBroker, row: Row) -> None:
+    walk(
+        row,
+        lambda client, request: sent(broker, client, request),
+        lambda g, principal: grant(broker, g, principal),
+    )
+
+
+def test_authorized_operations_come_from_the_acls(broker: EmbeddedBroker) -> None:
+    grant(broker, Grant(Kind.TOPIC, TOPIC, Op.READ), "User:gina")
+    grant(broker, Grant(Kind.TOPIC, TOPIC, Op.ALTER_CONFIGS), "User:gina")
+    grant(broker, Grant(Kind.GROUP, "gina-group", Op.READ), "User:gina")
+    as_principals(broker, {"gina": "User:gina"})
+    topic_ops = bits(Op.READ, Op.DESCRIBE, Op.ALTER_CONFIGS, Op.DESCRIBE_CONFIGS)
+    with Conn(broker.bootstrap, client_id="gina") as conn:
+        metadata = conn.request(
+            make(
+                MetadataRequest,
+                topics=(make(MetadataRequestTopic, name=TOPIC),),
+                include_topic_authorized_operations=True,
+            )
+        )
+        cluster_ops = conn.request(
+            make(DescribeClusterRequest, include_cluster_authorized_operations=True)
+        ).cluster_authorized_operations
+        groups = conn.request(
+            make(DescribeGroupsRequest, groups=("gina-group",), include_authorized_operations=True)
+        ).groups
+    assert metadata.topics[0].topic_authorized_operations == topic_ops
+    assert cluster_ops == 0  # no Describe on the cluster: none, as Kafka answers
+    assert groups[0].authorized_operations == bits(Op.READ, Op.DESCRIBE)
+    grant(broker, Grant(Kind.CLUSTER, CLUSTER_NAME, Op.DESCRIBE), "User:gina")
+    grant(broker, Grant(Kind.CLUSTER, CLUSTER_NAME, Op.IDEMPOTENT_WRITE), "User:gina")
+    with Conn(broker.bootstrap, client_id="gina") as conn:
+        cluster_ops = conn.request(
+            make(DescribeClusterRequest, include_cluster_authorized_operations=True)
+        ).cluster_authorized_operations
+    assert cluster_ops == bits(Op.DESCRIBE, Op.IDEMPOTENT_WRITE)
+
+
+def bits(*ops: AclOperation) -> int:
+    return sum(1 << op for op in ops)
 
 
 def test_listings_show_only_what_the_principal_may_describe(broker: EmbeddedBroker) -> None:
