@@ -28,6 +28,7 @@ from samsa import config as broker_config
 from samsa.broker.core import Broker, Endpoint
 from samsa.broker.topics import DataDirError
 from samsa.log.storage import OsStorage
+from samsa.security import acl_store
 from samsa.testing import BrokerProcess, EmbeddedBroker
 from samsa.testing.principals import as_principals, authorizer_settings
 from samsa.testing.wire import Conn
@@ -210,3 +211,15 @@ def test_damaged_acl_file_refuses_the_start(tmp_path: object) -> None:
     )
     with pytest.raises(DataDirError, match=r"acls\.json is damaged"):
         broker.open()
+
+
+def test_over_the_limit_nothing_is_added(
+    secured: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(acl_store, "ACLS_MAX", 2)
+    admin = admin_as(secured, "admin")
+    create(admin, read_acl("orders"))
+    with pytest.raises(KafkaException) as refused:
+        create(admin, read_acl("a"), read_acl("b"))
+    assert refused.value.args[0].code() == ErrorCode.policy_violation
+    assert describe(admin) == {read_acl("orders")}

@@ -10,6 +10,7 @@ before the answer (`samsa.security.acl_store`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kio.schema.create_acls.v3.request import CreateAclsRequest
@@ -37,6 +38,7 @@ from samsa.security.acl import (
     AclOperation,
     invalid_binding,
 )
+from samsa.security.acl_store import AclStoreError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -62,6 +64,18 @@ def _message(error: ErrorCode) -> str | None:
     return MESSAGES.get(error)
 
 
+def _write(change: Callable[[], object]) -> tuple[ErrorCode, str] | None:
+    """Change the ACLs (the file is written before the answer); why not, if it failed: the
+    disk (KAFKA_STORAGE_ERROR), or the limit on ACLs (POLICY_VIOLATION). Nothing changed then."""
+    try:
+        change()
+    except AclStoreError as exc:
+        return ErrorCode.policy_violation, str(exc)
+    except OSError as exc:
+        return ErrorCode.kafka_storage_error, f"the ACLs could not be written: {exc}"
+    return None
+
+
 def handle_create_acls(broker: Broker, request: Request[CreateAclsRequest]) -> Outcome:
     refusal = _refusal(broker, request, AclOperation.ALTER)
     creations = request.payload.creations
@@ -70,7 +84,11 @@ def handle_create_acls(broker: Broker, request: Request[CreateAclsRequest]) -> O
         return _created(request, results * len(creations))
     bindings = [acl_wire.binding(creation) for creation in creations]
     problems = [invalid_binding(acl) for acl in bindings]
-    broker.acls.add(acl for acl, problem in zip(bindings, problems, strict=True) if not problem)
+    valid = [acl for acl, problem in zip(bindings, problems, strict=True) if not problem]
+    failure = _write(lambda: broker.acls.add(valid))
+    if failure is not None:
+        failed = AclCreationResult(error_code=failure[0], error_message=failure[1])
+        return _created(request, [failed] * len(creations))
     return _created(
         request,
         [
@@ -125,7 +143,14 @@ def handle_delete_acls(broker: Broker, request: Request[DeleteAclsRequest]) -> O
         )
         return _deleted(request, [failed] * len(filters))
     valid = [f for f in filters if not f.unknown_elements()]
-    removed = iter(broker.acls.remove(valid))
+    matched: list[list[AclBinding]] = []
+    failure = _write(lambda: matched.extend(broker.acls.remove(valid)))
+    if failure is not None:
+        failed = DeleteAclsFilterResult(
+            error_code=failure[0], error_message=failure[1], matching_acls=()
+        )
+        return _deleted(request, [failed] * len(filters))
+    removed = iter(matched)
     results = [
         DeleteAclsFilterResult(
             error_code=ErrorCode.invalid_request, error_message=UNKNOWN_ELEMENTS, matching_acls=()
