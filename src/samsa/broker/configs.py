@@ -59,6 +59,7 @@ R = TypeVar("R")
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
+RESOURCE_BROKER_LOGGER = 8
 RESOURCE_GROUP = 32
 
 
@@ -145,8 +146,10 @@ def _refusal(
 ) -> ErrorCode | None:
     """The error for a resource the client may not describe or alter (ConfigHelper,
     ControllerApis.authorizeAlterResource): the cluster's right for a broker, the topic's or
-    group's for theirs."""
-    if kind == RESOURCE_BROKER and not authz.cluster_allowed(broker, request, op):
+    group's for theirs (a broker logger is the cluster's too)."""
+    if kind in (RESOURCE_BROKER, RESOURCE_BROKER_LOGGER) and not authz.cluster_allowed(
+        broker, request, op
+    ):
         return ErrorCode.cluster_authorization_failed
     if kind == RESOURCE_TOPIC and not authz.allowed(broker, request, op, Kind.TOPIC, name):
         return ErrorCode.topic_authorization_failed
