@@ -30,6 +30,12 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i16, i32, i64
 
 from samsa.protocol.batch_writer import record_batch
+from samsa.protocol.legacy.describe_log_dirs.v0.request import (
+    DescribableLogDirTopic as DescribableLogDirTopicV0,
+)
+from samsa.protocol.legacy.describe_log_dirs.v0.request import (
+    DescribeLogDirsRequest as DescribeLogDirsV0,
+)
 from samsa.testing import EmbeddedBroker
 from samsa.testing.wire import (
     REQUEST_TIMEOUT,
@@ -193,11 +199,26 @@ def test_describe_log_dirs_lists_the_data_dir_and_its_partitions(
     assert result.topics[0].partitions[0].partition_size == sizes[("sized", 1)][0]
 
 
+def test_describe_log_dirs_v0(samsa_broker: EmbeddedBroker, conn: Conn) -> None:
+    """v0, which Kafka 4.0 removed and 3.9 served: the same answer without the error code."""
+    create(conn, "sized0", partitions=1)
+    produce(conn, "sized0", 2, partition=0)
+    answer = conn.request(
+        DescribeLogDirsV0(
+            topics=(DescribableLogDirTopicV0(topic=TopicName("sized0"), partitions=(i32(0),)),)
+        )
+    )
+    (result,) = answer.results
+    assert result.log_dir == os.path.abspath(samsa_broker.data_dir)
+    ((name, sizes),) = [(t.name, [p.partition_size for p in t.partitions]) for t in result.topics]
+    assert name == "sized0" and sizes[0] > 0
+
+
 def test_every_new_version_is_served(conn: Conn) -> None:
-    """v1-5 of DescribeLogDirs and v0-2 of DeleteRecords are advertised."""
+    """v0-5 of DescribeLogDirs (v0 as Kafka 3.9) and v0-2 of DeleteRecords are advertised."""
     answer = conn.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"))
     ranges = {k.api_key: (k.min_version, k.max_version) for k in answer.api_keys}
     assert ranges[i16(21)] == (0, 2)
-    assert ranges[i16(35)] == (1, 5)
+    assert ranges[i16(35)] == (0, 5)
     assert ranges[i16(75)] == (0, 0)
     assert ranges[i16(16)] == (0, 5)

@@ -31,7 +31,12 @@ from samsa.protocol.codec import Request
 DROPPED = {
     # OffsetCommit v2-4's retention time (gone in v5, KIP-211): samsa never used it.
     (ApiKey.OFFSET_COMMIT, "retention_time"),
-    # Moved by the views (Metadata's: a subclass of v12 that keeps it).
+    # OffsetCommit v1's per-partition commit timestamp: Kafka 3.9 used it only to expire the
+    # offset, and samsa does not expire committed offsets.
+    (ApiKey.OFFSET_COMMIT, "topics.partitions.commit_timestamp"),
+    # ListOffsets v0 has a handler of its own (`offsets.handle_list_offsets_v0`).
+    (ApiKey.LIST_OFFSETS, "topics.partitions.max_num_offsets"),
+    # Moved by the views (Metadata's: a subclass of v12 that keeps it; the rest below).
     (ApiKey.METADATA, "include_cluster_authorized_operations"),
     (ApiKey.FIND_COORDINATOR, "key"),
     (ApiKey.LEAVE_GROUP, "member_id"),

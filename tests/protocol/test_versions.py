@@ -217,8 +217,10 @@ def test_unserved_api_with_error_code_gets_unsupported_version(broker: EmbeddedB
 @pytest.mark.parametrize(
     ("api_key", "version"),
     [
-        (ApiKey.FETCH, 3),  # below the served range, and kio has no schema for it
-        (ApiKey.LIST_OFFSETS, 0),
+        # Below the served range, and neither kio nor samsa.protocol.legacy has a schema: old
+        # message formats, which Kafka 3.9 down-converted and Kafka 4.0 closes on (KIP-896).
+        (ApiKey.FETCH, 0),
+        (ApiKey.FETCH, 3),
         (ApiKey.METADATA, 14),  # beyond anything kio knows
         (999, 0),  # no such api
         (-1, 0),

@@ -269,6 +269,13 @@ def _committed(
     return _by_topic(((o.topic, o.partition), results[o.topic, o.partition]) for o in offsets)
 
 
+# OffsetCommit and OffsetFetch v0 kept offsets in ZooKeeper. Kafka 3.9 in KRaft mode, as samsa
+# is, still advertised them and answered UNSUPPORTED_VERSION for every partition named
+# (KafkaApis.commitOffsetsToZookeeper / handleOffsetFetchRequestFromZookeeper): group offsets
+# are only ever kept by the coordinator, from v1 on.
+ZOOKEEPER_OFFSETS_VERSION = 0
+
+
 def _refused_topics(
     broker: Broker, request: Request[Any], wanted: Iterable[tuple[str, int]]
 ) -> Results:
@@ -305,6 +312,8 @@ def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) 
     refused = _refused_topics(broker, request, ((o.topic, o.partition) for o in offsets))
 
     def commit(allowed: list[OffsetToCommit]) -> Results | Durable[Results]:
+        if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
+            return _zookeeper_commit(broker, allowed)
         return commits.commit(
             broker.groups,
             body.group_id,
@@ -315,22 +324,41 @@ def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) 
             _partition_exists(broker),
         )
 
-    def describe(results: dict[tuple[str, int], ErrorCode]) -> OffsetCommitResponse:
-        return OffsetCommitResponse(
-            throttle_time=NO_THROTTLE,
-            topics=tuple(
-                OffsetCommitResponseTopic(
-                    name=topic,
-                    partitions=tuple(
-                        OffsetCommitResponsePartition(partition_index=p, error_code=e)
-                        for p, e in partitions
-                    ),
-                )
-                for topic, partitions in _committed(offsets, results).items()
-            ),
-        )
+    return _commit_checked(
+        request, refusal, offsets, refused, commit, lambda r: _commit_response(offsets, r)
+    )
 
-    return _commit_checked(request, refusal, offsets, refused, commit, describe)
+
+def _zookeeper_commit(
+    broker: Broker, offsets: list[OffsetToCommit]
+) -> dict[tuple[str, int], ErrorCode]:
+    """Kafka checks the partitions first: with none that exists, each is UNKNOWN_TOPIC_OR_PARTITION;
+    otherwise the ZooKeeper write fails the whole request, every partition alike."""
+    exists = _partition_exists(broker)
+    error = (
+        ErrorCode.unsupported_version
+        if any(exists(o.topic, o.partition) for o in offsets)
+        else ErrorCode.unknown_topic_or_partition
+    )
+    return {(o.topic, o.partition): error for o in offsets}
+
+
+def _commit_response(
+    offsets: list[OffsetToCommit], results: dict[tuple[str, int], ErrorCode]
+) -> OffsetCommitResponse:
+    return OffsetCommitResponse(
+        throttle_time=NO_THROTTLE,
+        topics=tuple(
+            OffsetCommitResponseTopic(
+                name=topic,
+                partitions=tuple(
+                    OffsetCommitResponsePartition(partition_index=p, error_code=e)
+                    for p, e in partitions
+                ),
+            )
+            for topic, partitions in _committed(offsets, results).items()
+        ),
+    )
 
 
 def handle_txn_offset_commit(broker: Broker, request: Request[TxnOffsetCommitRequest]) -> Outcome:
@@ -395,7 +423,10 @@ def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) ->
         # OffsetFetchRequest.getErrorResponse: v2+ says it once; v1 for each partition.
         found = dict.fromkeys(wanted or [] if request.api_version < 2 else [], _unfetched(refusal))
     else:
-        found = commits.fetch(broker.groups, body.group_id, wanted, body.require_stable)
+        if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
+            found = dict.fromkeys(wanted or (), _unfetched(ErrorCode.unsupported_version))
+        else:
+            found = commits.fetch(broker.groups, body.group_id, wanted, body.require_stable)
         described = authz.allowed_names(
             broker, request, Op.DESCRIBE, Kind.TOPIC, (t for t, _ in found)
         )

@@ -65,7 +65,11 @@ HANDLERS: dict[ApiKey, Handler] = dict(
     [
         route(ProduceRequest, produce.handle_produce),
         route(FetchRequest, fetch.handle_fetch),
-        route(ListOffsetsRequest, offsets.handle_list_offsets),
+        route(
+            ListOffsetsRequest,
+            offsets.handle_list_offsets,
+            older={0: offsets.handle_list_offsets_v0},
+        ),
         route(OffsetForLeaderEpochRequest, offsets.handle_offset_for_leader_epoch),
         route(metadata.MetadataRequestView, metadata.handle_metadata),
         route(ApiVersionsRequest, metadata.handle_api_versions),

@@ -18,6 +18,7 @@ from kio.schema.offset_for_leader_epoch.v4.response import (
     OffsetForLeaderTopicResult,
 )
 from kio.static.primitive import i32, i64
+from kio.static.protocol import RequestPayload
 
 from samsa.broker import authz
 from samsa.broker.authz import Kind, Op
@@ -26,7 +27,10 @@ from samsa.broker.metadata import LEADER_EPOCH
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.log.partition import PartitionLog
+from samsa.protocol import versions
 from samsa.protocol.codec import Request
+from samsa.protocol.legacy.list_offsets.v0 import request as v0
+from samsa.protocol.legacy.list_offsets.v0 import response as v0_response
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -36,6 +40,7 @@ EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 # ListOffsets v7 is the first to ask for the record with the largest timestamp (KIP-734).
 MAX_TIMESTAMP_VERSION_MIN = 7
+CONSUMER_REPLICA_ID = -1
 
 
 def _listed(
@@ -112,6 +117,62 @@ def handle_list_offsets(broker: Broker, request: Request[ListOffsetsRequest]) ->
             partitions.append(_list_one(log, p.partition_index, p.timestamp, body.isolation_level))
         topics.append(ListOffsetsTopicResponse(name=topic.name, partitions=tuple(partitions)))
     return reply(request, ListOffsetsResponse(throttle_time=NO_THROTTLE, topics=tuple(topics)))
+
+
+def handle_list_offsets_v0(broker: Broker, request: Request[RequestPayload]) -> Outcome:
+    """ListOffsets v0 (removed in Kafka 4.0, KIP-896): up to `max_num_offsets` offsets per
+    partition, newest first, from the start offset of each segment and the log end, as Kafka
+    3.9's `UnifiedLog.legacyFetchOffsetsBefore`. Timestamps below -2 are not for v0."""
+    body = versions.convert(request.payload, v0.ListOffsetsRequest)
+    consumer = body.replica_id == CONSUMER_REPLICA_ID
+    topics = []
+    for topic in body.topics:
+        partitions = []
+        for p in topic.partitions:
+            log = broker.topics.partition(topic.name, p.partition_index)
+            error, found = _legacy_offsets(log, p, broker.clock_ms(), consumer)
+            partitions.append(
+                v0_response.ListOffsetsPartitionResponse(
+                    partition_index=p.partition_index,
+                    error_code=error,
+                    old_style_offsets=tuple(i64(offset) for offset in found),
+                )
+            )
+        topics.append(
+            v0_response.ListOffsetsTopicResponse(name=topic.name, partitions=tuple(partitions))
+        )
+    return reply(request, v0_response.ListOffsetsResponse(topics=tuple(topics)))
+
+
+def _legacy_offsets(
+    log: PartitionLog | None, asked: v0.ListOffsetsPartition, now_ms: int, consumer: bool
+) -> tuple[ErrorCode, list[int]]:
+    if asked.timestamp < EARLIEST_TIMESTAMP:
+        return ErrorCode.unsupported_version, []
+    if log is None:
+        return ErrorCode.unknown_topic_or_partition, []
+    if log.offline is not None:
+        return ErrorCode.kafka_storage_error, []
+    if asked.max_num_offsets < 0:  # Kafka: a NegativeArraySizeException
+        return ErrorCode.unknown_server_error, []
+    # Each segment's start and when it was last written to, and the log end as of now. Kafka
+    # takes a segment's file modification time; samsa has no file times, and takes the
+    # largest record timestamp in the segment (what time-based retention goes by, KIP-33).
+    starts = [(max(s.base_offset, log.log_start_offset), s.max_timestamp) for s in log.segments]
+    if log.active.size > 0:
+        starts.append((log.log_end_offset, now_ms))
+    if asked.timestamp == LATEST_TIMESTAMP:
+        last = len(starts) - 1
+    elif asked.timestamp == EARLIEST_TIMESTAMP:
+        last = 0
+    else:
+        last = max(
+            (i for i, (_, written) in enumerate(starts) if written <= asked.timestamp), default=-1
+        )
+    found = [offset for offset, _ in reversed(starts[: last + 1])][: asked.max_num_offsets]
+    if consumer and any(offset > log.high_watermark for offset in found):
+        found = [log.high_watermark, *(offset for offset in found if offset <= log.high_watermark)]
+    return ErrorCode.none, found
 
 
 def handle_offset_for_leader_epoch(

@@ -12,6 +12,11 @@ do, so a handler never asks which version it was sent for a field's value. Where
 carries something the new one holds elsewhere (LeaveGroup's `member_id` before v3, DeleteTopics'
 `topic_names` before v6, FindCoordinator's `key` before v4), the route has a view that moves it,
 as Kafka's request classes do (`LeaveGroupRequest.members()`, `DeleteTopicsRequest.topics()`).
+An old version whose answer has another shape altogether (ListOffsets v0's list of offsets) has a
+handler of its own, given to `route` as `older`.
+
+The versions Kafka 4.0 removed (KIP-896) and Kafka 3.9 still served are served with classes
+samsa generates in kio's shape (`samsa.protocol.legacy`); they are routed like any other.
 
 Also here: the few conversions between kio's types and samsa's that many handlers need.
 """
@@ -19,7 +24,7 @@ Also here: the few conversions between kio's types and samsa's that many handler
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from kio.static.primitive import TZAware, i32Timedelta
@@ -42,10 +47,11 @@ def route(
     request_class: type[P],
     handler: Callable[[Broker, Request[P]], Outcome],
     view: Callable[[Request[RequestPayload]], P] | None = None,
+    older: Mapping[int, Handler] | None = None,
 ) -> tuple[ApiKey, Handler]:
     """The dispatch entry of `handler`, which reads `request_class` (the highest served
     version of its API); `view` makes one from an older version's request where converting
-    field by field would lose something."""
+    field by field would lose something; `older` handles the versions it names itself."""
     api_key = ApiKey(request_class.__api_key__)
     if request_class.__version__ != SERVED[api_key].max:
         raise RuntimeError(
@@ -57,8 +63,11 @@ def route(
         return versions.convert(request.payload, request_class)
 
     upgrade = view or convert
+    own = dict(older or {})
 
     def handle(broker: Broker, request: Request[RequestPayload]) -> Outcome:
+        if request.api_version in own:
+            return own[request.api_version](broker, request)
         return handler(broker, request.with_payload(upgrade(request)))
 
     return api_key, handle

@@ -61,18 +61,22 @@ class VersionRange:
         return isinstance(version, int) and self.min <= version <= self.max
 
 
+# The lowest versions are Kafka 3.9's, which Kafka 4.0 raised (KIP-896) while clients in the
+# field still send them (Sarama 1.22: DescribeConfigs v0, OffsetCommit v1); kio lacks their
+# classes, so `samsa.protocol.legacy` has them. Except where the records of old message formats
+# would need down-conversion: Produce v0-2 and Fetch v0-3 stay out, as in Kafka 4.0.
 SERVED: dict[int, VersionRange] = {
     ApiKey.PRODUCE: VersionRange(3, 10),
     # Fetch stops at 12: v13+ addresses topics by id only.
     ApiKey.FETCH: VersionRange(4, 12),
-    ApiKey.LIST_OFFSETS: VersionRange(1, 7),
+    ApiKey.LIST_OFFSETS: VersionRange(0, 7),
     ApiKey.METADATA: VersionRange(0, 12),
     ApiKey.API_VERSIONS: VersionRange(0, 3),
     ApiKey.INIT_PRODUCER_ID: VersionRange(0, 4),
-    ApiKey.CREATE_TOPICS: VersionRange(2, 7),
-    ApiKey.DELETE_TOPICS: VersionRange(1, 6),
-    ApiKey.OFFSET_FOR_LEADER_EPOCH: VersionRange(2, 4),
-    ApiKey.DESCRIBE_CONFIGS: VersionRange(1, 4),
+    ApiKey.CREATE_TOPICS: VersionRange(0, 7),
+    ApiKey.DELETE_TOPICS: VersionRange(0, 6),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: VersionRange(0, 4),
+    ApiKey.DESCRIBE_CONFIGS: VersionRange(0, 4),
     ApiKey.ALTER_CONFIGS: VersionRange(0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: VersionRange(0, 1),
     ApiKey.CREATE_PARTITIONS: VersionRange(0, 3),
@@ -83,13 +87,13 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.ADD_OFFSETS_TO_TXN: VersionRange(0, 3),
     # EndTxn v5 is transaction version 2 (KIP-890 part 2), which samsa does not implement.
     ApiKey.END_TXN: VersionRange(0, 4),
-    ApiKey.WRITE_TXN_MARKERS: VersionRange(1, 1),
+    ApiKey.WRITE_TXN_MARKERS: VersionRange(0, 1),
     ApiKey.DESCRIBE_PRODUCERS: VersionRange(0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: VersionRange(0, 0),
     ApiKey.LIST_TRANSACTIONS: VersionRange(0, 1),
     # OffsetCommit v9 / OffsetFetch v8+ belong to the KIP-848 protocol and the multi-group layout.
-    ApiKey.OFFSET_COMMIT: VersionRange(2, 8),
-    ApiKey.OFFSET_FETCH: VersionRange(1, 7),
+    ApiKey.OFFSET_COMMIT: VersionRange(0, 8),
+    ApiKey.OFFSET_FETCH: VersionRange(0, 7),
     ApiKey.JOIN_GROUP: VersionRange(0, 9),
     ApiKey.HEARTBEAT: VersionRange(0, 4),
     ApiKey.LEAVE_GROUP: VersionRange(0, 5),
@@ -101,7 +105,7 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.OFFSET_DELETE: VersionRange(0, 0),
     ApiKey.DELETE_RECORDS: VersionRange(0, 2),
     # DescribeLogDirs v0 is gone in Kafka 4.0 (KIP-896); v5 adds is_cordoned (KIP-1066).
-    ApiKey.DESCRIBE_LOG_DIRS: VersionRange(1, 5),
+    ApiKey.DESCRIBE_LOG_DIRS: VersionRange(0, 5),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: VersionRange(0, 0),
     # v0 of the three is gone in Kafka 4.0 (KIP-896).
     ApiKey.DESCRIBE_ACLS: VersionRange(1, 3),

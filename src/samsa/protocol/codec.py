@@ -4,6 +4,8 @@ The header version follows from the payload schema that kio generated from Kafka
 (`__header_schema__`), so flexible versions get request header v2 / response header v1, and
 ApiVersions responses always get header v0. A decoded request's payload is the class of the
 version the client sent; `samsa.broker.routing` converts it to the one its handler reads.
+For the versions Kafka 4.0 removed, which kio lacks, the classes are samsa's own, generated in
+kio's shape from Kafka 3.9's schemas (`samsa.protocol.legacy`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from pkgutil import resolve_name
 from typing import IO, Any, Generic, TypeVar, cast
 
 from kio.index import load_request_schema, load_response_schema
@@ -23,6 +26,7 @@ from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.protocol import guard
 from samsa.protocol.frames import frame
+from samsa.protocol.legacy.index import INDEX as LEGACY
 
 _PREFIX = struct.Struct(">hhi")
 P_co = TypeVar("P_co", covariant=True)
@@ -82,7 +86,8 @@ def request_type(api_key: int, api_version: int) -> type[RequestPayload] | None:
     try:
         schema: type[RequestPayload] = load_request_schema(api_key, api_version)
     except Exception:  # kio raises its own index errors, or ImportError for gaps
-        return None
+        legacy: type[RequestPayload] | None = _legacy(api_key, api_version, 0)
+        return legacy
     return schema
 
 
@@ -91,8 +96,15 @@ def response_type(api_key: int, api_version: int) -> type[ResponsePayload] | Non
     try:
         schema: type[ResponsePayload] = load_response_schema(api_key, api_version)
     except Exception:
-        return None
+        legacy: type[ResponsePayload] | None = _legacy(api_key, api_version, 1)
+        return legacy
     return schema
+
+
+def _legacy(api_key: int, api_version: int, which: int) -> Any:
+    """The request (0) or response (1) class of a version kio lacks, if samsa has one."""
+    paths = LEGACY.get((api_key, api_version))
+    return None if paths is None else resolve_name(paths[which])
 
 
 def preload(keys: Iterable[tuple[int, int]]) -> None:
