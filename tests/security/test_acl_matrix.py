@@ -79,21 +79,28 @@ from kio.schema.txn_offset_commit.v3.request import (
     TxnOffsetCommitRequestPartition,
     TxnOffsetCommitRequestTopic,
 )
-from kio.schema.types import TransactionalId
+from kio.schema.types import BrokerId, TopicName, TransactionalId
 from kio.schema.write_txn_markers.v1.request import (
     WritableTxnMarker,
     WritableTxnMarkerTopic,
     WriteTxnMarkersRequest,
 )
-from kio.static.primitive import i8
+from kio.static.primitive import i8, i32, i64
 from kio.static.protocol import RequestPayload
 
 from samsa.protocol import versions
 from samsa.protocol.batch_writer import record_batch
+from samsa.protocol.legacy.list_offsets.v0 import request as v0
 from samsa.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from samsa.testing import EmbeddedBroker
 from samsa.testing.principals import as_principals, authorizer_settings
-from samsa.testing.wire import Conn, create_topics_request, fetch_request, produce_request
+from samsa.testing.wire import (
+    Conn,
+    create_topics_request,
+    fetch_request,
+    list_offsets_request,
+    produce_request,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -205,6 +212,26 @@ ROWS = [
         "Fetch __transaction_state",
         lambda n: fetch_request("__transaction_state", [0]),
         ((TOPIC_DENIED, on(Kind.TOPIC, Op.READ, "__transaction_state")),),
+    ),
+    Row(
+        "ListOffsets",
+        lambda n: list_offsets_request(n, 0, -1),
+        ((TOPIC_DENIED, on(Kind.TOPIC, Op.DESCRIBE)),),
+    ),
+    Row(
+        "ListOffsets v0",
+        lambda n: v0.ListOffsetsRequest(
+            replica_id=BrokerId(-1),
+            topics=(
+                v0.ListOffsetsTopic(
+                    name=TopicName(n),
+                    partitions=(
+                        v0.ListOffsetsPartition(partition_index=i32(0), timestamp=i64(-1)),
+                    ),
+                ),
+            ),
+        ),
+        ((TOPIC_DENIED, on(Kind.TOPIC, Op.DESCRIBE)),),
     ),
     Row(
         "OffsetForLeaderEpoch",

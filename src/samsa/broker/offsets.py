@@ -125,12 +125,20 @@ def handle_list_offsets_v0(broker: Broker, request: Request[RequestPayload]) -> 
     3.9's `UnifiedLog.legacyFetchOffsetsBefore`. Timestamps below -2 are not for v0."""
     body = versions.convert(request.payload, v0.ListOffsetsRequest)
     consumer = body.replica_id == CONSUMER_REPLICA_ID
+    # KafkaApis.handleListOffsetRequestV0: DESCRIBE on each topic, as later versions.
+    described = authz.allowed_names(
+        broker, request, Op.DESCRIBE, Kind.TOPIC, (t.name for t in body.topics)
+    )
     topics = []
     for topic in body.topics:
         partitions = []
         for p in topic.partitions:
             log = broker.topics.partition(topic.name, p.partition_index)
-            error, found = _legacy_offsets(log, p, broker.clock_ms(), consumer)
+            error, found = (
+                _legacy_offsets(log, p, broker.clock_ms(), consumer)
+                if topic.name in described
+                else (ErrorCode.topic_authorization_failed, [])
+            )
             partitions.append(
                 v0_response.ListOffsetsPartitionResponse(
                     partition_index=p.partition_index,
