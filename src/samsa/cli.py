@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from samsa import config as broker_config
-from samsa.admin import txn_cli
+from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, Any] = {
     "chaos": chaos_cli,
     "txn": txn_cli,
+    "acl": acl_cli,
     "demo": demo_cli,
     "streams": streams_cli,
     "sim": sim_cli,

@@ -87,6 +87,19 @@ def _client_auth(value: str) -> str:
     return value.strip().lower()
 
 
+# Kafka's authorizers' class names; samsa's authorizer (samsa.security.acl) stands for both.
+AUTHORIZER_CLASS_NAMES = (
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "kafka.security.authorizer.AclAuthorizer",
+)
+
+
+def _authorizer(value: str) -> str:
+    if value.strip() not in ("", *AUTHORIZER_CLASS_NAMES):
+        raise ValueError(f"expected empty or one of {', '.join(AUTHORIZER_CLASS_NAMES)}")
+    return value.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     node_id: int = 1
@@ -201,6 +214,14 @@ class BrokerConfig:
     log_scrubber_enable: bool = True
     log_scrubber_bytes_per_second: int = 16 * 1024 * 1024
     log_scrubber_interval_ms: int = 24 * HOUR_MS
+    # --- authorization: docs/security.md, "Authorization (ACLs)"
+    authorizer_class_name: str = ""
+    """`authorizer.class.name`: empty, no authorization (every request allowed); Kafka's
+    StandardAuthorizer or AclAuthorizer class name: ACLs enforced (`samsa.security.acl`)."""
+    super_users: str = ""
+    """`super.users`: principals allowed everything, separated by `;` (`User:admin;User:ops`)."""
+    allow_everyone_if_no_acl_found: bool = False
+    """`allow.everyone.if.no.acl.found`: a resource no ACL names is open to everyone."""
 
     @property
     def durable(self) -> bool:
@@ -284,6 +305,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log.scrubber.enable": ("log_scrubber_enable", _bool),
     "log.scrubber.bytes.per.second": ("log_scrubber_bytes_per_second", _int),
     "log.scrubber.interval.ms": ("log_scrubber_interval_ms", _int),
+    "authorizer.class.name": ("authorizer_class_name", _authorizer),
+    "super.users": ("super_users", _str),
+    "allow.everyone.if.no.acl.found": ("allow_everyone_if_no_acl_found", _bool),
 }
 
 

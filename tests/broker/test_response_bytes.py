@@ -44,6 +44,7 @@ from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v4.request import ApiVersionsRequest as ApiVersionsRequestV4
 from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
 from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+from kio.schema.create_acls.v3.request import AclCreation, CreateAclsRequest
 from kio.schema.create_partitions.v3.request import (
     CreatePartitionsAssignment,
     CreatePartitionsRequest,
@@ -55,6 +56,7 @@ from kio.schema.create_topics.v7.request import (
     CreatableTopicConfig,
     CreateTopicsRequest,
 )
+from kio.schema.delete_acls.v3.request import DeleteAclsFilter, DeleteAclsRequest
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
 from kio.schema.delete_records.v2.request import (
     DeleteRecordsPartition,
@@ -63,6 +65,7 @@ from kio.schema.delete_records.v2.request import (
 )
 from kio.schema.delete_topics.v5.request import DeleteTopicsRequest as DeleteTopicsRequestV5
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
+from kio.schema.describe_acls.v3.request import DescribeAclsRequest
 from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
@@ -163,7 +166,7 @@ from samsa.broker.outcomes import (
     RawFrame,
     Reply,
 )
-from samsa.config import BrokerConfig
+from samsa.config import AUTHORIZER_CLASS_NAMES, BrokerConfig
 from samsa.durability import Driver, Durable
 from samsa.durability.inline import settle, sync_logs
 from samsa.log.storage import OsStorage
@@ -298,6 +301,7 @@ def script(s: Session) -> None:
     groups(s)
     records_and_partitions(s)
     scram_credentials(s)
+    acls(s)
     not_served(s)
 
 
@@ -1172,6 +1176,55 @@ def records_and_partitions(s: Session) -> None:
             s.send(label, request, version)
             name, answer = s.recorded[-1]
             s.recorded[-1] = (name, answer.replace(data_dir, "<data dir>"))
+
+
+def acls(s: Session) -> None:
+    """CreateAcls, DescribeAcls, DeleteAcls (issue 16): without an authorizer, then with one
+    and the client a super user."""
+    creation = AclCreation(
+        resource_type=i8(2),
+        resource_name="orders",
+        resource_pattern_type=i8(4),
+        principal="User:alice",
+        host="*",
+        operation=i8(3),
+        permission_type=i8(3),
+    )
+    describe = DescribeAclsRequest(
+        resource_type_filter=i8(1),
+        resource_name_filter=None,
+        pattern_type_filter=i8(1),
+        principal_filter=None,
+        host_filter=None,
+        operation=i8(1),
+        permission_type=i8(1),
+    )
+    delete = DeleteAclsRequest(
+        filters=(
+            DeleteAclsFilter(
+                resource_type_filter=i8(2),
+                resource_name_filter="orders-1",
+                pattern_type_filter=i8(2),
+                principal_filter=None,
+                host_filter=None,
+                operation=i8(1),
+                permission_type=i8(1),
+            ),
+        )
+    )
+    unsecured = s.broker.config
+    for label in ("no authorizer", "authorizer"):
+        each(s, f"create-acls {label}", CreateAclsRequest(creations=(creation,)))
+        each(s, f"describe-acls {label}", describe)
+        each(s, f"delete-acls {label}", delete)
+        s.broker.apply_config(
+            dataclasses.replace(
+                unsecured,
+                authorizer_class_name=AUTHORIZER_CLASS_NAMES[0],
+                super_users="User:ANONYMOUS",
+            )
+        )
+    s.broker.apply_config(unsecured)
 
 
 def not_served(s: Session) -> None:

@@ -120,6 +120,10 @@ def produce_batches(target: Target, specs: list[Any], version: int, acks: int) -
         for p, spec in enumerate(specs)
     }
     request = produce_at(version, BATCHES, {p: b.data for p, b in built.items()}, acks)
+    transactional = any(
+        len(b.data) >= HEADER_BYTES and parse_header(b.data).is_transactional
+        for b in built.values()
+    )
     with Conn(target.broker.bootstrap, timeout_s=RESPONSE_TIMEOUT_S) as conn:
         ends = log_ends(conn, BATCHES, BATCH_PARTITIONS)
         response = conn.request(request)
@@ -135,7 +139,13 @@ def produce_batches(target: Target, specs: list[Any], version: int, acks: int) -
             )
             code = ErrorCode(result.error_code).name
             target.outcomes[f"batch {expect.verdict.value}: {code}"] += 1
-            if result.error_code == ErrorCode.none:
+            if transactional:
+                # Kafka (KafkaApis.handleProduceRequest): transactional records without a
+                # transactional id refuse the whole request, every partition.
+                assert result.error_code == ErrorCode.transactional_id_authorization_failed, what
+                _, high_watermark = fetch_batch(conn, BATCHES, partition, end)
+                assert high_watermark == end, f"refused, yet stored: {what}"
+            elif result.error_code == ErrorCode.none:
                 assert expect.verdict is not Verdict.REFUSE, what
                 assert result.base_offset == end, what
                 check_stored(conn, partition, end, batch)

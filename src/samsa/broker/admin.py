@@ -27,6 +27,8 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i8, i16, i32
 from kio.static.protocol import RequestPayload, ResponsePayload
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.configs import source_of, topic_config
 from samsa.broker.outcomes import AwaitWork, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response
@@ -78,6 +80,14 @@ def handle_create_topics(broker: Broker, request: Request[CreateTopicsRequest]) 
     body = request.payload
     asked: Asked = []
     names = Counter(wanted.name for wanted in body.topics)
+    # ControllerApis.createTopics: CREATE on the cluster or on each topic; its configs are in
+    # the answer only with DESCRIBE_CONFIGS on it.
+    creatable = (
+        set(names)
+        if authz.cluster_allowed(broker, request, Op.CREATE)
+        else authz.allowed_names(broker, request, Op.CREATE, Kind.TOPIC, names)
+    )
+    describable = authz.allowed_names(broker, request, Op.DESCRIBE_CONFIGS, Kind.TOPIC, names)
     requested = sum(_requested_partitions(broker, wanted) for wanted in body.topics)
     for wanted in body.topics:
         try:
@@ -85,6 +95,8 @@ def handle_create_topics(broker: Broker, request: Request[CreateTopicsRequest]) 
                 raise TopicError(
                     ErrorCode.invalid_request, f"topic {wanted.name!r} is in the request twice"
                 )
+            if wanted.name not in creatable:
+                raise TopicError(ErrorCode.topic_authorization_failed, "Authorization failed.")
             if requested > PARTITIONS_PER_REQUEST_MAX:
                 raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
             _check_replication(
@@ -100,14 +112,16 @@ def handle_create_topics(broker: Broker, request: Request[CreateTopicsRequest]) 
             asked.append((wanted.name, exc))
 
     def respond() -> CreateTopicsResponse:
-        results = tuple(_created(broker, name, outcome) for name, outcome in asked)
+        results = tuple(
+            _created(broker, name, outcome, name in describable) for name, outcome in asked
+        )
         return CreateTopicsResponse(throttle_time=NO_THROTTLE, topics=results)
 
     return _make(broker, request, asked, respond, body.validate_only)
 
 
 def _created(
-    broker: Broker, name: TopicName, outcome: _Making | TopicError
+    broker: Broker, name: TopicName, outcome: _Making | TopicError, describable: bool
 ) -> CreatableTopicResult:
     if isinstance(outcome, TopicError):
         return CreatableTopicResult(
@@ -118,6 +132,17 @@ def _created(
             num_partitions=i32(-1),
             replication_factor=i16(-1),
             configs=None,
+        )
+    if not describable:  # ReplicationControlManager: made, its settings not shown
+        return CreatableTopicResult(
+            name=name,
+            topic_id=outcome.topic.topic_id,
+            error_code=ErrorCode.none,
+            error_message=None,
+            topic_config_error_code=i16(ErrorCode.topic_authorization_failed),
+            num_partitions=i32(-1),
+            replication_factor=i16(-1),
+            configs=(),
         )
     return CreatableTopicResult(
         name=name,
@@ -204,12 +229,39 @@ def delete_topics_view(request: Request[RequestPayload]) -> DeleteTopicsRequest:
 
 def handle_delete_topics(broker: Broker, request: Request[DeleteTopicsRequest]) -> Outcome:
     by_id = {topic.topic_id: TopicName(topic.name) for topic in broker.topics}
+
+    def name_of(wanted: DeleteTopicState) -> TopicName | None:
+        if wanted.name is None and wanted.topic_id is not None:
+            return by_id.get(wanted.topic_id)
+        return wanted.name
+
+    asked = [(name_of(wanted), wanted) for wanted in request.payload.topics]
+    # ControllerApis.deleteTopics: DELETE on the cluster, or DESCRIBE and DELETE on each
+    # topic. Refused by id, a topic is named only if the client may describe it; refused by
+    # name, whether it exists is not said.
+    names = [name for name, _ in asked if name is not None]
+    describable: set[str]
+    deletable: set[str]
+    if authz.cluster_allowed(broker, request, Op.DELETE):
+        describable = deletable = set(names)
+    else:
+        describable = authz.allowed_names(broker, request, Op.DESCRIBE, Kind.TOPIC, names)
+        deletable = authz.allowed_names(broker, request, Op.DELETE, Kind.TOPIC, names)
     results = []
-    for wanted in request.payload.topics:
-        name = wanted.name
-        if name is None and wanted.topic_id is not None:
-            name = by_id.get(wanted.topic_id)
-        results.append(_delete(broker, name, wanted.topic_id))
+    for name, wanted in asked:
+        if name is not None and name not in deletable:
+            shown = name if name in describable else None
+            topic_id = wanted.topic_id if wanted.name is None else None
+            results.append(
+                DeletableTopicResult(
+                    name=shown,
+                    topic_id=topic_id,
+                    error_code=ErrorCode.topic_authorization_failed,
+                    error_message=None,
+                )
+            )
+        else:
+            results.append(_delete(broker, name, wanted.topic_id))
     return reply(request, DeleteTopicsResponse(throttle_time=NO_THROTTLE, responses=tuple(results)))
 
 
@@ -237,8 +289,14 @@ def handle_create_partitions(broker: Broker, request: Request[CreatePartitionsRe
     body = request.payload
     asked: Asked = []
     requested = sum(_added_partitions(broker, wanted) for wanted in body.topics)
+    # ControllerApis.createPartitions: ALTER on each topic.
+    alterable = authz.allowed_names(
+        broker, request, Op.ALTER, Kind.TOPIC, (wanted.name for wanted in body.topics)
+    )
     for wanted in body.topics:
         try:
+            if wanted.name not in alterable:
+                raise TopicError(ErrorCode.topic_authorization_failed, "")
             if requested > PARTITIONS_PER_REQUEST_MAX:
                 raise TopicError(ErrorCode.policy_violation, EXCESSIVE_BATCH)
             _check_replication(broker, 1, (a.broker_ids for a in wanted.assignments or ()))
@@ -260,7 +318,7 @@ def handle_create_partitions(broker: Broker, request: Request[CreatePartitionsRe
 def _grown(name: TopicName, outcome: _Making | TopicError) -> CreatePartitionsTopicResult:
     if isinstance(outcome, TopicError):
         return CreatePartitionsTopicResult(
-            name=name, error_code=outcome.error, error_message=str(outcome)
+            name=name, error_code=outcome.error, error_message=str(outcome) or None
         )
     return CreatePartitionsTopicResult(name=name, error_code=ErrorCode.none, error_message=None)
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kio.schema.alter_configs.v2.request import AlterConfigsRequest
 from kio.schema.alter_configs.v2.response import AlterConfigsResourceResponse, AlterConfigsResponse
@@ -39,6 +39,8 @@ from kio.schema.incremental_alter_configs.v1.response import (
 from kio.schema.incremental_alter_configs.v1.response import IncrementalAlterConfigsResponse
 from kio.static.primitive import i8
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.configdef import ConfigKey, ConfigType
 from samsa.broker.dynamic import BROKER_KEYS, ConfigSource, InvalidRequest, Synonym
 from samsa.broker.outcomes import Outcome
@@ -47,6 +49,7 @@ from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.broker.topics import Topic, TopicError, check_topic_name
 from samsa.config import SENSITIVE, broker_settings
 from samsa.protocol.codec import Request
+from samsa.security.acl import AclOperation
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -56,6 +59,8 @@ R = TypeVar("R")
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
+RESOURCE_BROKER_LOGGER = 8
+RESOURCE_GROUP = 32
 
 
 class OpType(IntEnum):
@@ -122,17 +127,50 @@ def _entry(
 def handle_describe_configs(broker: Broker, request: Request[DescribeConfigsRequest]) -> Outcome:
     body = request.payload
     asked = _Asked(body.include_synonyms, body.include_documentation)
-    results = tuple(_describe(broker, resource, asked) for resource in body.resources)
+    results = tuple(
+        _describe(
+            broker,
+            resource,
+            asked,
+            _refusal(
+                broker, request, Op.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name
+            ),
+        )
+        for resource in body.resources
+    )
     return reply(request, DescribeConfigsResponse(throttle_time=NO_THROTTLE, results=results))
 
 
+def _refusal(
+    broker: Broker,
+    request: Request[Any],
+    op: AclOperation,
+    kind: int,
+    name: str,
+) -> ErrorCode | None:
+    """The error for a resource the client may not describe or alter (ConfigHelper,
+    ControllerApis.authorizeAlterResource): the cluster's right for a broker, the topic's or
+    group's for theirs (a broker logger is the cluster's too)."""
+    if kind in (RESOURCE_BROKER, RESOURCE_BROKER_LOGGER) and not authz.cluster_allowed(
+        broker, request, op
+    ):
+        return ErrorCode.cluster_authorization_failed
+    if kind == RESOURCE_TOPIC and not authz.allowed(broker, request, op, Kind.TOPIC, name):
+        return ErrorCode.topic_authorization_failed
+    if kind == RESOURCE_GROUP and not authz.allowed(broker, request, op, Kind.GROUP, name):
+        return ErrorCode.group_authorization_failed
+    return None
+
+
 def _describe(
-    broker: Broker, resource: DescribeConfigsResource, asked: _Asked
+    broker: Broker, resource: DescribeConfigsResource, asked: _Asked, refusal: ErrorCode | None
 ) -> DescribeConfigsResult:
     wanted = set(resource.configuration_keys or ())
     configs: tuple[DescribeConfigsResourceResult, ...] = ()
     error, message = ErrorCode.none, None
     try:
+        if refusal is not None:
+            raise TopicError(refusal, "")
         if resource.resource_type == RESOURCE_TOPIC:
             entries = _describe_topic(broker, resource.resource_name, asked)
         elif resource.resource_type == RESOURCE_BROKER:
@@ -143,7 +181,7 @@ def _describe(
             )
         configs = tuple(entry for entry in entries if not wanted or entry.name in wanted)
     except TopicError as exc:
-        error, message = exc.error, str(exc)
+        error, message = exc.error, str(exc) or None
     return DescribeConfigsResult(
         error_code=error,
         error_message=message,
@@ -257,7 +295,7 @@ def handle_alter_configs(broker: Broker, request: Request[AlterConfigsRequest]) 
         )
         for r in body.resources
     ]
-    results = _answers(broker, asked, body.validate_only, AlterConfigsResourceResponse)
+    results = _answers(broker, request, asked, body.validate_only, AlterConfigsResourceResponse)
     return reply(request, AlterConfigsResponse(throttle_time=NO_THROTTLE, responses=results))
 
 
@@ -275,20 +313,26 @@ def handle_incremental_alter_configs(
         )
         for r in body.resources
     ]
-    results = _answers(broker, asked, body.validate_only, IncrementalResourceResponse)
+    results = _answers(broker, request, asked, body.validate_only, IncrementalResourceResponse)
     return reply(
         request, IncrementalAlterConfigsResponse(throttle_time=NO_THROTTLE, responses=results)
     )
 
 
 def _answers(
-    broker: Broker, asked: list[_Asking], validate_only: bool, answer: Callable[..., R]
+    broker: Broker,
+    request: Request[Any],
+    asked: list[_Asking],
+    validate_only: bool,
+    answer: Callable[..., R],
 ) -> tuple[R, ...]:
     """Each resource changed (or checked), and answered with `answer`'s response class."""
     resources = Counter((a.resource_type, a.name) for a in asked)
     answers = []
     for a in asked:
-        error, message = _alter(broker, a, resources[(a.resource_type, a.name)] > 1, validate_only)
+        refusal = _refusal(broker, request, Op.ALTER_CONFIGS, a.resource_type, a.name)
+        repeated = resources[(a.resource_type, a.name)] > 1
+        error, message = _alter(broker, a, repeated, validate_only, refusal)
         answers.append(
             answer(
                 error_code=error,
@@ -301,7 +345,11 @@ def _answers(
 
 
 def _alter(
-    broker: Broker, asked: _Asking, repeated: bool, validate_only: bool
+    broker: Broker,
+    asked: _Asking,
+    repeated: bool,
+    validate_only: bool,
+    refusal: ErrorCode | None,
 ) -> tuple[ErrorCode, str | None]:
     """One resource's change (Kafka's `ConfigAdminManager.preprocess`, then the controller's
     checks); its error code and message."""
@@ -315,6 +363,8 @@ def _alter(
                 ErrorCode.invalid_request,
                 f"Null value not supported for : {', '.join(asked.nulls)}",
             )
+        if refusal is not None:
+            return refusal, None
         if asked.resource_type == RESOURCE_TOPIC:
             _alter_topic(broker, asked.name, asked.change, validate_only)
         elif asked.resource_type == RESOURCE_BROKER:

@@ -36,10 +36,12 @@ from kio.schema.errors import ErrorCode
 from kio.schema.types import GroupId, TopicName
 from kio.static.primitive import i8, i32, i32Timedelta
 
+from samsa.broker import authz
 from samsa.broker.answers import answer
-from samsa.broker.metadata import GROUP_OPERATIONS, authorized
+from samsa.broker.authz import Kind, Op
+from samsa.broker.metadata import authorized
 from samsa.broker.outcomes import Outcome
-from samsa.broker.routing import NO_THROTTLE, to_ms
+from samsa.broker.routing import NO_THROTTLE, reply, to_ms
 from samsa.coordinator.group.assignors import Partitions
 from samsa.coordinator.group.consumer import ConsumerGroup, ConsumerMember
 from samsa.coordinator.group.consumer_machine import HeartbeatRequest, HeartbeatResponse
@@ -64,10 +66,40 @@ def _owned(topics: Iterable[OwnedPartitions] | None) -> Partitions | None:
     return owned
 
 
+def _heartbeat_refusal(
+    broker: Broker, request: Request[ConsumerGroupHeartbeatRequest]
+) -> ErrorCode | None:
+    """KafkaApis.handleConsumerGroupHeartbeat: READ on the group, then DESCRIBE on every topic
+    the member subscribes to by name."""
+    body = request.payload
+    refusal = authz.group_refusal(broker, request, Op.READ, body.group_id)
+    if refusal is not None:
+        return refusal
+    names = body.subscribed_topic_names or ()
+    described = authz.allowed_names(broker, request, Op.DESCRIBE, Kind.TOPIC, names)
+    if len(described) < len(set(names)):
+        return ErrorCode.topic_authorization_failed
+    return None
+
+
 def handle_consumer_group_heartbeat(
     broker: Broker, request: Request[ConsumerGroupHeartbeatRequest]
 ) -> Outcome:
     body = request.payload
+    refusal = _heartbeat_refusal(broker, request)
+    if refusal is not None:
+        return reply(
+            request,
+            ConsumerGroupHeartbeatResponse(
+                throttle_time=NO_THROTTLE,
+                error_code=refusal,
+                error_message=authz.MESSAGES[refusal],
+                member_id=None,
+                member_epoch=i32(0),
+                heartbeat_interval=i32Timedelta.parse(datetime.timedelta(0)),
+                assignment=None,
+            ),
+        )
     heartbeat = HeartbeatRequest(
         group_id=body.group_id,
         member_id=body.member_id,
@@ -121,8 +153,17 @@ def handle_consumer_group_describe(
     broker.groups.catch_up()
     asked = request.payload.include_authorized_operations
     names = {str(t.topic_id): t.name for t in broker.topics}
+    # KafkaApis.handleConsumerGroupDescribe: DESCRIBE on each group.
     described = tuple(
-        _describe(broker, group_id, names, asked) for group_id in request.payload.group_ids
+        _describe(
+            broker,
+            group_id,
+            names,
+            authorized(authz.operations(broker, request, Kind.GROUP, group_id), asked),
+        )
+        if authz.allowed(broker, request, Op.DESCRIBE, Kind.GROUP, group_id)
+        else _not_described(group_id, ErrorCode.group_authorization_failed, None)
+        for group_id in request.payload.group_ids
     )
     return answer(
         request,
@@ -131,8 +172,21 @@ def handle_consumer_group_describe(
     )
 
 
+def _not_described(group_id: GroupId, error: ErrorCode, message: str | None) -> DescribedGroup:
+    return DescribedGroup(
+        error_code=error,
+        error_message=message,
+        group_id=group_id,
+        group_state="",
+        group_epoch=i32(0),
+        assignment_epoch=i32(0),
+        assignor_name="",
+        members=(),
+    )
+
+
 def _describe(
-    broker: Broker, group_id: GroupId, names: dict[str, str], asked: bool
+    broker: Broker, group_id: GroupId, names: dict[str, str], operations: i32
 ) -> DescribedGroup:
     group = broker.groups.consumer.groups.get(group_id)
     if group is None:
@@ -141,16 +195,7 @@ def _describe(
             if group_id in broker.groups.groups
             else f"Group {group_id} not found."
         )
-        return DescribedGroup(
-            error_code=ErrorCode.group_id_not_found,
-            error_message=message,
-            group_id=group_id,
-            group_state="",
-            group_epoch=i32(0),
-            assignment_epoch=i32(0),
-            assignor_name="",
-            members=(),
-        )
+        return _not_described(group_id, ErrorCode.group_id_not_found, message)
     return DescribedGroup(
         error_code=ErrorCode.none,
         group_id=group_id,
@@ -159,7 +204,7 @@ def _describe(
         assignment_epoch=i32(group.target_assignment_epoch),
         assignor_name=broker.groups.consumer.preferred_assignor(group),
         members=tuple(_member(group, m, names) for m in group.members.values()),
-        authorized_operations=authorized(GROUP_OPERATIONS, asked),
+        authorized_operations=operations,
     )
 
 

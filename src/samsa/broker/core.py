@@ -8,6 +8,7 @@ No sockets, no asyncio, no wall clock here: time comes from `clock_ms`, storage 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -30,6 +31,8 @@ from samsa.log.storage import DirLock, Storage
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey, is_served
 from samsa.protocol.codec import DecodeError
+from samsa.security.acl import Authorizer, parse_super_users
+from samsa.security.acl_store import AclStore, AclStoreError
 from samsa.security.credentials import CredentialsError, CredentialStore
 
 log = logging.getLogger("samsa.broker")
@@ -77,6 +80,12 @@ class Broker:
         self.groups: GroupCoordinator  # set by open()
         # Work the server runs in the background once its writes are durable (markers).
         self.background: list[Later] = []
+        self.acls = AclStore(storage, data_dir)
+        self.authorizer: Authorizer | None = None  # None: authorizer.class.name is empty
+        # A test fixture only (`samsa.testing.principals`): client id -> the principal its
+        # requests are taken to come from, standing in for an authenticated connection in
+        # tests of the authorizer. Empty in production, where the listener sets the principal.
+        self.test_principals: dict[str, str] = {}
 
     def endpoint_for(self, listener: str) -> Endpoint:
         """Where clients of `listener` connect: Kafka answers with the same listener's."""
@@ -105,6 +114,10 @@ class Broker:
         self.clean_start = self.storage.exists(marker)
         fresh = not self.storage.exists(os.path.join(self.data_dir, "meta.properties"))
         self.cluster_id = self._load_cluster_id()
+        try:
+            self.acls.load()
+        except AclStoreError as exc:
+            raise DataDirError(str(exc)) from None
         self.apply_config(self.dynamic.load())
         try:
             self.credentials.load()
@@ -167,6 +180,15 @@ class Broker:
         """The broker's config changed (its dynamic configs): every topic follows at once."""
         self.config = config
         self.topics.reconfigure(config, self.dynamic.merged())
+        self.authorizer = (
+            Authorizer(
+                self.acls,
+                parse_super_users(config.super_users),
+                config.allow_everyone_if_no_acl_found,
+            )
+            if config.authorizer_class_name
+            else None
+        )
 
     def topics_view(self) -> TopicsView:
         """The topics as consumer groups see them: name -> (topic id, partition count)."""
@@ -262,6 +284,9 @@ class Broker:
             request = codec.decode_request(data, client_host, principal, listener)
         except DecodeError as exc:
             return Close(str(exc))
+        if self.test_principals:
+            stand_in = self.test_principals.get(request.client_id or "", principal)
+            request = dataclasses.replace(request, principal=stand_in)
         handler = HANDLERS[ApiKey(prefix.api_key)]
         return handler(self, request)
 

@@ -22,7 +22,9 @@ from kio.schema.errors import ErrorCode
 from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import i32
 
-from samsa.broker.metadata import LEADER_EPOCH, TOPIC_OPERATIONS
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
+from samsa.broker.metadata import LEADER_EPOCH
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.broker.topics import Topic, TopicError, check_topic_name
@@ -52,6 +54,12 @@ def handle_describe_topic_partitions(
         # Kafka's InvalidRequestException, answered by DescribeTopicPartitionsRequest's
         # getErrorResponse: each topic asked for with the error.
         return reply(request, _refused(body, ErrorCode.invalid_request))
+    # Kafka's DescribeTopicPartitionsRequestHandler: DESCRIBE on each topic; one asked for by
+    # name and refused is answered after the page, without its id, whether it exists or not.
+    refused = [
+        name for name in names if not authz.allowed(broker, request, Op.DESCRIBE, Kind.TOPIC, name)
+    ]
+    names = [name for name in names if name not in refused]
     remaining = max(min(PARTITIONS_PER_PAGE_MAX, body.response_partition_limit), 1)
     topics: list[DescribeTopicPartitionsResponseTopic] = []
     next_cursor: Cursor | None = None
@@ -62,15 +70,18 @@ def handle_describe_topic_partitions(
         topic = broker.topics.get(name)
         if topic is None:
             if not listing_all:
-                topics.append(_missing(name))
+                topics.append(_missing(name, authz.operations(broker, request, Kind.TOPIC, name)))
             continue
         first = cursor.partition_index if cursor is not None and name == after else 0
         end = min(len(topic.partitions), first + remaining)
-        topics.append(_described(broker, topic, range(first, end)))
+        operations = authz.operations(broker, request, Kind.TOPIC, name)
+        topics.append(_described(broker, topic, range(first, end), operations))
         if end < len(topic.partitions):
             next_cursor = Cursor(topic_name=name, partition_index=i32(end))
             break
         remaining -= max(end - first, 0)
+    if not listing_all:
+        topics += (_unauthorized(name) for name in refused)
     return reply(
         request,
         DescribeTopicPartitionsResponse(
@@ -80,7 +91,7 @@ def handle_describe_topic_partitions(
 
 
 def _described(
-    broker: Broker, topic: Topic, indexes: range
+    broker: Broker, topic: Topic, indexes: range, operations: i32
 ) -> DescribeTopicPartitionsResponseTopic:
     node = BrokerId(broker.node_id)
     partitions = []
@@ -106,11 +117,21 @@ def _described(
         topic_id=topic.topic_id,
         is_internal=topic.is_internal,
         partitions=tuple(partitions),
-        topic_authorized_operations=TOPIC_OPERATIONS,
+        topic_authorized_operations=operations,
     )
 
 
-def _missing(name: TopicName) -> DescribeTopicPartitionsResponseTopic:
+def _unauthorized(name: TopicName) -> DescribeTopicPartitionsResponseTopic:
+    return DescribeTopicPartitionsResponseTopic(
+        error_code=ErrorCode.topic_authorization_failed,
+        name=name,
+        topic_id=None,
+        is_internal=False,
+        partitions=(),
+    )
+
+
+def _missing(name: TopicName, operations: i32) -> DescribeTopicPartitionsResponseTopic:
     try:
         check_topic_name(name)
         error = ErrorCode.unknown_topic_or_partition
@@ -123,7 +144,7 @@ def _missing(name: TopicName) -> DescribeTopicPartitionsResponseTopic:
         topic_id=None,
         is_internal=False,
         partitions=(),
-        topic_authorized_operations=TOPIC_OPERATIONS,
+        topic_authorized_operations=operations,
     )
 
 

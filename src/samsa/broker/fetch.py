@@ -21,6 +21,8 @@ from kio.schema.types import BrokerId, ProducerId, TopicName
 from kio.static.primitive import Records, i32, i64
 from kio.static.protocol import ResponsePayload
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.outcomes import AwaitData, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response, to_ms
 from samsa.log.partition import PartitionLog
@@ -115,6 +117,9 @@ def handle_fetch(broker: Broker, request: Request[FetchRequest]) -> Outcome:
     ]
     min_bytes = body.min_bytes
     max_wait_ms = to_ms(body.max_wait)
+    # KafkaApis.handleFetchRequest: READ on each topic. A refused partition is answered
+    # TOPIC_AUTHORIZATION_FAILED and, as in Kafka, does not end the wait of the others.
+    readable = authz.allowed_names(broker, request, Op.READ, Kind.TOPIC, (w.topic for w in wanted))
 
     def attempt(final: bool) -> ResponsePayload | None:
         remaining = response_bytes_max
@@ -122,6 +127,10 @@ def handle_fetch(broker: Broker, request: Request[FetchRequest]) -> Outcome:
         total = 0
         has_error = False
         for want in wanted:
+            if want.topic not in readable:
+                refused = _partition(want.partition, ErrorCode.topic_authorization_failed)
+                by_topic.setdefault(want.topic, []).append(refused)
+                continue
             partition = _read(want, isolation, remaining, min_one=total == 0)
             if partition.error_code != ErrorCode.none:
                 has_error = True

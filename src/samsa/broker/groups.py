@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kio.index import load_entity_schema
 from kio.schema.consumer_protocol_subscription.v3.data import ConsumerProtocolSubscription
@@ -73,16 +73,18 @@ from kio.static.constants import EntityType
 from kio.static.primitive import i32, i64
 from kio.static.protocol import RequestPayload, ResponsePayload
 
+from samsa.broker import authz
 from samsa.broker.answers import answer
-from samsa.broker.metadata import GROUP_OPERATIONS, authorized
+from samsa.broker.authz import Kind, Op
+from samsa.broker.metadata import authorized
 from samsa.broker.outcomes import AwaitSlot, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response, to_ms
 from samsa.broker.txn import offsets_partition
 from samsa.coordinator.group import commits
-from samsa.coordinator.group.commits import FetchedOffset, OffsetToCommit
+from samsa.coordinator.group.commits import OffsetToCommit, Results
 from samsa.coordinator.group.coordinator import JoinRequest, JoinResult, SyncResult
 from samsa.coordinator.group.states import GroupState, GroupType
-from samsa.durability import Slot
+from samsa.durability import Durable, Slot
 from samsa.protocol import versions
 from samsa.protocol.batch import BatchHeader
 from samsa.protocol.codec import Request
@@ -123,7 +125,7 @@ def _by_topic(found: Iterable[tuple[tuple[str, int], V]]) -> dict[TopicName, lis
 # --------------------------------------------------------------------- membership
 def handle_join_group(broker: Broker, request: Request[JoinGroupRequest]) -> Outcome:
     body = request.payload
-    broker.groups.catch_up()
+    refusal = authz.group_refusal(broker, request, Op.READ, body.group_id)
     session_ms = to_ms(body.session_timeout)
     join = JoinRequest(
         group_id=body.group_id,
@@ -157,19 +159,27 @@ def handle_join_group(broker: Broker, request: Request[JoinGroupRequest]) -> Out
             ),
         )
 
+    if refusal is not None:  # JoinGroupRequest.getErrorResponse
+        return reply(request, describe(JoinResult(refusal, protocol_name="")))
+    broker.groups.catch_up()
     return _deferred(request, broker.groups.join(join), describe)
 
 
 def handle_sync_group(broker: Broker, request: Request[SyncGroupRequest]) -> Outcome:
     body = request.payload
-    result = broker.groups.sync(
-        body.group_id,
-        body.generation_id,
-        body.member_id,
-        body.group_instance_id,
-        body.protocol_type,
-        body.protocol_name,
-        {a.member_id: bytes(a.assignment) for a in body.assignments},
+    refusal = authz.group_refusal(broker, request, Op.READ, body.group_id)
+    result = (
+        SyncResult(refusal)
+        if refusal is not None
+        else broker.groups.sync(
+            body.group_id,
+            body.generation_id,
+            body.member_id,
+            body.group_instance_id,
+            body.protocol_type,
+            body.protocol_name,
+            {a.member_id: bytes(a.assignment) for a in body.assignments},
+        )
     )
 
     def describe(r: SyncResult) -> SyncGroupResponse:
@@ -186,7 +196,7 @@ def handle_sync_group(broker: Broker, request: Request[SyncGroupRequest]) -> Out
 
 def handle_heartbeat(broker: Broker, request: Request[HeartbeatRequest]) -> Outcome:
     body = request.payload
-    error = broker.groups.heartbeat(
+    error = authz.group_refusal(broker, request, Op.READ, body.group_id) or broker.groups.heartbeat(
         body.group_id, body.generation_id, body.member_id, body.group_instance_id
     )
     return reply(request, HeartbeatResponse(throttle_time=NO_THROTTLE, error_code=error))
@@ -206,6 +216,11 @@ def leave_group_view(request: Request[RequestPayload]) -> LeaveGroupRequest:
 def handle_leave_group(broker: Broker, request: Request[LeaveGroupRequest]) -> Outcome:
     body = request.payload
     leaving = [(m.member_id, m.group_instance_id) for m in body.members]
+    refusal = authz.group_refusal(broker, request, Op.READ, body.group_id)
+    if refusal is not None:  # LeaveGroupRequest.getErrorResponse: no members
+        return reply(
+            request, LeaveGroupResponse(throttle_time=NO_THROTTLE, error_code=refusal, members=())
+        )
     errors = broker.groups.leave(body.group_id, leaving)
     batched = request.api_version >= BATCHED_LEAVE_VERSION_MIN
     top = errors[0] if not batched and errors else ErrorCode.none
@@ -276,22 +291,58 @@ def _committed(
 ZOOKEEPER_OFFSETS_VERSION = 0
 
 
+def _refused_topics(
+    broker: Broker, request: Request[Any], wanted: Iterable[tuple[str, int]]
+) -> Results:
+    """TOPIC_AUTHORIZATION_FAILED for each partition of a topic the client may not READ
+    (KafkaApis' commit and offset-delete handlers)."""
+    wanted = list(wanted)
+    readable = authz.allowed_names(broker, request, Op.READ, Kind.TOPIC, (t for t, _ in wanted))
+    return {tp: ErrorCode.topic_authorization_failed for tp in wanted if tp[0] not in readable}
+
+
+def _commit_checked(
+    request: Request[RequestPayload],
+    refusal: ErrorCode | None,
+    offsets: list[OffsetToCommit],
+    refused: Results,
+    commit: Callable[[list[OffsetToCommit]], Results | Durable[Results]],
+    describe: Callable[[Results], ResponsePayload],
+) -> Outcome:
+    """A commit after its checks: refused whole (`refusal`), or `commit` of what is allowed
+    with `refused` answered beside it; nothing asked of the coordinator if nothing is."""
+    if refusal is not None:
+        return reply(request, describe({(o.topic, o.partition): refusal for o in offsets}))
+    allowed = [o for o in offsets if (o.topic, o.partition) not in refused]
+    if not allowed:
+        return reply(request, describe(refused))
+    return answer(request, commit(allowed), lambda results: describe({**refused, **results}))
+
+
 def handle_offset_commit(broker: Broker, request: Request[OffsetCommitRequest]) -> Outcome:
     body = request.payload
     offsets = _to_commit(body.topics)
-    if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
-        return reply(request, _commit_response(offsets, _zookeeper_commit(broker, offsets)))
-    result = commits.commit(
-        broker.groups,
-        body.group_id,
-        body.generation_id_or_member_epoch,
-        body.member_id,
-        body.group_instance_id,
-        offsets,
-        _partition_exists(broker),
-        request.api_version,
+    # KafkaApis.handleOffsetCommitRequest: READ on the group, then READ on each topic.
+    refusal = authz.group_refusal(broker, request, Op.READ, body.group_id)
+    refused = _refused_topics(broker, request, ((o.topic, o.partition) for o in offsets))
+
+    def commit(allowed: list[OffsetToCommit]) -> Results | Durable[Results]:
+        if request.api_version == ZOOKEEPER_OFFSETS_VERSION:
+            return _zookeeper_commit(broker, allowed)
+        return commits.commit(
+            broker.groups,
+            body.group_id,
+            body.generation_id_or_member_epoch,
+            body.member_id,
+            body.group_instance_id,
+            allowed,
+            _partition_exists(broker),
+            request.api_version,
+        )
+
+    return _commit_checked(
+        request, refusal, offsets, refused, commit, lambda r: _commit_response(offsets, r)
     )
-    return answer(request, result, lambda results: _commit_response(offsets, results))
 
 
 def _zookeeper_commit(
@@ -330,24 +381,31 @@ def handle_txn_offset_commit(broker: Broker, request: Request[TxnOffsetCommitReq
     body = request.payload
     offsets = _to_commit(body.topics)
     txn_id = body.transactional_id
+    # KafkaApis.handleTxnOffsetCommitRequest: WRITE on the transactional id, READ on the group,
+    # READ on each topic.
+    refusal = authz.txn_refusal(broker, request, txn_id) or authz.group_refusal(
+        broker, request, Op.READ, body.group_id
+    )
+    refused = _refused_topics(broker, request, ((o.topic, o.partition) for o in offsets))
 
     def verify(header: BatchHeader) -> ErrorCode:
         return broker.txn.verify(
             txn_id, header.producer_id, header.producer_epoch, offsets_partition(body.group_id)
         )
 
-    result = commits.txn_commit(
-        broker.groups,
-        body.group_id,
-        body.producer_id,
-        body.producer_epoch,
-        body.generation_id,
-        body.member_id,
-        body.group_instance_id,
-        offsets,
-        _partition_exists(broker),
-        verify,
-    )
+    def commit(allowed: list[OffsetToCommit]) -> Results | Durable[Results]:
+        return commits.txn_commit(
+            broker.groups,
+            body.group_id,
+            body.producer_id,
+            body.producer_epoch,
+            body.generation_id,
+            body.member_id,
+            body.group_instance_id,
+            allowed,
+            _partition_exists(broker),
+            verify,
+        )
 
     def describe(results: dict[tuple[str, int], ErrorCode]) -> TxnOffsetCommitResponse:
         return TxnOffsetCommitResponse(
@@ -364,7 +422,7 @@ def handle_txn_offset_commit(broker: Broker, request: Request[TxnOffsetCommitReq
             ),
         )
 
-    return answer(request, result, describe)
+    return _commit_checked(request, refusal, offsets, refused, commit, describe)
 
 
 def offset_fetch_view(request: Request[RequestPayload]) -> OffsetFetchRequest:
@@ -389,24 +447,49 @@ def offset_fetch_view(request: Request[RequestPayload]) -> OffsetFetchRequest:
 
 
 def _fetch_group(
-    broker: Broker, group: OffsetFetchRequestGroup, require_stable: bool, zookeeper: bool
+    broker: Broker,
+    request: Request[OffsetFetchRequest],
+    group: OffsetFetchRequestGroup,
+    require_stable: bool,
+    zookeeper: bool,
 ) -> OffsetFetchResponseGroup:
     """One group's offsets; `zookeeper` for v0, whose offsets Kafka kept in ZooKeeper."""
-    error = broker.groups.check_fetch(group.group_id, group.member_id, group.member_epoch)
-    if error != ErrorCode.none:
-        return OffsetFetchResponseGroup(group_id=group.group_id, topics=(), error_code=error)
     wanted: list[tuple[str, int]] | None = (
         None
         if group.topics is None
         else [(t.name, p) for t in group.topics for p in t.partition_indexes]
     )
+    # KafkaApis.handleOffsetFetchRequest: DESCRIBE on the group first ...
+    refusal = authz.group_refusal(broker, request, Op.DESCRIBE, group.group_id)
+    if refusal is not None:
+        # OffsetFetchRequest.getErrorResponse: v2+ says it once; v1 for each partition.
+        refused = dict.fromkeys(
+            wanted or [] if request.api_version < 2 else [], _unfetched(refusal)
+        )
+        return _fetched_group(group.group_id, refused, refusal)
+    error = broker.groups.check_fetch(group.group_id, group.member_id, group.member_epoch)
+    if error != ErrorCode.none:
+        return OffsetFetchResponseGroup(group_id=group.group_id, topics=(), error_code=error)
     if zookeeper:
-        unsupported = FetchedOffset(-1, -1, "", ErrorCode.unsupported_version)
-        found = dict.fromkeys(wanted or (), unsupported)
+        found = dict.fromkeys(wanted or (), _unfetched(ErrorCode.unsupported_version))
     else:
         found = commits.fetch(broker.groups, group.group_id, wanted, require_stable)
+    # ... then DESCRIBE on each topic: a topic asked for is answered TOPIC_AUTHORIZATION_FAILED,
+    # one not asked for is left out.
+    described = authz.allowed_names(broker, request, Op.DESCRIBE, Kind.TOPIC, (t for t, _ in found))
+    found = {
+        tp: value if tp[0] in described else _unfetched(ErrorCode.topic_authorization_failed)
+        for tp, value in found.items()
+        if wanted is not None or tp[0] in described
+    }
+    return _fetched_group(group.group_id, found, ErrorCode.none)
+
+
+def _fetched_group(
+    group_id: GroupId, found: dict[tuple[str, int], commits.FetchedOffset], error: ErrorCode
+) -> OffsetFetchResponseGroup:
     return OffsetFetchResponseGroup(
-        group_id=group.group_id,
+        group_id=group_id,
         topics=tuple(
             OffsetFetchResponseTopics(
                 name=topic,
@@ -423,14 +506,16 @@ def _fetch_group(
             )
             for topic, partitions in _by_topic(found.items()).items()
         ),
-        error_code=ErrorCode.none,
+        error_code=error,
     )
 
 
 def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) -> Outcome:
     body = request.payload
     zookeeper = request.api_version == ZOOKEEPER_OFFSETS_VERSION
-    groups = tuple(_fetch_group(broker, g, body.require_stable, zookeeper) for g in body.groups)
+    groups = tuple(
+        _fetch_group(broker, request, g, body.require_stable, zookeeper) for g in body.groups
+    )
     if request.api_version >= MULTI_GROUP_FETCH_VERSION_MIN:
         return reply(request, OffsetFetchResponse(throttle_time=NO_THROTTLE, groups=groups))
     (group,) = groups
@@ -459,6 +544,11 @@ def handle_offset_fetch(broker: Broker, request: Request[OffsetFetchRequest]) ->
     )
 
 
+def _unfetched(error: ErrorCode) -> commits.FetchedOffset:
+    """OffsetFetchResponse's UNAUTHORIZED_PARTITION (and its error response's partitions)."""
+    return commits.FetchedOffset(-1, -1, "", error)
+
+
 def _subscribed_topics(metadata: bytes) -> set[str]:
     """Topics in a consumer member's subscription (ConsumerProtocolSubscription)."""
     try:
@@ -474,6 +564,12 @@ def _subscribed_topics(metadata: bytes) -> set[str]:
 
 def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) -> Outcome:
     body = request.payload
+    # KafkaApis.handleOffsetDeleteRequest: DELETE on the group, then READ on each topic.
+    refusal = authz.group_refusal(broker, request, Op.DELETE, body.group_id)
+    if refusal is not None:
+        return reply(
+            request, OffsetDeleteResponse(error_code=refusal, throttle_time=NO_THROTTLE, topics=())
+        )
     group = broker.groups.groups.get(body.group_id)
     subscribed: set[str] = set()
     if group is not None and group.protocol_type == "consumer":
@@ -485,7 +581,9 @@ def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) 
     wanted: list[tuple[str, int]] = [
         (t.name, p.partition_index) for t in body.topics for p in t.partitions
     ]
-    result = commits.delete(broker.groups, body.group_id, wanted, subscribed.__contains__)
+    refused = _refused_topics(broker, request, wanted)
+    allowed = [tp for tp in wanted if tp not in refused]
+    result = commits.delete(broker.groups, body.group_id, allowed, subscribed.__contains__)
     if isinstance(result, ErrorCode):
         return reply(
             request, OffsetDeleteResponse(error_code=result, throttle_time=NO_THROTTLE, topics=())
@@ -503,7 +601,7 @@ def handle_offset_delete(broker: Broker, request: Request[OffsetDeleteRequest]) 
                         for p, e in partitions
                     ),
                 )
-                for topic, partitions in _by_topic(results.items()).items()
+                for topic, partitions in _by_topic({**results, **refused}.items()).items()
             ),
         )
 
@@ -516,6 +614,9 @@ def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> O
     surrounding blanks); a type Kafka does not know matches no group."""
     states = {state.strip().lower() for state in request.payload.states_filter}
     types = {GroupType.parse(name) for name in request.payload.types_filter}
+    # KafkaApis.handleListGroupsRequest: every group with DESCRIBE on the cluster, else those
+    # with DESCRIBE on the group.
+    every = authz.cluster_allowed(broker, request, Op.DESCRIBE)
     groups = tuple(
         ListedGroup(
             group_id=GroupId(g.group_id),
@@ -527,6 +628,7 @@ def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> O
         if g.state is not GroupState.DEAD
         and (not states or g.state.value.lower() in states)
         and (not types or g.type in types)
+        and (every or authz.allowed(broker, request, Op.DESCRIBE, Kind.GROUP, g.group_id))
     )
     return reply(
         request,
@@ -536,13 +638,28 @@ def handle_list_groups(broker: Broker, request: Request[ListGroupsRequest]) -> O
 
 def handle_describe_groups(broker: Broker, request: Request[DescribeGroupsRequest]) -> Outcome:
     asked = request.payload.include_authorized_operations
+    # KafkaApis.handleDescribeGroupsRequest: DESCRIBE on each group.
     described = tuple(
-        _describe_group(broker, group_id, asked) for group_id in request.payload.groups
+        _describe_group(
+            broker,
+            group_id,
+            authorized(authz.operations(broker, request, Kind.GROUP, group_id), asked),
+        )
+        if authz.allowed(broker, request, Op.DESCRIBE, Kind.GROUP, group_id)
+        else DescribedGroup(
+            error_code=ErrorCode.group_authorization_failed,
+            group_id=group_id,
+            group_state="",
+            protocol_type="",
+            protocol_data="",
+            members=(),
+        )
+        for group_id in request.payload.groups
     )
     return reply(request, DescribeGroupsResponse(throttle_time=NO_THROTTLE, groups=described))
 
 
-def _describe_group(broker: Broker, group_id: GroupId, asked: bool) -> DescribedGroup:
+def _describe_group(broker: Broker, group_id: GroupId, operations: i32) -> DescribedGroup:
     group = broker.groups.groups.get(group_id)
     if group is None:
         return DescribedGroup(
@@ -552,7 +669,7 @@ def _describe_group(broker: Broker, group_id: GroupId, asked: bool) -> Described
             protocol_type="",
             protocol_data="",
             members=(),
-            authorized_operations=authorized(GROUP_OPERATIONS, asked),
+            authorized_operations=operations,
         )
     stable = group.state is GroupState.STABLE
     protocol = group.protocol_name or ""
@@ -573,18 +690,26 @@ def _describe_group(broker: Broker, group_id: GroupId, asked: bool) -> Described
             )
             for m in group.members.values()
         ),
-        authorized_operations=authorized(GROUP_OPERATIONS, asked),
+        authorized_operations=operations,
     )
 
 
 def handle_delete_groups(broker: Broker, request: Request[DeleteGroupsRequest]) -> Outcome:
-    result = broker.groups.delete_groups(request.payload.groups_names)
+    # KafkaApis.handleDeleteGroupsRequest: DELETE on each group.
+    names = request.payload.groups_names
+    refused: dict[str, ErrorCode] = {
+        g: ErrorCode.group_authorization_failed
+        for g in names
+        if authz.group_refusal(broker, request, Op.DELETE, g)
+    }
+    result = broker.groups.delete_groups(g for g in names if g not in refused)
 
     def describe(results: dict[str, ErrorCode]) -> DeleteGroupsResponse:
         return DeleteGroupsResponse(
             throttle_time=NO_THROTTLE,
             results=tuple(
-                DeletableGroupResult(group_id=GroupId(g), error_code=e) for g, e in results.items()
+                DeletableGroupResult(group_id=GroupId(g), error_code=e)
+                for g, e in {**results, **refused}.items()
             ),
         )
 

@@ -13,11 +13,14 @@ from kio.schema.alter_user_scram_credentials.v0.request import AlterUserScramCre
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
 from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+from kio.schema.create_acls.v3.request import CreateAclsRequest
 from kio.schema.create_partitions.v3.request import CreatePartitionsRequest
 from kio.schema.create_topics.v7.request import CreateTopicsRequest
+from kio.schema.delete_acls.v3.request import DeleteAclsRequest
 from kio.schema.delete_groups.v2.request import DeleteGroupsRequest
 from kio.schema.delete_records.v2.request import DeleteRecordsRequest
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest
+from kio.schema.describe_acls.v3.request import DescribeAclsRequest
 from kio.schema.describe_cluster.v1.request import DescribeClusterRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
@@ -51,6 +54,7 @@ from kio.schema.txn_offset_commit.v3.request import TxnOffsetCommitRequest
 from kio.schema.write_txn_markers.v1.request import WriteTxnMarkersRequest
 
 from samsa.broker import (
+    acls,
     admin,
     configs,
     consumer_groups,
@@ -115,5 +119,8 @@ HANDLERS: dict[ApiKey, Handler] = dict(
         route(DescribeTopicPartitionsRequest, describe_topics.handle_describe_topic_partitions),
         route(ConsumerGroupHeartbeatRequest, consumer_groups.handle_consumer_group_heartbeat),
         route(ConsumerGroupDescribeRequest, consumer_groups.handle_consumer_group_describe),
+        route(DescribeAclsRequest, acls.handle_describe_acls),
+        route(CreateAclsRequest, acls.handle_create_acls),
+        route(DeleteAclsRequest, acls.handle_delete_acls),
     ]
 )

@@ -27,6 +27,8 @@ from kio.schema.errors import ErrorCode
 from kio.schema.types import TopicName
 from kio.static.primitive import i32, i64
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.broker.topics import Topic
@@ -42,12 +44,20 @@ INVALID_LOW_WATERMARK = i64(-1)
 
 # ----------------------------------------------------------------- DeleteRecords
 def handle_delete_records(broker: Broker, request: Request[DeleteRecordsRequest]) -> Outcome:
+    asked = request.payload.topics
+    # KafkaApis.handleDeleteRecordsRequest: DELETE on each topic.
+    deletable = authz.allowed_names(broker, request, Op.DELETE, Kind.TOPIC, (t.name for t in asked))
     topics = tuple(
         DeleteRecordsTopicResult(
             name=wanted.name,
-            partitions=tuple(_delete(broker, wanted.name, p) for p in wanted.partitions),
+            partitions=tuple(
+                _delete(broker, wanted.name, p)
+                if wanted.name in deletable
+                else _deleted(p, ErrorCode.topic_authorization_failed)
+                for p in wanted.partitions
+            ),
         )
-        for wanted in request.payload.topics
+        for wanted in asked
     )
     return reply(request, DeleteRecordsResponse(throttle_time=NO_THROTTLE, topics=topics))
 
@@ -91,6 +101,15 @@ def handle_describe_log_dirs(broker: Broker, request: Request[DescribeLogDirsReq
     for (null: all) that it holds, topics without one left out. An offline partition is left
     out as Kafka leaves out the logs of an offline dir; the dir itself is offline (storage
     error) only when its size cannot be read."""
+    if not authz.cluster_allowed(broker, request, Op.DESCRIBE):  # as KafkaApis
+        return reply(
+            request,
+            DescribeLogDirsResponse(
+                throttle_time=NO_THROTTLE,
+                error_code=ErrorCode.cluster_authorization_failed,
+                results=(),
+            ),
+        )
     asked = request.payload.topics
     wanted = (
         None if asked is None else {(str(t.topic), int(p)) for t in asked for p in t.partitions}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.api_versions.v3.response import ApiVersion, ApiVersionsResponse
@@ -21,11 +21,14 @@ from kio.schema.metadata.v12.response import (
 from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import i8, i16, i32
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.broker.topics import Topic, TopicError, check_topic_name
 from samsa.protocol.apis import ADVERTISED
 from samsa.protocol.codec import Request
+from samsa.security.acl import CLUSTER_NAME
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
@@ -37,14 +40,22 @@ def _operations(*codes: int) -> i32:
     return i32(sum(1 << code for code in codes))
 
 
-# What a client asking for its authorized operations is told. Without an authorizer Kafka
-# answers every operation the resource type supports (AuthHelper.authorizedOperations and
-# AclEntry.supportedOperations); samsa has none yet (issue 16). Codes are AclOperation's:
+# What a client asking for its authorized operations is told without an authorizer: every
+# operation the resource type supports (AuthHelper.authorizedOperations and
+# AclEntry.supportedOperations). With one, `authz.operations` asks it. Codes are AclOperation's:
 # READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
 # DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
 TOPIC_OPERATIONS = _operations(3, 4, 5, 6, 7, 8, 10, 11)
 GROUP_OPERATIONS = _operations(3, 6, 8)
 CLUSTER_OPERATIONS = _operations(5, 7, 8, 9, 10, 11, 12)
+
+
+def cluster_operations(broker: Broker, request: Request[Any]) -> i32:
+    """The cluster's authorized operations: none without DESCRIBE on the cluster (KafkaApis'
+    Metadata and DescribeCluster handlers)."""
+    if not authz.cluster_allowed(broker, request, Op.DESCRIBE):
+        return i32(0)
+    return authz.operations(broker, request, Kind.CLUSTER, CLUSTER_NAME)
 
 
 def authorized(operations: i32, asked: bool) -> i32:
@@ -134,15 +145,28 @@ def _missing_topic(
     )
 
 
-def _lookup(broker: Broker, name: TopicName, auto_create: bool) -> MetadataResponseTopic:
+def _lookup(
+    broker: Broker, request: Request[MetadataRequestView], name: TopicName, auto_create: bool
+) -> MetadataResponseTopic:
+    # KafkaApis.getTopicMetadata: DESCRIBE on the topic, and to create it CREATE on the cluster
+    # or the topic; a topic the client may not describe is refused whether it exists or not.
+    if not authz.allowed(broker, request, Op.DESCRIBE, Kind.TOPIC, name):
+        return _missing_topic(name, ErrorCode.topic_authorization_failed)
     topic = broker.topics.get(name)
     if topic is not None:
         return describe_topic(broker, topic)
+    auto_create = auto_create and broker.config.auto_create_topics_enable
+    if auto_create and not (
+        authz.cluster_allowed(broker, request, Op.CREATE)
+        or authz.allowed(broker, request, Op.CREATE, Kind.TOPIC, name)
+    ):
+        refused = _missing_topic(name, ErrorCode.topic_authorization_failed)
+        return replace(refused, is_internal=name.startswith("__"))
     try:
         check_topic_name(name)
         if name in broker.topics.pending:  # CreateTopics is making it: the client retries
             return _missing_topic(name, ErrorCode.leader_not_available)
-        if not (auto_create and broker.config.auto_create_topics_enable):
+        if not auto_create:
             return _missing_topic(name, ErrorCode.unknown_topic_or_partition)
         topic = broker.topics.create(name, -1, {}, broker.clock_ms())
     except TopicError as exc:
@@ -162,7 +186,12 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequestView]) -> Ou
     asked = None if request.api_version == 0 and not body.topics else body.topics
     topics: list[MetadataResponseTopic] = []
     if asked is None:
-        topics = [describe_topic(broker, topic) for topic in broker.topics]
+        # Every topic the client may describe; the others are left out, not refused.
+        topics = [
+            describe_topic(broker, topic)
+            for topic in broker.topics
+            if authz.allowed(broker, request, Op.DESCRIBE, Kind.TOPIC, topic.name)
+        ]
     elif request.api_version < TOPIC_ID_LOOKUP_VERSION and any(
         wanted.name is None or _topic_id(wanted) is not None for wanted in asked
     ):
@@ -178,16 +207,27 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequestView]) -> Ou
             name = wanted.name
             if name is None:
                 topic = by_id.get(wanted.topic_id) if wanted.topic_id is not None else None
-                topics.append(
-                    describe_topic(broker, topic)
-                    if topic
-                    else _missing_topic(None, ErrorCode.unknown_topic_id, wanted.topic_id)
-                )
+                if topic is None:
+                    topics.append(_missing_topic(None, ErrorCode.unknown_topic_id, wanted.topic_id))
+                elif not authz.allowed(broker, request, Op.DESCRIBE, Kind.TOPIC, topic.name):
+                    # Topic ids are not secret (KafkaApis): refused by id, without the name.
+                    refused = ErrorCode.topic_authorization_failed
+                    topics.append(_missing_topic(None, refused, topic.topic_id))
+                else:
+                    topics.append(describe_topic(broker, topic))
             else:
                 # Before v4 there was no flag: the schema's default (true) stands for it.
-                topics.append(_lookup(broker, name, body.allow_auto_topic_creation))
+                topics.append(_lookup(broker, request, name, body.allow_auto_topic_creation))
     if body.include_topic_authorized_operations:
-        topics = [replace(t, topic_authorized_operations=TOPIC_OPERATIONS) for t in topics]
+        topics = [
+            replace(
+                t,
+                topic_authorized_operations=authz.operations(
+                    broker, request, Kind.TOPIC, t.name or ""
+                ),
+            )
+            for t in topics
+        ]
     node = BrokerId(broker.node_id)
     endpoint = broker.endpoint_for(request.listener)
     return reply(
@@ -201,7 +241,7 @@ def handle_metadata(broker: Broker, request: Request[MetadataRequestView]) -> Ou
             controller_id=node,
             topics=tuple(topics),
             cluster_authorized_operations=authorized(
-                CLUSTER_OPERATIONS, body.include_cluster_authorized_operations
+                cluster_operations(broker, request), body.include_cluster_authorized_operations
             ),
         ),
     )
@@ -241,7 +281,8 @@ def handle_describe_cluster(broker: Broker, request: Request[DescribeClusterRequ
                 ),
             ),
             cluster_authorized_operations=authorized(
-                CLUSTER_OPERATIONS, request.payload.include_cluster_authorized_operations
+                cluster_operations(broker, request),
+                request.payload.include_cluster_authorized_operations,
             ),
         ),
     )

@@ -20,6 +20,8 @@ from kio.schema.offset_for_leader_epoch.v4.response import (
 from kio.static.primitive import i32, i64
 from kio.static.protocol import RequestPayload
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.fetch import READ_COMMITTED, stable_offset
 from samsa.broker.metadata import LEADER_EPOCH
 from samsa.broker.outcomes import Outcome
@@ -91,10 +93,21 @@ def _find(log: PartitionLog, timestamp: int, isolation: int) -> tuple[int, int] 
 
 def handle_list_offsets(broker: Broker, request: Request[ListOffsetsRequest]) -> Outcome:
     body = request.payload
+    # KafkaApis.handleListOffsetRequest: DESCRIBE on each topic.
+    described = authz.allowed_names(
+        broker, request, Op.DESCRIBE, Kind.TOPIC, (t.name for t in body.topics)
+    )
     topics = []
     for topic in body.topics:
         partitions = []
         for p in topic.partitions:
+            if topic.name not in described:
+                partitions.append(
+                    _listed(
+                        p.partition_index, ErrorCode.topic_authorization_failed, leader_epoch=-1
+                    )
+                )
+                continue
             if p.timestamp == MAX_TIMESTAMP and request.api_version < MAX_TIMESTAMP_VERSION_MIN:
                 partitions.append(
                     _listed(p.partition_index, ErrorCode.unsupported_version, leader_epoch=-1)
@@ -112,12 +125,20 @@ def handle_list_offsets_v0(broker: Broker, request: Request[RequestPayload]) -> 
     3.9's `UnifiedLog.legacyFetchOffsetsBefore`. Timestamps below -2 are not for v0."""
     body = versions.convert(request.payload, v0.ListOffsetsRequest)
     consumer = body.replica_id == CONSUMER_REPLICA_ID
+    # KafkaApis.handleListOffsetRequestV0: DESCRIBE on each topic, as later versions.
+    described = authz.allowed_names(
+        broker, request, Op.DESCRIBE, Kind.TOPIC, (t.name for t in body.topics)
+    )
     topics = []
     for topic in body.topics:
         partitions = []
         for p in topic.partitions:
             log = broker.topics.partition(topic.name, p.partition_index)
-            error, found = _legacy_offsets(log, p, broker.clock_ms(), consumer)
+            error, found = (
+                _legacy_offsets(log, p, broker.clock_ms(), consumer)
+                if topic.name in described
+                else (ErrorCode.topic_authorization_failed, [])
+            )
             partitions.append(
                 v0_response.ListOffsetsPartitionResponse(
                     partition_index=p.partition_index,
@@ -166,14 +187,23 @@ def handle_offset_for_leader_epoch(
     broker: Broker, request: Request[OffsetForLeaderEpochRequest]
 ) -> Outcome:
     """samsa has one leader epoch (0) for every partition: its end offset is the log end."""
+    # KafkaApis: CLUSTER_ACTION (a follower), else DESCRIBE on each topic (KIP-320).
+    asked = request.payload.topics
+    described = (
+        {t.topic for t in asked}
+        if authz.cluster_allowed(broker, request, Op.CLUSTER_ACTION)
+        else authz.allowed_names(broker, request, Op.DESCRIBE, Kind.TOPIC, (t.topic for t in asked))
+    )
     topics = []
-    for topic in request.payload.topics:
+    for topic in asked:
         partitions = []
         for p in topic.partitions:
             log = broker.topics.partition(topic.topic, p.partition)
             current = p.current_leader_epoch
             error, epoch, end_offset = ErrorCode.none, -1, -1
-            if log is None:
+            if topic.topic not in described:
+                error = ErrorCode.topic_authorization_failed
+            elif log is None:
                 error = ErrorCode.unknown_topic_or_partition
             elif log.offline is not None:
                 error = ErrorCode.kafka_storage_error

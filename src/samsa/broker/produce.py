@@ -22,11 +22,13 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i32, i64
 from kio.static.protocol import ResponsePayload
 
+from samsa.broker import authz
+from samsa.broker.authz import Kind, Op
 from samsa.broker.outcomes import AwaitDurable, Close, Outcome
 from samsa.broker.routing import NO_THROTTLE, response, timestamp
 from samsa.broker.topics import TopicError, check_topic_name
 from samsa.log.partition import PartitionLog, StorageError
-from samsa.protocol.batch import InvalidBatch, RecordError
+from samsa.protocol.batch import HEADER_BYTES, InvalidBatch, RecordError, parse_header
 from samsa.protocol.codec import Request
 from samsa.protocol.compression import ZSTD
 from samsa.protocol.validation import validate
@@ -126,22 +128,50 @@ def _append(
     return result, log, written.next_offset
 
 
+def _has_transactional_records(body: ProduceRequest) -> bool:
+    """Whether any partition's first batch is transactional (Kafka's
+    `RequestUtils.hasTransactionalRecords`, which decides the TransactionalId check)."""
+    return any(
+        data.records is not None
+        and len(data.records) >= HEADER_BYTES
+        and parse_header(data.records).is_transactional
+        for topic in body.topic_data
+        for data in topic.partition_data
+    )
+
+
 def handle_produce(broker: Broker, request: Request[ProduceRequest]) -> Outcome:
     body = request.payload
     now_ms = broker.clock_ms()
     acks = body.acks
+    # KafkaApis.handleProduceRequest: WRITE on the transactional id for transactional records
+    # (else every partition is refused), then WRITE on each topic.
+    refused_all = _has_transactional_records(body) and (
+        body.transactional_id is None
+        or not authz.allowed(
+            broker, request, Op.WRITE, Kind.TRANSACTIONAL_ID, body.transactional_id
+        )
+    )
+    writable = authz.allowed_names(
+        broker, request, Op.WRITE, Kind.TOPIC, (t.name for t in body.topic_data)
+    )
     topics: list[tuple[TopicName, list[tuple[PartitionProduceResponse, PartitionLog | None]]]] = []
     waits: list[tuple[PartitionLog, int]] = []
     failed = False
     for topic_data in body.topic_data:
         partitions: list[tuple[PartitionProduceResponse, PartitionLog | None]] = []
         for data in topic_data.partition_data:
-            if acks not in VALID_ACKS:
-                result, log, end = (
-                    _partition_result(data.index, ErrorCode.invalid_required_acks),
-                    None,
-                    0,
-                )
+            refusal = (
+                ErrorCode.invalid_required_acks
+                if acks not in VALID_ACKS
+                else ErrorCode.transactional_id_authorization_failed
+                if refused_all
+                else ErrorCode.topic_authorization_failed
+                if topic_data.name not in writable
+                else None
+            )
+            if refusal is not None:
+                result, log, end = _partition_result(data.index, refusal), None, 0
             else:
                 result, log, end = _append(
                     broker,

@@ -29,6 +29,8 @@ from kio.schema.sasl_authenticate.v2 import SaslAuthenticateRequest, SaslAuthent
 from kio.schema.sasl_handshake.v1 import SaslHandshakeRequest, SaslHandshakeResponse
 from kio.static.primitive import i8, i32
 
+from samsa.broker import authz
+from samsa.broker.authz import Op
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.protocol.codec import Request
@@ -86,6 +88,17 @@ def _described(user: str, broker: Broker) -> DescribeUserScramCredentialsResult:
 def handle_describe_user_scram_credentials(
     broker: Broker, request: Request[DescribeUserScramCredentialsRequest]
 ) -> Outcome:
+    if not authz.cluster_allowed(broker, request, Op.DESCRIBE):  # as KafkaApis
+        refused = ErrorCode.cluster_authorization_failed
+        return reply(
+            request,
+            DescribeUserScramCredentialsResponse(
+                throttle_time=NO_THROTTLE,
+                error_code=refused,
+                error_message=authz.MESSAGES[refused],
+                results=(),
+            ),
+        )
     asked = request.payload.users
     names = sorted(broker.credentials.users) if asked is None else [u.name for u in asked]
     results = []
@@ -141,6 +154,9 @@ def handle_alter_user_scram_credentials(
     body = request.payload
     named = [d.name for d in body.deletions] + [u.name for u in body.upsertions]
     errors: dict[str, tuple[ErrorCode, str]] = {}
+    if not authz.cluster_allowed(broker, request, Op.ALTER):  # as KafkaApis: every user refused
+        refused = ErrorCode.cluster_authorization_failed
+        return _altered(request, dict.fromkeys(named, (refused, authz.MESSAGES[refused])))
     for name in named:
         if named.count(name) > 1:
             errors[name] = (
@@ -167,13 +183,21 @@ def handle_alter_user_scram_credentials(
         upserts.append((u.name, mechanism, credential))
     if deletions or upserts:
         broker.credentials.apply(upserts, deletions)
+    return _altered(request, errors, named)
+
+
+def _altered(
+    request: Request[AlterUserScramCredentialsRequest],
+    errors: dict[str, tuple[ErrorCode, str]],
+    named: list[str] | None = None,
+) -> Outcome:
     results = tuple(
         AlterUserScramCredentialsResult(
             user=name,
             error_code=errors[name][0] if name in errors else ErrorCode.none,
             error_message=errors[name][1] if name in errors else None,
         )
-        for name in dict.fromkeys(named)
+        for name in dict.fromkeys(errors if named is None else named)
     )
     return reply(
         request, AlterUserScramCredentialsResponse(throttle_time=NO_THROTTLE, results=results)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.add_offsets_to_txn.v3.request import AddOffsetsToTxnRequest
 from kio.schema.add_offsets_to_txn.v3.response import AddOffsetsToTxnResponse
@@ -59,7 +59,9 @@ from kio.schema.write_txn_markers.v1.response import (
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 from kio.static.protocol import RequestPayload
 
+from samsa.broker import authz
 from samsa.broker.answers import answer
+from samsa.broker.authz import INTERNAL_TOPICS, Kind, Op
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, timestamp, to_ms
 from samsa.coordinator.txn.coordinator import COORDINATOR_EPOCH, InitResult
@@ -108,7 +110,10 @@ def handle_find_coordinator(broker: Broker, request: Request[FindCoordinatorRequ
     body = request.payload
     known = body.key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
     found = tuple(
-        _coordinator(broker, request.listener, key, known) for key in body.coordinator_keys
+        _refused_coordinator(key, refusal)
+        if (refusal := _find_refusal(broker, request, body.key_type, key)) is not None
+        else _coordinator(broker, request.listener, key, known)
+        for key in body.coordinator_keys
     )
     if request.api_version >= BATCHED_KEYS_VERSION_MIN:
         return reply(
@@ -125,6 +130,32 @@ def handle_find_coordinator(broker: Broker, request: Request[FindCoordinatorRequ
             host=one.host,
             port=one.port,
         ),
+    )
+
+
+def _find_refusal(
+    broker: Broker, request: Request[FindCoordinatorRequest], key_type: int, key: str
+) -> ErrorCode | None:
+    """KafkaApis.getCoordinator: DESCRIBE on the group or on the transactional id."""
+    if key_type == KEY_TYPE_GROUP and not authz.allowed(
+        broker, request, Op.DESCRIBE, Kind.GROUP, key
+    ):
+        return ErrorCode.group_authorization_failed
+    if key_type == KEY_TYPE_TRANSACTION and not authz.allowed(
+        broker, request, Op.DESCRIBE, Kind.TRANSACTIONAL_ID, key
+    ):
+        return ErrorCode.transactional_id_authorization_failed
+    return None
+
+
+def _refused_coordinator(key: str, error: ErrorCode) -> Coordinator:
+    return Coordinator(
+        key=key,
+        node_id=BrokerId(-1),
+        host="",
+        port=i32(-1),
+        error_code=error,
+        error_message=authz.MESSAGES[error],
     )
 
 
@@ -146,7 +177,10 @@ def handle_init_producer_id(broker: Broker, request: Request[InitProducerIdReque
     body = request.payload
     result: InitResult | Durable[InitResult]
     try:
-        if body.transactional_id is None:
+        refusal = _init_refusal(broker, request)
+        if refusal is not None:
+            result = InitResult(refusal)
+        elif body.transactional_id is None:
             # Idempotent only: always a fresh id at epoch 0, whatever a v3+ request carries
             # (this is how librdkafka bumps an idempotent producer's epoch, KIP-360).
             result = InitResult(ErrorCode.none, broker.producer_ids.next_id(), 0)
@@ -173,6 +207,25 @@ def handle_init_producer_id(broker: Broker, request: Request[InitProducerIdReque
         )
 
     return answer(request, result, describe)
+
+
+def _init_refusal(broker: Broker, request: Request[InitProducerIdRequest]) -> ErrorCode | None:
+    """KafkaApis.handleInitProducerIdRequest: WRITE on the transactional id; without one
+    (idempotence), IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679)."""
+    transactional_id = request.payload.transactional_id
+    if transactional_id is not None:
+        if not authz.allowed(broker, request, Op.WRITE, Kind.TRANSACTIONAL_ID, transactional_id):
+            return ErrorCode.transactional_id_authorization_failed
+    elif not (
+        authz.cluster_allowed(broker, request, Op.IDEMPOTENT_WRITE)
+        or authz.allowed_any(broker, request, Op.WRITE, Kind.TOPIC)
+    ):
+        return ErrorCode.cluster_authorization_failed
+    return None
+
+
+def _writes_txn(broker: Broker, request: Request[Any], transactional_id: str) -> bool:
+    return authz.allowed(broker, request, Op.WRITE, Kind.TRANSACTIONAL_ID, transactional_id)
 
 
 # --------------------------------------------------------------------- AddPartitionsToTxn
@@ -204,12 +257,24 @@ def handle_add_partitions_to_txn(
         )
 
     every: list[tuple[str, int]] = [(name, p) for name, ps in topics for p in ps]
-    if unknown:
+    # KafkaApis.handleAddPartitionsToTxnRequest (v3 and below, from clients): WRITE on the
+    # transactional id, then WRITE on each topic; an internal topic is never added.
+    if not _writes_txn(broker, request, body.v3_and_below_transactional_id):
+        return reply(
+            request, describe(dict.fromkeys(every, ErrorCode.transactional_id_authorization_failed))
+        )
+    writable = authz.allowed_names(
+        broker, request, Op.WRITE, Kind.TOPIC, (n for n, _ in topics if n not in INTERNAL_TOPICS)
+    )
+    refused = {(name, p) for name, p in every if name not in writable}
+    if unknown or refused:
         return reply(
             request,
             describe(
                 {
-                    tp: ErrorCode.unknown_topic_or_partition
+                    tp: ErrorCode.topic_authorization_failed
+                    if tp in refused
+                    else ErrorCode.unknown_topic_or_partition
                     if tp in unknown
                     else ErrorCode.operation_not_attempted
                     for tp in every
@@ -227,6 +292,17 @@ def handle_add_partitions_to_txn(
 
 def handle_add_offsets_to_txn(broker: Broker, request: Request[AddOffsetsToTxnRequest]) -> Outcome:
     body = request.payload
+    # KafkaApis.handleAddOffsetsToTxnRequest: WRITE on the transactional id, READ on the group.
+    if not _writes_txn(broker, request, body.transactional_id):
+        refusal = ErrorCode.transactional_id_authorization_failed
+    elif not authz.allowed(broker, request, Op.READ, Kind.GROUP, body.group_id):
+        refusal = ErrorCode.group_authorization_failed
+    else:
+        refusal = None
+    if refusal is not None:
+        return reply(
+            request, AddOffsetsToTxnResponse(throttle_time=NO_THROTTLE, error_code=refusal)
+        )
     result = broker.txn.add_partitions(
         body.transactional_id,
         body.producer_id,
@@ -245,6 +321,9 @@ def handle_add_offsets_to_txn(broker: Broker, request: Request[AddOffsetsToTxnRe
 # --------------------------------------------------------------------- EndTxn
 def handle_end_txn(broker: Broker, request: Request[EndTxnRequest]) -> Outcome:
     body = request.payload
+    if not _writes_txn(broker, request, body.transactional_id):  # as KafkaApis
+        refused = ErrorCode.transactional_id_authorization_failed
+        return reply(request, EndTxnResponse(throttle_time=NO_THROTTLE, error_code=refused))
     result = broker.txn.end_transaction(
         body.transactional_id, body.producer_id, body.producer_epoch, body.committed
     )
@@ -275,16 +354,21 @@ def handle_write_txn_markers(broker: Broker, request: Request[WriteTxnMarkersReq
     - an ABORT of a transaction the coordinator does not hold (a hanging one) is written to the
       partition as Kafka writes it, if the producer has a transaction open there.
 
-    Issue 16 (ACLs): once ACLs exist, a principal without ClusterAction on the cluster gets
-    CLUSTER_AUTHORIZATION_FAILED for every partition here, before anything else, as in Kafka's
+    With an authorizer, a principal without Alter or ClusterAction on the cluster gets
+    CLUSTER_AUTHORIZATION_FAILED for every partition, before anything else, as in Kafka's
     `KafkaApis.handleWriteTxnMarkersRequest`. A COMMIT stays refused even with ClusterAction:
     no other broker sends samsa markers.
     """
-    # Issue 16: the ClusterAction check goes here, once ACLs exist.
     now = broker.clock_ms()
     markers = request.payload.markers
+    # KafkaApis: ALTER on the cluster (KIP-664's admin abort), else CLUSTER_ACTION.
+    allowed = authz.cluster_allowed(broker, request, Op.ALTER) or authz.cluster_allowed(
+        broker, request, Op.CLUSTER_ACTION
+    )
     results = [
         _client_marker(broker, ClientMarker.sent(sent), topic.name, index, now)
+        if allowed
+        else ErrorCode.cluster_authorization_failed
         for sent in markers
         for topic in sent.topics
         for index in topic.partition_indexes
@@ -387,29 +471,35 @@ def _abort_hanging(
 def handle_describe_producers(
     broker: Broker, request: Request[DescribeProducersRequest]
 ) -> Outcome:
+    asked = request.payload.topics
+    # KafkaApis.handleDescribeProducersRequest: READ on each topic.
+    readable = authz.allowed_names(broker, request, Op.READ, Kind.TOPIC, (t.name for t in asked))
     topics = tuple(
         TopicResponse(
             name=topic.name,
             partitions=tuple(
                 _producers(broker.topics.partition(topic.name, index), index)
+                if topic.name in readable
+                else _no_producers(index, ErrorCode.topic_authorization_failed)
                 for index in topic.partition_indexes
             ),
         )
-        for topic in request.payload.topics
+        for topic in asked
     )
     return reply(request, DescribeProducersResponse(throttle_time=NO_THROTTLE, topics=topics))
 
 
+def _no_producers(index: i32, error: ErrorCode) -> PartitionResponse:
+    return PartitionResponse(
+        partition_index=index, error_code=error, error_message=None, active_producers=()
+    )
+
+
 def _producers(partition_log: PartitionLog | None, index: i32) -> PartitionResponse:
-    if partition_log is None or partition_log.offline is not None:
-        return PartitionResponse(
-            partition_index=index,
-            error_code=ErrorCode.unknown_topic_or_partition
-            if partition_log is None
-            else ErrorCode.kafka_storage_error,
-            error_message=None,
-            active_producers=(),
-        )
+    if partition_log is None:
+        return _no_producers(index, ErrorCode.unknown_topic_or_partition)
+    if partition_log.offline is not None:
+        return _no_producers(index, ErrorCode.kafka_storage_error)
     return PartitionResponse(
         partition_index=index,
         error_code=ErrorCode.none,
@@ -435,6 +525,22 @@ def handle_describe_transactions(
     states = []
     for txn_id in request.payload.transactional_ids:
         meta = broker.txn.txns.get(txn_id)
+        # KafkaApis.handleDescribeTransactionsRequest: DESCRIBE on the transactional id, and
+        # only the topics the client may describe.
+        if not authz.allowed(broker, request, Op.DESCRIBE, Kind.TRANSACTIONAL_ID, txn_id):
+            states.append(
+                DescribedTransaction(
+                    error_code=ErrorCode.transactional_id_authorization_failed,
+                    transactional_id=txn_id,
+                    transaction_state="",
+                    transaction_timeout=_timeout(0),
+                    transaction_start_time=timestamp(0),
+                    producer_id=ProducerId(0),
+                    producer_epoch=i16(0),
+                    topics=(),
+                )
+            )
+            continue
         if meta is None:
             states.append(
                 DescribedTransaction(
@@ -451,7 +557,8 @@ def handle_describe_transactions(
             continue
         by_topic: dict[str, list[i32]] = {}
         for topic, index in sorted(meta.partitions):
-            by_topic.setdefault(topic, []).append(i32(index))
+            if authz.allowed(broker, request, Op.DESCRIBE, Kind.TOPIC, topic):
+                by_topic.setdefault(topic, []).append(i32(index))
         states.append(
             DescribedTransaction(
                 error_code=ErrorCode.none,
@@ -491,7 +598,9 @@ def handle_list_transactions(broker: Broker, request: Request[ListTransactionsRe
             transaction_state=meta.state.value,
         )
         for meta in broker.txn.txns.values()
-        if (not state_filters or meta.state.value in state_filters)
+        # KafkaApis.handleListTransactionsRequest: only those the client may describe.
+        if authz.allowed(broker, request, Op.DESCRIBE, Kind.TRANSACTIONAL_ID, meta.transactional_id)
+        and (not state_filters or meta.state.value in state_filters)
         and (not pid_filters or meta.producer_id in pid_filters)
         and (duration_ms < 0 or (meta.start_ms >= 0 and now - meta.start_ms >= duration_ms))
     )

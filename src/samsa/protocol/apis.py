@@ -36,6 +36,9 @@ class ApiKey(IntEnum):
     END_TXN = 26
     WRITE_TXN_MARKERS = 27
     TXN_OFFSET_COMMIT = 28
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
@@ -118,6 +121,10 @@ SERVED: dict[int, VersionRange] = {
     ApiKey.SASL_AUTHENTICATE: VersionRange(0, 2),
     ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: VersionRange(0, 0),
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: VersionRange(0, 0),
+    # v0 of the three (LITERAL patterns only) as Kafka 3.9 served it; 4.0 dropped it (KIP-896).
+    ApiKey.DESCRIBE_ACLS: VersionRange(0, 3),
+    ApiKey.CREATE_ACLS: VersionRange(0, 3),
+    ApiKey.DELETE_ACLS: VersionRange(0, 3),
 }
 
 # KAFKA-18659: librdkafka before 2.10 silently drops compression when the broker advertises a

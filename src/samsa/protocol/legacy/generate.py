@@ -44,6 +44,9 @@ WANTED: dict[str, tuple[int, ...]] = {
     "WriteTxnMarkers": (0,),
     "DescribeConfigs": (0,),
     "DescribeLogDirs": (0,),
+    "DescribeAcls": (0,),
+    "CreateAcls": (0,),
+    "DeleteAcls": (0,),
 }
 
 DEFAULT_SOURCE = Path("../shared/reference/kafka-3.9-messages")

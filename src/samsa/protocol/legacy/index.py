@@ -51,4 +51,16 @@ INDEX: dict[tuple[int, int], tuple[str, str]] = {
         "samsa.protocol.legacy.describe_log_dirs.v0.request:DescribeLogDirsRequest",
         "samsa.protocol.legacy.describe_log_dirs.v0.response:DescribeLogDirsResponse",
     ),
+    (29, 0): (
+        "samsa.protocol.legacy.describe_acls.v0.request:DescribeAclsRequest",
+        "samsa.protocol.legacy.describe_acls.v0.response:DescribeAclsResponse",
+    ),
+    (30, 0): (
+        "samsa.protocol.legacy.create_acls.v0.request:CreateAclsRequest",
+        "samsa.protocol.legacy.create_acls.v0.response:CreateAclsResponse",
+    ),
+    (31, 0): (
+        "samsa.protocol.legacy.delete_acls.v0.request:DeleteAclsRequest",
+        "samsa.protocol.legacy.delete_acls.v0.response:DeleteAclsResponse",
+    ),
 }
