@@ -16,6 +16,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka.errors import GroupSubscribedToTopicError, NoError
 
+import samsa.server.server
 from samsa.testing.embedded import EmbeddedBroker
 from samsa.testing.topics import create_topics
 
@@ -261,3 +262,22 @@ def test_static_member_restart_and_fencing(tmp_path: object) -> None:
         assert "fenced by other consumer with same group.instance.id" in fenced.str(), fenced
         for c in (restarted, duplicate, leader):
             c.close()
+
+
+def test_delete_groups_expires_a_static_member_whose_session_just_ended(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A static member's close sends no LeaveGroup; once its session has ended the group is
+    Empty and DeleteGroups deletes it, even before the broker's periodic tick has run (Kafka
+    expires each member on its own timer). The tick is slowed to an hour to show it."""
+    monkeypatch.setattr(samsa.server.server, "GROUP_TICK_MS", 3_600_000)
+    with EmbeddedBroker(str(tmp_path) + "/data", BROKER_SETTINGS) as broker:
+        create_topics(broker.bootstrap, {TOPIC: 1})
+        consumer = group_consumer(broker.bootstrap, "expiring", **{"group.instance.id": "static-1"})
+        consumer.subscribe([TOPIC])
+        poll_until_assigned(consumer, 1)
+        consumer.close()  # a static member: no LeaveGroup, the session has to end
+        time.sleep(6.5)  # session.timeout.ms 6000
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
+        deleted = admin.delete_consumer_groups(["expiring"], request_timeout=10)
+        deleted["expiring"].result(timeout=15)

@@ -328,6 +328,10 @@ class GroupCoordinator:
     def delete_groups(self, group_ids: Iterable[str]) -> Durable[dict[str, ErrorCode]]:
         """Tombstone empty groups and their offsets (DeleteGroups)."""
         self.catch_up()
+        # Kafka expires a member the moment its session ends (a timer per member); samsa's tick
+        # runs every GROUP_TICK_MS. Expire what is due now, so a group whose last member's
+        # session has just ended is Empty here too (librdkafka 0081 deletes it right then).
+        self.tick()
         results: dict[str, ErrorCode] = {}
         for group_id in group_ids:
             group = self.groups.get(group_id)
