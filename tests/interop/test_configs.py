@@ -5,6 +5,7 @@ restart, and configs that act at once."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from confluent_kafka.admin import (
 )
 from kafka.admin import ConfigResource as KafkaPythonResource
 from kafka.admin import ConfigResourceType, KafkaAdminClient
+from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
 from kio.schema.errors import ErrorCode
 from kio.schema.incremental_alter_configs.v1.request import (
@@ -28,7 +30,8 @@ from kio.schema.incremental_alter_configs.v1.request import (
     AlterConfigsResource,
     IncrementalAlterConfigsRequest,
 )
-from kio.static.primitive import i8
+from kio.schema.types import GroupId, TopicName
+from kio.static.primitive import i8, i32, i32Timedelta
 
 from samsa.testing import EmbeddedBroker
 from samsa.testing.wire import Conn
@@ -516,7 +519,7 @@ def test_librdkafka_0081_alter_configs(broker: EmbeddedBroker, admin: AdminClien
         None,
         None,
         KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.INVALID_REQUEST,  # samsa has no group configs (KIP-848's)
+        None,  # a group need not exist to be given configs (KIP-848's group configs)
     ]
     # The test helper's calls: SET and APPEND, then DELETE and SUBTRACT, on a topic and on
     # the broker.
@@ -532,6 +535,43 @@ def test_librdkafka_0081_alter_configs(broker: EmbeddedBroker, admin: AdminClien
         described = describe(admin, kind, name)
         assert described[second[0]].value == "delete"
     assert describe(admin, BROKER, "1")["sasl.kerberos.min.time.before.relogin"].value == "58000"
+
+
+def test_group_configs_are_kept_described_and_given_to_the_members(
+    broker: EmbeddedBroker, admin: AdminClient
+) -> None:
+    """KIP-848's group configs: set per group, described with their source, refused outside
+    Kafka's bounds or by an unknown name, kept across a restart, and handed to the group's
+    members in their next heartbeat."""
+    group, interval = ResourceType.GROUP, "consumer.heartbeat.interval.ms"
+    incremental(admin, group, "g-configs", [(interval, "6000", SET)]).result(DEADLINE_S)
+    described = describe(admin, group, "g-configs")
+    assert (described[interval].value, described[interval].source) == (
+        "6000",
+        ConfigSource.GROUP_CONFIG.value,
+    )
+    assert described["consumer.session.timeout.ms"].value == "45000"
+    assert described["consumer.session.timeout.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    for name, value in ((interval, "4999"), ("consumer.session.timeout.ms", "60001"), ("x", "1")):
+        refused = incremental(admin, group, "g-configs", [(name, value, SET)])
+        assert failure(refused).code() == KafkaError.INVALID_CONFIG
+    broker.restart()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    assert describe(admin, group, "g-configs")[interval].value == "6000"
+    create_topic(broker.bootstrap, "g-configs-topic", 1)
+    with Conn(broker.bootstrap) as conn:
+        answer = conn.request(
+            ConsumerGroupHeartbeatRequest(
+                group_id=GroupId("g-configs"),
+                member_id="member-1",
+                member_epoch=i32(0),
+                rebalance_timeout=i32Timedelta.parse(datetime.timedelta(seconds=30)),
+                subscribed_topic_names=(TopicName("g-configs-topic"),),
+                topic_partitions=(),
+            )
+        )
+    assert answer.error_code == ErrorCode.none
+    assert answer.heartbeat_interval == datetime.timedelta(milliseconds=6000)
 
 
 def test_librdkafka_0011_compaction_appended_acts_at_once(

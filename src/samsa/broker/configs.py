@@ -39,15 +39,20 @@ from kio.schema.incremental_alter_configs.v1.response import (
 from kio.schema.incremental_alter_configs.v1.response import IncrementalAlterConfigsResponse
 from kio.static.primitive import i8
 
-from samsa.broker import authz
+from samsa.broker import authz, group_configs
 from samsa.broker.authz import Kind, Op
 from samsa.broker.configdef import ConfigKey, ConfigType
 from samsa.broker.dynamic import BROKER_KEYS, ConfigSource, InvalidRequest, Synonym
+from samsa.broker.group_configs import GROUP_KEYS
 from samsa.broker.outcomes import Outcome
 from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.broker.topics import Topic, TopicError, check_topic_name
 from samsa.config import SENSITIVE, broker_settings
+from samsa.coordinator.group.consumer_machine import (
+    HEARTBEAT_INTERVAL_CONFIG,
+    SESSION_TIMEOUT_CONFIG,
+)
 from samsa.protocol.codec import Request
 from samsa.security.acl import AclOperation
 
@@ -175,6 +180,8 @@ def _describe(
             entries = _describe_topic(broker, resource.resource_name, asked)
         elif resource.resource_type == RESOURCE_BROKER:
             entries = _describe_broker(broker, resource.resource_name, asked)
+        elif resource.resource_type == RESOURCE_GROUP:
+            entries = _describe_group(broker, resource.resource_name, asked)
         else:
             raise TopicError(
                 ErrorCode.invalid_request, f"Unsupported resource type: {resource.resource_type}"
@@ -236,6 +243,42 @@ def _describe_broker(
         )
         for config, value in values.items()
     ]
+
+
+def _describe_group(
+    broker: Broker, name: str, asked: _Asked
+) -> list[DescribeConfigsResourceResult]:
+    """Each group config: the group's own (GROUP_CONFIG) or the broker's default for it."""
+    own = broker.group_configs.configs.get(name, {})
+    defaults = {
+        SESSION_TIMEOUT_CONFIG: str(broker.config.group_consumer_session_timeout_ms),
+        HEARTBEAT_INTERVAL_CONFIG: str(broker.config.group_consumer_heartbeat_interval_ms),
+    }
+    entries = []
+    for config, key in GROUP_KEYS.items():
+        found: list[Synonym] = []
+        if config in own:
+            found.append((config, own[config], ConfigSource.GROUP_CONFIG))
+        found.append((f"group.{config}", defaults[config], ConfigSource.DEFAULT_CONFIG))
+        entries.append(_entry(config, found[0][1], found, key, False, asked))
+    return entries
+
+
+def _alter_group(broker: Broker, name: str, change: Change, validate_only: bool) -> None:
+    if not name:
+        raise TopicError(ErrorCode.invalid_request, "Group name must not be empty")
+    configs = change(broker.group_configs.configs.get(name, {}))
+    try:
+        group_configs.check(configs)
+    except group_configs.InvalidGroupConfig as exc:
+        raise TopicError(ErrorCode.invalid_config, str(exc)) from None
+    if validate_only:
+        return
+    try:
+        broker.group_configs.set(name, configs)
+    except OSError as exc:
+        raise TopicError(ErrorCode.kafka_storage_error, f"recording group configs: {exc}") from exc
+    broker.groups.consumer.group_configs = broker.group_configs.parsed()
 
 
 def _setting_key(name: str, value: str) -> ConfigKey:
@@ -369,6 +412,8 @@ def _alter(
             _alter_topic(broker, asked.name, asked.change, validate_only)
         elif asked.resource_type == RESOURCE_BROKER:
             _alter_broker(broker, asked.name, asked.change, validate_only)
+        elif asked.resource_type == RESOURCE_GROUP:
+            _alter_group(broker, asked.name, asked.change, validate_only)
         else:
             raise TopicError(
                 ErrorCode.invalid_request, f"Unknown resource type {asked.resource_type}"
@@ -479,4 +524,6 @@ def _list_key(resource_type: int, name: str) -> ConfigKey | None:
     if resource_type == RESOURCE_TOPIC:
         spec = TOPIC_CONFIGS.get(name)
         return None if spec is None else spec.key
+    if resource_type == RESOURCE_GROUP:
+        return GROUP_KEYS.get(name)
     return BROKER_KEYS.get(name)

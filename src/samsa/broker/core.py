@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from samsa.broker import txn, unsupported
 from samsa.broker.dynamic import DynamicBrokerConfigs
+from samsa.broker.group_configs import GroupConfigs
 from samsa.broker.handlers import HANDLERS
 from samsa.broker.outcomes import Close, Outcome
 from samsa.broker.topics import INTERNAL_TOPIC_CONFIGS, DataDirError, Topics
@@ -63,6 +64,7 @@ class Broker:
         `uuid.uuid4()`, looked up when the id is made."""
         self.config = config  # with the dynamic configs laid over it once open
         self.dynamic = DynamicBrokerConfigs(storage, data_dir, config)
+        self.group_configs = GroupConfigs(storage, data_dir)
         self.credentials = CredentialStore(storage, data_dir)
         self.storage = storage
         self.data_dir = data_dir
@@ -116,6 +118,7 @@ class Broker:
         self.cluster_id = self._load_cluster_id()
         try:
             self.acls.load()
+            self.group_configs.load()
         except AclStoreError as exc:
             raise DataDirError(str(exc)) from None
         self.apply_config(self.dynamic.load())
@@ -172,6 +175,7 @@ class Broker:
             self.topics_view,
         )
         self.groups.load()
+        self.groups.consumer.group_configs = self.group_configs.parsed()
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)

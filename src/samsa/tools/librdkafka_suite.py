@@ -43,7 +43,13 @@ TIMEOUT_S = 900.0  # 0113 alone runs over 5 minutes
 # (tests/scenarios/*.json, for one broker). samsa's defaults differ from Kafka's in one that the
 # tests notice: Kafka waits 3 s before the first rebalance of an empty group, so that consumers
 # started together join together (0113 counts the rebalances); samsa does not wait by default.
-KAFKA_DEFAULTS = {"group.initial.rebalance.delay.ms": "3000"}
+# trivup also switches the authorizer on, with everything allowed where no ACL names a resource
+# (its server.properties template): 0081 creates, describes and deletes ACLs.
+KAFKA_DEFAULTS = {
+    "group.initial.rebalance.delay.ms": "3000",
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "allow.everyone.if.no.acl.found": "true",
+}
 SCENARIO_SETTINGS = {
     "default": KAFKA_DEFAULTS | {"num.partitions": "4", "auto.create.topics.enable": "true"},
     "noautocreate": KAFKA_DEFAULTS | {"num.partitions": "4", "auto.create.topics.enable": "false"},

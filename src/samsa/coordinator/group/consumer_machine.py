@@ -112,12 +112,30 @@ class _Plan:
     records: list[Record] = field(default_factory=list)
 
 
+# The group configs Kafka 4.0 has for consumer groups (`GroupConfig`).
+SESSION_TIMEOUT_CONFIG = "consumer.session.timeout.ms"
+HEARTBEAT_INTERVAL_CONFIG = "consumer.heartbeat.interval.ms"
+
+
 class ConsumerGroupMachine:
     def __init__(self, settings: GroupSettings, new_uuid: Callable[[], uuid.UUID]) -> None:
         self.settings = settings
         self._new_uuid = new_uuid
         self.state = ConsumerGroups()
         self.assignors = [a for a in settings.consumer_assignors if a in ASSIGNORS] or ["uniform"]
+        # Dynamic group configs (KIP-848, IncrementalAlterConfigs on a GROUP resource): group
+        # id -> config name -> value in ms, over the broker's defaults in `settings`.
+        self.group_configs: dict[str, dict[str, int]] = {}
+
+    def session_timeout_ms(self, group_id: str) -> int:
+        return self.group_configs.get(group_id, {}).get(
+            SESSION_TIMEOUT_CONFIG, self.settings.consumer_session_timeout_ms
+        )
+
+    def heartbeat_interval_ms(self, group_id: str) -> int:
+        return self.group_configs.get(group_id, {}).get(
+            HEARTBEAT_INTERVAL_CONFIG, self.settings.consumer_heartbeat_interval_ms
+        )
 
     @property
     def groups(self) -> dict[str, ConsumerGroup]:
@@ -290,7 +308,7 @@ class ConsumerGroupMachine:
             HeartbeatResponse(
                 member_id=member_id,
                 member_epoch=reconciled.member_epoch,
-                heartbeat_interval_ms=self.settings.consumer_heartbeat_interval_ms,
+                heartbeat_interval_ms=self.heartbeat_interval_ms(group.group_id),
                 assignment=reconciled.assigned if full or changed else None,
             ),
             (member_id, deadline),
@@ -422,8 +440,8 @@ class ConsumerGroupMachine:
         """Members whose session timed out, or who did not revoke within their rebalance
         timeout: (group, member, why)."""
         found = []
-        session_ms = self.settings.consumer_session_timeout_ms
         for group in self.groups.values():
+            session_ms = self.session_timeout_ms(group.group_id)
             for member in group.members.values():
                 seen = group.last_heartbeat_ms.get(member.member_id, now)
                 deadline = group.revocation_deadline_ms.get(member.member_id)
