@@ -3,6 +3,8 @@ authorizer on, through `embedded_broker` and the pytest marker alike."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -15,14 +17,15 @@ TIMEOUT_S = 30.0
 USERS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
 
 
-def delivery_error(broker: EmbeddedBroker, user: str, topic: str) -> int | None:
-    """Produce one record as `user`: None when delivered, else the error code."""
+def delivery_error(config: dict[str, Any], topic: str) -> int | None:
+    """Produce one record with a client's `config`: None when delivered, else the error
+    code."""
     outcome: list[int | None] = []
 
     def report(error: KafkaError | None, _: Message) -> None:
         outcome.append(None if error is None else int(error.code()))
 
-    producer = Producer({**broker.clients.confluent(user), "message.timeout.ms": 10_000})
+    producer = Producer({**config, "message.timeout.ms": 10_000})
     producer.produce(topic, b"v", on_delivery=report)
     producer.flush(TIMEOUT_S)
     return outcome[0]
@@ -37,9 +40,10 @@ def delivery_error(broker: EmbeddedBroker, user: str, topic: str) -> int | None:
 def test_the_fixture_hands_back_a_broker_with_its_acls(samsa_secure_broker: EmbeddedBroker) -> None:
     admin = AdminClient(samsa_secure_broker.clients.confluent("admin"))  # a super user
     admin.create_topics([NewTopic("orders", 1, 1)])["orders"].result(TIMEOUT_S)
-    assert delivery_error(samsa_secure_broker, "alice", "orders") is None
-    assert delivery_error(samsa_secure_broker, "bob", "orders") == (
-        ErrorCode.topic_authorization_failed
+    clients = samsa_secure_broker.clients
+    assert delivery_error(clients.confluent("alice"), "orders") is None
+    assert (
+        delivery_error(clients.confluent("bob"), "orders") == ErrorCode.topic_authorization_failed
     )
 
 
