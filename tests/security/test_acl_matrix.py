@@ -8,7 +8,8 @@ attacks of issue 16 are rows too: a principal without rights cannot commit or ab
 transactional id, fence it (InitProducerId), read the internal topics, or delete topics.
 
 Principals come from `samsa.testing.principals` (by client id), a test stand-in for an
-authenticated connection; SASL-based end-to-end tests reuse `ROWS` with real credentials.
+authenticated connection; test_acl_matrix_sasl.py walks the same `ROWS` with SCRAM users over a
+SASL_PLAINTEXT listener.
 """
 
 from __future__ import annotations
@@ -581,7 +582,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield running
 
 
-def grant(broker: EmbeddedBroker, g: Grant, principal: str = "User:alice") -> None:
+def create_acl(conn: Conn, g: Grant, principal: str) -> None:
+    """CreateAcls of one literal ALLOW, sent on `conn` (a super user's)."""
     creation = AclCreation(
         resource_type=i8(g.kind),
         resource_name=g.name,
@@ -591,9 +593,13 @@ def grant(broker: EmbeddedBroker, g: Grant, principal: str = "User:alice") -> No
         operation=i8(g.op),
         permission_type=i8(3),
     )
-    with Conn(broker.bootstrap, client_id="admin") as conn:
-        response = conn.request(CreateAclsRequest(creations=(creation,)))
+    response = conn.request(CreateAclsRequest(creations=(creation,)))
     assert [r.error_code for r in response.results] == [ErrorCode.none]
+
+
+def grant(broker: EmbeddedBroker, g: Grant, principal: str = "User:alice") -> None:
+    with Conn(broker.bootstrap, client_id="admin") as conn:
+        create_acl(conn, g, principal)
 
 
 def sent(broker: EmbeddedBroker, client: str, request: RequestPayload) -> set[int]:

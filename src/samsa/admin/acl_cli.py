@@ -46,10 +46,10 @@ from samsa.security.acl import (
     Permission,
     ResourceType,
     invalid_binding,
+    operation_named,
 )
 from samsa.security.acl_store import AclStore, AclStoreError
 
-OPERATIONS = {op.name.replace("_", "").lower(): op for op in AclOperation if op.value > 1}
 PATTERNS = {"literal": PatternType.LITERAL, "prefixed": PatternType.PREFIXED}
 FILTER_PATTERNS = {**PATTERNS, "match": PatternType.MATCH, "any": PatternType.ANY}
 
@@ -133,7 +133,7 @@ def _resources(args: argparse.Namespace) -> list[tuple[ResourceType, str]]:
 def _operations(args: argparse.Namespace, default: AclOperation) -> list[AclOperation]:
     found = []
     for name in args.operation or [default.name]:
-        op = OPERATIONS.get(name.replace("_", "").replace("-", "").lower())
+        op = operation_named(name)
         if op is None:
             raise UsageError(f"unknown --operation {name!r}")
         found.append(op)

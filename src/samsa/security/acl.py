@@ -109,6 +109,15 @@ SUPPORTED_OPERATIONS: dict[ResourceType, tuple[AclOperation, ...]] = {
 }
 
 
+# Operations by the names kafka-acls.sh and the Java clients write (Read, IdempotentWrite,
+# DESCRIBE_CONFIGS, describe-configs): case, `_` and `-` do not matter.
+OPERATION_NAMES = {op.name.replace("_", "").lower(): op for op in AclOperation if op.value > 1}
+
+
+def operation_named(name: str) -> AclOperation | None:
+    return OPERATION_NAMES.get(name.replace("_", "").replace("-", "").lower())
+
+
 def operations_field(operations: Iterable[AclOperation]) -> int:
     """Kafka's 32-bit authorized-operations field (Utils.to32BitField)."""
     return sum(1 << op for op in set(operations))

@@ -5,6 +5,6 @@ every test and benchmark shares (`topics`)."""
 
 from samsa.testing.embedded import EmbeddedBroker, embedded_broker
 from samsa.testing.process import BrokerProcess
-from samsa.testing.security import Security
+from samsa.testing.security import Acl, Security
 
-__all__ = ["BrokerProcess", "EmbeddedBroker", "Security", "embedded_broker"]
+__all__ = ["Acl", "BrokerProcess", "EmbeddedBroker", "Security", "embedded_broker"]

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from samsa.testing.embedded import EmbeddedBroker
-
-AUTHORIZER_CLASS = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+from samsa.testing.security import AUTHORIZER_CLASS
 
 
 def authorizer_settings(super_users: str = "User:admin", **more: str) -> dict[str, str]:

@@ -9,38 +9,124 @@ ready client configurations per user.
 Certificates (a CA, the server's, one per user with subject `CN=<user>,OU=samsa,O=samsa`, and
 one named `client`) are made on the fly in a temporary directory; users get SCRAM-SHA-256 and
 -512 credentials (PLAIN checks against them). Each listener is named after its protocol and
-bound to 127.0.0.1 on a free port. ACLs are another field of `Security` once samsa has them.
+bound to 127.0.0.1 on a free port.
+
+ACLs and super users switch Kafka's authorizer on (`authorizer.class.name`, `super.users`):
+whatever no ACL allows is refused, as in Kafka.
+
+    Security(
+        users={"admin": "admin-pw", "alice": "alice-pw"},
+        super_users=["User:admin"],
+        acls=[
+            Acl("User:alice", "Write", topic="orders"),
+            Acl("User:alice", "Read", group="billing-", pattern="prefixed"),
+        ],
+    )
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from samsa.config import AUTHORIZER_CLASS_NAMES
 from samsa.log.storage import OsStorage
 from samsa.security import certs
+from samsa.security.acl import (
+    CLUSTER_NAME,
+    AclBinding,
+    PatternType,
+    Permission,
+    ResourceType,
+    invalid_binding,
+    operation_named,
+)
+from samsa.security.acl_store import AclStore
 from samsa.security.credentials import SCRAM_MECHANISMS, CredentialStore, from_password
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+AUTHORIZER_CLASS = AUTHORIZER_CLASS_NAMES[0]  # Kafka's StandardAuthorizer
+
+
+def as_principal(name: str) -> str:
+    """`alice` is `User:alice`; a principal with its type (`User:alice`) stays as it is."""
+    return name if ":" in name else f"User:{name}"
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ACL as kafka-acls.sh writes it: `Acl("User:alice", "Read", topic="orders")` is
+    `--allow-principal User:alice --operation Read --topic orders`. One resource: `topic`,
+    `group`, `transactional_id` or `cluster=True`; `pattern` literal or prefixed; `permission`
+    allow or deny; operations by Kafka's names (Read, Write, Describe, IdempotentWrite, All...).
+    """
+
+    principal: str
+    operation: str
+    topic: str | None = None
+    group: str | None = None
+    transactional_id: str | None = None
+    cluster: bool = False
+    pattern: str = "literal"
+    permission: str = "allow"
+    host: str = "*"
+
+    def binding(self) -> AclBinding:
+        """samsa's ACL for this one; ValueError says what is wrong with it."""
+        resources = [
+            (kind, name)
+            for kind, name in (
+                (ResourceType.TOPIC, self.topic),
+                (ResourceType.GROUP, self.group),
+                (ResourceType.TRANSACTIONAL_ID, self.transactional_id),
+                (ResourceType.CLUSTER, CLUSTER_NAME if self.cluster else None),
+            )
+            if name is not None
+        ]
+        if len(resources) != 1:
+            raise ValueError(f"{self}: give one of topic, group, transactional_id or cluster")
+        operation = operation_named(self.operation)
+        if operation is None:
+            raise ValueError(f"{self}: unknown operation {self.operation!r}")
+        try:
+            pattern = PatternType[self.pattern.upper()]
+            permission = Permission[self.permission.upper()]
+        except KeyError:
+            raise ValueError(f"{self}: pattern literal/prefixed, permission allow/deny") from None
+        (kind, name), principal = resources[0], as_principal(self.principal)
+        acl = AclBinding(kind, name, pattern, principal, self.host, operation, permission)
+        problem = invalid_binding(acl)
+        if problem is not None:
+            raise ValueError(f"{self}: {problem}")
+        return acl
 
 
 @dataclass(frozen=True)
 class Security:
     """What the broker's security is: its listeners (by protocol), its users (name: password),
-    its SASL mechanisms and whether TLS clients must show a certificate."""
+    its SASL mechanisms, whether TLS clients must show a certificate, and its ACLs and super
+    users (`User:admin` or `admin`), either of which switches the authorizer on."""
 
     listeners: tuple[str, ...] = ("SASL_SSL",)
     users: Mapping[str, str] = field(default_factory=dict)
     mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
     ssl_client_auth: str = "none"  # none, requested or required
+    acls: Sequence[Acl] = ()
+    super_users: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.listeners if p not in PROTOCOLS]
         if unknown or not self.listeners:
             raise ValueError(f"listeners must be some of {', '.join(PROTOCOLS)}; got {unknown}")
+        for acl in self.acls:
+            acl.binding()  # a mistake is told here, not as a refused request later
+
+    @property
+    def authorizer(self) -> bool:
+        return bool(self.acls or self.super_users)
 
     @property
     def tls(self) -> bool:
@@ -54,6 +140,9 @@ def settings(security: Security, files: certs.CertFiles | None) -> dict[str, str
         "sasl.enabled.mechanisms": ",".join(security.mechanisms),
         "ssl.client.auth": security.ssl_client_auth,
     }
+    if security.authorizer:
+        result["authorizer.class.name"] = AUTHORIZER_CLASS
+        result["super.users"] = ";".join(as_principal(name) for name in security.super_users)
     if files is not None:
         result["ssl.keystore.location"] = files.server_keystore
         result["ssl.truststore.location"] = files.ca
@@ -61,7 +150,8 @@ def settings(security: Security, files: certs.CertFiles | None) -> dict[str, str
 
 
 def prepare(security: Security, data_dir: str, certs_dir: str) -> certs.CertFiles | None:
-    """Certificates into `certs_dir` (if a listener uses TLS) and users into `data_dir`."""
+    """Certificates into `certs_dir` (if a listener uses TLS), users and ACLs into
+    `data_dir`."""
     files = None
     if security.tls:
         files = certs.create(certs_dir, clients=[*security.users, "client"])
@@ -76,6 +166,10 @@ def prepare(security: Security, data_dir: str, certs_dir: str) -> certs.CertFile
         ],
         [],
     )
+    if security.acls:
+        acls = AclStore(OsStorage(), data_dir)
+        acls.load()
+        acls.add(acl.binding() for acl in security.acls)
     return files
 
 

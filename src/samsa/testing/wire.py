@@ -4,6 +4,8 @@ Real clients hide what a protocol test must control: the correlation id, request
 without waiting, a frame cut short, a connection the broker closes. `Conn` is a plain TCP
 socket that frames and unframes with `samsa.protocol.codec` and does nothing else: no
 retries, no reconnects, no metadata. Every test and benchmark that talks bytes uses it.
+On a SASL listener it authenticates first (`sasl=(mechanism, user, password)`: PLAIN, or
+SCRAM-SHA-256/512 through scramp's client), as a real client would, and nothing more.
 The request builders below write the few requests most such tests send.
 """
 
@@ -14,7 +16,9 @@ import socket
 import struct
 from typing import Any
 
+import scramp
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
+from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.list_offsets.v7.request import (
     ListOffsetsPartition,
@@ -22,6 +26,8 @@ from kio.schema.list_offsets.v7.request import (
     ListOffsetsTopic,
 )
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import Records, i8, i16, i32, i32Timedelta, i64
 from kio.static.protocol import RequestPayload, ResponsePayload
@@ -40,16 +46,33 @@ def ms(value: int) -> i32Timedelta:
     return i32Timedelta.parse(datetime.timedelta(milliseconds=value))
 
 
+class SaslFailed(ConnectionError):
+    """Raised by `Conn.authenticate` when the broker refuses the handshake or the credentials
+    (its error code and message), or the SCRAM exchange goes wrong: the broker closes such a
+    connection, so open a new one."""
+
+
 class Conn:
     """One raw TCP connection speaking Kafka frames."""
 
     def __init__(
-        self, bootstrap: str, timeout_s: float = TIMEOUT_S, client_id: str = "samsa-testing"
+        self,
+        bootstrap: str,
+        timeout_s: float = TIMEOUT_S,
+        client_id: str = "samsa-testing",
+        sasl: tuple[str, str, str] | None = None,
     ) -> None:
+        """`sasl`: (mechanism, user, password) to authenticate with before anything else."""
         self.sock = socket.create_connection(parse_bootstrap(bootstrap), timeout=timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client_id = client_id
         self._next_correlation = 1
+        if sasl is not None:
+            try:
+                self.authenticate(*sasl)
+            except BaseException:
+                self.close()
+                raise
 
     @classmethod
     def over(cls, sock: socket.socket, client_id: str = "samsa-testing") -> Conn:
@@ -60,6 +83,27 @@ class Conn:
 
     def close(self) -> None:
         self.sock.close()
+
+    def authenticate(self, mechanism: str, user: str, password: str) -> None:
+        """SaslHandshake v1, then SaslAuthenticate v2 until `mechanism` is done (KIP-152)."""
+        handshake = self.request(SaslHandshakeRequest(mechanism=mechanism))
+        if handshake.error_code != ErrorCode.none:
+            raise SaslFailed(f"SaslHandshake {mechanism}: {handshake.error_code!r}")
+        if mechanism == "PLAIN":
+            self._sasl_step(f"\0{user}\0{password}".encode())
+            return
+        client = scramp.ScramClient([mechanism], user, password)
+        try:
+            client.set_server_first(self._sasl_step(client.get_client_first().encode()).decode())
+            client.set_server_final(self._sasl_step(client.get_client_final().encode()).decode())
+        except scramp.ScramException as exc:
+            raise SaslFailed(f"{mechanism} as {user}: {exc}") from None
+
+    def _sasl_step(self, token: bytes) -> bytes:
+        response = self.request(SaslAuthenticateRequest(auth_bytes=token))
+        if response.error_code != ErrorCode.none:
+            raise SaslFailed(f"{response.error_code!r}: {response.error_message}")
+        return bytes(response.auth_bytes)
 
     def __enter__(self) -> Conn:
         return self
