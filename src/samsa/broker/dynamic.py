@@ -14,7 +14,7 @@ config themselves take the new value; of these samsa acts on the synonyms of the
 it acts on (`topic_configs.ACTING`). Kafka's other dynamic configs about threads, the log
 cleaner, SASL, remote storage and metrics are stored and described, and change nothing
 (`STORED_ONLY`). The rest are refused as Kafka refuses its static ones: listeners, SSL
-(samsa speaks PLAINTEXT only), and the connection limits and producer.id.expiration.ms, which
+(read once, at start), and the connection limits and producer.id.expiration.ms, which
 samsa reads at start.
 """
 
