@@ -302,6 +302,79 @@ def test_transaction_and_consumer_group_over_sasl_ssl(samsa_secure_broker: Embed
     assert [tp.offset >= len(VALUES) for tp in offsets.topic_partitions] == [True]
 
 
+async def aiokafka_transaction(config: dict[str, Any], topic: str) -> list[bytes]:
+    """An aborted and a committed transaction, then what a read_committed group member reads."""
+    producer = AIOKafkaProducer(**config, transactional_id=f"t-{topic}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic, b"aborted")
+        await producer.abort_transaction()
+        async with producer.transaction():
+            for value in VALUES:
+                await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic,
+        **config,
+        group_id=f"g-{topic}",
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    read: list[bytes] = []
+    try:
+        while len(read) < len(VALUES):
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), TIMEOUT_S)
+            read += [m.value for messages in batch.values() for m in messages]
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    return read
+
+
+def test_aiokafka_transaction_and_group_over_sasl_ssl(
+    samsa_secure_broker: EmbeddedBroker,
+) -> None:
+    config = samsa_secure_broker.clients.aiokafka("alice")
+    assert asyncio.run(aiokafka_transaction(config, _topic("aiokafka-txn"))) == VALUES
+
+
+def test_kafka_python_transaction_and_group_over_sasl_ssl(
+    samsa_secure_broker: EmbeddedBroker,
+) -> None:
+    config = samsa_secure_broker.clients.kafka_python("alice")
+    topic = _topic("kafka-python-txn")
+    producer = kafka.KafkaProducer(**config, transactional_id=f"t-{topic}")
+    producer.init_transactions()
+    producer.begin_transaction()
+    producer.send(topic, b"aborted")
+    producer.abort_transaction()
+    producer.begin_transaction()
+    for value in VALUES:
+        producer.send(topic, value)
+    producer.commit_transaction()
+    producer.close()
+    consumer = kafka.KafkaConsumer(
+        topic,
+        **config,
+        group_id=f"g-{topic}",
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        consumer_timeout_ms=TIMEOUT_S * 1000,
+    )
+    read: list[bytes] = []
+    for message in consumer:
+        read.append(message.value)
+        if len(read) == len(VALUES):
+            break
+    consumer.commit()
+    consumer.close()
+    assert read == VALUES
+
+
 def test_ssl_context_trusts_only_the_test_ca(broker: EmbeddedBroker) -> None:
     context = broker.clients.ssl_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
