@@ -110,16 +110,18 @@ def read_decisions() -> dict[str, str]:
 
 
 def kafka_topics_numbers() -> frozenset[str]:
-    """The test numbers that shell out to Kafka's bin/kafka-topics.sh."""
+    """The test numbers that shell out to Kafka's bin/kafka-topics.sh or bin/kafka-acls.sh."""
     return frozenset(_data()["kafka_topics_sh"]["numbers"])
 
 
 def _kafka_path(work: Path) -> Path:
-    """A KAFKA_PATH whose bin/kafka-topics.sh is samsa.tools.kafka_topics."""
-    script = work / "kafka" / "bin" / "kafka-topics.sh"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m samsa.tools.kafka_topics "$@"\n')
-    script.chmod(0o755)
+    """A KAFKA_PATH whose bin/kafka-topics.sh and bin/kafka-acls.sh are samsa.tools.kafka_topics
+    and samsa.tools.kafka_acls."""
+    for name, module in (("kafka-topics.sh", "kafka_topics"), ("kafka-acls.sh", "kafka_acls")):
+        script = work / "kafka" / "bin" / name
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m samsa.tools.{module} "$@"\n')
+        script.chmod(0o755)
     return work / "kafka"
 
 
