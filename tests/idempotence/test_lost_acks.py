@@ -120,7 +120,11 @@ def test_idempotent_producer_writes_each_record_once_in_order(client: str) -> No
     assert_exactly_once_in_order(run)
 
 
-@pytest.mark.parametrize("client", list(CLIENTS))
+# kafka-python's run is the slowest (about 30 s); the other clients show the same by default.
+@pytest.mark.parametrize(
+    "client",
+    [pytest.param(c, marks=pytest.mark.slow) if c == "kafka-python" else c for c in CLIENTS],
+)
 def test_without_idempotence_the_same_faults_duplicate(client: str) -> None:
     run = run_through_faults(client, idempotent=False)
     assert_faults_bit(run)

@@ -1,6 +1,6 @@
 """The deterministic simulation: seeds pass, and the checker catches planted bugs.
 
-SAMSA_SIM_SEEDS sets how many seeds the default suite runs (CI: the default, a few hundred);
+SAMSA_SIM_SEEDS sets how many seeds the default suite runs (CI: the default, 120);
 `samsa sim --seeds 1000` runs more.
 """
 
@@ -18,8 +18,8 @@ from samsa.sim.disk import SimDisk
 from samsa.sim.world import DISK_FAULTS, run
 from samsa.state import producers as producers_module
 
-SEEDS = int(os.environ.get("SAMSA_SIM_SEEDS", "200"))
-DISK_FAULT_SEEDS = int(os.environ.get("SAMSA_SIM_DISK_FAULT_SEEDS", "100"))
+SEEDS = int(os.environ.get("SAMSA_SIM_SEEDS", "120"))
+DISK_FAULT_SEEDS = int(os.environ.get("SAMSA_SIM_DISK_FAULT_SEEDS", "60"))
 STEPS = 300
 PLANTED_SEEDS = 8
 
