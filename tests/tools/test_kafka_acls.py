@@ -35,7 +35,7 @@ def test_the_arguments_become_samsa_acls() -> None:
     given = (
         "--bootstrap-server h:1 --remove --force --deny-principal User:* --deny-host * --topic t"
     )
-    wanted = "acl --bootstrap h:1 remove --deny-principal User:* --host * --topic x"
+    wanted = "acl --bootstrap h:1 remove --deny-principal User:* --host * --topic t"
     assert samsa_arguments(given.split()) == wanted.split()
 
 
