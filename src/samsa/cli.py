@@ -22,6 +22,7 @@ from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
 from samsa.streams import cli as streams_cli
 from samsa.tools import log_cli
+from samsa.usage import INTERRUPTED_EXIT, USAGE_EXIT, UsageError
 from samsa.verify import cli as verify_cli
 
 
@@ -88,6 +89,9 @@ SUBCOMMANDS: dict[str, Any] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="samsa", description=__doc__)
     parser.add_argument(
+        "--debug", action="store_true", help="show a traceback instead of a one-line error"
+    )
+    parser.add_argument(
         "--log-level",
         default=None,
         help="DEBUG, INFO, WARNING, ERROR (default: INFO for serve, WARNING otherwise)",
@@ -112,10 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "serve":
-        return _serve(args)
-    result: int = SUBCOMMANDS[args.command].run(args)
-    return result
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        result: int = SUBCOMMANDS[args.command].run(args)
+        return result
+    except UsageError as exc:
+        if args.debug:
+            raise
+        print(f"samsa {args.command}: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"samsa {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":
