@@ -175,7 +175,7 @@ class Broker:
             self.topics_view,
         )
         self.groups.load()
-        self.groups.consumer.group_configs = self.group_configs.parsed()
+        self.groups.consumer.group_configs = self.group_configs.parsed
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
