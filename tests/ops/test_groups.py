@@ -212,6 +212,12 @@ def test_reset_and_delete_misuse(samsa: Tool) -> None:
         assert result.err.startswith(f"samsa groups: {message}"), result.err
 
 
+def test_reset_with_nothing_committed(samsa: Tool) -> None:
+    nothing = samsa.ok("groups", "reset-offsets", "--group", "g-none", "--all-topics",
+                       "--to-earliest", "--execute")  # fmt: skip
+    assert nothing.out == "Nothing to reset: g-none has no committed offsets.\n"
+
+
 def test_delete_an_empty_group(samsa: Tool) -> None:
     produce(samsa.bootstrap, "deleting")
     commit(samsa.bootstrap, "g-delete", "deleting", [1, 1])

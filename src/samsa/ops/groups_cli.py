@@ -272,7 +272,10 @@ def _describe(args: argparse.Namespace, out: TextIO) -> int:
             "HOST",
             "CLIENT-ID",
         )
-        common.print_table(out, columns, offset_rows, title)
+        if offset_rows:
+            common.print_table(out, columns, offset_rows, title)
+        else:
+            out.write(f"{title}\nNo committed offsets.\n" if title else "No committed offsets.\n")
     return 0
 
 
@@ -380,6 +383,9 @@ def _reset(args: argparse.Namespace, out: TextIO) -> int:
             },
             out,
         )
+        return 0
+    if not moves:
+        out.write(f"Nothing to reset: {args.group} has no committed offsets.\n")
         return 0
     rows = [(args.group, m.topic, m.partition, m.current, m.new) for m in moves]
     common.print_table(out, ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"), rows)
