@@ -81,6 +81,28 @@ def add_connection_options(
     )
 
 
+def add_command(
+    subparsers: Any, name: str, help: str, doc: str | None, timeout_help: str | None = None
+) -> argparse.ArgumentParser:
+    """The `samsa NAME` parser, its module docstring as its description, with the connection
+    options."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if timeout_help is None:
+        add_connection_options(parser, top_level=True)
+    else:
+        add_connection_options(parser, top_level=True, timeout_help=timeout_help)
+    return parser
+
+
+def add_action(actions: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """An action (`samsa topics list`) that takes the connection options after its name too."""
+    sub: argparse.ArgumentParser = actions.add_parser(name, help=help)
+    add_connection_options(sub, top_level=False)
+    return sub
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text)

@@ -119,14 +119,12 @@ def as_json(message: Any) -> dict[str, Any]:
 
 def register(subparsers: Any) -> None:
     """Add the `consume` subcommand to the `samsa` parser."""
-    parser = subparsers.add_parser(
+    parser = common.add_command(
+        subparsers,
         "consume",
-        help="print a topic's records (kafka-console-consumer.sh)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    common.add_connection_options(
-        parser, top_level=True, timeout_help="stop once no record has come for this long"
+        "print a topic's records (kafka-console-consumer.sh)",
+        __doc__,
+        timeout_help="stop once no record has come for this long",
     )
     parser.set_defaults(timeout=None)  # consume's --timeout is the idle time, unset by default
     parser.add_argument("--topic", action="append", required=True, help="(repeatable)")

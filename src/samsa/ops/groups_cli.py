@@ -43,19 +43,13 @@ RESETTABLE = ("Empty", "Dead")
 
 def register(subparsers: Any) -> None:
     """Add the `groups` subcommand to the `samsa` parser."""
-    parser = subparsers.add_parser(
-        "groups",
-        help="list, describe, reset offsets of and delete consumer groups",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = common.add_command(
+        subparsers, "groups", "list, describe, reset offsets of and delete consumer groups", __doc__
     )
-    common.add_connection_options(parser, top_level=True)
     actions = parser.add_subparsers(dest="groups_command", required=True, metavar="ACTION")
 
     def action(name: str, help: str) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = actions.add_parser(name, help=help)
-        common.add_connection_options(sub, top_level=False)
-        return sub
+        return common.add_action(actions, name, help)
 
     action("list", "every group with its state and type")
     describe = action("describe", "members, committed offsets and lag per partition")

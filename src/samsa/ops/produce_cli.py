@@ -55,13 +55,9 @@ class Line:
 
 def register(subparsers: Any) -> None:
     """Add the `produce` subcommand to the `samsa` parser."""
-    parser = subparsers.add_parser(
-        "produce",
-        help="send lines of stdin as records (kafka-console-producer.sh)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = common.add_command(
+        subparsers, "produce", "send lines of stdin as records (kafka-console-producer.sh)", __doc__
     )
-    common.add_connection_options(parser, top_level=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--partition", type=int, help="(default: by key, as the client does)")
     parser.add_argument("--key-separator", help="each line is KEY<separator>VALUE")

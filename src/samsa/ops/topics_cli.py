@@ -25,24 +25,19 @@ from typing import Any, TextIO
 from samsa.ops import common
 from samsa.usage import UsageError
 
-ACTIONS = ("list", "describe", "create", "delete", "alter")
-
 
 def register(subparsers: Any) -> None:
     """Add the `topics` subcommand to the `samsa` parser."""
-    parser = subparsers.add_parser(
+    parser = common.add_command(
+        subparsers,
         "topics",
-        help="list, describe, create, delete and alter topics (kafka-topics.sh)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "list, describe, create, delete and alter topics (kafka-topics.sh)",
+        __doc__,
     )
-    common.add_connection_options(parser, top_level=True)
     actions = parser.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
 
     def action(name: str, help: str) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = actions.add_parser(name, help=help)
-        common.add_connection_options(sub, top_level=False)
-        return sub
+        return common.add_action(actions, name, help)
 
     listing = action("list", "topic names, one a line")
     listing.add_argument("--exclude-internal", action="store_true", help="leave out __* topics")
