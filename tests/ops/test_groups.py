@@ -228,3 +228,13 @@ def test_delete_an_empty_group(samsa: Tool) -> None:
     listed = [g["group"] for g in samsa.ok("groups", "list", "--json").json()["groups"]]
     assert "g-delete" not in listed
     assert committed(samsa.bootstrap, "g-delete", "deleting") == [-1001, -1001]
+
+
+def test_describe_after_the_topic_was_deleted(samsa: Tool) -> None:
+    produce(samsa.bootstrap, "gone")
+    commit(samsa.bootstrap, "g-gone", "gone", [2, 2])
+    samsa.ok("topics", "delete", "--topic", "gone")
+    (group,) = samsa.ok("groups", "describe", "--group", "g-gone", "--json").json()["groups"]
+    rows = offsets_by_partition(group)
+    assert [(rows[p]["committed_offset"], rows[p]["log_end_offset"], rows[p]["lag"])
+            for p in (0, 1)] == [(2, None, None), (2, None, None)]  # fmt: skip

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
+from samsa.config import ConfigError, parse_properties
 from samsa.usage import UsageError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -134,13 +134,12 @@ def client_config(args: argparse.Namespace, **extra: object) -> dict[str, object
 
 
 def read_properties(path: str) -> dict[str, str]:
+    """A client properties file, read as the broker reads server.properties."""
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --command-config {path}: {exc}") from None
-    kept = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(("#", "!"))]
-    return assignments(kept, f"--command-config {os.path.basename(path)}")
+            return parse_properties(f.read())
+    except (OSError, UnicodeDecodeError, ConfigError) as exc:
+        raise UsageError(f"--command-config {path}: {exc}") from None
 
 
 def admin(args: argparse.Namespace) -> Any:

@@ -149,18 +149,19 @@ def describe_group(args: argparse.Namespace, client: Any, group: str) -> dict[st
     if state == "Dead" and not members and not committed:
         raise common.ClusterError(f"consumer group {group} does not exist")
     partitions = sorted(set(committed) | set(owners))
-    log_ends = list_offsets(args, client, partitions, kafka.admin.OffsetSpec.latest())
+    # A partition whose log end is not known (its topic deleted since) shows "-", as in Kafka.
+    log_ends = list_offsets(args, client, partitions, kafka.admin.OffsetSpec.latest(), strict=False)
     offsets = []
     for tp in partitions:
-        current = committed.get(tp)
+        current, log_end = committed.get(tp), log_ends.get(tp)
         owner = owners.get(tp)
         offsets.append(
             {
                 "topic": tp[0],
                 "partition": tp[1],
                 "committed_offset": current,
-                "log_end_offset": log_ends[tp],
-                "lag": None if current is None else max(0, log_ends[tp] - current),
+                "log_end_offset": log_end,
+                "lag": None if current is None or log_end is None else max(0, log_end - current),
                 "member_id": owner.member_id if owner else None,
                 "host": owner.host if owner else None,
                 "client_id": owner.client_id if owner else None,
@@ -198,9 +199,14 @@ def committed_offsets(
 
 
 def list_offsets(
-    args: argparse.Namespace, client: Any, partitions: list[reset.Partition], spec: Any
+    args: argparse.Namespace,
+    client: Any,
+    partitions: list[reset.Partition],
+    spec: Any,
+    strict: bool = True,
 ) -> dict[reset.Partition, int]:
-    """ListOffsets for each partition (read_uncommitted, as Kafka's tool asks)."""
+    """ListOffsets for each partition (read_uncommitted, as Kafka's tool asks); a partition
+    the cluster cannot answer for is an error, or left out unless `strict`."""
     if not partitions:
         return {}
     kafka = common.kafka()
@@ -211,9 +217,10 @@ def list_offsets(
         try:
             found[(tp.topic, tp.partition)] = future.result(timeout=args.timeout).offset
         except Exception as exc:
-            raise common.ClusterError(
-                f"cannot list offsets of {tp.topic}-{tp.partition}: {common.error_text(exc)}"
-            ) from None
+            if strict:
+                raise common.ClusterError(
+                    f"cannot list offsets of {tp.topic}-{tp.partition}: {common.error_text(exc)}"
+                ) from None
     return found
 
 
