@@ -15,6 +15,7 @@ from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
+from samsa.ops import consume_cli, groups_cli, produce_cli, topics_cli
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.security import cli as security_cli
 from samsa.server.run import raise_open_files_limit, serve
@@ -83,6 +84,10 @@ SUBCOMMANDS: dict[str, Any] = {
     "log": log_cli,
     "users": security_cli,
     "certs": security_cli,
+    "topics": topics_cli,
+    "groups": groups_cli,
+    "produce": produce_cli,
+    "consume": consume_cli,
 }
 
 
