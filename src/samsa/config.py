@@ -94,6 +94,14 @@ AUTHORIZER_CLASS_NAMES = (
 )
 
 
+def _host_port(value: str) -> str:
+    if value.strip():
+        _, sep, port = value.strip().rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError("expected HOST:PORT with a port from 0 to 65535, or empty")
+    return value.strip()
+
+
 def _authorizer(value: str) -> str:
     if value.strip() not in ("", *AUTHORIZER_CLASS_NAMES):
         raise ValueError(f"expected empty or one of {', '.join(AUTHORIZER_CLASS_NAMES)}")
@@ -222,6 +230,9 @@ class BrokerConfig:
     """`super.users`: principals allowed everything, separated by `;` (`User:admin;User:ops`)."""
     allow_everyone_if_no_acl_found: bool = False
     """`allow.everyone.if.no.acl.found`: a resource no ACL names is open to everyone."""
+    prometheus_listener: str = ""
+    """`prometheus.listener` (samsa's own): `host:port` where the broker serves its Prometheus
+    metrics at `/metrics` (docs/metrics.md); port 0 picks a free one. Empty: no endpoint."""
 
     @property
     def durable(self) -> bool:
@@ -308,6 +319,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "authorizer.class.name": ("authorizer_class_name", _authorizer),
     "super.users": ("super_users", _str),
     "allow.everyone.if.no.acl.found": ("allow_everyone_if_no_acl_found", _bool),
+    "prometheus.listener": ("prometheus_listener", _host_port),
 }
 
 

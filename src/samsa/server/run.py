@@ -15,6 +15,7 @@ from samsa.log.storage import OsStorage
 from samsa.security import listeners, tls
 from samsa.server.descriptors import log_files_max
 from samsa.server.listener import Bound
+from samsa.server.metrics import Exporter
 from samsa.server.server import BrokerServer
 
 LISTEN_BACKLOG = 1024
@@ -68,7 +69,10 @@ async def serve(
     specs = listeners.listener_specs(config, host, port)
     context = tls.server_context(config) if any(s.protocol.tls for s in specs) else None
     bound: list[Bound] = []
+    exporter: Exporter | None = None
     try:
+        if config.prometheus_listener:
+            exporter = Exporter(config.prometheus_listener)
         for spec in specs:
             tls_context = context if spec.protocol.tls else None
             bound.append(Bound(bind(spec.host or "0.0.0.0", spec.port), spec, tls_context))
@@ -90,8 +94,10 @@ async def serve(
     except BaseException:
         for one in bound:
             one.sock.close()
+        if exporter is not None:
+            exporter.close()
         raise
-    server = BrokerServer(broker, bound)
+    server = BrokerServer(broker, bound, exporter)
     await server.start()
     try:
         if ready is not None:
