@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from samsa import config as broker_config
+from samsa import logformat
 from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logformat.one_line(args.debug)
     try:
         if args.command == "serve":
             return _serve(args)

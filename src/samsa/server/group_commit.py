@@ -16,8 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from samsa.durability import Driver
+from samsa.ratelog import RateLimitedLog
 
 log = logging.getLogger("samsa.server")
+# A failing disk fails every round: one line per interval.
+_limited = RateLimitedLog(log)
 
 SYNC_THREADS = 4
 
@@ -69,7 +72,7 @@ class GroupCommit:
             for (partition_log, point), result in zip(points, results, strict=True):
                 failed = isinstance(result, BaseException)
                 if failed:
-                    log.error(
+                    _limited.error(
                         "fsync of %s-%d failed: %r",
                         partition_log.topic,
                         partition_log.partition,

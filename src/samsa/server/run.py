@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.config import BrokerConfig
+from samsa.config import DEFAULTS, SENSITIVE, BrokerConfig, broker_settings
 from samsa.log.storage import OsStorage
 from samsa.security import listeners, tls
 from samsa.server.descriptors import log_files_max
@@ -42,6 +42,17 @@ def raise_open_files_limit() -> None:
     log.info("open-files limit raised from %d to %d (the hard limit)", soft, target)
 
 
+def log_settings(config: BrokerConfig) -> None:
+    """One line: the settings that differ from the defaults (passwords hidden)."""
+    defaults = broker_settings(DEFAULTS)
+    changed = [
+        f"{name}={'[hidden]' if name in SENSITIVE else value}"
+        for name, value in broker_settings(config).items()
+        if value != defaults.get(name)
+    ]
+    log.info("settings differing from the defaults: %s", ", ".join(changed) or "none")
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -66,6 +77,7 @@ async def serve(
 ) -> None:
     """Run a broker until `stop` is set; `ready` is called once it accepts connections.
     `host` and `port` are where it listens without `listeners` in `config`."""
+    log_settings(config)
     specs = listeners.listener_specs(config, host, port)
     context = tls.server_context(config) if any(s.protocol.tls for s in specs) else None
     bound: list[Bound] = []

@@ -37,7 +37,7 @@ from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
 from samsa.protocol.frames import frame
-from samsa.ratelog import RateLimitedLog
+from samsa.ratelog import RateLimitedLog, flush_all
 from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.connection import Connection, Parts, Pending, stop_all
 from samsa.server.group_commit import GroupCommit
@@ -325,7 +325,7 @@ class BrokerServer:
             elif not connection.received:
                 connection.quiet()
             connection.received = False
-        self.limited_log.flush()
+        flush_all()
 
     def closing(self, peer: Any, reason: str) -> None:
         self.connections_closed_for_errors += 1
