@@ -3,13 +3,14 @@ exposition-format parser, after real clients produced, consumed, transacted and 
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -95,7 +96,23 @@ def test_produce_requests_are_counted_one_by_one_with_their_latency(broker: Embe
 
 def test_a_response_s_error_code_labels_its_request(broker: EmbeddedBroker) -> None:
     topic = topic_name()
-    create_topic(broker.bootstrap, topic)
+    create_topic(broker.bootstrap, topic, config={"max.message.bytes": "200"})
+    # A partition's error inside a Produce response labels the request.
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "retries": 0})
+    errors: list[KafkaError | None] = []
+    producer.produce(topic, b"x" * 1000, on_delivery=lambda error, _: errors.append(error))
+    producer.flush(TIMEOUT_S)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    samples = scrape(broker)
+    assert (
+        value(
+            samples,
+            "samsa_request_duration_seconds_count",
+            api="Produce",
+            error="MESSAGE_TOO_LARGE",
+        )
+        == 1
+    )
     admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
     future = admin.create_topics([NewTopic(topic, 1, 1)])[topic]
     with pytest.raises(KafkaException, match="already exists"):
@@ -158,21 +175,23 @@ def test_consumer_lag_is_what_was_produced_minus_what_was_committed(
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.subscribe([topic])
-    read = 0
-    deadline = time.monotonic() + TIMEOUT_S
-    while read < committed and time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is not None and message.error() is None:
-            read += 1
-    consumer.commit(offsets=[TopicPartition(topic, 0, committed)], asynchronous=False)
-    samples = scrape(broker)
-    where = {"group": group, "topic": topic, "partition": "0"}
-    assert value(samples, "samsa_consumer_group_committed_offset", **where) == committed
-    assert value(samples, "samsa_consumer_group_lag", **where) == produced - committed
-    assert value(samples, "samsa_groups", type="classic", state="Stable") >= 1
-    assert value(samples, "samsa_connections_open") >= 2
-    consumer.close()
+    try:
+        consumer.subscribe([topic])
+        read = 0
+        deadline = time.monotonic() + TIMEOUT_S
+        while read < committed and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read += 1
+        consumer.commit(offsets=[TopicPartition(topic, 0, committed)], asynchronous=False)
+        samples = scrape(broker)
+        where = {"group": group, "topic": topic, "partition": "0"}
+        assert value(samples, "samsa_consumer_group_committed_offset", **where) == committed
+        assert value(samples, "samsa_consumer_group_lag", **where) == produced - committed
+        assert value(samples, "samsa_groups", type="classic", state="Stable") >= 1
+        assert value(samples, "samsa_connections_open") >= 2
+    finally:
+        consumer.close()
     samples = eventually(
         broker, lambda s: value(s, "samsa_groups", type="classic", state="Empty") >= 1
     )
@@ -181,3 +200,20 @@ def test_consumer_lag_is_what_was_produced_minus_what_was_committed(
     assert value(samples, "samsa_connections_accepted_total") >= value(
         samples, "samsa_connections_open"
     ) + value(samples, "samsa_connections_closed_total")
+
+
+def test_connections_refused_over_max_connections_are_counted() -> None:
+    settings = {"prometheus.listener": "127.0.0.1:0", "max.connections": "1"}
+    with EmbeddedBroker(settings=settings) as limited:
+        address = ("127.0.0.1", limited.port)
+        with socket.create_connection(address, TIMEOUT_S):
+            for _ in range(3):
+                with socket.create_connection(address, TIMEOUT_S) as over:
+                    over.settimeout(TIMEOUT_S)
+                    assert over.recv(1) == b""  # closed at once
+            samples = eventually(
+                limited, lambda s: value(s, "samsa_connections_accepted_total") == 1
+            )
+        assert value(samples, "samsa_connections_refused_total") == 3
+        assert value(samples, "samsa_connections_open") == 1
+        assert value(samples, "samsa_connections_accepted_total") == 1

@@ -19,6 +19,8 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,32 +67,41 @@ def error_name(code: int) -> str:
         return str(code)
 
 
-# kio response class -> the names of its fields that hold nested entries (tuples of dataclasses).
-_NESTED: dict[type, tuple[str, ...]] = {}
-
-
 def first_error(payload: Any) -> int:
     """The first non-zero `error_code` of a response, its own or its entries' (a produce
     response's partitions); 0 if none. Kafka's request metrics count each error code."""
     code = getattr(payload, "error_code", 0)
     if code:
         return int(code)
-    kind = type(payload)
-    nested = _NESTED.get(kind)
-    if nested is None:
-        nested = tuple(
-            f.name
-            for f in dataclasses.fields(payload)
-            if isinstance(value := getattr(payload, f.name), tuple)
-            and any(dataclasses.is_dataclass(item) for item in value)
-        )
-        _NESTED[kind] = nested
-    for name in nested:
-        for item in getattr(payload, name):
+    for name in _entries(type(payload)):
+        for item in getattr(payload, name) or ():
             code = first_error(item)
             if code:
                 return code
     return 0
+
+
+_ENTRIES: dict[type, tuple[str, ...]] = {}
+
+
+def _entries(kind: type) -> tuple[str, ...]:
+    """The fields of a kio response class that hold entries with error codes in them (arrays,
+    nullable or not, of classes that have an `error_code` field, or entries that do)."""
+    known = _ENTRIES.get(kind)
+    if known is not None:
+        return known
+    names = []
+    for item in dataclasses.fields(kind):
+        options = typing.get_args(item.type) if isinstance(item.type, types.UnionType) else ()
+        for option in options or (item.type,):
+            element = typing.get_args(option)[0] if typing.get_origin(option) is tuple else None
+            if isinstance(element, type) and dataclasses.is_dataclass(element):
+                fields = {f.name for f in dataclasses.fields(element)}
+                if "error_code" in fields or _entries(element):
+                    names.append(item.name)
+                    break
+    _ENTRIES[kind] = tuple(names)
+    return _ENTRIES[kind]
 
 
 @dataclass(slots=True)
@@ -116,6 +127,7 @@ class ServerView(Protocol):
 
     broker: Broker
     connections: set[Any]
+    listeners: list[Any]  # each with `refused`: connections closed at once over a limit
 
 
 class BrokerMetrics:
@@ -188,6 +200,7 @@ class Snapshot:
     groups: dict[tuple[str, str], int]  # (type, state) -> groups
     lag: list[tuple[str, str, int, int, int]]  # group, topic, partition, committed, lag
     connections_open: int
+    connections_refused: int
     traffic: Traffic = field(default_factory=Traffic)
 
 
@@ -235,6 +248,7 @@ def snapshot(server: ServerView, traffic: Traffic) -> Snapshot:
         groups,
         lag,
         len(server.connections),
+        sum(listener.refused for listener in server.listeners),
         dataclasses.replace(traffic),
     )
 
@@ -338,6 +352,12 @@ def families(state: Snapshot) -> Iterator[Metric]:
     for name, doc, value in (
         ("samsa_connections_accepted", "Client connections accepted", traffic.connections_accepted),
         ("samsa_connections_closed", "Client connections closed", traffic.connections_closed),
+        (
+            "samsa_connections_refused",
+            "Connections closed at once: over max.connections, max.connections.per.ip, or the "
+            "file descriptors connections may use",
+            state.connections_refused,
+        ),
         ("samsa_bytes_received", "Bytes read from client connections", traffic.bytes_received),
         ("samsa_bytes_sent", "Bytes written to client connections", traffic.bytes_sent),
     ):
