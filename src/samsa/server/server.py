@@ -220,7 +220,8 @@ class BrokerServer:
             try:
                 await action()
             except Exception:
-                log.exception("periodic task %s failed", action.__name__)
+                # A task that fails fails again at its next tick (the group tick: every 100 ms).
+                self.limited_log.error("periodic task %s failed", action.__name__, exc_info=True)
 
     async def _abort_timed_out_transactions(self) -> None:
         self.broker.txn.abort_timed_out()
@@ -246,7 +247,9 @@ class BrokerServer:
                 break
             except ContinuationFailed as exc:
                 if exc.key is None:
-                    log.error("background work failed", exc_info=exc.__cause__)
+                    self.limited_log.error(
+                        "background work failed: %r", exc.__cause__, exc_info=True
+                    )
                     continue
                 _, future, _, _ = exc.key
                 if not future.done() and exc.__cause__ is not None:

@@ -308,7 +308,7 @@ class TransactionCoordinator:
                     meta.producer_id, meta.producer_epoch, commit, COORDINATOR_EPOCH, now
                 )
             except ProducerStateError as exc:
-                log.warning(
+                _limited.warning(
                     "no marker for %r on %s-%d: %s", meta.transactional_id, topic, index, exc
                 )
                 continue
