@@ -51,12 +51,16 @@ SNAPSHOT_TIMEOUT_S = 5.0
 OPEN_TXN_STATES = frozenset({TxnState.ONGOING, TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT})
 
 
+KNOWN_API_KEYS = frozenset(int(key) for key in ApiKey)
+
+
 def api_name(key: int) -> str:
-    """Kafka's name of an API (`Produce`, `InitProducerId`), as its request metrics label it."""
+    """Kafka's name of an API (`Produce`, `InitProducerId`), as its request metrics label it;
+    `Unknown` for a key samsa does not know."""
     try:
         return ApiKey(key).name.title().replace("_", "")
     except ValueError:
-        return str(key)
+        return "Unknown"
 
 
 def error_name(code: int) -> str:
@@ -73,6 +77,8 @@ def first_error(payload: Any) -> int:
     code = getattr(payload, "error_code", 0)
     if code:
         return int(code)
+    if not dataclasses.is_dataclass(payload):
+        return 0
     for name in _entries(type(payload)):
         for item in getattr(payload, name) or ():
             code = first_error(item)
@@ -154,7 +160,9 @@ class BrokerMetrics:
 
     def start(self, frame: memoryview) -> RequestTiming:
         api_key = int.from_bytes(frame[:2], "big", signed=True) if len(frame) >= 2 else -1
-        return RequestTiming(api_key, time.perf_counter())
+        # A client picks the key: every one samsa does not know shares one label value, so
+        # no client can make the label set (and the registry's memory) grow without bound.
+        return RequestTiming(api_key if api_key in KNOWN_API_KEYS else -1, time.perf_counter())
 
     def finished(self, timing: RequestTiming, payload: Any) -> None:
         """The response to `timing`'s request is built (`payload` None: it has none)."""

@@ -99,8 +99,9 @@ class BrokerServer:
         self.listener = self.listeners[0]
         self.connections_closed_idle = 0
         self._data_arrived = asyncio.Event()
-        # A response the driver finishes is keyed by its correlation id, its future, and the
-        # response bytes of its connection, where it is counted once built.
+        # A response the driver finishes is keyed by its correlation id, its future, the
+        # response bytes of its connection, where it is counted once built, and its request's
+        # timing (metrics; None without).
         self.driver: Driver[tuple[int, Pending, ResponseBytes, RequestTiming | None]] = Driver(
             broker.take_background
         )
