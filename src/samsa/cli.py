@@ -13,6 +13,7 @@ from samsa import config as broker_config
 from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
+from samsa.console import cli as console_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
 from samsa.protocol.apis import ADVERTISED, ApiKey
@@ -83,6 +84,7 @@ SUBCOMMANDS: dict[str, Any] = {
     "log": log_cli,
     "users": security_cli,
     "certs": security_cli,
+    "console": console_cli,
 }
 
 

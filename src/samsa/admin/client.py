@@ -2,8 +2,9 @@
 
 One TCP connection, one request in flight at a time. It speaks only to the broker it was given,
 which is every partition's leader and every coordinator on a one-node samsa cluster. It is the
-I/O edge for `samsa txn`; the requests and responses are kio's generated classes, framed by
-`samsa.protocol.codec`.
+I/O edge for `samsa txn`, and for `samsa console` one per broker; the requests and responses are
+kio's generated classes, framed by `samsa.protocol.codec`. With a `ClientSecurity` it runs TLS
+and SASL first, as any client of a secured listener must.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from kio.schema.write_txn_markers.v1.request import (
 from kio.schema.write_txn_markers.v1.response import WriteTxnMarkersResponse
 from kio.static.primitive import i8, i16, i32, i64
 
+from samsa.admin.security import ClientSecurity, SaslFailed, authenticate
 from samsa.protocol.codec import decode_response, encode_request
 
 _SIZE = struct.Struct(">i")
@@ -63,15 +65,31 @@ def parse_bootstrap(bootstrap: str) -> tuple[str, int]:
 
 class AdminClient:
     def __init__(
-        self, bootstrap: str, timeout_s: float = 10.0, client_id: str = "samsa-admin"
+        self,
+        bootstrap: str,
+        timeout_s: float = 10.0,
+        client_id: str = "samsa-admin",
+        security: ClientSecurity | None = None,
     ) -> None:
         host, port = parse_bootstrap(bootstrap)
+        security = security or ClientSecurity()
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout_s)
-        except OSError as exc:
+            self._sock = security.wrap(socket.create_connection((host, port), timeout_s), host)
+        except OSError as exc:  # ssl.SSLError is one
             raise AdminError(f"cannot connect to {host}:{port}: {exc}") from exc
         self._client_id = client_id
         self._correlation_id = 0
+        if security.sasl:
+            try:
+                authenticate(
+                    self.send,
+                    security.sasl_mechanism,
+                    security.sasl_username,
+                    security.sasl_password,
+                )
+            except SaslFailed as exc:
+                self.close()
+                raise AdminError(f"{host}:{port}: SASL authentication failed: {exc}") from exc
 
     def close(self) -> None:
         self._sock.close()
