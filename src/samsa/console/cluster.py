@@ -191,6 +191,8 @@ class Cluster:
 
     # ------------------------------------------------------------------ connections
     def _address(self, node: int) -> str:
+        if not self.bootstrap:
+            raise AdminError("no cluster yet (a demo's console waits for its broker)")
         if node == BOOTSTRAP_NODE or (
             self._metadata is not None and len(self._metadata.brokers) == 1
         ):

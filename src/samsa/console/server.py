@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import uvicorn
 
 from samsa.admin.security import ClientSecurity
+from samsa.chaos.embedded import BROKER_STARTED
 from samsa.console.app import Console, create_app
 from samsa.console.cluster import Cluster, RequestBudget
 from samsa.console.live import Pages, Poller
@@ -117,3 +120,15 @@ class ConsoleServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def following_demos(port: int, host: str = "127.0.0.1") -> Iterator[ConsoleServer]:
+    """A console that watches each broker a demo starts (`samsa demo ... --console`)."""
+    server = ConsoleServer(ConsoleSettings(bootstrap="", host=host, port=port)).start()
+    BROKER_STARTED.append(server.retarget)
+    try:
+        yield server
+    finally:
+        BROKER_STARTED.remove(server.retarget)
+        server.stop()
