@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 from kio.schema.errors import ErrorCode
 from starlette.applications import Starlette
@@ -41,6 +42,7 @@ from samsa.console.model import Kind
 
 EVENTS_CHECK_S = 0.2  # how often an event stream looks at the poller's version (in memory)
 EVENTS_KEEPALIVE_S = 15.0
+FORM_BYTES_MAX = 4096
 _ASSETS = files("samsa.console")
 
 
@@ -150,8 +152,11 @@ def create_app(console: Console) -> Starlette:
 
     async def abort(request: Request) -> Response:
         form = await _write_form(request, console)
-        topic, index = form["topic"], int(form["partition"])
-        producer_id = int(form["producer_id"])
+        topic, index, producer_id = (
+            _field(form, "topic"),
+            _number(form, "partition"),
+            _number(form, "producer_id"),
+        )
 
         def run() -> str:
             found = console.cluster.describe_producers([(topic, index)]).get((topic, index), ())
@@ -176,8 +181,11 @@ def create_app(console: Console) -> Starlette:
     async def reset(request: Request) -> Response:
         group_id = request.path_params["group"]
         form = await _write_form(request, console)
-        topic, index = form["topic"], int(form["partition"])
-        offset = int(form["offset"])
+        topic, index, offset = (
+            _field(form, "topic"),
+            _number(form, "partition"),
+            _number(form, "offset"),
+        )
 
         def run() -> str:
             error = console.cluster.reset_offsets(group_id, {(topic, index): offset})
@@ -219,24 +227,36 @@ async def _write_form(request: Request, console: Console) -> dict[str, str]:
     origin = request.headers.get("origin")
     if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise HTTPException(403, "cross-origin request refused")
-    form = await request.form()
-    return {key: str(value) for key, value in form.items()}
+    # The console's forms are urlencoded (no files), which the standard library parses.
+    body = await request.body()
+    if len(body) > FORM_BYTES_MAX:
+        raise HTTPException(413, "form too large")
+    return {key: values[-1] for key, values in parse_qs(body.decode(errors="replace")).items()}
+
+
+def _field(form: dict[str, str], name: str) -> str:
+    if name not in form:
+        raise HTTPException(400, f"the form has no {name}")
+    return form[name]
+
+
+def _number(form: dict[str, str], name: str) -> int:
+    try:
+        return int(_field(form, name))
+    except ValueError:
+        raise HTTPException(400, f"{name} must be an integer") from None
 
 
 async def _act(request: Request, console: Console, run: Any, back: str) -> Response:
     try:
         message = await asyncio.to_thread(run)
-    except (KeyError, ValueError) as exc:
-        raise HTTPException(400, f"bad form: {exc}") from exc
-    except Unsupported as exc:
+    except (Unsupported, AdminError, OSError) as exc:
         message = str(exc)
     console.pages.forget()
     return RedirectResponse(f"{back}?{_query(message)}", 303)
 
 
 def _query(message: str) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({"said": message})
 
 
