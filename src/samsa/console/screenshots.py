@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from playwright.sync_api import ViewportSize
+from playwright.sync_api import Browser, ViewportSize
 
 from samsa.console import example
 from samsa.console.server import ConsoleServer, ConsoleSettings
@@ -27,17 +27,19 @@ VIEWS = {
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 
 
-def take(console_url: str, out_dir: str) -> list[str]:
+def take(browser: Browser, console_url: str, out_dir: str) -> list[str]:
     """Photograph each view of a running console into `out_dir`; the files written."""
     written = []
-    with chromium() as browser:
-        page = browser.new_page(viewport=VIEWPORT)
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
         for name, path in VIEWS.items():
             page.goto(console_url + path)
             page.wait_for_selector("main#live")
             target = os.path.join(out_dir, name)
             page.screenshot(path=target, full_page=True)
             written.append(target)
+    finally:
+        page.close()
     return written
 
 
@@ -49,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         built = example.build(broker.bootstrap)
         try:
             settings = ConsoleSettings(broker.bootstrap, port=0)
-            with ConsoleServer(settings) as console:
-                for path in take(console.url, args.out):
+            with ConsoleServer(settings) as console, chromium() as browser:
+                for path in take(browser, console.url, args.out):
                     print(path)
         finally:
             built.close()

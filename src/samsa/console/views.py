@@ -166,6 +166,8 @@ def partition(
     cluster: Cluster, topic: str, index: int, from_offset: int | None, batch: int | None
 ) -> PartitionPage:
     meta = cluster.metadata().partitions.get((topic, index))
+    if meta is None:  # a topic made since the metadata was last asked for?
+        meta = cluster.metadata(max_age_s=0).partitions.get((topic, index))
     if meta is None:
         raise LookupError(f"{topic}-{index} is not in the cluster's metadata")
     if from_offset is None:
