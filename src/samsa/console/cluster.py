@@ -58,7 +58,7 @@ from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequestTopic,
 )
 from kio.schema.offset_commit.v8.response import OffsetCommitResponse
-from kio.schema.offset_fetch.v6.request import OffsetFetchRequest
+from kio.schema.offset_fetch.v6.request import OffsetFetchRequest, OffsetFetchRequestTopic
 from kio.schema.offset_fetch.v6.response import OffsetFetchResponse
 from kio.schema.types import BrokerId, GroupId, TopicName, TransactionalId
 from kio.static.primitive import i8, i32, i32Timedelta, i64
@@ -491,14 +491,23 @@ class Cluster:
 
     def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
         node = self.coordinator(GROUP_KEY, group)
+        # Every topic by name, rather than null for "all": librdkafka's mock answers null with
+        # nothing.
+        topics = tuple(
+            OffsetFetchRequestTopic(
+                name=TopicName(topic), partition_indexes=tuple(i32(m.partition) for m in partitions)
+            )
+            for topic, partitions in self.metadata().topics().items()
+            if not partitions[0].internal
+        )
         response: OffsetFetchResponse = self.request(
-            node, ApiKey.OFFSET_FETCH, OffsetFetchRequest(group_id=GroupId(group), topics=None)
+            node, ApiKey.OFFSET_FETCH, OffsetFetchRequest(group_id=GroupId(group), topics=topics)
         )
         if response.error_code != ErrorCode.none:
             raise AdminError(f"OffsetFetch {group!r}: {response.error_code.name}")
         return {
             (str(t.name), int(p.partition_index)): int(p.committed_offset)
-            for t in response.topics
+            for t in response.topics or ()
             for p in t.partitions
             if p.error_code == ErrorCode.none and int(p.committed_offset) >= 0
         }

@@ -18,11 +18,12 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from samsa.protocol.batch import BatchHeader, iter_batches
-from samsa.protocol.control import COMMIT, marker_type
+from samsa.protocol.batch import BatchHeader, crc_ok, iter_batches
+from samsa.protocol.control import COMMIT
 from samsa.protocol.records import RecordView, records
 
 VALUE_CHARS_MAX = 80
+_CONTROL_KEY = struct.Struct(">hh")
 READER_ROWS_MAX = 200
 
 
@@ -70,6 +71,10 @@ class BatchView:
         return self.header.records_count
 
     @property
+    def crc_ok(self) -> bool:
+        return crc_ok(self.data, 0, self.header)
+
+    @property
     def is_marker(self) -> bool:
         return self.kind in (Kind.COMMIT_MARKER, Kind.ABORT_MARKER)
 
@@ -90,6 +95,8 @@ class BatchView:
             if h.base_sequence >= 0:
                 lines.append(f"sequence {h.base_sequence}-{h.last_sequence}")
         lines.append(f"{h.size} bytes, timestamp {h.max_timestamp}")
+        if not self.crc_ok:
+            lines.append("CRC MISMATCH: a reader that checks CRCs refuses this batch")
         return "\n".join(lines)
 
 
@@ -111,7 +118,7 @@ def classify(
     for index in range(len(parsed) - 1, -1, -1):
         header, batch = parsed[index]
         if header.is_control:
-            commit = marker_type(batch) == COMMIT
+            commit = is_commit(batch)
             next_marker[header.producer_id] = Kind.COMMITTED if commit else Kind.ABORTED
         elif header.is_transactional and header.producer_id in next_marker:
             outcome[index] = next_marker[header.producer_id]
@@ -123,7 +130,7 @@ def classify(
         while pending and pending[0][0] <= header.last_offset:
             aborting.add(heapq.heappop(pending)[1])
         if header.is_control:
-            commit = marker_type(batch) == COMMIT
+            commit = is_commit(batch)
             if not commit:
                 aborting.discard(header.producer_id)
             kind = Kind.COMMIT_MARKER if commit else Kind.ABORT_MARKER
@@ -140,6 +147,17 @@ def classify(
             kind = Kind.IDEMPOTENT if header.has_producer_id else Kind.PLAIN
         views.append(BatchView(header, kind, batch))
     return views
+
+
+def is_commit(batch: bytes) -> bool:
+    """Whether a control batch is a COMMIT marker (its record's key: version i16, type i16).
+    Read without checking the CRC, which `BatchView.crc_ok` reports instead."""
+    found = records(batch)
+    key = found[0].key if found else None
+    if key is None or len(key) < _CONTROL_KEY.size:
+        return False
+    _, control_type = _CONTROL_KEY.unpack_from(key)
+    return int(control_type) == COMMIT
 
 
 def fenced_markers(batches: Sequence[BatchView]) -> dict[int, tuple[int, int]]:

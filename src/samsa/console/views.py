@@ -16,14 +16,18 @@ from samsa.admin.txn_cli import OPEN_STATES
 from samsa.console import model
 from samsa.console.cluster import (
     EARLIEST_TIMESTAMP,
+    FETCH_BYTES_MAX,
     LATEST_TIMESTAMP,
     Cluster,
+    FetchedPartition,
     PartitionMeta,
     TopicPartition,
     Unsupported,
 )
+from samsa.protocol.batch import iter_batches
 
 WINDOW_RECORDS = 500  # where a partition view starts by default: this many offsets before HW
+FETCH_ROUNDS_MAX = 16  # fetches per window, for brokers that answer a batch at a time
 OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_SCAN_RECORDS = 20_000  # how far back the groups view reads __consumer_offsets
 # The coordinator's transaction states (Kafka's TransactionState), in the order a transaction
@@ -174,17 +178,13 @@ def partition(
         # By default the window ends at the high watermark, which only a first fetch tells.
         probe = cluster.fetch(topic, index, 0)
         from_offset = max(probe.log_start_offset, probe.high_watermark - WINDOW_RECORDS, 0)
-        fetched = probe
-        if from_offset != 0 or probe.error != ErrorCode.none:
-            fetched = cluster.fetch(topic, index, from_offset)
-    else:
+    fetched = cluster.fetch(topic, index, from_offset)
+    if fetched.error == ErrorCode.offset_out_of_range:
+        from_offset = max(fetched.log_start_offset, 0)
         fetched = cluster.fetch(topic, index, from_offset)
-        if fetched.error == ErrorCode.offset_out_of_range:
-            from_offset = max(fetched.log_start_offset, 0)
-            fetched = cluster.fetch(topic, index, from_offset)
+    data, aborted = _read_window(cluster, topic, index, from_offset, fetched)
     lso = fetched.last_stable_offset
-    aborted = cluster.fetch(topic, index, from_offset, READ_COMMITTED).aborted
-    batches = model.classify(fetched.records, aborted, lso)
+    batches = model.classify(data, aborted, lso)
     uncommitted, committed = model.readers(batches, fetched.high_watermark, lso)
     selected = None
     if batch is not None:
@@ -211,6 +211,39 @@ def partition(
         producers_error=producers_error,
         error=None if fetched.error == ErrorCode.none else fetched.error.name,
     )
+
+
+def _read_window(
+    cluster: Cluster, topic: str, index: int, from_offset: int, first: FetchedPartition
+) -> tuple[bytes, tuple[tuple[int, int], ...]]:
+    """The window's batches (up to FETCH_BYTES_MAX, in a few fetches where a broker answers
+    with less than it could: librdkafka's mock sends one batch per Fetch), and the aborted
+    transactions that read_committed Fetches of the same range report."""
+    data = bytearray(first.records)
+    end = from_offset
+    for _ in range(FETCH_ROUNDS_MAX):
+        found = list(iter_batches(bytes(data)))
+        if not found:
+            break
+        end = found[-1][1].next_offset
+        if end >= first.high_watermark or len(data) >= FETCH_BYTES_MAX:
+            break
+        more = cluster.fetch(topic, index, end)
+        if more.error != ErrorCode.none or not more.records:
+            break
+        data += more.records
+    aborted: dict[tuple[int, int], None] = {}
+    offset = from_offset
+    for _ in range(FETCH_ROUNDS_MAX):
+        committed = cluster.fetch(topic, index, offset, READ_COMMITTED)
+        aborted.update(dict.fromkeys(committed.aborted))
+        found = list(iter_batches(committed.records))
+        if committed.error != ErrorCode.none or not found:
+            break
+        offset = found[-1][1].next_offset
+        if offset >= min(end, committed.last_stable_offset):
+            break
+    return bytes(data), tuple(aborted)
 
 
 # --------------------------------------------------------------------- producers
