@@ -60,6 +60,8 @@ class ConsoleServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((settings.host, settings.port))
+        # Listening from here on: a browser that comes before uvicorn runs waits in the backlog.
+        self._sock.listen(128)
         self._thread: threading.Thread | None = None
 
     @property
