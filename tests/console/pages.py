@@ -21,17 +21,7 @@ class Got:
 
 
 def get(base_url: str, path: str) -> Got:
-    try:
-        with urllib.request.urlopen(base_url.rstrip("/") + path, timeout=TIMEOUT_S) as response:
-            return Got(
-                response.status,
-                response.read().decode(),
-                {k.lower(): v for k, v in response.headers.items()},
-            )
-    except urllib.error.HTTPError as error:
-        return Got(
-            error.code, error.read().decode(), {k.lower(): v for k, v in error.headers.items()}
-        )
+    return _open(urllib.request.Request(base_url.rstrip("/") + path))
 
 
 def post(base_url: str, path: str, form: dict[str, str], origin: str | None = None) -> Got:
@@ -39,17 +29,16 @@ def post(base_url: str, path: str, form: dict[str, str], origin: str | None = No
     request = urllib.request.Request(base_url.rstrip("/") + path, data=data, method="POST")
     if origin is not None:
         request.add_header("Origin", origin)
+    return _open(request)
+
+
+def _open(request: urllib.request.Request) -> Got:
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return Got(
-                response.status,
-                response.read().decode(),
-                {k.lower(): v for k, v in response.headers.items()},
-            )
+            body, status, headers = response.read().decode(), response.status, response.headers
     except urllib.error.HTTPError as error:
-        return Got(
-            error.code, error.read().decode(), {k.lower(): v for k, v in error.headers.items()}
-        )
+        body, status, headers = error.read().decode(), error.code, error.headers
+    return Got(status, body, {k.lower(): v for k, v in headers.items()})
 
 
 def batch_kinds(body: str) -> dict[int, str]:

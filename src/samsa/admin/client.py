@@ -20,6 +20,7 @@ from kio.schema.describe_producers.v0.request import TopicRequest as ProducersTo
 from kio.schema.describe_producers.v0.response import DescribeProducersResponse
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
 from kio.schema.describe_transactions.v0.response import DescribeTransactionsResponse
+from kio.schema.errors import ErrorCode
 from kio.schema.list_offsets.v7.request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -45,6 +46,7 @@ from samsa.protocol.codec import decode_response, encode_request
 _SIZE = struct.Struct(">i")
 RESPONSE_BYTES_MAX = 100 * 1024 * 1024
 LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
 READ_UNCOMMITTED = 0
 READ_COMMITTED = 1
 
@@ -183,10 +185,14 @@ class AdminClient:
         return response
 
     def list_offsets(
-        self, partitions: dict[str, list[int]], isolation_level: int
+        self,
+        partitions: dict[str, list[int]],
+        isolation_level: int,
+        timestamp: int = LATEST_TIMESTAMP,
     ) -> dict[tuple[str, int], int]:
-        """(topic, partition) -> latest offset: the high watermark at read_uncommitted, the last
-        stable offset at read_committed."""
+        """(topic, partition) -> offset. LATEST_TIMESTAMP: the high watermark at
+        read_uncommitted, the last stable offset at read_committed; EARLIEST_TIMESTAMP: the log
+        start offset. Partitions answered with an error are left out."""
         response: ListOffsetsResponse = self.send(
             ListOffsetsRequest(
                 replica_id=BrokerId(-1),
@@ -195,9 +201,7 @@ class AdminClient:
                     ListOffsetsTopic(
                         name=TopicName(topic),
                         partitions=tuple(
-                            ListOffsetsPartition(
-                                partition_index=i32(p), timestamp=i64(LATEST_TIMESTAMP)
-                            )
+                            ListOffsetsPartition(partition_index=i32(p), timestamp=i64(timestamp))
                             for p in indexes
                         ),
                     )
@@ -209,6 +213,7 @@ class AdminClient:
             (str(topic.name), int(p.partition_index)): int(p.offset)
             for topic in response.topics
             for p in topic.partitions
+            if p.error_code == ErrorCode.none
         }
 
     def write_txn_markers(

@@ -43,11 +43,6 @@ from kio.schema.find_coordinator.v3.request import FindCoordinatorRequest
 from kio.schema.find_coordinator.v3.response import FindCoordinatorResponse
 from kio.schema.list_groups.v4.request import ListGroupsRequest
 from kio.schema.list_groups.v4.response import ListedGroup, ListGroupsResponse
-from kio.schema.list_offsets.v7.request import (
-    ListOffsetsPartition,
-    ListOffsetsRequest,
-    ListOffsetsTopic,
-)
 from kio.schema.list_transactions.v0.request import ListTransactionsRequest
 from kio.schema.list_transactions.v0.response import ListTransactionsResponse
 from kio.schema.list_transactions.v0.response import TransactionState as ListedTransaction
@@ -60,18 +55,26 @@ from kio.schema.offset_commit.v8.request import (
 from kio.schema.offset_commit.v8.response import OffsetCommitResponse
 from kio.schema.offset_fetch.v6.request import OffsetFetchRequest, OffsetFetchRequestTopic
 from kio.schema.offset_fetch.v6.response import OffsetFetchResponse
-from kio.schema.types import BrokerId, GroupId, TopicName, TransactionalId
+from kio.schema.types import GroupId, TopicName, TransactionalId
 from kio.static.primitive import i8, i32, i32Timedelta, i64
 
-from samsa.admin.client import READ_UNCOMMITTED, AdminClient, AdminError
+from samsa.admin.client import (
+    EARLIEST_TIMESTAMP as EARLIEST_TIMESTAMP,
+)
+from samsa.admin.client import (
+    LATEST_TIMESTAMP as LATEST_TIMESTAMP,
+)
+from samsa.admin.client import (
+    READ_UNCOMMITTED,
+    AdminClient,
+    AdminError,
+)
 from samsa.admin.security import ClientSecurity
 from samsa.protocol.apis import ApiKey
 
 BOOTSTRAP_NODE = -1
 METADATA_MAX_AGE_S = 10.0
 FETCH_BYTES_MAX = 1 << 20
-EARLIEST_TIMESTAMP = -2
-LATEST_TIMESTAMP = -1
 GROUP_KEY, TRANSACTION_KEY = 0, 1  # FindCoordinator key types
 
 TopicPartition = tuple[str, int]
@@ -374,31 +377,14 @@ class Cluster:
         `EARLIEST_TIMESTAMP` the log start offset."""
         found: dict[TopicPartition, int] = {}
         for node, wanted in self.leaders(partitions).items():
-            by_topic = _by_topic(wanted)
-            response = self.request(
-                node,
-                ApiKey.LIST_OFFSETS,
-                ListOffsetsRequest(
-                    replica_id=BrokerId(-1),
-                    isolation_level=i8(isolation_level),
-                    topics=tuple(
-                        ListOffsetsTopic(
-                            name=TopicName(topic),
-                            partitions=tuple(
-                                ListOffsetsPartition(
-                                    partition_index=i32(p), timestamp=i64(timestamp)
-                                )
-                                for p in indexes
-                            ),
-                        )
-                        for topic, indexes in by_topic.items()
-                    ),
-                ),
+            found.update(
+                self.call(
+                    node,
+                    ApiKey.LIST_OFFSETS,
+                    7,
+                    _list_offsets(_by_topic(wanted), isolation_level, timestamp),
+                )
             )
-            for topic in response.topics:
-                for p in topic.partitions:
-                    if p.error_code == ErrorCode.none:
-                        found[(str(topic.name), int(p.partition_index))] = int(p.offset)
         return found
 
     def describe_producers(
@@ -562,3 +548,9 @@ def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
     for topic, index in partitions:
         by_topic.setdefault(topic, []).append(index)
     return by_topic
+
+
+def _list_offsets(
+    by_topic: dict[str, list[int]], isolation_level: int, timestamp: int
+) -> Callable[[AdminClient], dict[TopicPartition, int]]:
+    return lambda conn: conn.list_offsets(by_topic, isolation_level, timestamp)

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from samsa.admin.client import READ_UNCOMMITTED, AdminError
-from samsa.console.cluster import LATEST_TIMESTAMP, Cluster
+from samsa.admin.client import LATEST_TIMESTAMP, READ_UNCOMMITTED, AdminError
+from samsa.console.cluster import Cluster
 
 T = TypeVar("T")
 INTERVAL_S_MIN = 0.2

@@ -5,19 +5,21 @@ the template renders. A section the cluster cannot serve (an API it lacks) carri
 
 from __future__ import annotations
 
-import datetime
 import struct
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
-from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED
-from samsa.admin.txn_cli import OPEN_STATES
+from samsa.admin.client import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    READ_COMMITTED,
+    READ_UNCOMMITTED,
+)
+from samsa.admin.txn_cli import TxnRow, row_of
 from samsa.console import model
 from samsa.console.cluster import (
-    EARLIEST_TIMESTAMP,
     FETCH_BYTES_MAX,
-    LATEST_TIMESTAMP,
     Cluster,
     FetchedPartition,
     PartitionMeta,
@@ -296,33 +298,6 @@ def producers(cluster: Cluster) -> ProducersPage:
 
 # --------------------------------------------------------------------- transactions
 @dataclass(frozen=True, slots=True)
-class TxnRow:
-    transactional_id: str
-    state: str
-    producer_id: int
-    producer_epoch: int
-    timeout_ms: int
-    start_ms: int
-    age_ms: int | None  # for an open transaction
-    partitions: list[str]
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
-
-    @property
-    def timeout_used(self) -> float:
-        """Age as a fraction of the timeout (1.0: the coordinator should abort it now)."""
-        if self.age_ms is None or self.timeout_ms <= 0:
-            return 0.0
-        return self.age_ms / self.timeout_ms
-
-    @property
-    def overdue(self) -> bool:
-        return self.timeout_used > 1.0
-
-
-@dataclass(frozen=True, slots=True)
 class OpenInPartition:
     """A producer with an open transaction in a partition (DescribeProducers), and whether the
     coordinator knows of it: if not, the transaction is hanging (KIP-664) and only an abort
@@ -357,23 +332,7 @@ def transactions(cluster: Cluster, now_ms: int) -> TransactionsPage:
     try:
         listed = cluster.list_transactions()
         described = cluster.describe_transactions(sorted(str(t.transactional_id) for t in listed))
-        for state in described:
-            if state.error_code != ErrorCode.none:
-                continue
-            start_ms = int(state.transaction_start_time.timestamp() * 1000)
-            is_open = state.transaction_state in OPEN_STATES
-            rows.append(
-                TxnRow(
-                    transactional_id=str(state.transactional_id),
-                    state=state.transaction_state,
-                    producer_id=int(state.producer_id),
-                    producer_epoch=int(state.producer_epoch),
-                    timeout_ms=_ms(state.transaction_timeout),
-                    start_ms=start_ms,
-                    age_ms=now_ms - start_ms if is_open and start_ms > 0 else None,
-                    partitions=[f"{t.topic}-{p}" for t in state.topics for p in t.partitions],
-                )
-            )
+        rows = [row_of(state, now_ms) for state in described if state.error_code == ErrorCode.none]
     except Unsupported as exc:
         error = str(exc)
     rows.sort(key=lambda r: (not r.is_open, -(r.start_ms or 0), r.transactional_id))
@@ -405,12 +364,6 @@ def transactions(cluster: Cluster, now_ms: int) -> TransactionsPage:
     for row in rows:
         states[row.state] = states.get(row.state, 0) + 1
     return TransactionsPage(rows, in_partitions, states, error, producers_error, now_ms)
-
-
-def _ms(value: datetime.timedelta | int) -> int:
-    if isinstance(value, datetime.timedelta):
-        return int(value.total_seconds() * 1000)
-    return int(value)
 
 
 # --------------------------------------------------------------------- groups
