@@ -14,6 +14,7 @@ from samsa import logformat
 from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
+from samsa.console import cli as console_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
 from samsa.ops import consume_cli, groups_cli, produce_cli, topics_cli
@@ -89,6 +90,7 @@ SUBCOMMANDS: dict[str, Any] = {
     "groups": groups_cli,
     "produce": produce_cli,
     "consume": consume_cli,
+    "console": console_cli,
 }
 
 
