@@ -22,7 +22,7 @@ from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
 from samsa.streams import cli as streams_cli
 from samsa.tools import log_cli
-from samsa.usage import INTERRUPTED_EXIT, USAGE_EXIT, UsageError
+from samsa.usage import INTERRUPTED_EXIT, USAGE_EXIT, UsageError, catch_interrupts, interrupted
 from samsa.verify import cli as verify_cli
 
 
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    catch_interrupts()
     try:
         if args.command == "serve":
             return _serve(args)
@@ -130,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"samsa {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except Exception:
+        if args.debug or not interrupted():
+            raise
+        print(f"samsa {args.command}: interrupted", file=sys.stderr)  # what Ctrl-C broke
         return INTERRUPTED_EXIT
 
 

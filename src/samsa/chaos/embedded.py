@@ -144,4 +144,9 @@ def proxied_broker(
         advertised = {"advertised.listeners": f"PLAINTEXT://{proxy.bootstrap}"}
         with EmbeddedBroker(data_dir, {**(settings or {}), **advertised}) as broker:
             proxy.upstream = (broker.host, broker.port)
-            yield broker, proxy
+            try:
+                yield broker, proxy
+            finally:
+                # The proxy first: clients still reconnecting then meet a closed port, not a
+                # proxy that cannot reach a stopped broker.
+                proxy.stop()

@@ -138,29 +138,32 @@ def _run(
             ),
             PARTITIONS,
         )
-        pool.start()
         stop = threading.Event()
-        validator = Validator(bootstrap, PARTITIONS, client_config=_quiet())
-        validation = threading.Thread(target=validator.run, args=(stop,), daemon=True)
-        validation.start()
-        if with_faults:
-            proxy.set_schedule(
-                Schedule(
-                    seed,
-                    drop_response_probability=DROP_RESPONSE_PROBABILITY,
-                    api_keys=[int(ApiKey.PRODUCE)],
+        pool.start()
+        try:
+            validator = Validator(bootstrap, PARTITIONS, client_config=_quiet())
+            validation = threading.Thread(target=validator.run, args=(stop,), daemon=True)
+            validation.start()
+            if with_faults:
+                proxy.set_schedule(
+                    Schedule(
+                        seed,
+                        drop_response_probability=DROP_RESPONSE_PROBABILITY,
+                        api_keys=[int(ApiKey.PRODUCE)],
+                    )
                 )
+                proxy.drop_next_response(api_key=int(ApiKey.PRODUCE))
+            started = time.monotonic()
+            checkout_errors = _checkout(bootstrap, orders)
+            restarts, completed = _await_results(
+                bootstrap, order_count, broker if with_faults else None, started
             )
-            proxy.drop_next_response(api_key=int(ApiKey.PRODUCE))
-        started = time.monotonic()
-        checkout_errors = _checkout(bootstrap, orders)
-        restarts, completed = _await_results(
-            bootstrap, order_count, broker if with_faults else None, started
-        )
-        elapsed = time.monotonic() - started
-        stop.set()
-        validation.join(READ_TIMEOUT_S)
-        pool.stop()
+            elapsed = time.monotonic() - started
+            stop.set()
+            validation.join(READ_TIMEOUT_S)
+        finally:  # also on Ctrl-C: the workers are stopped before the broker they talk to
+            stop.set()
+            pool.stop()
         proxy.set_schedule(None)
         charges = GatewayClient(gateway.url).charges()
         gateway_counts = gateway_faults.counts()
