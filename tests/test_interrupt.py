@@ -8,7 +8,17 @@ any process that carries the command's marker (`samsa.testing.interrupt`).
 
 from __future__ import annotations
 
-from samsa.testing.interrupt import Command
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from samsa import lifecycle
+from samsa.testing import EmbeddedBroker
+from samsa.testing.interrupt import Command, threads
+from samsa.testing.process import free_port
 
 WORKER = r"samsa\.payments\.worker"
 
@@ -40,8 +50,137 @@ def test_kill_9_of_demo_payments_takes_its_workers_along() -> None:
     try:
         command.wait_for(lambda: command.working(WORKER, 2))
         command.kill9()
-        command.wait()  # not its output: an orphan would hold the pipes open
+        command.wait()
         left = command.leftovers()
     finally:
         command.cleanup()
     assert left == [], f"left running: {left}"
+
+
+def test_ctrl_c_on_demo_guarantees_inside_a_flush_is_one_line() -> None:
+    """confluent-kafka's flush() interrupted by Ctrl-C raised `SystemError ... flush returned
+    NULL` (exit 1). The demo produces in rounds, each ended by a flush, so most of its time is
+    spent inside one: 3 s into its work a Ctrl-C lands there."""
+    command = Command(["demo", "guarantees"]).start()
+    command.wait_for(lambda: command.working("demo guarantees", 1, threads_min=8))
+    time.sleep(3.0)  # what it is doing cannot be seen from outside: give it time to be in it
+    command.interrupt()
+    assert_interrupted(command, "demo")
+
+
+def test_ctrl_c_on_verify_stops_its_broker() -> None:
+    command = Command(["verify", "--duration", "120"]).start()
+    command.wait_for(lambda: command.working(r"samsa serve", 1, threads_min=2))
+    command.wait_for(lambda: command.working("samsa verify", 1, threads_min=20))  # clients
+    command.interrupt()
+    assert_interrupted(command, "verify")
+
+
+def test_kill_9_of_verify_takes_its_broker_along() -> None:
+    command = Command(["verify", "--duration", "120"]).start()
+    try:
+        command.wait_for(lambda: command.working(r"samsa serve", 1, threads_min=2))
+        command.kill9()
+        command.wait()
+        left = command.leftovers()
+    finally:
+        command.cleanup()
+    assert left == [], f"left running: {left}"
+
+
+def test_ctrl_c_on_sim() -> None:
+    command = Command(["sim", "--seeds", "100000"]).start()
+    command.wait_for(lambda: cpu_seconds(command.pid) > 1.5)  # imported, and simulating
+    command.interrupt()
+    assert_interrupted(command, "sim")
+
+
+def test_ctrl_c_on_serve_stops_it_cleanly_and_exits_130() -> None:
+    """As a JVM does on Ctrl-C: the shutdown runs, then exit 130 (SIGTERM still exits 0)."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        command = Command(["serve", "--data-dir", data_dir, "--port", str(free_port())]).start()
+        command.wait_for(lambda: "ready" in command.stdout().splitlines())
+        command.interrupt()
+        try:
+            code, stdout, stderr = command.finish()
+            left = command.leftovers()
+        finally:
+            command.cleanup()
+    assert left == []
+    assert code == 130, stderr
+    assert "samsa broker stopped cleanly" in stdout
+    assert stderr.splitlines()[-1] == "samsa serve: interrupted"  # after its INFO log lines
+    assert "Traceback" not in stderr
+
+
+def test_ctrl_c_on_streams_run_stops_the_instance_cleanly(samsa_broker: EmbeddedBroker) -> None:
+    command = Command(
+        [
+            "streams",
+            "run",
+            "samsa.streams.examples.balances:app",
+            "--bootstrap-servers",
+            samsa_broker.bootstrap,
+            "--consumer",
+            "log_level=0",
+            "--producer",
+            "log_level=0",
+        ]
+    ).start()
+    command.wait_for(lambda: "created topic balances" in command.stderr())
+    command.interrupt()
+    try:
+        code, _, stderr = command.finish()
+        left = command.leftovers()
+    finally:
+        command.cleanup()
+    assert left == []
+    assert code == 130, stderr
+    assert stderr.splitlines()[-1] == "samsa streams: interrupted"  # after its INFO log lines
+    assert "Traceback" not in stderr
+
+
+def test_a_payment_worker_honours_sigterm_with_its_broker_gone() -> None:
+    """A worker whose broker is gone waits in a client call (30 s to read its committed
+    offset); SIGTERM still ends it within the grace period."""
+    dead = f"127.0.0.1:{free_port()}"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "samsa.payments.worker",
+            f"--bootstrap={dead}",
+            f"--gateway=http://{dead}",
+            f"--db={tempfile.mktemp(suffix='.db')}",
+            "--mode=exactly-once",
+            "--partition=0",
+            "--owner=payments-0",
+        ],
+        stdout=subprocess.PIPE,
+        **lifecycle.child_options(),
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == b"READY\n"
+        deadline = time.monotonic() + 30
+        while threads(worker.pid) < 5 and time.monotonic() < deadline:  # in its client call
+            time.sleep(0.05)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(lifecycle.STOP_GRACE_S + 5)
+        assert time.monotonic() - started < lifecycle.STOP_GRACE_S + 2
+        assert code in (0, lifecycle.EXIT_TERMINATED)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from samsa import config as broker_config
+from samsa import lifecycle
 from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
@@ -43,7 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lifecycle.stopper(stop, sig, received))
+        # Started by another samsa command: stop when it is gone, even after its kill -9.
+        lifecycle.watch_parent(lambda: loop.call_soon_threadsafe(stop.set))
 
         def ready(server: BrokerServer) -> None:
             endpoint = server.broker.endpoint
@@ -62,12 +65,15 @@ def _serve(args: argparse.Namespace) -> int:
         await serve(args.data_dir, args.host, args.port, config, stop, ready)
         print("samsa broker stopped cleanly", flush=True)
 
+    received: list[int] = []
     try:
         asyncio.run(main())
     except (DataDirLocked, DataDirError, broker_config.ConfigError) as exc:
         # ConfigError here: listener or TLS settings that only binding shows unusable.
         print(f"samsa serve: {exc}", file=sys.stderr)
         return 2
+    if signal.SIGINT in received:  # stopped cleanly, and says so as a JVM does: exit 130
+        raise KeyboardInterrupt
     return 0
 
 

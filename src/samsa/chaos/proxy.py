@@ -256,6 +256,10 @@ class ChaosProxy:
             self._tasks.add(task)
         try:
             await self._serve(client_reader, client_writer)
+        except asyncio.CancelledError:
+            # stop() cancels open connections; asyncio (3.11) would log a cancelled connection
+            # task as an error of its callback, so it ends here, quietly.
+            pass
         finally:
             if task is not None:
                 self._tasks.discard(task)

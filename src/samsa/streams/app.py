@@ -97,15 +97,18 @@ class App:
 
     def run(self, **overrides: Any) -> int:
         """Run one instance in this process until SIGTERM/SIGINT (then commit or abort what is
-        open and leave the group). The exit code: 0 clean, 3 fenced, 1 failed."""
+        open and leave the group). The exit code: 0 clean, 3 fenced, 1 failed; after a clean
+        stop on SIGINT (Ctrl-C) it raises KeyboardInterrupt, as any Python program does."""
         if not logging.getLogger().handlers:
             logging.basicConfig(
                 level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
         worker = self.worker(**overrides)
+        received: list[int] = []
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)
+            received.append(signum)
             worker.stop()
 
         if threading.current_thread() is threading.main_thread():
@@ -119,4 +122,6 @@ class App:
         except StreamsError as exc:
             log.error("stopped by a fault: %s", exc, exc_info=True)
             return EXIT_FAILED
+        if signal.SIGINT in received:  # stopped cleanly; Ctrl-C then ends the program as usual
+            raise KeyboardInterrupt
         return EXIT_OK

@@ -19,11 +19,12 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
 MARKER = "SAMSA_TEST_MARKER"
@@ -67,6 +68,11 @@ def threads(pid: int) -> int:
     return 0
 
 
+def _read(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
 class Command:
     """`samsa ARGS...` as a subprocess in a session of its own, stdout and stderr to files."""
 
@@ -75,14 +81,15 @@ class Command:
         self.marker = uuid.uuid4().hex
         self.env = {**os.environ, **(env or {}), MARKER: self.marker}
         self.process: subprocess.Popen[bytes] | None = None
-        self._stdout = b""
-        self._stderr = b""
+        # Files, not pipes: readable while it runs, and an orphan holding them blocks nothing.
+        self._stdout = tempfile.TemporaryFile()  # noqa: SIM115 (closed by cleanup())
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
 
     def start(self) -> Command:
         self.process = subprocess.Popen(
             self.args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=self._stdout,
+            stderr=self._stderr,
             stdin=subprocess.DEVNULL,
             env=self.env,
             start_new_session=True,
@@ -107,10 +114,9 @@ class Command:
             if value:
                 return value
             if self.process is not None and self.process.poll() is not None:
-                out, err = self.process.communicate()
                 raise AssertionError(
                     f"{self.args} exited with {self.process.returncode} first:\n"
-                    f"{out.decode(errors='replace')[-2000:]}\n{err.decode(errors='replace')[-3000:]}"
+                    f"{self.stdout()[-2000:]}\n{self.stderr()[-3000:]}"
                 )
             time.sleep(0.05)
         raise AssertionError(f"{self.args}: condition not met in {timeout_s} s")
@@ -133,14 +139,19 @@ class Command:
 
     def finish(self, timeout_s: float = WAIT_S) -> tuple[int, str, str]:
         """Wait for it to exit: (exit code, stdout, stderr)."""
-        if self.process is None:
-            raise RuntimeError("not started")
         try:
-            out, err = self.process.communicate(timeout=timeout_s)
+            code = self.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.cleanup()
             raise
-        return self.process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        return code, self.stdout(), self.stderr()
+
+    def stdout(self) -> str:
+        """What it printed on stdout so far."""
+        return _read(self._stdout)
+
+    def stderr(self) -> str:
+        return _read(self._stderr)
 
     def leftovers(self, grace_s: float = LEFTOVER_GRACE_S) -> list[tuple[int, str]]:
         """Its processes still alive after `grace_s` (a child may take a moment to see its
@@ -159,3 +170,5 @@ class Command:
                 os.kill(pid, signal.SIGKILL)
         if self.process is not None and self.process.poll() is None:
             self.process.wait(5)
+        self._stdout.close()
+        self._stderr.close()

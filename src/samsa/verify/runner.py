@@ -79,6 +79,9 @@ def _target(options: Options) -> Iterator[Target]:
             return
         broker = BrokerProcess(data_dir, settings)
         stack.callback(broker.stop)
+        # The proxy before the broker: clients still running (after Ctrl-C) then meet a closed
+        # port, not a proxy that warns it cannot reach a stopped broker.
+        stack.callback(proxy.stop)
         broker.start()
         proxy.upstream = ("127.0.0.1", broker.port)
         yield Target(proxy.bootstrap, proxy, broker, tuple(wanted))
