@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from samsa.testing import EmbeddedBroker
+from samsa.testing.process import SAMSA
 from samsa.verify import checker
 from samsa.verify.faults import ALL_FAULTS
 
@@ -62,3 +64,33 @@ def test_a_verify_run_with_the_consumer_group_protocol_finds_no_anomaly() -> Non
     assert report["anomalies"] == {kind: 0 for kind in checker.CLASSES}, report["examples"]
     assert report["ops"]["assign"]["ok"] > 0 and report["ops"]["txn"]["ok"] > 10
     assert done.returncode == 0
+
+
+def test_two_runs_against_one_cluster_are_both_valid(samsa_broker: EmbeddedBroker) -> None:
+    """Each run names its topics afresh: the second does not read the first one's records (it
+    used to report thousands of duplicates and reads past the LSO). Naming the first run's
+    topics again is refused, unless told to reuse them."""
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [SAMSA, "verify", "--bootstrap", samsa_broker.bootstrap, "--duration", "2"]
+        return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=120)
+
+    reports = []
+    for _ in range(2):
+        done = verify("--json")
+        assert done.stdout, done.stderr[-3000:]
+        reports.append(json.loads(done.stdout))
+        assert reports[-1]["valid"] is True, reports[-1]["anomalies"]
+        assert reports[-1]["ops"]["final-read"]["ok"] == 2
+        assert done.returncode == 0
+    first, second = (report["topic_prefix"] for report in reports)
+    assert first != second
+
+    again = verify("--topic-prefix", first)
+    assert again.returncode == 2
+    assert again.stderr.splitlines() == [
+        f"samsa verify: topics {first}-in, {first}-out exist from an earlier run, and their "
+        "records would read as anomalies: choose another --topic-prefix (or leave it out for a "
+        "fresh one), or pass --reuse-topics"
+    ]
+    assert again.stdout == ""

@@ -1,10 +1,10 @@
 """Ctrl-C a real `samsa` command and find what it left behind.
 
-    command = Command(["demo", "payments", "--orders", "200"]).start()
-    command.wait_for(lambda: command.processes(r"samsa\\.payments\\.worker"))
-    command.interrupt()            # SIGINT to its process group, as a terminal sends Ctrl-C
-    code, stdout, stderr = command.finish()
-    assert command.leftovers() == []
+    with Command(["demo", "payments", "--orders", "200"]) as command:   # kill -9s what is left
+        command.wait_for(lambda: command.processes(r"samsa\\.payments\\.worker"))
+        command.interrupt()        # SIGINT to its process group, as a terminal sends Ctrl-C
+        code, stdout, stderr = command.finish()
+        assert command.leftovers() == []
 
 Each command runs in a session of its own with a marker in its environment; every process it
 starts inherits the environment, so `/proc/*/environ` finds them all, even after they are
@@ -84,6 +84,12 @@ class Command:
         # Files, not pipes: readable while it runs, and an orphan holding them blocks nothing.
         self._stdout = tempfile.TemporaryFile()  # noqa: SIM115 (closed by cleanup())
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def __enter__(self) -> Command:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.cleanup()
 
     def start(self) -> Command:
         self.process = subprocess.Popen(
@@ -170,5 +176,7 @@ class Command:
                 os.kill(pid, signal.SIGKILL)
         if self.process is not None and self.process.poll() is None:
             self.process.wait(5)
+        if self._stdout.closed:
+            return
         self._stdout.close()
         self._stderr.close()
