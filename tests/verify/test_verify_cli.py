@@ -4,6 +4,7 @@ and no anomaly."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from samsa.testing import EmbeddedBroker
 from samsa.testing.process import SAMSA
+from samsa.testing.terminal import in_terminal
 from samsa.verify import checker
 from samsa.verify.faults import ALL_FAULTS
 
@@ -69,24 +71,36 @@ def test_a_verify_run_with_the_consumer_group_protocol_finds_no_anomaly() -> Non
 def test_two_runs_against_one_cluster_are_both_valid(samsa_broker: EmbeddedBroker) -> None:
     """Each run names its topics afresh: the second does not read the first one's records (it
     used to report thousands of duplicates and reads past the LSO). Naming the first run's
-    topics again is refused, unless told to reuse them."""
+    topics again is refused, unless told to reuse them. The first run is on a terminal, where it
+    says which phase it is in."""
+    verify = [SAMSA, "verify", "--bootstrap", samsa_broker.bootstrap, "--duration", "2"]
+    code, shown = in_terminal(verify)
+    assert code == 0, shown
+    for phase in (
+        f"connecting to {samsa_broker.bootstrap}",
+        "starting the clients",
+        "workload under faults (client-crash)",
+        "stopping the writers",
+        "reading every partition back",
+        "checking",
+    ):
+        assert phase in shown, phase
+    assert "VALID: no anomaly found" in shown
+    found = re.search(r", topics (verify-[0-9a-f]+)-\*", shown)
+    assert found, shown
+    first = found.group(1)
 
-    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
-        command = [SAMSA, "verify", "--bootstrap", samsa_broker.bootstrap, "--duration", "2"]
-        return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*verify, "--json"], capture_output=True, text=True, timeout=120)
+    assert done.stdout, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["valid"] is True, report["anomalies"]
+    assert report["ops"]["final-read"]["ok"] == 2
+    assert done.returncode == 0
+    assert report["topic_prefix"] != first
 
-    reports = []
-    for _ in range(2):
-        done = verify("--json")
-        assert done.stdout, done.stderr[-3000:]
-        reports.append(json.loads(done.stdout))
-        assert reports[-1]["valid"] is True, reports[-1]["anomalies"]
-        assert reports[-1]["ops"]["final-read"]["ok"] == 2
-        assert done.returncode == 0
-    first, second = (report["topic_prefix"] for report in reports)
-    assert first != second
-
-    again = verify("--topic-prefix", first)
+    again = subprocess.run(
+        [*verify, "--topic-prefix", first], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 2
     assert again.stderr.splitlines() == [
         f"samsa verify: topics {first}-in, {first}-out exist from an earlier run, and their "

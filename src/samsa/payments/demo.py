@@ -72,6 +72,17 @@ def _report(title: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def samsa_text(result: dict[str, Any]) -> str:
+    """samsa's figures as the demo prints them, and what they mean."""
+    title = "samsa (idempotent consumer + gateway idempotency keys)"
+    return "\n".join([_report(title, result), *explain_samsa(result)])
+
+
+def baseline_text(result: dict[str, Any]) -> str:
+    title = "baseline (naive at-least-once consumer: no dedup, no key)"
+    return "\n".join([_report(title, result), *explain_baseline(result)])
+
+
 def explain_samsa(result: dict[str, Any]) -> list[str]:
     """What samsa's figures mean, in the figures' own numbers."""
     faults = result["faults"]
@@ -145,8 +156,7 @@ def main(orders: int, seed: int, as_json: bool, postgres: str | None = None) -> 
             scenario.run("exactly-once", orders, seed, postgres=postgres, progress=progress)
         )
         if not as_json:
-            print(_report("samsa (idempotent consumer + gateway idempotency keys)", samsa))
-            print("\n".join(explain_samsa(samsa)))
+            print(samsa_text(samsa))
             print("\nrunning the same scenario with a naive at-least-once consumer...", flush=True)
         baseline = summary(
             scenario.run("naive", orders, seed, postgres=postgres, progress=progress)
@@ -157,8 +167,7 @@ def main(orders: int, seed: int, as_json: bool, postgres: str | None = None) -> 
             json.dumps({**samsa, "exactly_once_held": held, "baseline": baseline}, sort_keys=True)
         )
     else:
-        print(_report("baseline (naive at-least-once consumer: no dedup, no key)", baseline))
-        print("\n".join(explain_baseline(baseline)))
+        print(baseline_text(baseline))
         verdict = "HELD" if held else "VIOLATED"
         print(
             f"\nexactly-once {verdict}: samsa charged {samsa['gateway_charges']} times for"
