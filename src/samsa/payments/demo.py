@@ -85,10 +85,8 @@ def baseline_text(result: dict[str, Any]) -> str:
 
 def explain_samsa(result: dict[str, Any]) -> list[str]:
     """What samsa's figures mean, in the figures' own numbers."""
-    faults = result["faults"]
-    payments = result["orders"] - result["rejected"]
+    faults, payments, timeouts = _basis(result)
     by_status = ", ".join(f"{n} {status}" for status, n in result["ledger_by_status"].items())
-    timeouts = _n(faults["gateway_timeout_after_charge"], "gateway timeout", "gateway timeouts")
     return _explanation(
         f"{_n(result['ledger_entries'], 'ledger entry', 'ledger entries')} but"
         f" {_n(result['gateway_charges'], 'charge', 'charges')}: of {result['orders']} orders"
@@ -101,17 +99,14 @@ def explain_samsa(result: dict[str, Any]) -> list[str]:
         f" {result['orders']} orders.",
         f"{_n(faults['consumer_kills'], 'payment worker', 'payment workers')} killed -9"
         f" mid-payment and {timeouts} after charging: Kafka delivered those payments again;"
-        " the consumer found the outcome"
-        " recorded, or charged again with the same idempotency key and got the first charge"
+        " the consumer found the outcome recorded, or charged again with the same idempotency key and got the first charge"
         f" back: {_n(result['duplicate_charges'], 'duplicate charge', 'duplicate charges')}.",
     )
 
 
 def explain_baseline(result: dict[str, Any]) -> list[str]:
     """What the naive consumer's figures mean, in its own numbers."""
-    faults = result["faults"]
-    payments = result["orders"] - result["rejected"]
-    timeouts = _n(faults["gateway_timeout_after_charge"], "gateway timeout", "gateway timeouts")
+    faults, payments, timeouts = _basis(result)
     return _explanation(
         f"{_n(result['gateway_charges'], 'charge', 'charges')} for"
         f" {result['expected_charges']} chargeable orders:"
@@ -127,6 +122,13 @@ def explain_baseline(result: dict[str, Any]) -> list[str]:
         f" {_n(result['unbooked_charges'], 'charge', 'charges')} in no entry (a worker killed"
         " after charging, before writing the ledger).",
     )
+
+
+def _basis(result: dict[str, Any]) -> tuple[dict[str, int], int, str]:
+    """The faults, the payments (orders validation let through), the timeouts after charging."""
+    faults = result["faults"]
+    timeouts = _n(faults["gateway_timeout_after_charge"], "gateway timeout", "gateway timeouts")
+    return faults, result["orders"] - result["rejected"], timeouts
 
 
 def _n(count: int, one: str, many: str) -> str:
