@@ -99,8 +99,8 @@ def explain_samsa(result: dict[str, Any]) -> list[str]:
         f" {result['orders']} orders.",
         f"{_n(faults['consumer_kills'], 'payment worker', 'payment workers')} killed -9"
         f" mid-payment and {timeouts} after charging: Kafka delivered those payments again;"
-        " the consumer found the outcome recorded, or charged again with the same idempotency key and got the first charge"
-        f" back: {_n(result['duplicate_charges'], 'duplicate charge', 'duplicate charges')}.",
+        " the consumer found the outcome recorded, or charged again with the same idempotency"
+        f" key and got the first charge back: {_n(result['duplicate_charges'], 'duplicate charge', 'duplicate charges')}.",
     )
 
 
