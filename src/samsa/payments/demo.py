@@ -87,6 +87,7 @@ def explain_samsa(result: dict[str, Any]) -> list[str]:
     """What samsa's figures mean, in the figures' own numbers."""
     faults, payments, timeouts = _basis(result)
     by_status = ", ".join(f"{n} {status}" for status, n in result["ledger_by_status"].items())
+    duplicates = _n(result["duplicate_charges"], "duplicate charge", "duplicate charges")
     return _explanation(
         f"{_n(result['ledger_entries'], 'ledger entry', 'ledger entries')} but"
         f" {_n(result['gateway_charges'], 'charge', 'charges')}: of {result['orders']} orders"
@@ -100,7 +101,7 @@ def explain_samsa(result: dict[str, Any]) -> list[str]:
         f"{_n(faults['consumer_kills'], 'payment worker', 'payment workers')} killed -9"
         f" mid-payment and {timeouts} after charging: Kafka delivered those payments again;"
         " the consumer found the outcome recorded, or charged again with the same idempotency"
-        f" key and got the first charge back: {_n(result['duplicate_charges'], 'duplicate charge', 'duplicate charges')}.",
+        f" key and got the first charge back: {duplicates}.",
     )
 
 
