@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from samsa import config as broker_config
-from samsa import logformat
+from samsa import lifecycle, logformat
 from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
@@ -25,7 +25,7 @@ from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
 from samsa.streams import cli as streams_cli
 from samsa.tools import log_cli
-from samsa.usage import INTERRUPTED_EXIT, USAGE_EXIT, UsageError
+from samsa.usage import INTERRUPTED_EXIT, USAGE_EXIT, UsageError, catch_interrupts, interrupted
 from samsa.verify import cli as verify_cli
 
 
@@ -46,7 +46,9 @@ def _serve(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lifecycle.stopper(stop, sig, received))
+        # Started by another samsa command: stop when it is gone, even after its kill -9.
+        lifecycle.watch_parent(lambda: loop.call_soon_threadsafe(stop.set))
 
         def ready(server: BrokerServer) -> None:
             endpoint = server.broker.endpoint
@@ -65,12 +67,15 @@ def _serve(args: argparse.Namespace) -> int:
         await serve(args.data_dir, args.host, args.port, config, stop, ready)
         print("samsa broker stopped cleanly", flush=True)
 
+    received: list[int] = []
     try:
         asyncio.run(main())
     except (DataDirLocked, DataDirError, broker_config.ConfigError) as exc:
         # ConfigError here: listener or TLS settings that only binding shows unusable.
         print(f"samsa serve: {exc}", file=sys.stderr)
         return 2
+    if signal.SIGINT in received:  # stopped cleanly, and says so as a JVM does: exit 130
+        raise KeyboardInterrupt
     return 0
 
 
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logformat.one_line(args.debug)
+    catch_interrupts()
     try:
         if args.command == "serve":
             return _serve(args)
@@ -139,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"samsa {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except Exception:
+        if args.debug or not interrupted():
+            raise
+        print(f"samsa {args.command}: interrupted", file=sys.stderr)  # what Ctrl-C broke
         return INTERRUPTED_EXIT
 
 

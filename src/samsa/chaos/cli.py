@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any, TextIO
 
+from samsa import lifecycle
 from samsa.chaos.proxy import Address, ChaosProxy
 from samsa.chaos.schedule import Schedule
 from samsa.protocol.apis import ApiKey
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lifecycle.stopper(stop, sig, received))
         await proxy.start()
         listen = proxy.bootstrap
         upstream = f"{args.upstream[0]}:{args.upstream[1]}"
@@ -139,5 +140,8 @@ def run(args: argparse.Namespace) -> int:
             print("samsa chaos stopped; final report:", file=info)
             print(proxy.stats().report(), file=info, flush=True)
 
+    received: list[int] = []
     asyncio.run(main())
+    if signal.SIGINT in received:  # after the final report: Ctrl-C exits 130, as a JVM does
+        raise KeyboardInterrupt
     return 0

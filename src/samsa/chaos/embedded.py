@@ -151,4 +151,9 @@ def proxied_broker(
             proxy.upstream = (broker.host, broker.port)
             for listener in BROKER_STARTED:
                 listener(broker.bootstrap)
-            yield broker, proxy
+            try:
+                yield broker, proxy
+            finally:
+                # The proxy first: clients still reconnecting then meet a closed port, not a
+                # proxy that cannot reach a stopped broker.
+                proxy.stop()

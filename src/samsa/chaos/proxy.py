@@ -34,6 +34,7 @@ from samsa.chaos.schedule import Decision, Fault, Schedule
 from samsa.chaos.stats import FaultStats
 from samsa.chaos.wire import RequestInfo, WireError, read_request, read_response_correlation_id
 from samsa.protocol.frames import FrameBuffer, FrameError, frame
+from samsa.ratelog import INTERVAL_S, RateLimitedLog
 
 log = logging.getLogger("samsa.chaos")
 
@@ -133,6 +134,9 @@ class ChaosProxy:
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # A broker that is down is met by every reconnect of every client: one line a while.
+        self._warnings = RateLimitedLog(log, clock=lambda: self._clock_ms() / 1000)
+        self._reporter: asyncio.Task[None] | None = None
 
     # -- lifecycle
 
@@ -140,8 +144,19 @@ class ChaosProxy:
         self._server = await asyncio.start_server(
             self._accept, self.listen_host, self._listen_port, limit=READ_CHUNK_BYTES
         )
+        self._reporter = asyncio.create_task(self._report_warnings())
+
+    async def _report_warnings(self) -> None:
+        """So a burst of warnings that stops is still counted in the log."""
+        while True:
+            await asyncio.sleep(INTERVAL_S)
+            self._warnings.flush()
 
     async def stop(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
+        self._warnings.flush()
         if self._server is not None:
             self._server.close()
         for link in list(self._links):
@@ -241,6 +256,10 @@ class ChaosProxy:
             self._tasks.add(task)
         try:
             await self._serve(client_reader, client_writer)
+        except asyncio.CancelledError:
+            # stop() cancels open connections; asyncio (3.11) would log a cancelled connection
+            # task as an error of its callback, so it ends here, quietly.
+            pass
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -259,7 +278,7 @@ class ChaosProxy:
             )
         except (OSError, TimeoutError) as exc:
             self._stats.upstream_connect_failures += 1
-            log.warning("chaos proxy: cannot reach upstream %s: %r", upstream, exc)
+            self._warnings.warning("chaos proxy: cannot reach upstream %s: %r", upstream, exc)
             client_writer.transport.abort()
             return
         link = _Link(client_reader, client_writer, upstream_reader, upstream_writer)
@@ -284,7 +303,7 @@ class ChaosProxy:
             pass
         except (FrameError, WireError) as exc:
             self._stats.frame_errors += 1
-            log.warning("chaos proxy: closing a connection: %s", exc)
+            self._warnings.warning("chaos proxy: closing a connection: %s", exc)
 
     async def _requests(self, link: _Link) -> None:
         frames = FrameBuffer(self._frame_bytes_max)

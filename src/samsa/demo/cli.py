@@ -90,7 +90,10 @@ def _run(args: argparse.Namespace) -> int:
         from samsa.demo import consumers
 
         return guarantees.main(
-            records, seed, args.json, lambda bootstrap: consumers.run(bootstrap, records, seed)
+            records,
+            seed,
+            args.json,
+            lambda bootstrap, progress: consumers.run(bootstrap, records, seed, progress),
         )
     if args.demo == "payments":
         from samsa.payments import demo as payments_demo

@@ -33,6 +33,7 @@ from samsa.demo.guarantees import (
     record_values,
     tally,
 )
+from samsa.progress import QUIET, Progress
 
 BATCH_RECORDS = 100
 CRASH_PROBABILITY = 0.2
@@ -201,8 +202,9 @@ def read_committed(bootstrap: str, topic: str) -> list[bytes]:
         consumer.close()
 
 
-def run(bootstrap: str, records: int, seed: int) -> dict[str, Tally]:
+def run(bootstrap: str, records: int, seed: int, progress: Progress = QUIET) -> dict[str, Tally]:
     """Each consume mode over the same input and the same seeded crash points."""
+    progress.phase(f"consuming: writing {records} input records")
     values = record_values(records, "order")
     source = f"guarantees-input-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, source)
@@ -213,6 +215,7 @@ def run(bootstrap: str, records: int, seed: int) -> dict[str, Tally]:
         raise RuntimeError(f"the input was not written whole: {written.delivery_errors[:3]}")
     results = {}
     for mode in CONSUME_MODES:
+        progress.phase(f"consuming {mode.title}: a processor crashed at seeded points, restarted")
         sink = f"guarantees-output-{mode.key.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
         create_topic(bootstrap, sink)
         processed, crashes = process_all(bootstrap, mode, source, sink, seed)

@@ -34,6 +34,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from samsa.chaos import Schedule, proxied_broker
 from samsa.chaos.stats import FaultStats
+from samsa.progress import QUIET, Progress
 from samsa.protocol.apis import ApiKey
 
 RECORDS_DEFAULT = 2000
@@ -276,11 +277,14 @@ def tally(
     )
 
 
-Consume = Callable[[str], dict[str, Tally]]
+Consume = Callable[[str, Progress], dict[str, Tally]]  # (bootstrap, progress)
 
 
 def run(
-    records: int = RECORDS_DEFAULT, seed: int = SEED_DEFAULT, consume: Consume | None = None
+    records: int = RECORDS_DEFAULT,
+    seed: int = SEED_DEFAULT,
+    consume: Consume | None = None,
+    progress: Progress = QUIET,
 ) -> tuple[dict[str, Tally], dict[str, Tally]]:
     """Each mode through the same fault schedule, on one embedded broker; a tally per mode.
 
@@ -289,8 +293,10 @@ def run(
     values = record_values(records)
     results: dict[str, Tally] = {}
     consumed: dict[str, Tally] = {}
+    progress.phase("starting the broker and the chaos proxy")
     with proxied_broker() as (_broker, proxy):
         for mode in MODES:
+            progress.phase(f"{mode.title}: producing {records} records through the faults")
             topic = f"guarantees-{mode.key.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
             create_topic(proxy.bootstrap, topic)
             before = proxy.stats()
@@ -303,10 +309,11 @@ def run(
             finally:
                 proxy.set_schedule(None)
             faults = fault_counts(before, proxy.stats())
+            progress.phase(f"{mode.title}: reading the topic back")
             stored = [v for log in read_topic(proxy.bootstrap, topic).values() for v in log]
             results[mode.key] = tally(values, len(produced.acknowledged), stored, faults)
         if consume is not None:
-            consumed = consume(proxy.bootstrap)
+            consumed = consume(proxy.bootstrap, progress)
     return results, consumed
 
 
@@ -337,7 +344,8 @@ def main(records: int, seed: int, as_json: bool, consume: Consume | None = None)
     # each one, which is noise here: the faults are the point of the demo.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     started = time.monotonic()
-    results, consumed = run(records, seed, consume)
+    with Progress.for_command(as_json) as progress:
+        results, consumed = run(records, seed, consume, progress)
     if as_json:
         report: dict[str, Any] = {key: t.as_dict() for key, t in results.items()}
         if consumed:

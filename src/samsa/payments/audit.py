@@ -28,6 +28,10 @@ class Audit:
     ledger_problems: list[str] = field(default_factory=list)
     results_missing: int = 0  # orders with no record in `payment-results`
     overcharged_cents: int = 0
+    rejected: int = 0  # orders validation rejects: no payment, so no ledger entry
+    ledger_by_status: dict[str, int] = field(default_factory=dict)  # charged, declined, failed
+    extra_entries: int = 0  # ledger entries beyond the one an order should have
+    unbooked_charges: int = 0  # gateway charges the ledger does not name
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +47,10 @@ class Audit:
             "ledger_consistent": self.ledger_consistent,
             "ledger_problems": self.ledger_problems[:10],
             "results_missing": self.results_missing,
+            "rejected": self.rejected,
+            "ledger_by_status": dict(sorted(self.ledger_by_status.items())),
+            "extra_entries": self.extra_entries,
+            "unbooked_charges": self.unbooked_charges,
         }
 
 
@@ -62,6 +70,8 @@ def audit(
     missing = sum(1 for oid in expected if not charges_by_order[oid])
     unexpected = sum(len(cs) for oid, cs in charges_by_order.items() if oid not in expected)
     problems = _ledger_problems(orders, charges, entries)
+    per_order = Counter(entry.order_id for entry in entries)
+    booked = {entry.charge_id for entry in entries if entry.status == "charged"}
     return Audit(
         orders=len(orders),
         order_records=len(order_records),
@@ -75,6 +85,10 @@ def audit(
         ledger_problems=problems,
         results_missing=sum(1 for oid in orders if oid not in result_order_ids),
         overcharged_cents=overcharged,
+        rejected=sum(1 for order in orders.values() if rejection(order) is not None),
+        ledger_by_status=dict(Counter(entry.status for entry in entries)),
+        extra_entries=sum(max(0, n - 1) for n in per_order.values()),
+        unbooked_charges=sum(1 for charge in charges if charge["id"] not in booked),
     )
 
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import textwrap
 from typing import Any
 
 from samsa.payments import scenario
+from samsa.progress import Progress
 
 ORDERS_DEFAULT = 1000
 SEED_DEFAULT = 7
+EXPLANATION_WIDTH = 96
 
 FAULT_TITLES = {
     "lost_acks": "lost acknowledgments (Produce responses dropped)",
@@ -69,6 +72,79 @@ def _report(title: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def samsa_text(result: dict[str, Any]) -> str:
+    """samsa's figures as the demo prints them, and what they mean."""
+    title = "samsa (idempotent consumer + gateway idempotency keys)"
+    return "\n".join([_report(title, result), *explain_samsa(result)])
+
+
+def baseline_text(result: dict[str, Any]) -> str:
+    title = "baseline (naive at-least-once consumer: no dedup, no key)"
+    return "\n".join([_report(title, result), *explain_baseline(result)])
+
+
+def explain_samsa(result: dict[str, Any]) -> list[str]:
+    """What samsa's figures mean, in the figures' own numbers."""
+    faults, payments, timeouts = _basis(result)
+    by_status = ", ".join(f"{n} {status}" for status, n in result["ledger_by_status"].items())
+    duplicates = _n(result["duplicate_charges"], "duplicate charge", "duplicate charges")
+    return _explanation(
+        f"{_n(result['ledger_entries'], 'ledger entry', 'ledger entries')} but"
+        f" {_n(result['gateway_charges'], 'charge', 'charges')}: of {result['orders']} orders"
+        f" validation rejected {result['rejected']} (no payment), which leaves"
+        f" {_n(payments, 'payment', 'payments')}, one entry each: {by_status} (a declined card"
+        " is an entry with no charge).",
+        f"{_n(faults['lost_acks'], 'lost acknowledgment', 'lost acknowledgments')}: the"
+        " checkout sent those batches again, and the broker recognised its idempotent"
+        f" producer's retries, so `orders` holds {result['order_records']} records for"
+        f" {result['orders']} orders.",
+        f"{_n(faults['consumer_kills'], 'payment worker', 'payment workers')} killed -9"
+        f" mid-payment and {timeouts} after charging: Kafka delivered those payments again;"
+        " the consumer found the outcome recorded, or charged again with the same idempotency"
+        f" key and got the first charge back: {duplicates}.",
+    )
+
+
+def explain_baseline(result: dict[str, Any]) -> list[str]:
+    """What the naive consumer's figures mean, in its own numbers."""
+    faults, payments, timeouts = _basis(result)
+    return _explanation(
+        f"{_n(result['gateway_charges'], 'charge', 'charges')} for"
+        f" {result['expected_charges']} chargeable orders:"
+        f" {_n(result['duplicate_charges'], 'duplicate charge', 'duplicate charges')}"
+        f" ({result['overcharged_cents'] / 100:.2f} USD): every payment Kafka delivered again"
+        f" (after {_n(faults['consumer_kills'], 'kill', 'kills')} -9 and {timeouts}"
+        " after charging) was charged again, with no idempotency key to tell the gateway it was"
+        " the same payment.",
+        f"{_n(result['ledger_entries'], 'ledger entry', 'ledger entries')} for"
+        f" {_n(payments, 'payment', 'payments')}:"
+        f" {_n(result['extra_entries'], 'entry', 'entries')} beyond one per order (an order"
+        " processed twice is written twice), and"
+        f" {_n(result['unbooked_charges'], 'charge', 'charges')} in no entry (a worker killed"
+        " after charging, before writing the ledger).",
+    )
+
+
+def _basis(result: dict[str, Any]) -> tuple[dict[str, int], int, str]:
+    """The faults, the payments (orders validation let through), the timeouts after charging."""
+    faults = result["faults"]
+    timeouts = _n(faults["gateway_timeout_after_charge"], "gateway timeout", "gateway timeouts")
+    return faults, result["orders"] - result["rejected"], timeouts
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _explanation(*paragraphs: str) -> list[str]:
+    lines = ["  what these figures mean:"]
+    for paragraph in paragraphs:
+        lines += textwrap.wrap(
+            paragraph, EXPLANATION_WIDTH, initial_indent="  - ", subsequent_indent="    "
+        )
+    return lines
+
+
 def main(orders: int, seed: int, as_json: bool, postgres: str | None = None) -> int:
     logging.getLogger("samsa.chaos").setLevel(logging.CRITICAL)  # restarts make it chatty
     if not as_json:
@@ -78,18 +154,23 @@ def main(orders: int, seed: int, as_json: bool, postgres: str | None = None) -> 
             " running samsa's pipeline...",
             flush=True,
         )
-    samsa = summary(scenario.run("exactly-once", orders, seed, postgres=postgres))
-    if not as_json:
-        print(_report("samsa (idempotent consumer + gateway idempotency keys)", samsa), flush=True)
-        print("\nrunning the same scenario with a naive at-least-once consumer...", flush=True)
-    baseline = summary(scenario.run("naive", orders, seed, postgres=postgres))
+    with Progress.for_command(as_json) as progress:
+        samsa = summary(
+            scenario.run("exactly-once", orders, seed, postgres=postgres, progress=progress)
+        )
+        if not as_json:
+            print(samsa_text(samsa))
+            print("\nrunning the same scenario with a naive at-least-once consumer...", flush=True)
+        baseline = summary(
+            scenario.run("naive", orders, seed, postgres=postgres, progress=progress)
+        )
     held = exactly_once_held(samsa)
     if as_json:
         print(
             json.dumps({**samsa, "exactly_once_held": held, "baseline": baseline}, sort_keys=True)
         )
     else:
-        print(_report("baseline (naive at-least-once consumer: no dedup, no key)", baseline))
+        print(baseline_text(baseline))
         verdict = "HELD" if held else "VIOLATED"
         print(
             f"\nexactly-once {verdict}: samsa charged {samsa['gateway_charges']} times for"

@@ -35,6 +35,7 @@ from samsa.payments.model import ORDERS, PAYMENTS, RESULTS, Order, generate_orde
 from samsa.payments.validation import Validator
 from samsa.payments.worker import client_config
 from samsa.payments.workers import WorkerPool, WorkerSettings
+from samsa.progress import QUIET, Progress
 from samsa.protocol.apis import ApiKey
 
 log = logging.getLogger("samsa.payments")
@@ -85,6 +86,7 @@ def run(
     *,
     faults: bool = True,
     postgres: str | None = None,
+    progress: Progress = QUIET,
 ) -> Outcome:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -92,7 +94,9 @@ def run(
     schema = f"samsa_payments_{mode.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     try:
         with proxied_broker(data_dir=f"{workdir}/broker") as (broker, proxy):
-            return _run(mode, order_count, seed, faults, postgres, schema, workdir, broker, proxy)
+            return _run(
+                mode, order_count, seed, faults, postgres, schema, workdir, broker, proxy, progress
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if postgres is not None:
@@ -109,8 +113,10 @@ def _run(
     workdir: str,
     broker: Any,
     proxy: EmbeddedChaosProxy,
+    progress: Progress,
 ) -> Outcome:
     bootstrap = proxy.bootstrap
+    progress.phase(f"{mode}: starting the gateway and {PARTITIONS} payment workers")
     _create_topics(bootstrap)
     orders = generate_orders(order_count, seed)
     db_url = postgres or f"{workdir}/payments.db"
@@ -138,33 +144,40 @@ def _run(
             ),
             PARTITIONS,
         )
-        pool.start()
         stop = threading.Event()
-        validator = Validator(bootstrap, PARTITIONS, client_config=_quiet())
-        validation = threading.Thread(target=validator.run, args=(stop,), daemon=True)
-        validation.start()
-        if with_faults:
-            proxy.set_schedule(
-                Schedule(
-                    seed,
-                    drop_response_probability=DROP_RESPONSE_PROBABILITY,
-                    api_keys=[int(ApiKey.PRODUCE)],
+        pool.start()
+        try:
+            validator = Validator(bootstrap, PARTITIONS, client_config=_quiet())
+            validation = threading.Thread(target=validator.run, args=(stop,), daemon=True)
+            validation.start()
+            if with_faults:
+                proxy.set_schedule(
+                    Schedule(
+                        seed,
+                        drop_response_probability=DROP_RESPONSE_PROBABILITY,
+                        api_keys=[int(ApiKey.PRODUCE)],
+                    )
                 )
+                proxy.drop_next_response(api_key=int(ApiKey.PRODUCE))
+            started = time.monotonic()
+            progress.phase(f"{mode}: checkout produces {order_count} orders")
+            checkout_errors = _checkout(bootstrap, orders)
+            progress.phase(f"{mode}: orders paid (results in payment-results)", total=order_count)
+            restarts, completed = _await_results(
+                bootstrap, order_count, broker if with_faults else None, started, progress
             )
-            proxy.drop_next_response(api_key=int(ApiKey.PRODUCE))
-        started = time.monotonic()
-        checkout_errors = _checkout(bootstrap, orders)
-        restarts, completed = _await_results(
-            bootstrap, order_count, broker if with_faults else None, started
-        )
-        elapsed = time.monotonic() - started
-        stop.set()
-        validation.join(READ_TIMEOUT_S)
-        pool.stop()
+            elapsed = time.monotonic() - started
+            stop.set()
+            validation.join(READ_TIMEOUT_S)
+        finally:  # also on Ctrl-C: the workers are stopped before the broker they talk to
+            progress.phase(f"{mode}: stopping the payment workers")
+            stop.set()
+            pool.stop()
         proxy.set_schedule(None)
         charges = GatewayClient(gateway.url).charges()
         gateway_counts = gateway_faults.counts()
     stats = proxy.stats()
+    progress.phase(f"{mode}: auditing orders, charges, ledger and results")
     order_records = _read_orders(bootstrap)
     result_ids = _read_result_ids(bootstrap)
     entries = ledger.entries(database)
@@ -252,7 +265,9 @@ def _checkout(bootstrap: str, orders: list[Order]) -> int:
     return len(errors)
 
 
-def _await_results(bootstrap: str, expected: int, broker: Any, started: float) -> tuple[int, bool]:
+def _await_results(
+    bootstrap: str, expected: int, broker: Any, started: float, progress: Progress
+) -> tuple[int, bool]:
     """Read `payment-results` until every order has one; restart the broker once on the way.
     Returns (broker restarts, completed)."""
     consumer = _reader(bootstrap, RESULTS, 1)
@@ -265,6 +280,7 @@ def _await_results(bootstrap: str, expected: int, broker: Any, started: float) -
             for message in batch:
                 if message.error() is None:
                     seen.add(json.loads(message.value())["order_id"])
+            progress.update(len(seen))
             if broker is not None and restarts == 0 and len(seen) >= expected * RESTART_AT_FRACTION:
                 broker.restart()
                 restarts += 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import confluent_kafka
 
+from samsa import lifecycle
 from samsa.effects import Attempt, DedupStore, IdempotentConsumer, RetryLater, Tx, open_database
 from samsa.payments import ledger
 from samsa.payments.gateway.client import GatewayClient, GatewayUnreachable
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-point", choices=["A", "B"], default="A")
     args = parser.parse_args(argv)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lifecycle.supervise(stop)  # SIGTERM stops it; it exits when its parent is gone
     print("READY", flush=True)
     if args.mode == "exactly-once":
         run_exactly_once(args, stop)

@@ -19,6 +19,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from samsa import lifecycle
+
 STOP_TIMEOUT_S = 15.0
 
 
@@ -82,7 +84,10 @@ class WorkerPool:
         ]
         if s.db_schema is not None:
             command.append(f"--db-schema={s.db_schema}")
-        worker.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)
+        # A group of its own: Ctrl-C reaches the demo, which stops its workers in order.
+        worker.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, bufsize=1, **lifecycle.child_options()
+        )
         worker.reader = threading.Thread(
             target=self._read, args=(worker, worker.process), daemon=True
         )

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from samsa.progress import QUIET, Progress
 from samsa.sim import world
 
 STEPS_DEFAULT = 300
@@ -40,12 +41,19 @@ def register(commands: Any) -> None:
 
 
 def simulate(
-    first: int, seeds: int, steps: int, odds: world.Odds | None = None, groups: bool = False
+    first: int,
+    seeds: int,
+    steps: int,
+    odds: world.Odds | None = None,
+    groups: bool = False,
+    progress: Progress = QUIET,
 ) -> dict[str, Any]:
     totals: dict[str, int] = {}
     failures: list[dict[str, Any]] = []
     started = time.monotonic()
+    progress.phase(f"simulating {steps} steps per seed", total=seeds)
     for seed in range(first, first + seeds):
+        progress.advance()
         simulated = world.run(seed, steps, odds, groups)
         for name, value in dataclasses.asdict(simulated.stats).items():
             totals[name] = totals.get(name, 0) + value
@@ -70,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     # simulated crashes and faults are meant to cause: hundreds per run, not news.
     logging.getLogger("samsa").setLevel(logging.CRITICAL)
     odds = world.DISK_FAULTS if args.disk_faults else None
-    report = simulate(args.first, args.seeds, args.steps, odds, args.groups)
+    with Progress.for_command(args.json) as progress:
+        report = simulate(args.first, args.seeds, args.steps, odds, args.groups, progress)
     if args.json:
         print(json.dumps(report))
     else:

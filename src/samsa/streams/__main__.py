@@ -7,13 +7,18 @@ import argparse
 import sys
 
 from samsa.streams import cli
+from samsa.usage import INTERRUPTED_EXIT
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samsa.streams")
     cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["streams", *(sys.argv[1:] if argv is None else argv)])
-    return cli.run(args)
+    try:
+        return cli.run(args)
+    except KeyboardInterrupt:
+        print("samsa streams: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

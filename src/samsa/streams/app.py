@@ -25,6 +25,7 @@ log = logging.getLogger("samsa.streams")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_FENCED = 3
+EXIT_INTERRUPTED = 130  # stopped cleanly on SIGINT (Ctrl-C), as a shell reports it
 
 
 class App:
@@ -97,15 +98,18 @@ class App:
 
     def run(self, **overrides: Any) -> int:
         """Run one instance in this process until SIGTERM/SIGINT (then commit or abort what is
-        open and leave the group). The exit code: 0 clean, 3 fenced, 1 failed."""
+        open and leave the group). The exit code: 0 clean, 3 fenced, 1 failed, 130 a clean stop
+        on SIGINT (Ctrl-C)."""
         if not logging.getLogger().handlers:
             logging.basicConfig(
                 level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
         worker = self.worker(**overrides)
+        received: list[int] = []
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)
+            received.append(signum)
             worker.stop()
 
         if threading.current_thread() is threading.main_thread():
@@ -119,4 +123,4 @@ class App:
         except StreamsError as exc:
             log.error("stopped by a fault: %s", exc, exc_info=True)
             return EXIT_FAILED
-        return EXIT_OK
+        return EXIT_INTERRUPTED if signal.SIGINT in received else EXIT_OK

@@ -71,7 +71,7 @@ def load(target: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from samsa.streams.app import App
+        from samsa.streams.app import EXIT_INTERRUPTED, App
     except ImportError as exc:
         print(
             f"samsa streams: needs confluent-kafka (pip install 'samsa[clients]'): {exc}",
@@ -109,4 +109,7 @@ def run(args: argparse.Namespace) -> int:
             **app.settings.producer_config,
             **_assignments(args.producer),
         }
-    return int(app.run(**overrides))
+    code = int(app.run(**overrides))
+    if code == EXIT_INTERRUPTED:  # stopped cleanly: the one line of every interrupted command
+        raise KeyboardInterrupt
+    return code

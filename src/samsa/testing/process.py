@@ -18,6 +18,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from samsa import lifecycle
 from samsa.testing.memory import proc_status
 
 SAMSA = str(Path(sys.executable).parent / "samsa")
@@ -72,8 +73,14 @@ class BrokerProcess:
         command += ["serve", "--data-dir", self.data_dir, "--port", str(self.port)]
         for setting in self.settings:
             command += ["--set", setting]
+        # Its own process group (Ctrl-C reaches the caller, which stops it in order), and it
+        # shuts down when the caller is gone.
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **lifecycle.child_options(),
         )
         self.process = process
         ready = threading.Event()

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from samsa.progress import Progress
 from samsa.verify import checker, runner
 from samsa.verify.faults import ALL_FAULTS
 from samsa.verify.history import load
@@ -46,6 +47,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--check", metavar="HISTORY", help="only check a kept history")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "--topic-prefix",
+        metavar="PREFIX",
+        help="name the run's topics, groups and transactional ids PREFIX-... "
+        "(default: a fresh verify-<random> for every run)",
+    )
+    parser.add_argument(
+        "--reuse-topics",
+        action="store_true",
+        help="run on PREFIX's topics although they exist; their earlier records are read "
+        "and checked too",
+    )
+    parser.add_argument(
         "--group-protocol",
         choices=["classic", "consumer"],
         default="classic",
@@ -74,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
             history_path=args.history,
             data_dir=args.data_dir,
             workload={"group_protocol": args.group_protocol},
+            topic_prefix=args.topic_prefix,
+            reuse_topics=args.reuse_topics,
         )
-        report = runner.run(options)
+        with Progress.for_command(args.json) as progress:
+            report = runner.run(options, progress)
     if args.json:
         print(json.dumps(report), flush=True)
     else:

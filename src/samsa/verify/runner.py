@@ -8,6 +8,9 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import threading
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -15,14 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samsa.chaos import EmbeddedChaosProxy
+from samsa.progress import QUIET, Progress
 from samsa.testing.embedded import EmbeddedBroker
 from samsa.testing.process import BrokerProcess
+from samsa.usage import UsageError
 from samsa.verify import checker
 from samsa.verify.faults import ALL_FAULTS, BROKER_FAULTS, PROXY_FAULTS, Nemesis
 from samsa.verify.history import History, Op
 from samsa.verify.workload import Workload, WorkloadConfig
 
 WARM_UP_S = 1.0
+PROGRESS_S = 0.5  # how often the workload's bar moves
 
 SUBPROCESS = "subprocess"
 EMBEDDED = "embedded"
@@ -42,6 +48,9 @@ class Options:
     data_dir: str | None = None
     broker_settings: Mapping[str, str] = field(default_factory=dict)
     workload: Mapping[str, Any] = field(default_factory=dict)  # WorkloadConfig overrides
+    # The run's topics, groups and transactional ids are named PREFIX-...; None: a fresh prefix.
+    topic_prefix: str | None = None
+    reuse_topics: bool = False  # run on topics that exist already (their records count too)
 
 
 @dataclass(slots=True)
@@ -79,19 +88,37 @@ def _target(options: Options) -> Iterator[Target]:
             return
         broker = BrokerProcess(data_dir, settings)
         stack.callback(broker.stop)
+        # The proxy before the broker: clients still running (after Ctrl-C) then meet a closed
+        # port, not a proxy that warns it cannot reach a stopped broker.
+        stack.callback(proxy.stop)
         broker.start()
         proxy.upstream = ("127.0.0.1", broker.port)
         yield Target(proxy.bootstrap, proxy, broker, tuple(wanted))
 
 
-def run(options: Options) -> dict[str, Any]:
-    """The report: see `report()`."""
+def run(options: Options, progress: Progress = QUIET) -> dict[str, Any]:
+    """The report: see `report()`. `progress` hears of each phase."""
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
+    prefix = options.topic_prefix or fresh_prefix()
     history = History(options.history_path)
     try:
+        progress.phase(
+            f"connecting to {options.bootstrap}"
+            if options.target == EXTERNAL
+            else "starting the broker and the chaos proxy"
+        )
         with _target(options) as target:
-            config = WorkloadConfig(bootstrap=target.bootstrap, seed=seed, **options.workload)
+            config = WorkloadConfig(
+                bootstrap=target.bootstrap, seed=seed, **{"prefix": prefix, **options.workload}
+            )
             workload = Workload(config, history)
+            existing = workload.existing_topics()
+            if existing and not options.reuse_topics:
+                raise UsageError(
+                    f"topics {', '.join(existing)} exist from an earlier run, and their records "
+                    "would read as anomalies: choose another --topic-prefix (or leave it out for "
+                    "a fresh one), or pass --reuse-topics"
+                )
             nemesis = Nemesis(
                 history,
                 seed,
@@ -102,25 +129,52 @@ def run(options: Options) -> dict[str, Any]:
                 workload.crash_one,
                 options.fault_apis,
             )
+            progress.phase(f"creating topics {prefix}-in and -out, starting the clients")
             workload.start()
             stopped = nemesis.stopping
             try:
+                progress.phase(
+                    f"workload under faults ({', '.join(target.kinds) or 'none'})",
+                    total=options.duration_s,
+                )
                 if not stopped.wait(WARM_UP_S) and target.kinds:
                     nemesis.start()
-                stopped.wait(max(options.duration_s - WARM_UP_S, 0.0))
+                _wait(stopped, options.duration_s, progress)
             finally:
                 if nemesis.is_alive():
                     nemesis.stop()
                 else:
                     nemesis.heal()
+            progress.phase("healed; stopping the writers, letting consumers drain")
             errors = workload.stop()
+            progress.phase("reading every partition back")
             workload.final_reads()
             stats = target.proxy.stats().as_dict() if target.proxy is not None else None
     finally:
         history.close()
     ops = list(history)
+    progress.phase(f"checking {len(ops)} operations")
     result = checker.check(ops)
-    return report(ops, result, seed, options, kinds=target.kinds, errors=errors, proxy_stats=stats)
+    return {
+        **report(ops, result, seed, options, kinds=target.kinds, errors=errors, proxy_stats=stats),
+        "topic_prefix": prefix,
+    }
+
+
+def _wait(stopped: threading.Event, duration_s: float, progress: Progress) -> None:
+    """Until the run's duration is over (counted from the start of the workload, warm-up
+    included), or the nemesis stops it early."""
+    started = time.monotonic() - WARM_UP_S
+    while True:
+        elapsed = time.monotonic() - started
+        progress.update(min(elapsed, duration_s))
+        if elapsed >= duration_s or stopped.wait(min(PROGRESS_S, duration_s - elapsed)):
+            return
+
+
+def fresh_prefix() -> str:
+    """A run's own names, so runs against one cluster never read each other's records."""
+    return f"verify-{uuid.uuid4().hex[:12]}"
 
 
 def report(
@@ -166,7 +220,8 @@ def report(
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"samsa verify: seed {report['seed']}, target {report['target']}, "
-        f"{report['duration_s']} s, history {report['history'] or '(not kept)'}",
+        f"{report['duration_s']} s, history {report['history'] or '(not kept)'}"
+        + (f", topics {report['topic_prefix']}-*" if report.get("topic_prefix") else ""),
         "",
         f"{'operation':<16} " + " ".join(f"{o:>9}" for o in ("ok", "failed", "unknown")),
     ]

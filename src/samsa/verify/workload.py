@@ -41,8 +41,6 @@ from samsa.verify.history import (
     partition_key,
 )
 
-INPUT_TOPIC = "verify-in"
-OUTPUT_TOPIC = "verify-out"
 TXN_TIMEOUT_MS = 15_000
 CALL_TIMEOUT_S = 20.0
 END_TXN_ATTEMPTS_MAX = 3
@@ -619,6 +617,12 @@ class Workload:
             (self.input_topic, self.config.input_partitions),
             (self.output_topic, self.config.output_partitions),
         ]
+
+    def existing_topics(self) -> list[str]:
+        """Which of this run's topics the cluster has already."""
+        admin = AdminClient(client_config(self.config.bootstrap))
+        present = admin.list_topics(timeout=CALL_TIMEOUT_S).topics
+        return [topic for topic, _ in self.topics() if topic in present]
 
     def create_topics(self) -> None:
         admin = AdminClient(client_config(self.config.bootstrap))
