@@ -13,6 +13,8 @@ import argparse
 import sys
 from typing import Any
 
+from samsa.usage import UsageError
+
 
 def register(subparsers: Any) -> None:
     """Add the `demo` subcommand to the `samsa` parser."""
@@ -64,7 +66,12 @@ def run(args: argparse.Namespace) -> int:
             records, seed, args.json, lambda bootstrap: consumers.run(bootstrap, records, seed)
         )
     if args.demo == "payments":
+        from samsa.effects.db import postgres_problem
         from samsa.payments import demo as payments_demo
+
+        problem = None if args.postgres is None else postgres_problem(args.postgres)
+        if problem is not None:
+            raise UsageError(f"--postgres {args.postgres}: {problem}")
 
         orders = payments_demo.ORDERS_DEFAULT if args.orders is None else args.orders
         seed = payments_demo.SEED_DEFAULT if args.seed is None else args.seed

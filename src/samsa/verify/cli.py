@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from samsa.usage import UsageError, positive_float
 from samsa.verify import checker, runner
 from samsa.verify.faults import ALL_FAULTS
-from samsa.verify.history import load
+from samsa.verify.history import HistoryError, load
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of workload")
+    parser.add_argument("--duration", type=positive_float, default=60.0, help="seconds of workload")
     parser.add_argument("--seed", type=int, help="seed of the workload and faults")
     parser.add_argument(
         "--bootstrap", help="test this cluster instead of a samsa started for the run"
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
         help=f"comma-separated fault kinds (default all: {','.join(ALL_FAULTS)}; 'none')",
     )
     parser.add_argument(
-        "--fault-interval", type=float, default=3.0, help="mean seconds between faults"
+        "--fault-interval", type=positive_float, default=3.0, help="mean seconds between faults"
     )
     parser.add_argument("--history", help="keep the history here (JSON lines)")
     parser.add_argument("--data-dir", help="the broker's data dir (default: a temporary one)")
@@ -56,14 +56,16 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.check:
-        ops = load(args.check)
+        try:
+            ops = load(args.check)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
         report = runner.report(ops, checker.check(ops))
     else:
         faults = tuple(f for f in args.faults.split(",") if f and f != "none")
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
-            print(f"samsa verify: unknown fault kinds {sorted(unknown)}", file=sys.stderr)
-            return 2
+            raise UsageError(f"unknown fault kinds {sorted(unknown)}")
         options = runner.Options(
             duration_s=args.duration,
             seed=args.seed,
