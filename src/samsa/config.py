@@ -27,6 +27,7 @@ from samsa.broker.configdef import (
     Value,
     at_least,
     one_of,
+    valid_values,
 )
 from samsa.broker.topic_configs import SEGMENT_BYTES_MIN
 
@@ -246,6 +247,11 @@ def _text(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _scaled(value: object, scale: int) -> str:
+    """A default as its setting gives it: log.roll.hours' in hours."""
+    return _text(value // scale if type(value) is int else value)
+
+
 def _setting(
     name: str,
     kind: ConfigType,
@@ -259,7 +265,7 @@ def _setting(
 ) -> tuple[str, Setting]:
     if kafka_default is None:
         value = getattr(DEFAULTS, attribute)
-        kafka_default = _text(value // scale if isinstance(value, int) else value)
+        kafka_default = _scaled(value, scale)
     key = ConfigKey(name, kind, kafka_default, differs, validator)
     return name, Setting(key, attribute, scale, precedence, synonym)
 
@@ -285,14 +291,14 @@ SETTINGS: dict[str, Setting] = dict(
             "log_dirs",
             None,
             "One dir only: samsa is one node with one data dir.",
-            "",
+            "null",
         ),
         _S(
             "log.dir",
             STRING,
             "log_dir",
             None,
-            "Kafka's default is /tmp/kafka-logs.",
+            "samsa's default is under the working dir.",
             "/tmp/kafka-logs",
         ),
         _S("num.partitions", INT, "num_partitions", at_least(1)),
@@ -589,7 +595,7 @@ NOT_APPLICABLE: dict[str, ConfigKey] = dict(
         _na("num.network.threads", INT, "3", at_least(1)),
         _na("num.io.threads", INT, "8", at_least(1)),
         _na("background.threads", INT, "10", at_least(1)),
-        _na("num.recovery.threads.per.data.dir", INT, "2", at_least(1)),
+        _na("num.recovery.threads.per.data.dir", INT, "1", at_least(1)),
         _na("socket.send.buffer.bytes", INT, "102400"),
         _na("socket.receive.buffer.bytes", INT, "102400"),
         _na("zookeeper.connect", STRING, "null"),
@@ -739,3 +745,36 @@ def broker_settings(config: BrokerConfig) -> dict[str, str]:
             continue
         values[name] = _text(getattr(config, setting.attribute))
     return values
+
+
+# What the valid values of samsa's own checks are, as docs/configuration.md writes them.
+_VALID_TEXT: dict[object, str] = {
+    _mechanisms: "list of " + ", ".join(MECHANISMS),
+    _pem: "[PEM]",
+    _client_auth: "[" + ", ".join(CLIENT_AUTH) + "]",
+    _authorizer: "empty, or " + " or ".join(AUTHORIZER_CLASS_NAMES),
+    _retention: "-1 (unlimited), [1,...]",
+}
+
+
+def _valid(key: ConfigKey) -> str:
+    return _VALID_TEXT.get(key.validator) or valid_values(key.validator)
+
+
+def reference() -> list[tuple[str, str, str, str, str, str]]:
+    """docs/configuration.md's first table, a row per setting samsa acts on: name, type, valid
+    values, samsa's default, Kafka's default, where samsa differs."""
+    rows = []
+    for name, setting in SETTINGS.items():
+        key = setting.key
+        samsa = _scaled(getattr(DEFAULTS, setting.attribute), setting.scale)
+        rows.append((name, key.type.name.lower(), _valid(key), samsa, key.default, key.doc))
+    return rows
+
+
+def not_applicable_reference() -> list[tuple[str, str, str, str]]:
+    """docs/configuration.md's second table: name, type, valid values, Kafka's default."""
+    return [
+        (name, key.type.name.lower(), _valid(key), key.default)
+        for name, key in NOT_APPLICABLE.items()
+    ]
