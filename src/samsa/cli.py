@@ -17,6 +17,7 @@ from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.security import cli as security_cli
+from samsa.security import listeners
 from samsa.server.run import StartError, raise_open_files_limit, serve
 from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
@@ -91,8 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         def ready(server: BrokerServer) -> None:
             endpoint = server.broker.endpoint
+            host = listeners.listener_specs(config, args.host, args.port)[0].host or "0.0.0.0"
             print(
-                f"samsa broker listening on {args.host}:{server.port} "
+                f"samsa broker listening on {host}:{server.port} "
                 f"(bootstrap {endpoint.host}:{endpoint.port}, data dir {args.data_dir})"
             )
             if config.listeners:
