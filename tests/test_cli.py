@@ -78,6 +78,7 @@ def test_serve_on_a_host_it_cannot_listen_on(
         ("num.partitions=0", "Invalid value 0 for configuration num.partitions: "),
         ("no.such.setting=1", "unknown broker setting 'no.such.setting'"),
     ],
+    ids=["noequals", "advertised-garbage", "num-partitions-0", "unknown-name"],
 )
 def test_serve_with_a_bad_setting(
     capsys: pytest.CaptureFixture[str], assignment: str, message: str
@@ -211,6 +212,7 @@ def test_verify_check_of_a_history_it_cannot_read(
             "argument --listen: expected HOST:PORT (port 0-65535), got '127.0.0.1:99999'",
         ),
     ],
+    ids=["verify-duration", "sim-seeds-0", "sim-seeds-negative", "streams-commit", "chaos-port"],
 )
 def test_numbers_out_of_range(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str

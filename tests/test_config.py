@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from samsa import config as broker_config
-from samsa.broker.configdef import INT_MAX, LONG_MAX, SHORT_MAX, AtLeast, Between, ConfigType, OneOf
 from samsa.config import NOT_APPLICABLE, SETTINGS, ConfigError, load
+from samsa.configdef import INT_MAX, LONG_MAX, SHORT_MAX, AtLeast, Between, ConfigType, OneOf
 from samsa.security import listeners
 
 FIXTURES = Path(__file__).parent / "fixtures"

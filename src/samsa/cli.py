@@ -52,15 +52,14 @@ def _read_config_file(path: str) -> dict[str, str]:
 
 def _serve_settings(args: argparse.Namespace) -> dict[str, str]:
     """The file's settings with the command line's over them: `--set`, and `--host`/`--port`,
-    which, given, replace the file's listeners with one PLAINTEXT listener."""
+    which, given, replace the file's listeners with one PLAINTEXT listener (listeners given
+    with --set win over them, as before: --port is then unused)."""
     settings = _read_config_file(args.config) if args.config else {}
     try:
         assigned = broker_config.parse_assignments(args.set or [])
     except broker_config.ConfigError as exc:
         raise UsageError(str(exc)) from None
     if args.host is not None or args.port is not None:
-        if "listeners" in assigned:
-            raise UsageError("give --host/--port or --set listeners=..., not both")
         settings.pop("listeners", None)
         settings.pop("advertised.listeners", None)
     return {**settings, **assigned}
@@ -144,7 +143,7 @@ SERVE_DESCRIPTION = """Run a broker. Settings have Kafka's names (docs/configura
 them): from a properties file (--config; a stock Kafka server.properties works) and --set, which
 wins over the file. --data-dir, --host and --port, when given, win over the file's log.dirs and
 listeners; --host/--port then make one PLAINTEXT listener, in place of the file's listeners and
-advertised.listeners."""
+advertised.listeners (listeners given with --set win over --host/--port)."""
 
 
 def _add_serve(commands: Any) -> None:

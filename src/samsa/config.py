@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from samsa.broker.configdef import (
+from samsa.configdef import (
     LONG_MAX,
     BadValue,
     ConfigKey,
@@ -29,9 +29,10 @@ from samsa.broker.configdef import (
     one_of,
     valid_values,
 )
-from samsa.broker.topic_configs import SEGMENT_BYTES_MIN
 
 HOUR_MS = 3600 * 1000
+# LegacyRecord.RECORD_OVERHEAD_V0: the smallest segment Kafka 3.9 allows (Kafka 4.0: 1 MiB).
+SEGMENT_BYTES_MIN = 14
 
 
 class ConfigError(ValueError):
