@@ -272,3 +272,13 @@ def test_serve_help_describes_every_option_with_its_default() -> None:
         assert option in text
     assert text.count("default: ") == 5, text  # one per option
     assert "win over the file's log.dirs and listeners" in text
+
+
+def test_verify_against_a_bootstrap_nothing_listens_on(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:  # a port bound but not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        line = misuse(capsys, "verify", "--bootstrap", f"127.0.0.1:{port}", "--duration", "1")
+    assert (
+        line == f"samsa verify: --bootstrap: cannot connect to 127.0.0.1:{port}: Connection refused"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from typing import Any
 
 from samsa.usage import UsageError, positive_float
@@ -54,6 +55,27 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+BOOTSTRAP_CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(bootstrap: str) -> None:
+    """A UsageError unless some broker of `bootstrap` accepts a connection: the workload
+    would otherwise spend its topic-creation timeout finding out."""
+    problems = []
+    for address in (a.strip() for a in bootstrap.split(",") if a.strip()):
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise UsageError(f"--bootstrap: {address!r} is not HOST:PORT")
+        try:
+            socket.create_connection(
+                (host.strip("[]"), int(port)), BOOTSTRAP_CONNECT_TIMEOUT_S
+            ).close()
+            return
+        except OSError as exc:
+            problems.append(f"{address}: {exc.strerror or exc}")
+    raise UsageError(f"--bootstrap: cannot connect to {'; '.join(problems) or 'nothing'}")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.check:
         try:
@@ -66,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
             raise UsageError(f"unknown fault kinds {sorted(unknown)}")
+        if args.bootstrap:
+            _check_reachable(args.bootstrap)
         options = runner.Options(
             duration_s=args.duration,
             seed=args.seed,
