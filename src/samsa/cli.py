@@ -10,11 +10,14 @@ import sys
 from typing import Any
 
 from samsa import config as broker_config
+from samsa import logformat
 from samsa.admin import acl_cli, txn_cli
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
+from samsa.console import cli as console_cli
 from samsa.demo import cli as demo_cli
 from samsa.log.storage import DataDirLocked
+from samsa.ops import consume_cli, groups_cli, produce_cli, topics_cli
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.security import cli as security_cli
 from samsa.security import listeners
@@ -127,6 +130,11 @@ SUBCOMMANDS: dict[str, Any] = {
     "log": log_cli,
     "users": security_cli,
     "certs": security_cli,
+    "topics": topics_cli,
+    "groups": groups_cli,
+    "produce": produce_cli,
+    "consume": consume_cli,
+    "console": console_cli,
 }
 
 
@@ -197,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logformat.one_line(args.debug)
     try:
         if args.command == "serve":
             return _serve(args)

@@ -74,6 +74,12 @@ def _authorizer(name: str, value: Value) -> None:
         )
 
 
+def _host_port(name: str, value: Value) -> None:
+    _, sep, port = str(value).rpartition(":")
+    if value and (not sep or not port.isdigit() or int(port) > 65535):
+        raise BadValue(name, value, "Value must be HOST:PORT with a port from 0 to 65535, or empty")
+
+
 def _retention(name: str, value: Value) -> None:
     """`KafkaConfig.validateValues`: a retention time is unlimited (negative) or at least 1."""
     if value == 0:
@@ -209,6 +215,9 @@ class BrokerConfig:
     """`super.users`: principals allowed everything, separated by `;` (`User:admin;User:ops`)."""
     allow_everyone_if_no_acl_found: bool = False
     """`allow.everyone.if.no.acl.found`: a resource no ACL names is open to everyone."""
+    prometheus_listener: str = ""
+    """`prometheus.listener` (samsa's own): `host:port` where the broker serves its Prometheus
+    metrics at `/metrics` (docs/metrics.md); port 0 picks a free one. Empty: no endpoint."""
 
     @property
     def durable(self) -> bool:
@@ -549,6 +558,7 @@ SETTINGS: dict[str, Setting] = dict(
         ),
         _S("super.users", STRING, "super_users", None, "", ""),
         _S("allow.everyone.if.no.acl.found", BOOLEAN, "allow_everyone_if_no_acl_found"),
+        _S("prometheus.listener", STRING, "prometheus_listener", _host_port, OWN, ""),
     ]
 )
 
@@ -755,6 +765,7 @@ _VALID_TEXT: dict[object, str] = {
     _client_auth: "[" + ", ".join(CLIENT_AUTH) + "]",
     _authorizer: "empty, or " + " or ".join(AUTHORIZER_CLASS_NAMES),
     _retention: "-1 (unlimited), [1,...]",
+    _host_port: "empty, or HOST:PORT",
 }
 
 

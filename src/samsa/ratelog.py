@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 INTERVAL_S = 10.0
+# Every instance, so a server's timer can report what each counted (`flush_all`).
+_INSTANCES: weakref.WeakSet[RateLimitedLog] = weakref.WeakSet()
 
 
 @dataclass(slots=True)
@@ -30,13 +33,15 @@ class RateLimitedLog:
     def __init__(
         self,
         logger: logging.Logger,
-        interval_s: float = INTERVAL_S,
+        interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`interval_s`: None, `INTERVAL_S` as it is when the instance is made."""
         self._logger = logger
-        self._interval_s = interval_s
+        self._interval_s = INTERVAL_S if interval_s is None else interval_s
         self._clock = clock
         self._kinds: dict[tuple[int, str], _Kind] = {}
+        _INSTANCES.add(self)
 
     def warning(self, message: str, *args: object, exc_info: bool = False) -> bool:
         return self.log(logging.WARNING, message, *args, exc_info=exc_info)
@@ -87,3 +92,9 @@ class RateLimitedLog:
                 self._kinds[key] = _Kind(since=now)
             else:
                 del self._kinds[key]
+
+
+def flush_all() -> None:
+    """`flush` every instance (a server calls it on a timer)."""
+    for instance in list(_INSTANCES):
+        instance.flush()

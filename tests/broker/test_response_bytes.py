@@ -200,6 +200,20 @@ def batch(values: list[bytes], producer_id: int = -1, epoch: int = -1, sequence:
     )
 
 
+# DescribeLogDirs answers with the data dir's path, and a string's length is in the bytes: so
+# the broker's data dir is a path of this many characters wherever the test's tmp_path is (a
+# pytest-xdist worker's, or pytest-of-root/pytest-10/ after pytest-9/).
+DATA_DIR_CHARS = 200
+
+
+def fixed_length_dir(base: Path) -> Path:
+    padding = DATA_DIR_CHARS - len(str(base.absolute())) - 1
+    assert padding > 0, f"tmp_path {base} is too long for the recording"
+    directory = base / ("d" * padding)
+    directory.mkdir()
+    return directory
+
+
 class Session:
     """A broker on a fixed clock; `send` answers one request as the server would,
     with every write made durable."""
@@ -208,7 +222,11 @@ class Session:
         self.now_ms = START_MS
         config = BrokerConfig(transaction_max_timeout_ms=60_000)
         self.broker = Broker(
-            config, OsStorage(), str(data_dir), lambda: self.now_ms, Endpoint("h", 9092)
+            config,
+            OsStorage(),
+            str(fixed_length_dir(data_dir)),
+            lambda: self.now_ms,
+            Endpoint("h", 9092),
         )
         self.broker.open()
         self.driver: Driver[object] = Driver(self.broker.take_background)

@@ -281,3 +281,44 @@ def test_delete_groups_expires_a_static_member_whose_session_just_ended(
         admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
         deleted = admin.delete_consumer_groups(["expiring"], request_timeout=10)
         deleted["expiring"].result(timeout=15)
+
+
+def test_groups_with_only_committed_offsets_are_listed_empty(tmp_path: object) -> None:
+    """As Kafka: a commit from outside any membership, plain (OffsetCommit) or inside a
+    transaction (TxnOffsetCommit), makes an Empty group, which ListGroups and DescribeGroups
+    show, before a restart and after it (Kafka's loader makes an Empty group for offsets)."""
+    with EmbeddedBroker(str(tmp_path) + "/data", BROKER_SETTINGS) as broker:
+        create_topics(broker.bootstrap, {TOPIC: 1})
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
+        plain = {TopicPartition(TOPIC, 0, 3)}
+        admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions("offsets-plain", list(plain))]
+        )["offsets-plain"].result(DEADLINE_S)
+        producer = confluent_kafka.Producer(
+            {"bootstrap.servers": broker.bootstrap, "transactional.id": "t-offsets", "log_level": 0}
+        )
+        producer.init_transactions(DEADLINE_S)
+        producer.begin_transaction()
+        outsider = group_consumer(broker.bootstrap, "offsets-txn")  # never joins the group
+        metadata = outsider.consumer_group_metadata()
+        producer.send_offsets_to_transaction([TopicPartition(TOPIC, 0, 5)], metadata, DEADLINE_S)
+        producer.commit_transaction(DEADLINE_S)
+        outsider.close()
+
+        def states() -> dict[str, str]:
+            groups = ["offsets-plain", "offsets-txn"]
+            described = admin.describe_consumer_groups(groups)
+            return {g: described[g].result(DEADLINE_S).state.name for g in groups}
+
+        assert {g: listed(admin).get(g) for g in ("offsets-plain", "offsets-txn")} == {
+            "offsets-plain": "EMPTY",
+            "offsets-txn": "EMPTY",
+        }
+        assert states() == {"offsets-plain": "EMPTY", "offsets-txn": "EMPTY"}
+        broker.restart()
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
+        assert {g: listed(admin).get(g) for g in ("offsets-plain", "offsets-txn")} == {
+            "offsets-plain": "EMPTY",
+            "offsets-txn": "EMPTY",
+        }
+        assert states() == {"offsets-plain": "EMPTY", "offsets-txn": "EMPTY"}

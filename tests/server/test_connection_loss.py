@@ -135,6 +135,7 @@ class _Owner:
     def __init__(self, work: asyncio.Future[Any]) -> None:
         self.broker = SimpleNamespace(config=BrokerConfig(), handle_frame=lambda frame: "outcome")
         self.request_budget = RequestBudget(-1, 0)
+        self.metrics = None
         self.connections: set[Connection] = set()
         self._work = work
 
@@ -144,7 +145,7 @@ class _Owner:
     def closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
 
-    def pending(self, outcome: Any, responses: Any) -> asyncio.Future[Any]:
+    def pending(self, outcome: Any, responses: Any, timing: Any) -> asyncio.Future[Any]:
         return self._work
 
     def drive(self) -> None:

@@ -2,8 +2,9 @@
 
 One TCP connection, one request in flight at a time. It speaks only to the broker it was given,
 which is every partition's leader and every coordinator on a one-node samsa cluster. It is the
-I/O edge for `samsa txn`; the requests and responses are kio's generated classes, framed by
-`samsa.protocol.codec`.
+I/O edge for `samsa txn`, and for `samsa console` one per broker; the requests and responses are
+kio's generated classes, framed by `samsa.protocol.codec`. With a `ClientSecurity` it runs TLS
+and SASL first, as any client of a secured listener must.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from kio.schema.describe_producers.v0.request import TopicRequest as ProducersTo
 from kio.schema.describe_producers.v0.response import DescribeProducersResponse
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
 from kio.schema.describe_transactions.v0.response import DescribeTransactionsResponse
+from kio.schema.errors import ErrorCode
 from kio.schema.list_offsets.v7.request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -38,11 +40,13 @@ from kio.schema.write_txn_markers.v1.request import (
 from kio.schema.write_txn_markers.v1.response import WriteTxnMarkersResponse
 from kio.static.primitive import i8, i16, i32, i64
 
+from samsa.admin.security import ClientSecurity, SaslFailed, authenticate
 from samsa.protocol.codec import decode_response, encode_request
 
 _SIZE = struct.Struct(">i")
 RESPONSE_BYTES_MAX = 100 * 1024 * 1024
 LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
 READ_UNCOMMITTED = 0
 READ_COMMITTED = 1
 
@@ -63,15 +67,31 @@ def parse_bootstrap(bootstrap: str) -> tuple[str, int]:
 
 class AdminClient:
     def __init__(
-        self, bootstrap: str, timeout_s: float = 10.0, client_id: str = "samsa-admin"
+        self,
+        bootstrap: str,
+        timeout_s: float = 10.0,
+        client_id: str = "samsa-admin",
+        security: ClientSecurity | None = None,
     ) -> None:
         host, port = parse_bootstrap(bootstrap)
+        security = security or ClientSecurity()
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout_s)
-        except OSError as exc:
+            self._sock = security.wrap(socket.create_connection((host, port), timeout_s), host)
+        except OSError as exc:  # ssl.SSLError is one
             raise AdminError(f"cannot connect to {host}:{port}: {exc}") from exc
         self._client_id = client_id
         self._correlation_id = 0
+        if security.sasl:
+            try:
+                authenticate(
+                    self.send,
+                    security.sasl_mechanism,
+                    security.sasl_username,
+                    security.sasl_password,
+                )
+            except SaslFailed as exc:
+                self.close()
+                raise AdminError(f"{host}:{port}: SASL authentication failed: {exc}") from exc
 
     def close(self) -> None:
         self._sock.close()
@@ -165,10 +185,14 @@ class AdminClient:
         return response
 
     def list_offsets(
-        self, partitions: dict[str, list[int]], isolation_level: int
+        self,
+        partitions: dict[str, list[int]],
+        isolation_level: int,
+        timestamp: int = LATEST_TIMESTAMP,
     ) -> dict[tuple[str, int], int]:
-        """(topic, partition) -> latest offset: the high watermark at read_uncommitted, the last
-        stable offset at read_committed."""
+        """(topic, partition) -> offset. LATEST_TIMESTAMP: the high watermark at
+        read_uncommitted, the last stable offset at read_committed; EARLIEST_TIMESTAMP: the log
+        start offset. Partitions answered with an error are left out."""
         response: ListOffsetsResponse = self.send(
             ListOffsetsRequest(
                 replica_id=BrokerId(-1),
@@ -177,9 +201,7 @@ class AdminClient:
                     ListOffsetsTopic(
                         name=TopicName(topic),
                         partitions=tuple(
-                            ListOffsetsPartition(
-                                partition_index=i32(p), timestamp=i64(LATEST_TIMESTAMP)
-                            )
+                            ListOffsetsPartition(partition_index=i32(p), timestamp=i64(timestamp))
                             for p in indexes
                         ),
                     )
@@ -191,6 +213,7 @@ class AdminClient:
             (str(topic.name), int(p.partition_index)): int(p.offset)
             for topic in response.topics
             for p in topic.partitions
+            if p.error_code == ErrorCode.none
         }
 
     def write_txn_markers(

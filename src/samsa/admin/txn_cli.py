@@ -25,6 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from kio.schema.describe_transactions.v0.response import (
+    TransactionState as DescribedTransaction,
+)
 from kio.schema.errors import ErrorCode
 
 from samsa.admin.client import READ_COMMITTED, READ_UNCOMMITTED, AdminClient, AdminError
@@ -87,31 +90,48 @@ class TxnRow:
     timeout_ms: int
     age_ms: int | None  # only for an open transaction
     partitions: list[str]
+    start_ms: int = -1
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def timeout_used(self) -> float:
+        """Age as a fraction of the timeout (1.0: the coordinator should abort it now)."""
+        if self.age_ms is None or self.timeout_ms <= 0:
+            return 0.0
+        return self.age_ms / self.timeout_ms
+
+    @property
+    def overdue(self) -> bool:
+        return self.timeout_used > 1.0
+
+
+def row_of(state: DescribedTransaction, now_ms: int) -> TxnRow:
+    """One DescribeTransactions answer (without error) as a row."""
+    start_ms = int(state.transaction_start_time.timestamp() * 1000)
+    open_txn = state.transaction_state in OPEN_STATES
+    return TxnRow(
+        transactional_id=str(state.transactional_id),
+        state=state.transaction_state,
+        producer_id=int(state.producer_id),
+        producer_epoch=int(state.producer_epoch),
+        timeout_ms=_ms(state.transaction_timeout),
+        age_ms=now_ms - start_ms if open_txn and start_ms > 0 else None,
+        partitions=[f"{topic.topic}-{p}" for topic in state.topics for p in topic.partitions],
+        start_ms=start_ms,
+    )
 
 
 def describe_all(client: AdminClient, ids: list[str], now_ms: int) -> list[TxnRow]:
-    rows: list[TxnRow] = []
     if not ids:
-        return rows
-    for state in client.describe_transactions(ids).transaction_states:
-        if state.error_code != ErrorCode.none:
-            continue
-        start_ms = int(state.transaction_start_time.timestamp() * 1000)
-        open_txn = state.transaction_state in OPEN_STATES
-        rows.append(
-            TxnRow(
-                transactional_id=str(state.transactional_id),
-                state=state.transaction_state,
-                producer_id=int(state.producer_id),
-                producer_epoch=int(state.producer_epoch),
-                timeout_ms=_ms(state.transaction_timeout),
-                age_ms=now_ms - start_ms if open_txn and start_ms > 0 else None,
-                partitions=[
-                    f"{topic.topic}-{p}" for topic in state.topics for p in topic.partitions
-                ],
-            )
-        )
-    return rows
+        return []
+    return [
+        row_of(state, now_ms)
+        for state in client.describe_transactions(ids).transaction_states
+        if state.error_code == ErrorCode.none
+    ]
 
 
 def _ms(value: datetime.timedelta | int) -> int:

@@ -250,9 +250,11 @@ def _describe_group(
 ) -> list[DescribeConfigsResourceResult]:
     """Each group config: the group's own (GROUP_CONFIG) or the broker's default for it."""
     own = broker.group_configs.configs.get(name, {})
+    # The defaults the group coordinator applies, not the broker config it was started from.
+    settings = broker.groups.settings
     defaults = {
-        SESSION_TIMEOUT_CONFIG: str(broker.config.group_consumer_session_timeout_ms),
-        HEARTBEAT_INTERVAL_CONFIG: str(broker.config.group_consumer_heartbeat_interval_ms),
+        SESSION_TIMEOUT_CONFIG: str(settings.consumer_session_timeout_ms),
+        HEARTBEAT_INTERVAL_CONFIG: str(settings.consumer_heartbeat_interval_ms),
     }
     entries = []
     for config, key in GROUP_KEYS.items():
@@ -269,16 +271,15 @@ def _alter_group(broker: Broker, name: str, change: Change, validate_only: bool)
         raise TopicError(ErrorCode.invalid_request, "Group name must not be empty")
     configs = change(broker.group_configs.configs.get(name, {}))
     try:
-        group_configs.check(configs)
+        if validate_only:
+            group_configs.check(configs)
+            return
+        broker.group_configs.set(name, configs)
     except group_configs.InvalidGroupConfig as exc:
         raise TopicError(ErrorCode.invalid_config, str(exc)) from None
-    if validate_only:
-        return
-    try:
-        broker.group_configs.set(name, configs)
     except OSError as exc:
         raise TopicError(ErrorCode.kafka_storage_error, f"recording group configs: {exc}") from exc
-    broker.groups.consumer.group_configs = broker.group_configs.parsed()
+    broker.groups.consumer.group_configs = broker.group_configs.parsed
 
 
 def _setting_key(name: str, value: str) -> ConfigKey:

@@ -175,7 +175,7 @@ class Broker:
             self.topics_view,
         )
         self.groups.load()
-        self.groups.consumer.group_configs = self.group_configs.parsed()
+        self.groups.consumer.group_configs = self.group_configs.parsed
         # From here on, a crash is an unclean shutdown.
         self.storage.remove(marker)
         self.storage.sync_dir(self.data_dir)
@@ -236,6 +236,18 @@ class Broker:
     def _log_recovery(self, seconds: float, fresh: bool) -> None:
         logs = [p for t in self.topics for p in t.partitions]
         reports = [r for p in logs for r in p.recovery]
+        for partition_log in logs if not self.clean_start else []:
+            rescanned = [r for r in partition_log.recovery if r.batches >= 0]
+            if rescanned:
+                log.info(
+                    "recovered %s: %d segment(s) rescanned (%d batch(es)) and their indexes "
+                    "rebuilt, %d byte(s) cut, %d producer batch(es) replayed",
+                    partition_log.name,
+                    len(rescanned),
+                    sum(r.batches for r in rescanned),
+                    sum(r.truncated_bytes for r in partition_log.recovery),
+                    partition_log.batches_replayed,
+                )
         offline = self.topics.offline()
         how = "no earlier" if fresh else "a clean" if self.clean_start else "an unclean"
         log.info(

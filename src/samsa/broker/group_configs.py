@@ -68,17 +68,16 @@ class GroupConfigs:
         self.storage = storage
         self.path = os.path.join(data_dir, GROUP_CONFIGS_FILE)
         self.configs: dict[str, dict[str, str]] = {}  # group id -> name -> value
+        self.parsed: dict[str, dict[str, int]] = {}  # the same, checked and parsed
 
     def load(self) -> None:
         """`DataDirError` if the file cannot be read as samsa wrote it."""
         raw = self.storage.read_all(self.path)
         try:
             saved = json.loads(raw) if raw else {}
-            self.configs = {
-                str(g): {str(k): str(v) for k, v in c.items()} for g, c in saved.items()
-            }
-            for configs in self.configs.values():
-                check(configs)
+            configs = {str(g): {str(k): str(v) for k, v in c.items()} for g, c in saved.items()}
+            self.parsed = {group: check(values) for group, values in configs.items()}
+            self.configs = configs
         except (ValueError, AttributeError) as exc:
             raise DataDirError(
                 f"{self.path} cannot be used ({exc}); correct or remove it (the group configs "
@@ -86,13 +85,15 @@ class GroupConfigs:
             ) from None
 
     def set(self, group_id: str, configs: dict[str, str]) -> None:
-        """The group's configs are now `configs`, recorded before this returns (OSError if
-        they could not be, and nothing changes)."""
-        after = {**self.configs, group_id: configs} if configs else dict(self.configs)
-        if not configs:
+        """The group's configs are now `configs` (none: back to the defaults), recorded before
+        this returns; `InvalidGroupConfig` if they are not valid, OSError if they could not be
+        recorded, and then nothing changes."""
+        after, parsed = dict(self.configs), dict(self.parsed)
+        if configs:
+            parsed[group_id] = check(configs)
+            after[group_id] = configs
+        else:
+            parsed.pop(group_id, None)
             after.pop(group_id, None)
         self.storage.write_atomic(self.path, json.dumps(after, indent=1).encode())
-        self.configs = after
-
-    def parsed(self) -> dict[str, dict[str, int]]:
-        return {group: check(configs) for group, configs in self.configs.items()}
+        self.configs, self.parsed = after, parsed

@@ -70,12 +70,15 @@ from samsa.durability import Durable, gather
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol import versions
 from samsa.protocol.codec import Request
+from samsa.ratelog import RateLimitedLog
 from samsa.state.producers import ProducerDescription, ProducerStateError
 
 if TYPE_CHECKING:
     from samsa.broker.core import Broker
 
 log = logging.getLogger("samsa.broker")
+# Repeats per request or retry while the disk fails: one line per interval.
+_limited = RateLimitedLog(log)
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
@@ -195,7 +198,7 @@ def handle_init_producer_id(broker: Broker, request: Request[InitProducerIdReque
         # The next block of producer ids could not be reserved on disk (a full disk), before
         # any id was handed out or any state changed. KAFKA_STORAGE_ERROR is retriable: the
         # client asks again, on a connection that stays open.
-        log.warning("InitProducerId refused: no producer id block could be reserved: %s", exc)
+        _limited.warning("InitProducerId refused: no producer id block could be reserved: %s", exc)
         result = InitResult(ErrorCode.kafka_storage_error)
 
     def describe(r: InitResult) -> InitProducerIdResponse:

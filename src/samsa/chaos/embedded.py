@@ -132,6 +132,11 @@ class EmbeddedChaosProxy:
         return self._call(lambda: self.proxy.connections)
 
 
+# Called with each proxied broker's own address once it runs: `samsa demo ... --console` points
+# its console there (past the proxy, whose faults are for the demo's clients).
+BROKER_STARTED: list[Callable[[str], None]] = []
+
+
 @contextmanager
 def proxied_broker(
     data_dir: str | None = None,
@@ -144,4 +149,6 @@ def proxied_broker(
         advertised = {"advertised.listeners": f"PLAINTEXT://{proxy.bootstrap}"}
         with EmbeddedBroker(data_dir, {**(settings or {}), **advertised}) as broker:
             proxy.upstream = (broker.host, broker.port)
+            for listener in BROKER_STARTED:
+                listener(broker.bootstrap)
             yield broker, proxy

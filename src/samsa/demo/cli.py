@@ -1,19 +1,23 @@
 """`samsa demo ...`: each demonstration is a sub-subcommand.
 
-    samsa demo guarantees [--records N] [--seed S] [--json]
-    samsa demo payments [--orders N] [--seed S] [--json] [--postgres URL]
+    samsa demo guarantees [--records N] [--seed S] [--json] [--console [PORT]]
+    samsa demo payments [--orders N] [--seed S] [--json] [--postgres URL] [--console [PORT]]
 
 The demonstrations drive a real client (confluent-kafka, from the `clients` extra) against an
 embedded broker; they are imported only when run, so `samsa serve` does not need the clients.
+With --console, `samsa console` serves on PORT (8080) while the demo runs and follows its broker.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from typing import Any
 
 from samsa.usage import UsageError
+
+CONSOLE_PORT = 8080
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +43,16 @@ def register(subparsers: Any) -> None:
     payments.add_argument("--seed", type=int, default=None, metavar="S")
     payments.add_argument("--json", action="store_true", help="print one JSON object")
     payments.add_argument("--postgres", default=None, metavar="URL", help="PostgreSQL, not SQLite")
+    for demo in (guarantees, payments):
+        demo.add_argument(
+            "--console",
+            type=int,
+            nargs="?",
+            const=CONSOLE_PORT,
+            default=None,
+            metavar="PORT",
+            help=f"watch it in `samsa console` on PORT ({CONSOLE_PORT})",
+        )
 
 
 def _positive(text: str) -> int:
@@ -49,6 +63,19 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        if args.console is not None:
+            from samsa.console.server import following_demos
+
+            try:
+                console = stack.enter_context(following_demos(args.console))
+            except OSError as exc:
+                raise UsageError(f"--console: cannot serve on port {args.console}: {exc}") from exc
+            print(f"samsa demo: watch it at {console.url}", file=sys.stderr, flush=True)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         from samsa.demo import guarantees
     except ImportError as exc:

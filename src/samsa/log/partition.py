@@ -803,7 +803,7 @@ class PartitionLog:
         try:
             return record_timestamps(batch, self.config.inflated_bytes_max)
         except (DecompressionFailed, RecordsInvalid) as exc:
-            log.warning(
+            _limited.warning(
                 "%s: the records of the batch at offset %d are not read (%s); a timestamp "
                 "lookup answers with the batch's first offset and max timestamp",
                 self.name,

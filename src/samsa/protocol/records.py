@@ -29,10 +29,13 @@ class RecordView:
     timestamp: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[bytes, bytes | None], ...] = ()  # read only if asked for
 
 
-def records(batch: bytes, inflated_bytes_max: int = INFLATED_BYTES_MAX) -> list[RecordView]:
-    """Every record of a stored batch, in order (headers skipped)."""
+def records(
+    batch: bytes, inflated_bytes_max: int = INFLATED_BYTES_MAX, with_headers: bool = False
+) -> list[RecordView]:
+    """Every record of a stored batch, in order (headers skipped unless `with_headers`)."""
     header = parse_header(batch)
     log_append_time = bool(header.attributes & TIMESTAMP_TYPE_MASK)
     with memoryview(batch) as view:
@@ -50,10 +53,13 @@ def records(batch: bytes, inflated_bytes_max: int = INFLATED_BYTES_MAX) -> list[
             offset_delta, position = read_varint(data, position, _INT32_BYTES_MAX)
             key, position = _bytes(data, position, end)
             value, position = _bytes(data, position, end)
+            headers = _headers(data, position, end) if with_headers else ()
             timestamp = (
                 header.max_timestamp if log_append_time else header.base_timestamp + timestamp_delta
             )
-            found.append(RecordView(header.base_offset + offset_delta, timestamp, key, value))
+            found.append(
+                RecordView(header.base_offset + offset_delta, timestamp, key, value, headers)
+            )
             position = end
     except IndexError:
         raise RecordsInvalid("the records end before the batch header's count") from None
@@ -67,6 +73,20 @@ def _bytes(data: bytes, position: int, end: int) -> tuple[bytes | None, int]:
     if position + length > end:
         raise RecordsInvalid(f"a field of {length} bytes overruns its record")
     return data[position : position + length], position + length
+
+
+def _headers(data: bytes, position: int, end: int) -> tuple[tuple[bytes, bytes | None], ...]:
+    count, position = read_varint(data, position, _INT32_BYTES_MAX)
+    if count < 0 or count > end - position:
+        raise RecordsInvalid(f"a record claims {count} headers")
+    headers = []
+    for _ in range(count):
+        key, position = _bytes(data, position, end)
+        value, position = _bytes(data, position, end)
+        if key is None:
+            raise RecordsInvalid("a record header without a key")
+        headers.append((key, value))
+    return tuple(headers)
 
 
 def record_timestamps(

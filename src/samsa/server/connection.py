@@ -36,6 +36,7 @@ from samsa.security import tls
 from samsa.security.listeners import ListenerSpec, SecurityProtocol
 from samsa.security.sasl import Authenticator
 from samsa.server.budget import RequestBudget, ResponseBytes
+from samsa.server.metrics import BrokerMetrics, RequestTiming
 
 Parts = list[bytes | bytearray]  # one response frame, as buffers to send one after the other
 Pending = asyncio.Future[Parts | None]
@@ -49,10 +50,13 @@ class Owner(Protocol):
 
     broker: Broker
     request_budget: RequestBudget
+    metrics: BrokerMetrics | None
 
     def opened(self, connection: Connection) -> None: ...
     def closed(self, connection: Connection) -> None: ...
-    def pending(self, outcome: Outcome, responses: ResponseBytes) -> Pending | None: ...
+    def pending(
+        self, outcome: Outcome, responses: ResponseBytes, timing: RequestTiming | None
+    ) -> Pending | None: ...
     def drive(self) -> None: ...
     def closing(self, peer: Any, reason: str) -> None: ...
     def failed(self, peer: Any) -> None: ...
@@ -74,6 +78,7 @@ class Connection(asyncio.BufferedProtocol):
         if listener.protocol.sasl:
             self.authenticator = Authenticator(config, owner.broker.credentials)
         self._owner: Owner | None = owner
+        self._metrics = owner.metrics
         self._budget = owner.request_budget
         self._frames = FrameBuffer(config.socket_request_max_bytes)
         self._frame_bytes_max = config.socket_request_max_bytes
@@ -141,6 +146,8 @@ class Connection(asyncio.BufferedProtocol):
         self._frames.buffer_updated(nbytes)
         self._budget.charge(nbytes)
         self._charged_bytes += nbytes
+        if self._metrics is not None:
+            self._metrics.traffic.bytes_received += nbytes
         self.received = True
         self.last_active = asyncio.get_running_loop().time()
         self._take_frames()
@@ -218,6 +225,7 @@ class Connection(asyncio.BufferedProtocol):
                 request.release()
                 return
             authenticator = self.authenticator
+            timing = self._metrics.start(request) if self._metrics is not None else None
             try:
                 if authenticator is not None and not authenticator.complete:
                     outcome = authenticator.receive(owner.broker, request, self.client_host)
@@ -228,7 +236,7 @@ class Connection(asyncio.BufferedProtocol):
                 if isinstance(outcome, Close):
                     self._fail(outcome.reason)
                     return
-                pending = owner.pending(outcome, self.responses)  # encodes a Reply: can fail
+                pending = owner.pending(outcome, self.responses, timing)  # encodes: can fail
                 owner.drive()
             except Exception:
                 owner.failed(self.peer)
@@ -319,6 +327,8 @@ class Connection(asyncio.BufferedProtocol):
                 transport.write(part)
                 size += len(part)
             self.last_active = loop.time()
+            if self._metrics is not None:
+                self._metrics.traffic.bytes_sent += size
             await self._writable.wait()
             self.responses.sent(size)
             if not self.responses.full:

@@ -16,15 +16,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from samsa.durability import Driver
+from samsa.ratelog import RateLimitedLog
 
 log = logging.getLogger("samsa.server")
+# A failing disk fails every round: one line per interval.
+_limited = RateLimitedLog(log)
 
 SYNC_THREADS = 4
 
 
 class GroupCommit:
-    def __init__(self, driver: Driver[Any], on_round: Callable[[bool], None]) -> None:
-        """`on_round(advanced)` runs after each round; `advanced`: some high watermark moved."""
+    def __init__(
+        self,
+        driver: Driver[Any],
+        on_round: Callable[[bool], None],
+        timed: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+    ) -> None:
+        """`on_round(advanced)` runs after each round; `advanced`: some high watermark moved.
+        `timed` wraps each fsync to measure it (metrics)."""
+        self._timed = timed
         self._executor = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="samsa-fsync")
         self._driver = driver
         self._on_round = on_round
@@ -51,7 +61,10 @@ class GroupCommit:
         while logs := driver.take_dirty():
             points = [(partition_log, partition_log.sync_point()) for partition_log in logs]
             results = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, point.run) for _, point in points),
+                *(
+                    loop.run_in_executor(self._executor, self._sync(point.run))
+                    for _, point in points
+                ),
                 return_exceptions=True,
             )
             self.rounds += 1
@@ -59,7 +72,7 @@ class GroupCommit:
             for (partition_log, point), result in zip(points, results, strict=True):
                 failed = isinstance(result, BaseException)
                 if failed:
-                    log.error(
+                    _limited.error(
                         "fsync of %s-%d failed: %r",
                         partition_log.topic,
                         partition_log.partition,
@@ -70,6 +83,9 @@ class GroupCommit:
                     advanced = True
                 driver.synced(partition_log, point, failed)
             self._on_round(advanced)
+
+    def _sync(self, run: Callable[[], None]) -> Callable[[], None]:
+        return run if self._timed is None else self._timed(run)
 
     def close(self) -> None:
         """Stop starting rounds (one under way is dropped) and wait for the worker threads."""

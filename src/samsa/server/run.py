@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable
 
 from samsa.broker.core import Broker, Endpoint
-from samsa.config import BrokerConfig
+from samsa.config import DEFAULTS, SENSITIVE, BrokerConfig, broker_settings
 from samsa.log.storage import OsStorage
 from samsa.security import listeners, tls
 from samsa.server.descriptors import log_files_max
 from samsa.server.listener import Bound
+from samsa.server.metrics import Exporter
 from samsa.server.server import BrokerServer
 
 LISTEN_BACKLOG = 1024
@@ -50,6 +51,17 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def log_settings(config: BrokerConfig) -> None:
+    """One line: the settings that differ from the defaults (passwords hidden)."""
+    defaults = broker_settings(DEFAULTS)
+    changed = [
+        f"{name}={'[hidden]' if name in SENSITIVE else value}"
+        for name, value in broker_settings(config).items()
+        if value != defaults.get(name)
+    ]
+    log.info("settings differing from the defaults: %s", ", ".join(changed) or "none")
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -81,7 +93,10 @@ async def serve(
     specs = listeners.listener_specs(config, host, port)
     context = tls.server_context(config) if any(s.protocol.tls for s in specs) else None
     bound: list[Bound] = []
+    exporter: Exporter | None = None
     try:
+        if config.prometheus_listener:
+            exporter = Exporter(config.prometheus_listener)
         for spec in specs:
             tls_context = context if spec.protocol.tls else None
             host_to_bind = spec.host or "0.0.0.0"
@@ -108,14 +123,18 @@ async def serve(
             )
             broker.endpoints = endpoints
             broker.open()
+            # Once it can start: a broker refused (port in use, data dir unusable) says one line.
+            log_settings(config)
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise StartError(f"cannot use data dir {data_dir}: {_reason(exc)}{where}") from exc
     except BaseException:
         for one in bound:
             one.sock.close()
+        if exporter is not None:
+            exporter.close()
         raise
-    server = BrokerServer(broker, bound)
+    server = BrokerServer(broker, bound, exporter)
     await server.start()
     try:
         if ready is not None:

@@ -37,11 +37,12 @@ from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
 from samsa.protocol.frames import frame
-from samsa.ratelog import RateLimitedLog
+from samsa.ratelog import RateLimitedLog, flush_all
 from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.connection import Connection, Parts, Pending, stop_all
 from samsa.server.group_commit import GroupCommit
 from samsa.server.listener import Bound, ConnectionQuotas, Listener, plaintext
+from samsa.server.metrics import BrokerMetrics, Exporter, RequestTiming
 
 log = logging.getLogger("samsa.server")
 W = TypeVar("W")
@@ -59,24 +60,26 @@ SCRUB_TICK_MS = 100
 SWEEP_MS = 1000
 
 
-def _encode(correlation_id: int, payload: Any) -> Parts:
-    if isinstance(payload, RawFrame):
-        return [frame(payload.data)]
-    return codec.encode_response_parts(correlation_id, payload)
-
-
 def _built(responses: ResponseBytes, parts: Parts) -> Parts:
     responses.built(parts)
     return parts
 
 
 class BrokerServer:
-    def __init__(self, broker: Broker, listening: socket.socket | Sequence[Bound]) -> None:
-        """`listening`: the listeners' sockets, bound; a bare socket is one PLAINTEXT listener."""
+    def __init__(
+        self,
+        broker: Broker,
+        listening: socket.socket | Sequence[Bound],
+        exporter: Exporter | None = None,
+    ) -> None:
+        """`listening`: the listeners' sockets, bound; a bare socket is one PLAINTEXT listener.
+        `exporter`: the metrics endpoint, bound (None: no metrics are kept)."""
         self.broker = broker
         bound = list(listening) if isinstance(listening, Sequence) else [plaintext(listening)]
         self._port: int = bound[0].sock.getsockname()[1]
         self.connections: set[Connection] = set()
+        self.exporter = exporter
+        self.metrics = BrokerMetrics(exporter.registry, self) if exporter is not None else None
         self.request_budget = RequestBudget(
             broker.config.queued_max_request_bytes, broker.config.socket_request_max_bytes
         )
@@ -96,10 +99,17 @@ class BrokerServer:
         self.listener = self.listeners[0]
         self.connections_closed_idle = 0
         self._data_arrived = asyncio.Event()
-        # A response the driver finishes is keyed by its correlation id, its future, and the
-        # response bytes of its connection, where it is counted once built.
-        self.driver: Driver[tuple[int, Pending, ResponseBytes]] = Driver(broker.take_background)
-        self.group_commit = GroupCommit(self.driver, self._after_round)
+        # A response the driver finishes is keyed by its correlation id, its future, the
+        # response bytes of its connection, where it is counted once built, and its request's
+        # timing (metrics; None without).
+        self.driver: Driver[tuple[int, Pending, ResponseBytes, RequestTiming | None]] = Driver(
+            broker.take_background
+        )
+        self.group_commit = GroupCommit(
+            self.driver,
+            self._after_round,
+            self.metrics.fsync_timer if self.metrics is not None else None,
+        )
         self._timers: list[asyncio.Task[None]] = []
         self._long_polls: set[Pending] = set()
         # Admin work off the loop (`AwaitWork`), one job at a time, in the order it came.
@@ -197,6 +207,8 @@ class BrokerServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.group_commit.close()
+        if self.exporter is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.exporter.close)
         # Work under way finishes (its files are in place or cleaned up); its answer is not sent,
         # and what it made without an entry in topics.json the next start removes.
         self._worker.shutdown(wait=True)
@@ -209,7 +221,8 @@ class BrokerServer:
             try:
                 await action()
             except Exception:
-                log.exception("periodic task %s failed", action.__name__)
+                # A task that fails fails again at its next tick (the group tick: every 100 ms).
+                self.limited_log.error("periodic task %s failed", action.__name__, exc_info=True)
 
     async def _abort_timed_out_transactions(self) -> None:
         self.broker.txn.abort_timed_out()
@@ -235,16 +248,18 @@ class BrokerServer:
                 break
             except ContinuationFailed as exc:
                 if exc.key is None:
-                    log.error("background work failed", exc_info=exc.__cause__)
+                    self.limited_log.error(
+                        "background work failed: %r", exc.__cause__, exc_info=True
+                    )
                     continue
-                _, future, _ = exc.key
+                _, future, _, _ = exc.key
                 if not future.done() and exc.__cause__ is not None:
                     future.set_exception(exc.__cause__)  # its connection logs it and closes
-        for (correlation_id, future, responses), payload in finished:
+        for (correlation_id, future, responses, timing), payload in finished:
             if future.done():
                 continue
             try:
-                future.set_result(_built(responses, _encode(correlation_id, payload)))
+                future.set_result(_built(responses, self._encode(correlation_id, payload, timing)))
             except Exception as exc:
                 future.set_exception(exc)
         if driver.background_runs != background_runs:
@@ -291,9 +306,13 @@ class BrokerServer:
 
     def opened(self, connection: Connection) -> None:
         self.connections.add(connection)
+        if self.metrics is not None:
+            self.metrics.traffic.connections_accepted += 1
 
     def closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        if self.metrics is not None:
+            self.metrics.traffic.connections_closed += 1
         for listener in self.listeners:
             if listener.bound.spec.name == connection.listener.name:
                 listener.closed(connection)
@@ -310,7 +329,7 @@ class BrokerServer:
             elif not connection.received:
                 connection.quiet()
             connection.received = False
-        self.limited_log.flush()
+        flush_all()
 
     def closing(self, peer: Any, reason: str) -> None:
         self.connections_closed_for_errors += 1
@@ -322,26 +341,41 @@ class BrokerServer:
             "request from %s failed; closing its connection", peer, exc_info=True
         )
 
-    def pending(self, outcome: Outcome, responses: ResponseBytes) -> Pending | None:
+    def _encode(self, correlation_id: int, payload: Any, timing: RequestTiming | None) -> Parts:
+        if timing is not None and self.metrics is not None:
+            self.metrics.finished(timing, payload)
+        if isinstance(payload, RawFrame):
+            return [frame(payload.data)]
+        return codec.encode_response_parts(correlation_id, payload)
+
+    def pending(
+        self, outcome: Outcome, responses: ResponseBytes, timing: RequestTiming | None = None
+    ) -> Pending | None:
         """A future of the response `outcome` asks for (None: no response). Each response is
         counted in `responses` as it is built; a long poll waits for room there first. What it
-        registers with the driver goes on at the next `drive`, which the connection calls next."""
+        registers with the driver goes on at the next `drive`, which the connection calls next.
+        `timing`: the request's, for its metrics (None: not measured)."""
         loop = asyncio.get_running_loop()
         if isinstance(outcome, Reply):
             done: Pending = loop.create_future()
-            done.set_result(_built(responses, _encode(outcome.correlation_id, outcome.payload)))
+            parts = self._encode(outcome.correlation_id, outcome.payload, timing)
+            done.set_result(_built(responses, parts))
             return done
         if isinstance(outcome, NoReply):
+            if timing is not None and self.metrics is not None:
+                self.metrics.finished(timing, None)
             return None
         if isinstance(outcome, AwaitDurable):
             if not self.broker.config.durable:
                 self.notify_data()
-            if outcome.finish is None:
+            if outcome.finish is None:  # acks=0
+                if timing is not None and self.metrics is not None:
+                    self.metrics.finished(timing, None)
                 self.driver.make_durable(outcome.waits)
                 return None
             durable: Pending = loop.create_future()
             self.driver.respond(
-                (outcome.correlation_id, durable, responses), outcome.waits, outcome.finish
+                (outcome.correlation_id, durable, responses, timing), outcome.waits, outcome.finish
             )
             return durable
         if isinstance(outcome, AwaitData):
@@ -350,21 +384,26 @@ class BrokerServer:
                 payload = outcome.attempt(outcome.max_wait_ms <= 0)
                 if payload is not None:  # enough data already: answer without a long-poll task
                     ready: Pending = loop.create_future()
-                    ready.set_result(_built(responses, _encode(outcome.correlation_id, payload)))
+                    parts = self._encode(outcome.correlation_id, payload, timing)
+                    ready.set_result(_built(responses, parts))
                     return ready
-            poll: Pending = asyncio.ensure_future(self._long_poll(outcome, arrived, responses))
+            poll: Pending = asyncio.ensure_future(
+                self._long_poll(outcome, arrived, responses, timing)
+            )
             self._long_polls.add(poll)
             poll.add_done_callback(self._long_polls.discard)
             return poll
         if isinstance(outcome, AwaitSlot):
             slotted: Pending = loop.create_future()
-            self.driver.slot((outcome.correlation_id, slotted, responses), outcome.slot)
+            self.driver.slot((outcome.correlation_id, slotted, responses, timing), outcome.slot)
             return slotted
         if isinstance(outcome, AwaitWork):
-            return asyncio.ensure_future(self._off_loop(outcome, responses))
+            return asyncio.ensure_future(self._off_loop(outcome, responses, timing))
         raise TypeError(f"unexpected outcome {outcome!r}")
 
-    async def _off_loop(self, outcome: AwaitWork[W], responses: ResponseBytes) -> Parts:
+    async def _off_loop(
+        self, outcome: AwaitWork[W], responses: ResponseBytes, timing: RequestTiming | None
+    ) -> Parts:
         loop = asyncio.get_running_loop()
         result: W | OSError
         try:
@@ -373,10 +412,14 @@ class BrokerServer:
             result = exc
         payload = outcome.finish(result)
         self.drive()
-        return _built(responses, _encode(outcome.correlation_id, payload))
+        return _built(responses, self._encode(outcome.correlation_id, payload, timing))
 
     async def _long_poll(
-        self, outcome: AwaitData, arrived: asyncio.Event, responses: ResponseBytes
+        self,
+        outcome: AwaitData,
+        arrived: asyncio.Event,
+        responses: ResponseBytes,
+        timing: RequestTiming | None,
     ) -> Parts:
         """Attempt again each time data arrives, and finally at the deadline. `pending` made
         the first attempt, after taking `arrived`, and found too little (or did not make it: the
@@ -395,4 +438,4 @@ class BrokerServer:
                 raise asyncio.CancelledError
             arrived = self._data_arrived
             payload = outcome.attempt(time.monotonic() >= deadline)
-        return _built(responses, _encode(outcome.correlation_id, payload))
+        return _built(responses, self._encode(outcome.correlation_id, payload, timing))

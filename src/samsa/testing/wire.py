@@ -16,9 +16,7 @@ import socket
 import struct
 from typing import Any
 
-import scramp
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
-from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.list_offsets.v7.request import (
     ListOffsetsPartition,
@@ -26,13 +24,13 @@ from kio.schema.list_offsets.v7.request import (
     ListOffsetsTopic,
 )
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
-from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
-from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import Records, i8, i16, i32, i32Timedelta, i64
 from kio.static.protocol import RequestPayload, ResponsePayload
 
+from samsa.admin import security
 from samsa.admin.client import parse_bootstrap
+from samsa.admin.security import SaslFailed as SaslFailed  # re-exported for the tests
 from samsa.protocol import codec
 
 TIMEOUT_S = 10.0
@@ -44,12 +42,6 @@ _CORRELATION_ID = struct.Struct(">i")
 
 def ms(value: int) -> i32Timedelta:
     return i32Timedelta.parse(datetime.timedelta(milliseconds=value))
-
-
-class SaslFailed(ConnectionError):
-    """Raised by `Conn.authenticate` when the broker refuses the handshake or the credentials
-    (its error code and message), or the SCRAM exchange goes wrong: the broker closes such a
-    connection, so open a new one."""
 
 
 class Conn:
@@ -86,24 +78,7 @@ class Conn:
 
     def authenticate(self, mechanism: str, user: str, password: str) -> None:
         """SaslHandshake v1, then SaslAuthenticate v2 until `mechanism` is done (KIP-152)."""
-        handshake = self.request(SaslHandshakeRequest(mechanism=mechanism))
-        if handshake.error_code != ErrorCode.none:
-            raise SaslFailed(f"SaslHandshake {mechanism}: {handshake.error_code!r}")
-        if mechanism == "PLAIN":
-            self._sasl_step(f"\0{user}\0{password}".encode())
-            return
-        client = scramp.ScramClient([mechanism], user, password)
-        try:
-            client.set_server_first(self._sasl_step(client.get_client_first().encode()).decode())
-            client.set_server_final(self._sasl_step(client.get_client_final().encode()).decode())
-        except scramp.ScramException as exc:
-            raise SaslFailed(f"{mechanism} as {user}: {exc}") from None
-
-    def _sasl_step(self, token: bytes) -> bytes:
-        response = self.request(SaslAuthenticateRequest(auth_bytes=token))
-        if response.error_code != ErrorCode.none:
-            raise SaslFailed(f"{response.error_code!r}: {response.error_message}")
-        return bytes(response.auth_bytes)
+        security.authenticate(self.request, mechanism, user, password)
 
     def __enter__(self) -> Conn:
         return self

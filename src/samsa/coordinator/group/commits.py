@@ -131,6 +131,7 @@ def txn_commit(
     error = coordinator.check_txn_commit(group_id, generation_id, member_id, instance_id)
     if error != ErrorCode.none:
         return {(o.topic, o.partition): error for o in offsets}
+    coordinator.group_for_offsets(group_id)  # as Kafka's handleTxnCommitOffsets: Empty
     limit = coordinator.settings.offset_metadata_bytes_max
     decided = commit_records(group_id, offsets, partition_exists, limit, coordinator.clock_ms())
     return _write(coordinator, decided, Producer(producer_id, producer_epoch, verify_txn))

@@ -83,6 +83,10 @@ class GroupCoordinator:
         for key, value in self.offsets.group_records:
             self._replay_group(key, value, now)
         self.offsets.group_records.clear()
+        # As Kafka's loader: a group with offsets (committed, or pending in a transaction) and
+        # no metadata of its own is an Empty classic group.
+        for group_id in self.offsets.group_ids():
+            self.group_for_offsets(group_id)
 
     def _replay_group(self, key: Sequence[str], value: bytes | None, now: int) -> None:
         if key[0] == "group":

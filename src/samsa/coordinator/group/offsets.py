@@ -131,6 +131,12 @@ class OffsetStore:
     def group_offsets(self, group: str) -> dict[tuple[str, int], CommittedOffset]:
         return {(t, p): v for (g, t, p), v in self.committed.items() if g == group}
 
+    def group_ids(self) -> set[str]:
+        """Every group with an offset, committed or pending in a transaction."""
+        return {g for g, _, _ in self.committed} | {
+            g for offsets in self.pending.values() for g, _, _ in offsets
+        }
+
     def has_offsets(self, group: str) -> bool:
         return any(g == group for g, _, _ in self.committed) or any(
             g == group for offsets in self.pending.values() for g, _, _ in offsets

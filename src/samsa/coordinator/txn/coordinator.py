@@ -55,11 +55,14 @@ from samsa.coordinator.txn.metadata import TopicPartition, TxnMetadata
 from samsa.coordinator.txn.states import PREPARED, TxnState
 from samsa.durability import Durable, Later, Waits
 from samsa.log.partition import PartitionLog, StorageError
+from samsa.ratelog import RateLimitedLog
 from samsa.state.producers import ProducerStateError
 
 __all__ = ["COORDINATOR_EPOCH", "InitResult", "TransactionCoordinator", "TxnSettings"]
 
 log = logging.getLogger("samsa.txn")
+# Repeats per request or retry while the disk fails: one line per interval.
+_limited = RateLimitedLog(log)
 
 COORDINATOR_EPOCH = 0  # one broker, never a coordinator failover
 R = TypeVar("R")
@@ -305,12 +308,14 @@ class TransactionCoordinator:
                     meta.producer_id, meta.producer_epoch, commit, COORDINATOR_EPOCH, now
                 )
             except ProducerStateError as exc:
-                log.warning(
+                _limited.warning(
                     "no marker for %r on %s-%d: %s", meta.transactional_id, topic, index, exc
                 )
                 continue
             except StorageError as exc:
-                log.error("marker for %r not written, retrying: %s", meta.transactional_id, exc)
+                _limited.error(
+                    "marker for %r not written, retrying: %s", meta.transactional_id, exc
+                )
                 unwritten.add(partition_log)
                 continue
             waits.append((partition_log, partition_log.log_end_offset))
