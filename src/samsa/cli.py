@@ -20,26 +20,72 @@ from samsa.log.storage import DataDirLocked
 from samsa.ops import consume_cli, groups_cli, produce_cli, topics_cli
 from samsa.protocol.apis import ADVERTISED, ApiKey
 from samsa.security import cli as security_cli
-from samsa.server.run import raise_open_files_limit, serve
+from samsa.security import listeners
+from samsa.server.run import StartError, raise_open_files_limit, serve
 from samsa.server.server import BrokerServer
 from samsa.sim import cli as sim_cli
 from samsa.streams import cli as streams_cli
 from samsa.tools import log_cli
-from samsa.usage import INTERRUPTED_EXIT, USAGE_EXIT, UsageError, catch_interrupts, interrupted
+from samsa.usage import (
+    INTERRUPTED_EXIT,
+    USAGE_EXIT,
+    ArgumentParser,
+    UsageError,
+    catch_interrupts,
+    interrupted,
+    port_number,
+)
 from samsa.verify import cli as verify_cli
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 9092
+log = logging.getLogger("samsa.cli")
+
+
+def _read_config_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
+    try:
+        return broker_config.parse_properties(text)
+    except broker_config.ConfigError as exc:
+        raise UsageError(f"--config {path}: {exc}") from None
+
+
+def _serve_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The file's settings with the command line's over them: `--set`, and `--host`/`--port`,
+    which, given, replace the file's listeners with one PLAINTEXT listener (listeners given
+    with --set win over them, as before: --port is then unused)."""
+    settings = _read_config_file(args.config) if args.config else {}
+    try:
+        assigned = broker_config.parse_assignments(args.set or [])
+    except broker_config.ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if args.host is not None or args.port is not None:
+        settings.pop("listeners", None)
+        settings.pop("advertised.listeners", None)
+    return {**settings, **assigned}
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings: dict[str, str] = {}
-    if args.config:
-        with open(args.config) as f:
-            settings.update(broker_config.parse_properties(f.read()))
-    settings.update(broker_config.parse_assignments(args.set or []))
+    settings = _serve_settings(args)
     try:
         config = broker_config.load(settings)
     except broker_config.ConfigError as exc:
-        print(f"samsa serve: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+    ignored = broker_config.not_applicable(settings)
+    if ignored:
+        log.warning(
+            "settings for a cluster, not applicable to samsa's single node, accepted and "
+            "ignored: %s",
+            ", ".join(ignored),
+        )
+    args.data_dir = args.data_dir or config.data_dir
+    args.host = DEFAULT_HOST if args.host is None else args.host
+    args.port = DEFAULT_PORT if args.port is None else args.port
     raise_open_files_limit()
 
     async def main() -> None:
@@ -52,8 +98,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         def ready(server: BrokerServer) -> None:
             endpoint = server.broker.endpoint
+            host = listeners.listener_specs(config, args.host, args.port)[0].host or "0.0.0.0"
             print(
-                f"samsa broker listening on {args.host}:{server.port} "
+                f"samsa broker listening on {host}:{server.port} "
                 f"(bootstrap {endpoint.host}:{endpoint.port}, data dir {args.data_dir})"
             )
             if config.listeners:
@@ -70,10 +117,9 @@ def _serve(args: argparse.Namespace) -> int:
     received: list[int] = []
     try:
         asyncio.run(main())
-    except (DataDirLocked, DataDirError, broker_config.ConfigError) as exc:
+    except (DataDirLocked, DataDirError, StartError, broker_config.ConfigError) as exc:
         # ConfigError here: listener or TLS settings that only binding shows unusable.
-        print(f"samsa serve: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     if signal.SIGINT in received:  # stopped cleanly, and says so as a JVM does: exit 130
         raise KeyboardInterrupt
     return 0
@@ -99,31 +145,68 @@ SUBCOMMANDS: dict[str, Any] = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
+
+
+SERVE_DESCRIPTION = """Run a broker. Settings have Kafka's names (docs/configuration.md lists
+them): from a properties file (--config; a stock Kafka server.properties works) and --set, which
+wins over the file. --data-dir, --host and --port, when given, win over the file's log.dirs and
+listeners; --host/--port then make one PLAINTEXT listener, in place of the file's listeners and
+advertised.listeners (listeners given with --set win over --host/--port)."""
+
+
+def _add_serve(commands: Any) -> None:
+    serve_parser = commands.add_parser("serve", help="run a broker", description=SERVE_DESCRIPTION)
+    serve_parser.add_argument(
+        "--data-dir",
+        help="the broker's data dir (default: log.dirs or log.dir, else ./data)",
+    )
+    serve_parser.add_argument(
+        "--host",
+        help=f"the address to listen on (default: {DEFAULT_HOST}, or the listeners setting)",
+    )
+    serve_parser.add_argument(
+        "--port",
+        type=port_number,
+        help=f"the port to listen on, 0 for any free one (default: {DEFAULT_PORT}, or the "
+        "listeners setting)",
+    )
+    serve_parser.add_argument(
+        "--config", metavar="FILE", help="a Kafka-style properties file (default: none)"
+    )
+    serve_parser.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a broker setting by its Kafka name, over the file's (repeatable; default: none)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="samsa", description=__doc__)
+    parser = ArgumentParser(prog="samsa", description=__doc__)
     parser.add_argument(
         "--debug", action="store_true", help="show a traceback instead of a one-line error"
     )
     parser.add_argument(
         "--log-level",
+        type=_log_level,
         default=None,
         help="DEBUG, INFO, WARNING, ERROR (default: INFO for serve, WARNING otherwise)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run a broker")
-    serve_parser.add_argument("--data-dir", default="data")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=9092)
-    serve_parser.add_argument("--config", help="a Kafka-style properties file")
-    serve_parser.add_argument(
-        "--set",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a broker setting by its Kafka name (repeatable)",
-    )
+    _add_serve(commands)
     for module in dict.fromkeys(SUBCOMMANDS.values()):  # a module may add several
         module.register(commands)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would name the top-level parser, not the command
+        print(f"samsa {args.command}: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+        return USAGE_EXIT
     # A server says what it found at start-up (recovery) and what it does; tools stay quiet.
     level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
     logging.basicConfig(

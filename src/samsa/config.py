@@ -14,79 +14,34 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from samsa.configdef import (
+    LONG_MAX,
+    BadValue,
+    ConfigKey,
+    ConfigType,
+    Validator,
+    Value,
+    at_least,
+    one_of,
+    valid_values,
+)
+
 HOUR_MS = 3600 * 1000
+# LegacyRecord.RECORD_OVERHEAD_V0: the smallest segment Kafka 3.9 allows (Kafka 4.0: 1 MiB).
+SEGMENT_BYTES_MIN = 14
 
 
 class ConfigError(ValueError):
     """A setting that does not exist or has an invalid value; raised to the caller of `load`."""
 
 
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered not in ("true", "false"):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return lowered == "true"
-
-
-def _str(value: str) -> str:
-    return value.strip()
-
-
-def _int(value: str) -> int:
-    return int(value.strip())
-
-
-def _non_negative(value: str) -> int:
-    number = _int(value)
-    if number < 0:
-        raise ValueError(f"expected 0 or more, got {number}")
-    return number
-
-
-def _positive(value: str) -> int:
-    number = _int(value)
-    if number <= 0:
-        raise ValueError(f"expected more than 0, got {number}")
-    return number
-
-
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
-
-
-def _timestamp_type(value: str) -> str:
-    if value.strip() not in TIMESTAMP_TYPES:
-        raise ValueError(f"expected one of {', '.join(TIMESTAMP_TYPES)}")
-    return value.strip()
-
-
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 CLIENT_AUTH = ("none", "requested", "required")
-
-
-def _mechanisms(value: str) -> str:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MECHANISMS]
-    if unknown:
-        raise ValueError(f"samsa offers {', '.join(MECHANISMS)}; not {', '.join(unknown)}")
-    return ",".join(names)
-
-
-def _pem(value: str) -> str:
-    if value.strip().upper() != "PEM":
-        raise ValueError("samsa reads PEM files only (ssl.keystore.type=PEM)")
-    return "PEM"
-
-
-def _client_auth(value: str) -> str:
-    if value.strip().lower() not in CLIENT_AUTH:
-        raise ValueError(f"expected one of {', '.join(CLIENT_AUTH)}")
-    return value.strip().lower()
-
-
 # Kafka's authorizers' class names; samsa's authorizer (samsa.security.acl) stands for both.
 AUTHORIZER_CLASS_NAMES = (
     "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -94,23 +49,50 @@ AUTHORIZER_CLASS_NAMES = (
 )
 
 
-def _host_port(value: str) -> str:
-    if value.strip():
-        _, sep, port = value.strip().rpartition(":")
-        if not sep or not port.isdigit() or int(port) > 65535:
-            raise ValueError("expected HOST:PORT with a port from 0 to 65535, or empty")
-    return value.strip()
+def _mechanisms(name: str, value: Value) -> None:
+    unknown = [n for n in value if n not in MECHANISMS] if isinstance(value, list) else []
+    if unknown:
+        raise BadValue(
+            name, value, f"samsa offers {', '.join(MECHANISMS)}; not {', '.join(unknown)}"
+        )
 
 
-def _authorizer(value: str) -> str:
-    if value.strip() not in ("", *AUTHORIZER_CLASS_NAMES):
-        raise ValueError(f"expected empty or one of {', '.join(AUTHORIZER_CLASS_NAMES)}")
-    return value.strip()
+def _pem(name: str, value: Value) -> None:
+    if str(value).upper() != "PEM":
+        raise BadValue(name, value, "samsa reads PEM files only")
+
+
+def _client_auth(name: str, value: Value) -> None:
+    if str(value).lower() not in CLIENT_AUTH:
+        raise BadValue(name, value, f"String must be one of: {', '.join(CLIENT_AUTH)}")
+
+
+def _authorizer(name: str, value: Value) -> None:
+    if value not in ("", *AUTHORIZER_CLASS_NAMES):
+        raise BadValue(
+            name, value, f"Value must be empty or one of: {', '.join(AUTHORIZER_CLASS_NAMES)}"
+        )
+
+
+def _host_port(name: str, value: Value) -> None:
+    _, sep, port = str(value).rpartition(":")
+    if value and (not sep or not port.isdigit() or int(port) > 65535):
+        raise BadValue(name, value, "Value must be HOST:PORT with a port from 0 to 65535, or empty")
+
+
+def _retention(name: str, value: Value) -> None:
+    """`KafkaConfig.validateValues`: a retention time is unlimited (negative) or at least 1."""
+    if value == 0:
+        raise BadValue(name, value, "Value must be -1 (unlimited) or at least 1")
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     node_id: int = 1
+    log_dirs: str = ""
+    """`log.dirs`: samsa keeps its data in one dir, so at most one; empty: `log.dir`."""
+    log_dir: str = "data"
+    """`log.dir`: Kafka's default is /tmp/kafka-logs; samsa's is `data` under the working dir."""
     num_partitions: int = 1
     auto_create_topics_enable: bool = True
     log_segment_bytes: int = 1 << 30
@@ -178,6 +160,9 @@ class BrokerConfig:
     listeners: str = ""
     """`listeners`: `NAME://host:port,...`; empty: one PLAINTEXT listener on `--host`/`--port`."""
     advertised_listeners: str = ""
+    controller_listener_names: str = ""
+    """`controller.listener.names`: listeners of a KRaft controller, which samsa, a single node
+    without one, does not bind (a stock server.properties names CONTROLLER here)."""
     listener_security_protocol_map: str = (
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
     )
@@ -238,101 +223,411 @@ class BrokerConfig:
     def durable(self) -> bool:
         return self.log_flush_interval_messages <= 1
 
+    @property
+    def data_dir(self) -> str:
+        """The one data dir: `log.dirs` if set, else `log.dir` (Kafka's precedence)."""
+        return self.log_dirs.strip() or self.log_dir.strip()
+
 
 # Every default in one place: the settings of the log, the coordinators and the connections
 # take theirs from here (`LogConfig`, `TxnSettings`, `GroupSettings`).
 DEFAULTS = BrokerConfig()
 
-_PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "node.id": ("node_id", _int),
-    "broker.id": ("node_id", _int),
-    "num.partitions": ("num_partitions", _int),
-    "auto.create.topics.enable": ("auto_create_topics_enable", _bool),
-    "log.segment.bytes": ("log_segment_bytes", _int),
-    "log.roll.ms": ("log_roll_ms", _int),
-    "log.roll.hours": ("log_roll_ms", lambda v: _int(v) * HOUR_MS),
-    "log.retention.ms": ("log_retention_ms", _int),
-    "log.retention.minutes": ("log_retention_ms", lambda v: _int(v) * 60_000),
-    "log.retention.hours": ("log_retention_ms", lambda v: _int(v) * HOUR_MS),
-    "log.retention.bytes": ("log_retention_bytes", _int),
-    "log.retention.check.interval.ms": ("log_retention_check_interval_ms", _int),
-    "log.index.interval.bytes": ("log_index_interval_bytes", _int),
-    "log.flush.interval.messages": ("log_flush_interval_messages", _int),
-    "log.flush.interval.ms": ("log_flush_interval_ms", _int),
-    "message.max.bytes": ("message_max_bytes", _int),
-    "message.decompressed.max.bytes": ("message_decompressed_max_bytes", _positive),
-    "log.message.timestamp.type": ("log_message_timestamp_type", _timestamp_type),
-    "log.message.timestamp.before.max.ms": ("log_message_timestamp_before_max_ms", _non_negative),
-    "log.message.timestamp.after.max.ms": ("log_message_timestamp_after_max_ms", _non_negative),
-    "socket.request.max.bytes": ("socket_request_max_bytes", _int),
-    "queued.max.requests": ("queued_max_requests", _int),
-    "queued.max.request.bytes": ("queued_max_request_bytes", _int),
-    "queued.max.response.bytes.per.connection": ("queued_max_response_bytes_per_connection", _int),
-    "connections.max.idle.ms": ("connections_max_idle_ms", _int),
-    "max.connections": ("max_connections", _int),
-    "max.connections.per.ip": ("max_connections_per_ip", _int),
-    "max.connections.per.ip.overrides": ("max_connections_per_ip_overrides", _str),
-    "log.open.files.max": ("log_open_files_max", _non_negative),
-    "max.broker.partitions": ("max_broker_partitions", _positive),
-    "fetch.max.bytes": ("fetch_max_bytes", _int),
-    "listeners": ("listeners", _str),
-    "advertised.listeners": ("advertised_listeners", _str),
-    "listener.security.protocol.map": ("listener_security_protocol_map", _str),
-    "sasl.enabled.mechanisms": ("sasl_enabled_mechanisms", _mechanisms),
-    "sasl.server.max.receive.size": ("sasl_server_max_receive_size", _positive),
-    "ssl.keystore.type": ("ssl_keystore_type", _pem),
-    "ssl.keystore.location": ("ssl_keystore_location", _str),
-    "ssl.keystore.certificate.chain": ("ssl_keystore_certificate_chain", _str),
-    "ssl.keystore.key": ("ssl_keystore_key", _str),
-    "ssl.key.password": ("ssl_key_password", _str),
-    "ssl.truststore.type": ("ssl_truststore_type", _pem),
-    "ssl.truststore.location": ("ssl_truststore_location", _str),
-    "ssl.truststore.certificates": ("ssl_truststore_certificates", _str),
-    "ssl.client.auth": ("ssl_client_auth", _client_auth),
-    "ssl.principal.mapping.rules": ("ssl_principal_mapping_rules", _str),
-    "delete.topic.enable": ("delete_topic_enable", _bool),
-    "producer.id.expiration.ms": ("producer_id_expiration_ms", _int),
-    "transaction.max.timeout.ms": ("transaction_max_timeout_ms", _int),
-    "group.min.session.timeout.ms": ("group_min_session_timeout_ms", _int),
-    "group.max.session.timeout.ms": ("group_max_session_timeout_ms", _int),
-    "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", _int),
-    "offset.metadata.max.bytes": ("offset_metadata_max_bytes", _int),
-    "group.consumer.session.timeout.ms": ("group_consumer_session_timeout_ms", _positive),
-    "group.consumer.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms", _positive),
-    "group.consumer.assignors": ("group_consumer_assignors", _str),
-    "transactional.id.expiration.ms": ("transactional_id_expiration_ms", _int),
-    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
-        "transaction_abort_timed_out_transaction_cleanup_interval_ms",
-        _int,
-    ),
-    "transaction.remove.expired.transaction.cleanup.interval.ms": (
-        "transaction_remove_expired_transaction_cleanup_interval_ms",
-        _int,
-    ),
-    "producer.id.expiration.check.interval.ms": (
-        "producer_id_expiration_check_interval_ms",
-        _int,
-    ),
-    "log.scrubber.enable": ("log_scrubber_enable", _bool),
-    "log.scrubber.bytes.per.second": ("log_scrubber_bytes_per_second", _int),
-    "log.scrubber.interval.ms": ("log_scrubber_interval_ms", _int),
-    "authorizer.class.name": ("authorizer_class_name", _authorizer),
-    "super.users": ("super_users", _str),
-    "allow.everyone.if.no.acl.found": ("allow_everyone_if_no_acl_found", _bool),
-    "prometheus.listener": ("prometheus_listener", _host_port),
-}
+INT, LONG, SHORT, BOOLEAN = ConfigType.INT, ConfigType.LONG, ConfigType.SHORT, ConfigType.BOOLEAN
+STRING, LIST, PASSWORD = ConfigType.STRING, ConfigType.LIST, ConfigType.PASSWORD
+OWN = "samsa's own; Kafka has no such setting."
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A broker setting samsa acts on: Kafka's type and valid values (`key`; its `default` is
+    Kafka's, its `doc` where samsa differs from Kafka), and the `BrokerConfig` field it sets,
+    through `scale` (hours to ms). Of synonyms (log.retention.hours, .minutes, .ms) the one with
+    the highest `precedence` given wins, as in Kafka."""
+
+    key: ConfigKey
+    attribute: str
+    scale: int = 1
+    precedence: int = 0
+    synonym: bool = False  # another name of a setting listed under its own name
+
+
+def _text(value: object) -> str:
+    """A value as a properties file or DescribeConfigs writes it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _scaled(value: object, scale: int) -> str:
+    """A default as its setting gives it: log.roll.hours' in hours."""
+    return _text(value // scale if type(value) is int else value)
+
+
+def _setting(
+    name: str,
+    kind: ConfigType,
+    attribute: str,
+    validator: Validator | None = None,
+    differs: str = "",
+    kafka_default: str | None = None,
+    scale: int = 1,
+    precedence: int = 0,
+    synonym: bool = False,
+) -> tuple[str, Setting]:
+    if kafka_default is None:
+        value = getattr(DEFAULTS, attribute)
+        kafka_default = _scaled(value, scale)
+    key = ConfigKey(name, kind, kafka_default, differs, validator)
+    return name, Setting(key, attribute, scale, precedence, synonym)
+
+
+_S = _setting
+SETTINGS: dict[str, Setting] = dict(
+    [
+        _S(
+            "node.id", INT, "node_id", at_least(0), "Kafka requires it; samsa's default is 1.", "-1"
+        ),
+        _S(
+            "broker.id",
+            INT,
+            "node_id",
+            at_least(0),
+            "The older name of node.id.",
+            "-1",
+            synonym=True,
+        ),
+        _S(
+            "log.dirs",
+            STRING,
+            "log_dirs",
+            None,
+            "One dir only: samsa is one node with one data dir.",
+            "null",
+        ),
+        _S(
+            "log.dir",
+            STRING,
+            "log_dir",
+            None,
+            "samsa's default is under the working dir.",
+            "/tmp/kafka-logs",
+        ),
+        _S("num.partitions", INT, "num_partitions", at_least(1)),
+        _S("auto.create.topics.enable", BOOLEAN, "auto_create_topics_enable"),
+        _S("delete.topic.enable", BOOLEAN, "delete_topic_enable"),
+        _S("log.segment.bytes", INT, "log_segment_bytes", at_least(SEGMENT_BYTES_MIN)),
+        _S("log.roll.ms", LONG, "log_roll_ms", at_least(1), "", "null", precedence=1),
+        _S("log.roll.hours", INT, "log_roll_ms", at_least(1), scale=HOUR_MS, synonym=True),
+        _S("log.retention.ms", LONG, "log_retention_ms", _retention, "", "null", precedence=2),
+        _S(
+            "log.retention.minutes",
+            INT,
+            "log_retention_ms",
+            _retention,
+            "",
+            "null",
+            60_000,
+            1,
+            True,
+        ),
+        _S("log.retention.hours", INT, "log_retention_ms", _retention, scale=HOUR_MS, synonym=True),
+        _S("log.retention.bytes", LONG, "log_retention_bytes"),
+        _S("log.retention.check.interval.ms", LONG, "log_retention_check_interval_ms", at_least(1)),
+        _S("log.index.interval.bytes", INT, "log_index_interval_bytes", at_least(0)),
+        _S(
+            "log.flush.interval.messages",
+            LONG,
+            "log_flush_interval_messages",
+            at_least(1),
+            "samsa's default, 1, fsyncs every acknowledged batch (group-committed) before the "
+            "acknowledgement; more: acks do not wait for the disk, flushed every "
+            "log.flush.interval.ms instead.",
+            str(LONG_MAX),
+        ),
+        _S(
+            "log.flush.interval.ms",
+            LONG,
+            "log_flush_interval_ms",
+            at_least(0),
+            "Kafka's default is null (log.flush.scheduler.interval.ms, never); samsa's 1000.",
+            "null",
+        ),
+        _S("message.max.bytes", INT, "message_max_bytes", at_least(0)),
+        _S(
+            "message.decompressed.max.bytes",
+            INT,
+            "message_decompressed_max_bytes",
+            at_least(1),
+            OWN,
+            "",
+        ),
+        _S(
+            "log.message.timestamp.type",
+            STRING,
+            "log_message_timestamp_type",
+            one_of(*TIMESTAMP_TYPES),
+        ),
+        _S(
+            "log.message.timestamp.before.max.ms",
+            LONG,
+            "log_message_timestamp_before_max_ms",
+            at_least(0),
+        ),
+        _S(
+            "log.message.timestamp.after.max.ms",
+            LONG,
+            "log_message_timestamp_after_max_ms",
+            at_least(0),
+            "Kafka 4.0's default (one hour); Kafka 3.9's is unbounded.",
+            str(LONG_MAX),
+        ),
+        _S("socket.request.max.bytes", INT, "socket_request_max_bytes", at_least(1)),
+        _S(
+            "queued.max.requests",
+            INT,
+            "queued_max_requests",
+            at_least(1),
+            "Per connection in samsa, broker-wide in Kafka.",
+        ),
+        _S(
+            "queued.max.request.bytes",
+            LONG,
+            "queued_max_request_bytes",
+            None,
+            "Kafka's default is -1, unbounded (<= 0 still means that); samsa's is 256 MiB.",
+            "-1",
+        ),
+        _S(
+            "queued.max.response.bytes.per.connection",
+            LONG,
+            "queued_max_response_bytes_per_connection",
+            at_least(1),
+            OWN,
+            "",
+        ),
+        _S("connections.max.idle.ms", LONG, "connections_max_idle_ms"),
+        _S(
+            "max.connections",
+            INT,
+            "max_connections",
+            at_least(0),
+            "A connection over it is closed at once (Kafka lets it wait).",
+        ),
+        _S("max.connections.per.ip", INT, "max_connections_per_ip", at_least(0)),
+        _S(
+            "max.connections.per.ip.overrides",
+            STRING,
+            "max_connections_per_ip_overrides",
+            None,
+            "IP addresses only; Kafka also takes host names.",
+        ),
+        _S("log.open.files.max", INT, "log_open_files_max", at_least(0), OWN, ""),
+        _S(
+            "max.broker.partitions",
+            INT,
+            "max_broker_partitions",
+            at_least(1),
+            "KIP-578's name; Kafka never shipped it.",
+            "",
+        ),
+        _S("fetch.max.bytes", INT, "fetch_max_bytes", at_least(1024)),
+        _S(
+            "listeners",
+            STRING,
+            "listeners",
+            None,
+            "Empty: one PLAINTEXT listener on --host/--port (Kafka: PLAINTEXT://:9092).",
+            "PLAINTEXT://:9092",
+        ),
+        _S("advertised.listeners", STRING, "advertised_listeners", None, "", "null"),
+        _S("listener.security.protocol.map", STRING, "listener_security_protocol_map"),
+        _S(
+            "controller.listener.names",
+            STRING,
+            "controller_listener_names",
+            None,
+            "samsa has no controller: the listeners it names are not bound, and are left out "
+            "of advertised.listeners.",
+            "null",
+        ),
+        _S(
+            "sasl.enabled.mechanisms",
+            LIST,
+            "sasl_enabled_mechanisms",
+            _mechanisms,
+            "Kafka's default is GSSAPI, which samsa lacks.",
+            "GSSAPI",
+        ),
+        _S("sasl.server.max.receive.size", INT, "sasl_server_max_receive_size", at_least(1)),
+        _S(
+            "ssl.keystore.type",
+            STRING,
+            "ssl_keystore_type",
+            _pem,
+            "PEM only: samsa reads no Java keystores.",
+            "JKS",
+        ),
+        _S("ssl.keystore.location", STRING, "ssl_keystore_location", None, "", "null"),
+        _S(
+            "ssl.keystore.certificate.chain",
+            PASSWORD,
+            "ssl_keystore_certificate_chain",
+            None,
+            "",
+            "null",
+        ),
+        _S("ssl.keystore.key", PASSWORD, "ssl_keystore_key", None, "", "null"),
+        _S("ssl.key.password", PASSWORD, "ssl_key_password", None, "", "null"),
+        _S("ssl.truststore.type", STRING, "ssl_truststore_type", _pem, "PEM only.", "JKS"),
+        _S("ssl.truststore.location", STRING, "ssl_truststore_location", None, "", "null"),
+        _S(
+            "ssl.truststore.certificates", PASSWORD, "ssl_truststore_certificates", None, "", "null"
+        ),
+        _S("ssl.client.auth", STRING, "ssl_client_auth", _client_auth),
+        _S("ssl.principal.mapping.rules", STRING, "ssl_principal_mapping_rules"),
+        _S("producer.id.expiration.ms", INT, "producer_id_expiration_ms", at_least(1)),
+        _S(
+            "producer.id.expiration.check.interval.ms",
+            INT,
+            "producer_id_expiration_check_interval_ms",
+            at_least(1),
+        ),
+        _S("transaction.max.timeout.ms", INT, "transaction_max_timeout_ms", at_least(1)),
+        _S("transactional.id.expiration.ms", INT, "transactional_id_expiration_ms", at_least(1)),
+        _S(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            INT,
+            "transaction_abort_timed_out_transaction_cleanup_interval_ms",
+            at_least(1),
+            "Kafka checks every 10 s; samsa every second.",
+            "10000",
+        ),
+        _S(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            INT,
+            "transaction_remove_expired_transaction_cleanup_interval_ms",
+            at_least(1),
+        ),
+        _S("group.min.session.timeout.ms", INT, "group_min_session_timeout_ms"),
+        _S("group.max.session.timeout.ms", INT, "group_max_session_timeout_ms"),
+        _S(
+            "group.initial.rebalance.delay.ms",
+            INT,
+            "group_initial_rebalance_delay_ms",
+            None,
+            "Kafka waits 3 s; samsa, mostly run in tests, does not (as Kafka advises for tests).",
+            "3000",
+        ),
+        _S("offset.metadata.max.bytes", INT, "offset_metadata_max_bytes"),
+        _S(
+            "group.consumer.session.timeout.ms",
+            INT,
+            "group_consumer_session_timeout_ms",
+            at_least(1),
+        ),
+        _S(
+            "group.consumer.heartbeat.interval.ms",
+            INT,
+            "group_consumer_heartbeat_interval_ms",
+            at_least(1),
+        ),
+        _S(
+            "group.consumer.assignors",
+            LIST,
+            "group_consumer_assignors",
+            None,
+            "Short names (Kafka's default names the classes).",
+            "uniform,range",
+        ),
+        _S("log.scrubber.enable", BOOLEAN, "log_scrubber_enable", None, OWN, ""),
+        _S(
+            "log.scrubber.bytes.per.second",
+            LONG,
+            "log_scrubber_bytes_per_second",
+            at_least(1),
+            OWN,
+            "",
+        ),
+        _S("log.scrubber.interval.ms", LONG, "log_scrubber_interval_ms", at_least(1), OWN, ""),
+        _S(
+            "authorizer.class.name",
+            STRING,
+            "authorizer_class_name",
+            _authorizer,
+            "Kafka's two authorizers' names only.",
+            "",
+        ),
+        _S("super.users", STRING, "super_users", None, "", ""),
+        _S("allow.everyone.if.no.acl.found", BOOLEAN, "allow_everyone_if_no_acl_found"),
+        _S("prometheus.listener", STRING, "prometheus_listener", _host_port, OWN, ""),
+    ]
+)
+
+
+def _na(
+    name: str, kind: ConfigType, default: str, validator: Validator | None = None
+) -> tuple[str, ConfigKey]:
+    return name, ConfigKey(name, kind, default, "", validator)
+
+
+# Kafka's settings that concern a cluster (controllers, replication, ISR) or a JVM broker's
+# threads and socket buffers, which a single samsa node does not have: accepted (checked as
+# Kafka checks them, so a stock server.properties starts samsa) and ignored, named in one
+# warning at start. Other names Kafka has not are refused.
+NOT_APPLICABLE: dict[str, ConfigKey] = dict(
+    [
+        _na("process.roles", LIST, "", one_of("broker", "controller")),
+        _na("controller.quorum.voters", LIST, ""),
+        _na("controller.quorum.bootstrap.servers", LIST, ""),
+        _na("inter.broker.listener.name", STRING, "null"),
+        _na(
+            "security.inter.broker.protocol",
+            STRING,
+            "PLAINTEXT",
+            one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        ),
+        _na("inter.broker.protocol.version", STRING, "3.9-IV0"),
+        _na("sasl.mechanism.controller.protocol", STRING, "GSSAPI"),
+        _na("sasl.mechanism.inter.broker.protocol", STRING, "GSSAPI"),
+        _na("metadata.log.dir", STRING, "null"),
+        _na("broker.rack", STRING, "null"),
+        _na("default.replication.factor", INT, "1"),
+        _na("min.insync.replicas", INT, "1", at_least(1)),
+        _na("offsets.topic.replication.factor", SHORT, "3", at_least(1)),
+        _na("offsets.topic.num.partitions", INT, "50", at_least(1)),
+        _na("transaction.state.log.replication.factor", SHORT, "3", at_least(1)),
+        _na("transaction.state.log.min.isr", INT, "2", at_least(1)),
+        _na("transaction.state.log.num.partitions", INT, "50", at_least(1)),
+        _na("share.coordinator.state.topic.replication.factor", SHORT, "3", at_least(1)),
+        _na("share.coordinator.state.topic.min.isr", SHORT, "2", at_least(1)),
+        _na("unclean.leader.election.enable", BOOLEAN, "false"),
+        _na("auto.leader.rebalance.enable", BOOLEAN, "true"),
+        _na("replica.lag.time.max.ms", LONG, "30000"),
+        _na("num.replica.fetchers", INT, "1"),
+        _na("num.network.threads", INT, "3", at_least(1)),
+        _na("num.io.threads", INT, "8", at_least(1)),
+        _na("background.threads", INT, "10", at_least(1)),
+        _na("num.recovery.threads.per.data.dir", INT, "1", at_least(1)),
+        _na("socket.send.buffer.bytes", INT, "102400"),
+        _na("socket.receive.buffer.bytes", INT, "102400"),
+        _na("zookeeper.connect", STRING, "null"),
+        _na("zookeeper.connection.timeout.ms", INT, "null"),
+    ]
+)
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Java properties, the subset Kafka's server.properties uses: `name=value`, `#` comments."""
+    """Java properties, the subset Kafka's server.properties uses: `name=value` (or
+    `name: value`), `#` and `!` comments."""
     result: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith(("#", "!")):
             continue
-        name, sep, value = line.partition("=")
-        if not sep:
+        # Java's rule: the name ends at the first '=' or ':' (listeners' values hold ':').
+        cut = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
+        if cut < 0:
             raise ConfigError(f"line {number}: expected name=value, got {raw!r}")
+        name, value = line[:cut], line[cut + 1 :]
         result[name.strip()] = value.strip()
     return result
 
@@ -341,25 +636,56 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     for item in assignments:
         name, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not name.strip():
             raise ConfigError(f"--set takes NAME=VALUE, got {item!r}")
         result[name.strip()] = value.strip()
     return result
 
 
+def not_applicable(settings: Mapping[str, str]) -> list[str]:
+    """The names in `settings` that samsa accepts and ignores (`NOT_APPLICABLE`)."""
+    return [name for name in settings if name in NOT_APPLICABLE]
+
+
 def load(settings: Mapping[str, str], base: BrokerConfig | None = None) -> BrokerConfig:
-    changes: dict[str, Any] = {}
+    """`base` (the defaults) with `settings` laid over it, each checked as Kafka's ConfigDef
+    checks it; `ConfigError` with Kafka's message ("Invalid value V for configuration N: ...")
+    for the first bad one."""
+    changes: dict[str, tuple[int, Any]] = {}
     for name, value in settings.items():
-        if name not in _PARSERS:
-            raise ConfigError(f"unknown broker setting {name!r}")
-        attribute, parser = _PARSERS[name]
         try:
-            changes[attribute] = parser(value)
-        except ValueError as exc:
-            raise ConfigError(f"{name}={value!r}: {exc}") from None
-    config = dataclasses.replace(base or BrokerConfig(), **changes)
+            if name in NOT_APPLICABLE:
+                NOT_APPLICABLE[name].check(value)
+                continue
+            if name not in SETTINGS:
+                raise ConfigError(f"unknown broker setting {name!r}")
+            setting = SETTINGS[name]
+            parsed = setting.key.check(value)
+        except BadValue as exc:
+            raise ConfigError(str(exc)) from None
+        if isinstance(parsed, list):
+            parsed = ",".join(parsed)
+        elif isinstance(parsed, int) and not isinstance(parsed, bool):
+            parsed = max(parsed, -1) if setting.key.validator is _retention else parsed
+            parsed *= setting.scale
+        earlier = changes.get(setting.attribute)
+        if earlier is None or earlier[0] <= setting.precedence:
+            changes[setting.attribute] = (setting.precedence, parsed)
+    _same_node_id(settings)
+    config = dataclasses.replace(
+        base or BrokerConfig(), **{attribute: value for attribute, (_, value) in changes.items()}
+    )
     _check(config)
     return config
+
+
+def _same_node_id(settings: Mapping[str, str]) -> None:
+    node_id, broker_id = settings.get("node.id"), settings.get("broker.id")
+    if node_id is not None and broker_id is not None and node_id.strip() != broker_id.strip():
+        raise ConfigError(
+            f"node.id={settings['node.id']} and broker.id={settings['broker.id']} differ: "
+            "give one, or the same value to both"
+        )
 
 
 def _check(config: BrokerConfig) -> None:
@@ -369,18 +695,13 @@ def _check(config: BrokerConfig) -> None:
             f"queued.max.request.bytes={config.queued_max_request_bytes} must be at least "
             f"socket.request.max.bytes={config.socket_request_max_bytes} (or <= 0: unbounded)"
         )
-    for name, value in (
-        ("socket.request.max.bytes", config.socket_request_max_bytes),
-        ("queued.max.requests", config.queued_max_requests),
-        (
-            "queued.max.response.bytes.per.connection",
-            config.queued_max_response_bytes_per_connection,
-        ),
-    ):
-        if value < 1:
-            raise ConfigError(f"{name}={value} must be at least 1")
-    if config.max_connections < 0 or config.max_connections_per_ip < 0:
-        raise ConfigError("max.connections and max.connections.per.ip must be >= 0")
+    dirs = [d.strip() for d in config.log_dirs.split(",") if d.strip()]
+    if len(dirs) > 1:
+        raise ConfigError(
+            f"log.dirs={config.log_dirs}: samsa keeps its data in one dir, {len(dirs)} are given"
+        )
+    if not config.data_dir:
+        raise ConfigError("log.dir is empty: samsa needs a data dir (log.dirs or log.dir)")
     from samsa.security import listeners  # it reads this module's BrokerConfig
 
     listeners.check(config)
@@ -430,9 +751,42 @@ SENSITIVE = frozenset({"ssl.keystore.key", "ssl.key.password"})
 def broker_settings(config: BrokerConfig) -> dict[str, str]:
     """Every setting by its Kafka name, for DescribeConfigs."""
     values: dict[str, str] = {}
-    for name, (attribute, _) in _PARSERS.items():
-        if name in ("broker.id", "log.roll.hours", "log.retention.minutes", "log.retention.hours"):
+    for name, setting in SETTINGS.items():
+        if setting.synonym:
             continue
-        value = getattr(config, attribute)
-        values[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        values[name] = _text(getattr(config, setting.attribute))
     return values
+
+
+# What the valid values of samsa's own checks are, as docs/configuration.md writes them.
+_VALID_TEXT: dict[object, str] = {
+    _mechanisms: "list of " + ", ".join(MECHANISMS),
+    _pem: "[PEM]",
+    _client_auth: "[" + ", ".join(CLIENT_AUTH) + "]",
+    _authorizer: "empty, or " + " or ".join(AUTHORIZER_CLASS_NAMES),
+    _retention: "-1 (unlimited), [1,...]",
+    _host_port: "empty, or HOST:PORT",
+}
+
+
+def _valid(key: ConfigKey) -> str:
+    return _VALID_TEXT.get(key.validator) or valid_values(key.validator)
+
+
+def reference() -> list[tuple[str, str, str, str, str, str]]:
+    """docs/configuration.md's first table, a row per setting samsa acts on: name, type, valid
+    values, samsa's default, Kafka's default, where samsa differs."""
+    rows = []
+    for name, setting in SETTINGS.items():
+        key = setting.key
+        samsa = _scaled(getattr(DEFAULTS, setting.attribute), setting.scale)
+        rows.append((name, key.type.name.lower(), _valid(key), samsa, key.default, key.doc))
+    return rows
+
+
+def not_applicable_reference() -> list[tuple[str, str, str, str]]:
+    """docs/configuration.md's second table: name, type, valid values, Kafka's default."""
+    return [
+        (name, key.type.name.lower(), _valid(key), key.default)
+        for name, key in NOT_APPLICABLE.items()
+    ]

@@ -13,9 +13,13 @@ dies of is reported as the interrupt.
 
 from __future__ import annotations
 
+import argparse
+import math
 import signal
+import sys
 import threading
 from types import FrameType
+from typing import Any, NoReturn
 
 USAGE_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -43,3 +47,51 @@ def interrupted() -> bool:
 def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
     _interrupted.set()
     raise KeyboardInterrupt
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with its errors in the same one line, `samsa <command>: <message>`,
+    and exit code as every other misuse (argparse prints the whole usage text first). Its
+    subparsers are of this class too (`add_subparsers` makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+
+
+def _number(text: str, kind: type[int] | type[float], low: float, what: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= low):
+        raise argparse.ArgumentTypeError(f"{text} is not {what}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type`: an integer of at least 1."""
+    result: int = _number(text, int, 1, "a positive integer (1 or more)")
+    return result
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse `type`: an integer of at least 0."""
+    result: int = _number(text, int, 0, "0 or more")
+    return result
+
+
+def positive_float(text: str) -> float:
+    """An argparse `type`: a finite number greater than 0."""
+    result: float = _number(text, float, 0, "a number greater than 0")
+    if result > 0:
+        return result
+    raise argparse.ArgumentTypeError(f"{text} is not a number greater than 0")
+
+
+def port_number(text: str) -> int:
+    """An argparse `type`: a TCP port, 0 (any free one) to 65535."""
+    port = non_negative_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
+    return port

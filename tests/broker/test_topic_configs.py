@@ -1,4 +1,4 @@
-"""Kafka's config checks, directly: `samsa.broker.configdef` and the topic config table."""
+"""Kafka's config checks, directly: `samsa.configdef` and the topic config table."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 
 from samsa import config as broker_config
 from samsa.broker import topic_configs
-from samsa.broker.configdef import BadValue, ConfigType, parse
 from samsa.broker.core import Broker, Endpoint
 from samsa.broker.dynamic import BROKER_KEYS, DYNAMIC_CONFIGS_FILE
 from samsa.broker.topic_configs import TOPIC_CONFIGS, InvalidConfig, check
 from samsa.broker.topics import DataDirError
+from samsa.configdef import BadValue, ConfigType, parse
 from samsa.log.storage import OsStorage
 
 

@@ -139,7 +139,7 @@ def test_quotas_count_per_address() -> None:
         ({"max.connections.per.ip": "0"}, "overrides"),
         ({"max.connections.per.ip.overrides": "broker-host:10"}, "IP addresses"),
         ({"max.connections.per.ip.overrides": "127.0.0.1"}, "IP:COUNT"),
-        ({"max.connections": "-1"}, ">= 0"),
+        ({"max.connections": "-1"}, "at least 0"),
     ],
 )
 def test_connection_settings_are_checked(settings: dict[str, str], message: str) -> None:

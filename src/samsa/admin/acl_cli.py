@@ -27,7 +27,7 @@ import itertools
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from kio.schema.create_acls.v3.request import CreateAclsRequest
 from kio.schema.delete_acls.v3.request import DeleteAclsFilter, DeleteAclsRequest
@@ -49,6 +49,7 @@ from samsa.security.acl import (
     operation_named,
 )
 from samsa.security.acl_store import AclStore, AclStoreError
+from samsa.usage import ArgumentParser
 
 PATTERNS = {"literal": PatternType.LITERAL, "prefixed": PatternType.PREFIXED}
 FILTER_PATTERNS = {**PATTERNS, "match": PatternType.MATCH, "any": PatternType.ANY}
@@ -62,11 +63,6 @@ class Refused(Exception):
     """The broker or the data dir refused: one line on stderr, exit status 1."""
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def register(subparsers: Any) -> None:
     """Add the `acl` subcommand to the `samsa` parser."""
     parser = subparsers.add_parser(
@@ -78,7 +74,7 @@ def register(subparsers: Any) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--bootstrap", metavar="HOST:PORT", help="a running broker")
     where.add_argument("--data-dir", help="a stopped broker's data dir")
-    actions = parser.add_subparsers(dest="acl_command", required=True, parser_class=_OneLineParser)
+    actions = parser.add_subparsers(dest="acl_command", required=True, parser_class=ArgumentParser)
     for name, help_text in (
         ("add", "add ACLs: each principal x host x operation x resource"),
         ("list", "list the ACLs matching the options"),

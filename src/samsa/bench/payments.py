@@ -13,21 +13,25 @@ both modes share all of that and differ only in the payment consumer.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 
+from samsa.effects.db import postgres_problem
 from samsa.payments import scenario
+from samsa.usage import ArgumentParser, positive_int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m samsa.bench.payments")
-    parser.add_argument("--orders", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = ArgumentParser(prog="python -m samsa.bench.payments")
+    parser.add_argument("--orders", type=positive_int, default=2000)
+    parser.add_argument("--repeat", type=positive_int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--postgres", default=None, metavar="URL")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    problem = None if args.postgres is None else postgres_problem(args.postgres)
+    if problem is not None:
+        parser.error(f"--postgres {args.postgres}: {problem}")
     figures: dict[str, list[float]] = {mode: [] for mode in scenario.MODES}
     for _ in range(args.repeat):
         for mode in scenario.MODES:

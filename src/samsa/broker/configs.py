@@ -41,7 +41,6 @@ from kio.static.primitive import i8
 
 from samsa.broker import authz, group_configs
 from samsa.broker.authz import Kind, Op
-from samsa.broker.configdef import ConfigKey, ConfigType
 from samsa.broker.dynamic import BROKER_KEYS, ConfigSource, InvalidRequest, Synonym
 from samsa.broker.group_configs import GROUP_KEYS
 from samsa.broker.outcomes import Outcome
@@ -49,6 +48,7 @@ from samsa.broker.routing import NO_THROTTLE, reply
 from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.broker.topics import Topic, TopicError, check_topic_name
 from samsa.config import SENSITIVE, broker_settings
+from samsa.configdef import ConfigKey, ConfigType
 from samsa.coordinator.group.consumer_machine import (
     HEARTBEAT_INTERVAL_CONFIG,
     SESSION_TIMEOUT_CONFIG,

@@ -25,10 +25,10 @@ import os
 from collections.abc import Mapping
 from enum import IntEnum
 
-from samsa.broker.configdef import BadValue, ConfigKey, ConfigType
 from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.broker.topics import DataDirError
 from samsa.config import DEFAULTS, BrokerConfig, ConfigError, broker_settings, load
+from samsa.configdef import BadValue, ConfigKey, ConfigType
 from samsa.log.storage import Storage
 
 DYNAMIC_CONFIGS_FILE = "broker-configs.json"

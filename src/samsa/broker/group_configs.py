@@ -11,8 +11,8 @@ import json
 import os
 from collections.abc import Mapping
 
-from samsa.broker.configdef import BadValue, ConfigKey, ConfigType, between
 from samsa.broker.topics import DataDirError
+from samsa.configdef import BadValue, ConfigKey, ConfigType, between
 from samsa.coordinator.group.consumer_machine import (
     HEARTBEAT_INTERVAL_CONFIG,
     SESSION_TIMEOUT_CONFIG,

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from samsa.broker.configdef import (
+from samsa.config import SEGMENT_BYTES_MIN
+from samsa.configdef import (
     LONG_MAX,
     BadValue,
     ConfigKey,
@@ -29,8 +30,6 @@ from samsa.broker.configdef import (
     one_of,
 )
 
-# LegacyRecord.RECORD_OVERHEAD_V0: the smallest segment Kafka allows.
-SEGMENT_BYTES_MIN = 14
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 # Kafka's CompressionType levels (Deflater's for gzip, lz4-java's, zstd's).
 GZIP_LEVELS, GZIP_DEFAULT_LEVEL = (1, 9), -1

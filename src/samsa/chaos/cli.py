@@ -23,6 +23,7 @@ from samsa import lifecycle
 from samsa.chaos.proxy import Address, ChaosProxy
 from samsa.chaos.schedule import Schedule
 from samsa.protocol.apis import ApiKey
+from samsa.usage import UsageError, positive_float
 
 REPORT_INTERVAL_S = 10.0
 
@@ -48,15 +49,15 @@ def register(subparsers: Any) -> None:
         action="append",
         help="only these apis get scheduled faults, by name or key (repeatable; default all)",
     )
-    parser.add_argument("--report-interval-s", type=float, default=REPORT_INTERVAL_S)
+    parser.add_argument("--report-interval-s", type=positive_float, default=REPORT_INTERVAL_S)
     parser.add_argument("--json", action="store_true", help="one JSON report at exit")
     parser.set_defaults(handler=run)
 
 
 def address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (port 0-65535), got {text!r}")
     return host, int(port)
 
 
@@ -112,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lifecycle.stopper(stop, sig, received))
-        await proxy.start()
+        try:
+            await proxy.start()
+        except OSError as exc:
+            host, port = args.listen
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         listen = proxy.bootstrap
         upstream = f"{args.upstream[0]}:{args.upstream[1]}"
         plan = schedule.describe() if schedule is not None else "no schedule (pass-through)"

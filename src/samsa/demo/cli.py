@@ -96,7 +96,12 @@ def _run(args: argparse.Namespace) -> int:
             lambda bootstrap, progress: consumers.run(bootstrap, records, seed, progress),
         )
     if args.demo == "payments":
+        from samsa.effects.db import postgres_problem
         from samsa.payments import demo as payments_demo
+
+        problem = None if args.postgres is None else postgres_problem(args.postgres)
+        if problem is not None:
+            raise UsageError(f"--postgres {args.postgres}: {problem}")
 
         orders = payments_demo.ORDERS_DEFAULT if args.orders is None else args.orders
         seed = payments_demo.SEED_DEFAULT if args.seed is None else args.seed

@@ -174,6 +174,20 @@ class PostgresDatabase:
         self._local = threading.local()
 
 
+def postgres_problem(url: str, timeout_s: int = 5) -> str | None:
+    """Why `url` does not reach PostgreSQL (a malformed URL, no server, refused login), or
+    None if it does: checked once before a command starts threads that would each fail."""
+    try:
+        import psycopg
+    except ImportError:
+        return "needs psycopg (pip install 'psycopg[binary]')"
+    try:
+        psycopg.connect(url, connect_timeout=timeout_s).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
 def open_database(url: str, schema: str | None = None) -> SQLiteDatabase | PostgresDatabase:
     """`postgresql://...` (or `postgres://`) opens PostgreSQL (in `schema`, if given);
     `sqlite:///PATH` or a bare path opens SQLite."""

@@ -24,7 +24,7 @@ from samsa.security.credentials import (
     CredentialStore,
     from_password,
 )
-from samsa.tools.log_cli import _OneLineParser
+from samsa.usage import ArgumentParser
 
 
 class UsageError(Exception):
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     users = subparsers.add_parser(
         "users", help="SCRAM users of a stopped broker's data dir", description=__doc__
     )
-    actions = users.add_subparsers(dest="users_command", required=True, parser_class=_OneLineParser)
+    actions = users.add_subparsers(dest="users_command", required=True, parser_class=ArgumentParser)
     add = actions.add_parser("add", help="add a user, or change its password")
     add.add_argument("name")
     add.add_argument("--data-dir", required=True)
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
         "certs", help="throwaway TLS certificates for tests", description=certs.__doc__
     )
     cert_actions = certificates.add_subparsers(
-        dest="certs_command", required=True, parser_class=_OneLineParser
+        dest="certs_command", required=True, parser_class=ArgumentParser
     )
     create = cert_actions.add_parser("create", help="a CA, a server and client certificates")
     create.add_argument("directory")

@@ -77,8 +77,11 @@ def listener_specs(config: BrokerConfig, host: str, port: int) -> list[ListenerS
     if not config.listeners.strip():
         return [ListenerSpec("PLAINTEXT", SecurityProtocol.PLAINTEXT, host, port)]
     protocols = protocol_map(config)
+    controllers = controller_listener_names(config)
     specs: list[ListenerSpec] = []
     for name, bind_host, bind_port in _split("listeners", config.listeners):
+        if name in controllers:
+            continue  # a KRaft controller's listener: samsa has no controller
         protocol = protocols.get(name)
         if protocol is None:
             raise ConfigError(
@@ -91,8 +94,17 @@ def listener_specs(config: BrokerConfig, host: str, port: int) -> list[ListenerS
             raise ConfigError(f"listeners: port {bind_port} is used more than once")
         specs.append(ListenerSpec(name, protocol, bind_host, bind_port))
     if not specs:
-        raise ConfigError("listeners: no listener given")
+        raise ConfigError(
+            f"listeners={config.listeners}: no broker listener (controller.listener.names "
+            "are not bound)"
+            if controllers
+            else "listeners: no listener given"
+        )
     return specs
+
+
+def controller_listener_names(config: BrokerConfig) -> set[str]:
+    return {n.strip().upper() for n in config.controller_listener_names.split(",") if n.strip()}
 
 
 def advertised(config: BrokerConfig, spec: ListenerSpec, bound_port: int) -> tuple[str, int]:
@@ -113,8 +125,9 @@ def check(config: BrokerConfig) -> None:
     protocol_map(config)
     specs = listener_specs(config, "127.0.0.1", 0)
     names = {s.name for s in specs}
+    controllers = controller_listener_names(config)
     for name, _, _ in _split("advertised.listeners", config.advertised_listeners):
-        if config.listeners.strip() and name not in names:
+        if config.listeners.strip() and name not in names and name not in controllers:
             raise ConfigError(
                 f"advertised.listeners: listener {name} is not one of "
                 f"listeners ({config.listeners})"

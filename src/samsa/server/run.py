@@ -42,6 +42,15 @@ def raise_open_files_limit() -> None:
     log.info("open-files limit raised from %d to %d (the hard limit)", soft, target)
 
 
+class StartError(Exception):
+    """The broker cannot start: an address it cannot listen on (in use, not this machine's,
+    not resolvable) or a data dir it cannot use (a file, read-only). The message names it."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 def log_settings(config: BrokerConfig) -> None:
     """One line: the settings that differ from the defaults (passwords hidden)."""
     defaults = broker_settings(DEFAULTS)
@@ -60,9 +69,13 @@ def wall_clock_ms() -> int:
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(LISTEN_BACKLOG)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
@@ -77,7 +90,6 @@ async def serve(
 ) -> None:
     """Run a broker until `stop` is set; `ready` is called once it accepts connections.
     `host` and `port` are where it listens without `listeners` in `config`."""
-    log_settings(config)
     specs = listeners.listener_specs(config, host, port)
     context = tls.server_context(config) if any(s.protocol.tls for s in specs) else None
     bound: list[Bound] = []
@@ -87,22 +99,35 @@ async def serve(
             exporter = Exporter(config.prometheus_listener)
         for spec in specs:
             tls_context = context if spec.protocol.tls else None
-            bound.append(Bound(bind(spec.host or "0.0.0.0", spec.port), spec, tls_context))
+            host_to_bind = spec.host or "0.0.0.0"
+            try:
+                sock = bind(host_to_bind, spec.port)
+            except OSError as exc:
+                raise StartError(
+                    f"cannot listen on {host_to_bind}:{spec.port} ({spec.name}): {_reason(exc)}"
+                ) from exc
+            bound.append(Bound(sock, spec, tls_context))
         endpoints = {
             one.spec.name: Endpoint(
                 *listeners.advertised(config, one.spec, one.sock.getsockname()[1])
             )
             for one in bound
         }
-        broker = Broker(
-            config,
-            OsStorage(log_files_max(config.log_open_files_max)),
-            data_dir,
-            wall_clock_ms,
-            endpoints[specs[0].name],
-        )
-        broker.endpoints = endpoints
-        broker.open()
+        try:
+            broker = Broker(
+                config,
+                OsStorage(log_files_max(config.log_open_files_max)),
+                data_dir,
+                wall_clock_ms,
+                endpoints[specs[0].name],
+            )
+            broker.endpoints = endpoints
+            broker.open()
+            # Once it can start: a broker refused (port in use, data dir unusable) says one line.
+            log_settings(config)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise StartError(f"cannot use data dir {data_dir}: {_reason(exc)}{where}") from exc
     except BaseException:
         for one in bound:
             one.sock.close()

@@ -18,15 +18,16 @@ from typing import Any
 
 from samsa.progress import QUIET, Progress
 from samsa.sim import world
+from samsa.usage import non_negative_int, positive_int
 
 STEPS_DEFAULT = 300
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("sim", help="run the deterministic simulation of the broker")
-    parser.add_argument("--seeds", type=int, default=200, help="how many seeds")
-    parser.add_argument("--first", type=int, default=0, help="the first seed")
-    parser.add_argument("--steps", type=int, default=STEPS_DEFAULT, help="steps per seed")
+    parser.add_argument("--seeds", type=positive_int, default=200, help="how many seeds")
+    parser.add_argument("--first", type=non_negative_int, default=0, help="the first seed")
+    parser.add_argument("--steps", type=positive_int, default=STEPS_DEFAULT, help="steps per seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--disk-faults",

@@ -18,6 +18,8 @@ import logging
 import sys
 from typing import Any
 
+from samsa.usage import UsageError, positive_int
+
 
 def register(subparsers: Any) -> None:
     """Add the `streams` subcommand to the `samsa` parser."""
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
         "--processing-guarantee", choices=["at_most_once", "at_least_once", "exactly_once"]
     )
     run_parser.add_argument("--instance-id")
-    run_parser.add_argument("--commit-interval-ms", type=int)
+    run_parser.add_argument("--commit-interval-ms", type=positive_int)
     run_parser.add_argument("--static-membership", action="store_true", default=None)
     run_parser.add_argument(
         "--group-protocol",
@@ -58,20 +60,27 @@ def _assignments(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"samsa streams: expected NAME=VALUE, got {item!r}")
+            raise UsageError(f"expected NAME=VALUE, got {item!r}")
         found[name.strip()] = value.strip()
     return found
 
 
 def load(target: str) -> Any:
     module_name, sep, attribute = target.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attribute if sep else "app")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r}: {exc}") from None
+    name = attribute if sep else "app"
+    if not hasattr(module, name):
+        raise UsageError(f"module {module_name!r} has no {name!r}")
+    return getattr(module, name)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         from samsa.streams.app import EXIT_INTERRUPTED, App
+        from samsa.streams.errors import StreamsError
     except ImportError as exc:
         print(
             f"samsa streams: needs confluent-kafka (pip install 'samsa[clients]'): {exc}",
@@ -109,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             **app.settings.producer_config,
             **_assignments(args.producer),
         }
+    try:
+        app.worker(**dict(overrides))  # the settings checked before anything starts
+    except (ValueError, StreamsError) as exc:
+        raise UsageError(str(exc)) from None
     code = int(app.run(**overrides))
     if code == EXIT_INTERRUPTED:  # stopped cleanly: the one line of every interrupted command
         raise KeyboardInterrupt

@@ -17,11 +17,12 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from samsa.tools import dump
 from samsa.tools.logdir import UsageError, verify
 from samsa.tools.repair import REPAIR_INFIX, RepairFailed, describe, repair
+from samsa.usage import ArgumentParser
 
 VERIFY_HELP = """\
 Check every batch (header and CRC-32C) of every segment, every offset, time and
@@ -61,13 +62,6 @@ Keys, values and headers print as UTF-8 text, or as base64: followed by base64.
 """
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
 def register(subparsers: Any) -> None:
     """Add the `log` subcommand to the `samsa` parser."""
     parser = subparsers.add_parser(
@@ -76,7 +70,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = parser.add_subparsers(dest="log_command", required=True, parser_class=_OneLineParser)
+    actions = parser.add_subparsers(dest="log_command", required=True, parser_class=ArgumentParser)
     check = actions.add_parser(
         "verify",
         help="check every batch, index and segment (read only; safe beside a broker)",

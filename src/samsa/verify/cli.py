@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import socket
 from typing import Any
 
 from samsa.progress import Progress
+from samsa.usage import UsageError, positive_float
 from samsa.verify import checker, runner
 from samsa.verify.faults import ALL_FAULTS
-from samsa.verify.history import load
+from samsa.verify.history import HistoryError, load
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +30,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of workload")
+    parser.add_argument("--duration", type=positive_float, default=60.0, help="seconds of workload")
     parser.add_argument("--seed", type=int, help="seed of the workload and faults")
     parser.add_argument(
         "--bootstrap", help="test this cluster instead of a samsa started for the run"
@@ -40,7 +41,7 @@ def register(subparsers: Any) -> None:
         help=f"comma-separated fault kinds (default all: {','.join(ALL_FAULTS)}; 'none')",
     )
     parser.add_argument(
-        "--fault-interval", type=float, default=3.0, help="mean seconds between faults"
+        "--fault-interval", type=positive_float, default=3.0, help="mean seconds between faults"
     )
     parser.add_argument("--history", help="keep the history here (JSON lines)")
     parser.add_argument("--data-dir", help="the broker's data dir (default: a temporary one)")
@@ -67,16 +68,41 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+BOOTSTRAP_CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(bootstrap: str) -> None:
+    """A UsageError unless some broker of `bootstrap` accepts a connection: the workload
+    would otherwise spend its topic-creation timeout finding out."""
+    problems = []
+    for address in (a.strip() for a in bootstrap.split(",") if a.strip()):
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise UsageError(f"--bootstrap: {address!r} is not HOST:PORT")
+        try:
+            socket.create_connection(
+                (host.strip("[]"), int(port)), BOOTSTRAP_CONNECT_TIMEOUT_S
+            ).close()
+            return
+        except OSError as exc:
+            problems.append(f"{address}: {exc.strerror or exc}")
+    raise UsageError(f"--bootstrap: cannot connect to {'; '.join(problems) or 'nothing'}")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.check:
-        ops = load(args.check)
+        try:
+            ops = load(args.check)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
         report = runner.report(ops, checker.check(ops))
     else:
         faults = tuple(f for f in args.faults.split(",") if f and f != "none")
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
-            print(f"samsa verify: unknown fault kinds {sorted(unknown)}", file=sys.stderr)
-            return 2
+            raise UsageError(f"unknown fault kinds {sorted(unknown)}")
+        if args.bootstrap:
+            _check_reachable(args.bootstrap)
         options = runner.Options(
             duration_s=args.duration,
             seed=args.seed,

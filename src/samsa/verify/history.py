@@ -110,9 +110,29 @@ class History:
             return iter(list(self.ops))
 
 
+class HistoryError(ValueError):
+    """A history file that cannot be read back: missing, unreadable, or not one `Op` per
+    line; the message names the file (and line)."""
+
+
 def load(path: str | Path) -> list[Op]:
-    with open(path) as f:
-        return [Op.from_json(line) for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise HistoryError(f"{path}: {reason or exc}") from None
+    ops: list[Op] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            ops.append(Op.from_json(line))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise HistoryError(
+                f"{path}, line {number}: not an operation of a samsa verify history ({exc})"
+            ) from None
+    return ops
 
 
 def dump(ops: Iterable[Op], path: str | Path) -> None:

@@ -92,32 +92,67 @@ def parse(name: str, value: str, kind: ConfigType) -> Value:
     return trimmed
 
 
-def at_least(low: int) -> Validator:
-    def check(name: str, value: Value) -> None:
-        if isinstance(value, int | float) and value < low:
-            raise BadValue(name, value, f"Value must be at least {low}")
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    """`ConfigDef.Range.atLeast`."""
 
-    return check
+    low: int
+
+    def __call__(self, name: str, value: Value) -> None:
+        if isinstance(value, int | float) and value < self.low:
+            raise BadValue(name, value, f"Value must be at least {self.low}")
+
+    def __str__(self) -> str:
+        return f"[{self.low},...]"
+
+
+@dataclass(frozen=True, slots=True)
+class Between:
+    """`ConfigDef.Range.between`."""
+
+    low: int
+    high: int
+
+    def __call__(self, name: str, value: Value) -> None:
+        AtLeast(self.low)(name, value)
+        if isinstance(value, int | float) and value > self.high:
+            raise BadValue(name, value, f"Value must be no more than {self.high}")
+
+    def __str__(self) -> str:
+        return f"[{self.low},...,{self.high}]"
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """`ValidString.in`, and for a LIST `ValidList.in`: each element one of `valid`."""
+
+    valid: tuple[str, ...]
+
+    def __call__(self, name: str, value: Value) -> None:
+        for each in value if isinstance(value, list) else [str(value)]:
+            if each not in self.valid:
+                raise BadValue(name, each, f"String must be one of: {', '.join(self.valid)}")
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(self.valid) + "]"
+
+
+def at_least(low: int) -> Validator:
+    return AtLeast(low)
 
 
 def between(low: int, high: int) -> Validator:
-    def check(name: str, value: Value) -> None:
-        at_least(low)(name, value)
-        if isinstance(value, int | float) and value > high:
-            raise BadValue(name, value, f"Value must be no more than {high}")
-
-    return check
+    return Between(low, high)
 
 
 def one_of(*valid: str) -> Validator:
-    """`ValidString.in`, and for a LIST `ValidList.in`: each element one of `valid`."""
+    return OneOf(valid)
 
-    def check(name: str, value: Value) -> None:
-        for each in value if isinstance(value, list) else [str(value)]:
-            if each not in valid:
-                raise BadValue(name, each, f"String must be one of: {', '.join(valid)}")
 
-    return check
+def valid_values(validator: Validator | None) -> str:
+    """The valid values as Kafka's documentation writes them ("[1,...]"); "" if not one of
+    these (a samsa-specific check documents itself)."""
+    return str(validator) if isinstance(validator, AtLeast | Between | OneOf) else ""
 
 
 def _java(value: object) -> str:
