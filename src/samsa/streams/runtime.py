@@ -22,6 +22,7 @@ processed.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -42,6 +43,8 @@ from samsa.streams.errors import (
     error_of,
 )
 from samsa.streams.guarantee import Guarantee
+from samsa.streams.handlers import ErrorKind, OnError, dead_letter_headers
+from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
 from samsa.streams.topology import Node, Topic
@@ -62,6 +65,22 @@ _GROUP_MOVED = frozenset(
         KafkaError.UNKNOWN_MEMBER_ID,
     }
 )
+
+
+# produce() refusals that concern the record, not the producer (production errors).
+_RECORD_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._INVALID_ARG,
+    }
+)
+
+
+class _Unproducible(Exception):
+    """The client refused to produce one record (its cause chained)."""
 
 
 class Worker:
@@ -85,6 +104,9 @@ class Worker:
                     self.store_specs.append(spec)
             for sink in root.sinks():
                 sinks[sink.name] = sink
+        if any(settings.on(kind) is OnError.DEAD_LETTER for kind in ErrorKind):
+            dead_letters = settings.dead_letters()
+            sinks[dead_letters] = Topic(dead_letters, BYTES, BYTES)
         self.sinks = sinks
         self.hooks = tuple(hooks)
         self._stopping = threading.Event()
@@ -100,6 +122,9 @@ class Worker:
         self._partitions_in_txn: set[int] = set()
         self._opened_at = 0.0
         self._partition = -1
+        self._timestamp_ms = 0  # of the record being processed
+        self._message: Message | None = None  # the record being processed
+        self._outputs: list[tuple[str, bytes | None, bytes | None]] = []  # of that record
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
         self._fenced = False
@@ -109,6 +134,8 @@ class Worker:
         self.commit_seconds = 0.0  # wall time spent in commits (changelog, offsets, commit)
         self.idle_seconds = 0.0  # wall time in polls that returned nothing
         self.aborts = 0
+        # "<kind>_errors" per ErrorKind, "skipped", "dead_lettered", "late_records_dropped"
+        self.counters: collections.Counter[str] = collections.Counter()
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._restorer: Consumer | None = None
@@ -270,19 +297,75 @@ class Worker:
             self._opened_at = time.monotonic()
         source, root = self.sources[topic]
         self._partition = partition
+        self._timestamp_ms = message.timestamp()[1]
+        self._message = message
         try:
             key = source.key_serde.deserialize(message.key())
             value = source.value_serde.deserialize(message.value())
-            root.push(self, key, value)
-        except (StreamsError, KafkaException):
-            raise
         except Exception as exc:
-            raise ProcessingError(f"processing {topic}[{partition}]@{offset} failed") from exc
+            self._handle(ErrorKind.DESERIALIZATION, exc)
+        else:
+            self._push(root, key, value)
         self._txn_start.setdefault(tp, offset)
         self._positions[tp] = offset + 1
         self.processed += 1
         if self._in_txn and partition not in self._partitions_in_txn:
             self._add_changelogs(partition)
+
+    def _push(self, root: Node, key: Any, value: Any) -> None:
+        """Run one record through the topology: its store writes and outputs whole, or (after
+        a processing error that is skipped or dead-lettered) none of them."""
+        stores = self._tasks.get(self._partition, {}).values()
+        for store in stores:
+            store.begin_record()
+        self._outputs.clear()
+        try:
+            root.push(self, key, value)
+        except (StreamsError, KafkaException):
+            raise
+        except Exception as exc:
+            for store in stores:
+                store.undo_record()
+            self._outputs.clear()
+            self._handle(ErrorKind.PROCESSING, exc)
+            return
+        outputs, self._outputs = self._outputs, []
+        for topic, out_key, out_value in outputs:
+            try:
+                self._produce(topic, out_key, out_value, timestamp_ms=self._timestamp_ms)
+            except _Unproducible as exc:
+                self._handle(ErrorKind.PRODUCTION, exc.__cause__ or exc)
+
+    def _handle(self, kind: ErrorKind, exc: BaseException) -> None:
+        """A record could not be deserialised, processed or produced: fail, skip or
+        dead-letter it, as the application chose (handlers.py)."""
+        message = self._message
+        if message is None:
+            raise StreamsError(f"{kind.value} error outside a record") from exc
+        topic, partition, offset = _where(message)
+        where = f"{kind.value} of {topic}[{partition}]@{offset} failed: {exc!r}"
+        self.counters[f"{kind.value}_errors"] += 1
+        choice = self.settings.on(kind)
+        if choice is OnError.FAIL:
+            raise ProcessingError(where) from exc
+        if choice is OnError.SKIP:
+            log.warning("%s: skipped (%s)", self.instance_id, where)
+            self.counters["skipped"] += 1
+            return
+        log.warning("%s: dead-lettered (%s)", self.instance_id, where)
+        now_ms = int(time.time() * 1000)
+        headers = dead_letter_headers(kind, exc, topic, partition, offset, now_ms)
+        try:
+            self._produce(
+                self.settings.dead_letters(),
+                message.key(),
+                message.value(),
+                timestamp_ms=self._timestamp_ms,
+                headers=headers,
+            )
+        except _Unproducible as failed:
+            raise ProcessingError(f"{where}; and dead-lettering it failed: {failed}") from exc
+        self.counters["dead_lettered"] += 1
 
     def _add_changelogs(self, partition: int) -> None:
         """Write the first change of each store of `partition` at once. Producing to a
@@ -314,24 +397,51 @@ class Worker:
                 f"no store {spec.name!r} for partition {self._partition}: not assigned here"
             ) from None
 
+    @property
+    def timestamp_ms(self) -> int:
+        """The timestamp of the record being processed."""
+        return self._timestamp_ms
+
+    def count(self, name: str) -> None:
+        self.counters[name] += 1
+
     def emit(self, topic: Topic, key: Any, value: Any) -> None:
-        self._produce(
-            topic.name, topic.key_serde.serialize(key), topic.value_serde.serialize(value)
-        )
+        """Keep an output of the current record; `_push` produces them once it is done."""
+        try:
+            key_data = topic.key_serde.serialize(key)
+            value_data = topic.value_serde.serialize(value)
+        except Exception as exc:
+            self._handle(ErrorKind.PRODUCTION, exc)
+            return
+        self._outputs.append((topic.name, key_data, value_data))
 
     def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        *,
+        timestamp_ms: int = 0,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """Produce one record; raises _Unproducible if the client refuses this record (too
+        large, say) while the producer itself is fine."""
+        args: dict[str, Any] = {"timestamp": max(timestamp_ms, 0)}
+        if partition is not None:
+            args["partition"] = partition
+        if headers:
+            args["headers"] = headers
         while True:
             try:
-                if partition is None:
-                    self._p.produce(topic, value, key)
-                else:
-                    self._p.produce(topic, value, key, partition)
+                self._p.produce(topic, value, key, **args)
                 return
             except BufferError:
                 self._p.poll(0.05)  # the local queue is full: let deliveries drain it
             except KafkaException as exc:
+                error = error_of(exc)
+                if error.code() in _RECORD_REFUSED:
+                    raise _Unproducible(f"produce to {topic}: {exc}") from exc
                 self._fail(exc, "produce")
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:

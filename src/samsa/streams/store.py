@@ -38,6 +38,9 @@ class KeyValueStore:
         self.partition = partition
         self._committed: dict[bytes, bytes] = {}
         self._pending: dict[bytes, bytes | None] = {}
+        # The pending entry each key had before the current record wrote it (_MISSING: none),
+        # so a record that fails can be undone alone (handlers.py: skip, dead_letter).
+        self._undo: dict[bytes, Any] = {}
 
     def _key(self, key: Any) -> bytes:
         data = self.spec.key_serde.serialize(key)
@@ -53,10 +56,15 @@ class KeyValueStore:
         if value is None:
             self.delete(key)
             return
-        self._pending[self._key(key)] = self.spec.value_serde.serialize(value)
+        self._write(self._key(key), self.spec.value_serde.serialize(value))
 
     def delete(self, key: Any) -> None:
-        self._pending[self._key(key)] = None
+        self._write(self._key(key), None)
+
+    def _write(self, key: bytes, data: bytes | None) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._pending.get(key, _MISSING)
+        self._pending[key] = data
 
     def __contains__(self, key: Any) -> bool:
         return self._raw(self._key(key)) is not None
@@ -88,6 +96,18 @@ class KeyValueStore:
         """The oldest pending write, if any (its key's latest value)."""
         return next(iter(self._pending.items()), None)
 
+    def begin_record(self) -> None:
+        self._undo.clear()
+
+    def undo_record(self) -> None:
+        """Take back the writes of the record since `begin_record()`."""
+        for key, data in self._undo.items():
+            if data is _MISSING:
+                self._pending.pop(key, None)
+            else:
+                self._pending[key] = data
+        self._undo.clear()
+
     def commit(self) -> None:
         for key, data in self._pending.items():
             if data is None:
@@ -98,6 +118,7 @@ class KeyValueStore:
 
     def rollback(self) -> None:
         self._pending.clear()
+        self._undo.clear()
 
     def restore(self, key: bytes, data: bytes | None) -> None:
         """Apply one changelog record (compacted semantics: the latest value wins)."""

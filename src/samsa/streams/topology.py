@@ -35,6 +35,15 @@ class Context(Protocol):
 
     def emit(self, topic: Topic, key: Any, value: Any) -> None: ...
 
+    @property
+    def timestamp_ms(self) -> int:
+        """The timestamp of the input record being processed."""
+        ...
+
+    def count(self, name: str) -> None:
+        """Add one to the worker's counter `name`."""
+        ...
+
 
 class Node:
     def __init__(self) -> None:
