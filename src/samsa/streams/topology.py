@@ -6,6 +6,7 @@ results to its children; sink nodes hand them to the runtime. A stream that is u
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -145,6 +146,26 @@ class Stream:
         """Write every record to `topic` (partitioned by key)."""
         self._then(_Sink(lambda k, v: topic, (topic,)))
 
+    def window(
+        self,
+        name: str,
+        size_ms: int,
+        *,
+        advance_ms: int | None = None,
+        sliding: bool = False,
+        grace_ms: int = 0,
+        emit: str = "update",
+    ) -> Windowed:
+        """Time windows over record timestamps (samsa/streams/windows.py), keyed by the
+        record key; `name` names their store. Tumbling by default, hopping with `advance_ms`,
+        sliding with `sliding=True`; records later than `grace_ms` are dropped; `emit`
+        "update" (every change) or "final" (once, when the window closes). End it with an
+        aggregation: the results are (key, {"start", "end", "value"})."""
+        from samsa.streams.windows import Windows
+
+        windows = Windows(size_ms, advance_ms or size_ms, grace_ms, sliding, emit)
+        return Windowed(self, name, windows)
+
     def branch(
         self, *branches: tuple[Callable[[Any, Any], bool], Topic], default: Topic | None = None
     ) -> None:
@@ -160,3 +181,34 @@ class Stream:
 
         topics = [t for _, t in routes] + ([default] if default is not None else [])
         self._then(_Sink(route, topics))
+
+
+class Windowed:
+    """A windowed stream; each aggregation returns the stream of window results."""
+
+    def __init__(self, stream: Stream, name: str, windows: Any) -> None:
+        self._stream = stream
+        self._name = name
+        self._windows = windows
+
+    def aggregate(self, initial: Any, fn: Callable[[Any, Any], Any]) -> Stream:
+        """fn(result, value) -> new result, starting from `initial` (a JSON value)."""
+        return self._then(fn, lambda: copy.deepcopy(initial))
+
+    def reduce(self, fn: Callable[[Any, Any], Any]) -> Stream:
+        """fn(result, value) -> new result; a window's first value is its first result."""
+        return self._then(fn, None)
+
+    def count(self) -> Stream:
+        return self.aggregate(0, lambda n, _value: n + 1)
+
+    def sum(self, fn: Callable[[Any], Any] | None = None) -> Stream:
+        """The sum of the values (or of fn(value))."""
+        pick = fn or (lambda value: value)
+        return self.aggregate(0, lambda total, value: total + pick(value))
+
+    def _then(self, add: Callable[[Any, Any], Any], initial: Callable[[], Any] | None) -> Stream:
+        from samsa.streams.windows import Aggregation, WindowAggregate
+
+        node = WindowAggregate(self._name, self._windows, Aggregation(add, initial))
+        return self._stream._then(node)
