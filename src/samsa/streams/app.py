@@ -18,7 +18,7 @@ from samsa.streams.runtime import Worker
 from samsa.streams.serde import Serde, resolve
 from samsa.streams.settings import Settings
 from samsa.streams.store import StoreSpec
-from samsa.streams.topology import Node, Stream, Topic
+from samsa.streams.topology import Materialize, Node, Stream, Table, Topic
 
 log = logging.getLogger("samsa.streams")
 
@@ -75,10 +75,27 @@ class App:
             known, root = self._sources[source.name]
             if known != source:
                 raise ValueError(f"topic {source.name!r} is already a source with other serdes")
-            return Stream(root)
+            return Stream(root, self)
         root = Node()
         self._sources[source.name] = (source, root)
-        return Stream(root)
+        return Stream(root, self)
+
+    def table(self, topic: Topic | str, *, name: str | None = None) -> Table:
+        """A topic read as a table (key -> latest value; a null value deletes), kept in the
+        store `name` (default: the topic's name), for `stream.join(table, fn)`. The table's
+        partition p is read by the instance that owns partition p of the streams joined."""
+        source = self.topic(topic) if isinstance(topic, str) else topic
+        spec = StoreSpec(name or source.name, source.key_serde, source.value_serde)
+        table = Table(source, spec)
+        stream = self.stream(source)
+        stream._then(Materialize(spec))
+        return table
+
+    def repartition_topic(self, name: str, key: Serde | str, value: Serde | str) -> Topic:
+        """The internal topic of `stream.group_by(fn, name)`."""
+        return self.topic(
+            f"{self.settings.application_id}-{name}-repartition", key=key, value=value
+        )
 
     def before_offsets_commit(self, hook: Callable[[], None]) -> None:
         """Call `hook` at each commit after the outputs and changelogs are written (flushed,

@@ -108,6 +108,14 @@ class Worker:
             dead_letters = settings.dead_letters()
             sinks[dead_letters] = Topic(dead_letters, BYTES, BYTES)
         self.sinks = sinks
+        # Topics read as tables (app.table) by a join: a task reads its table partitions up
+        # to their end before its stream partitions (held: paused) are processed.
+        self.table_topics = {
+            table.topic.name for _topic, root in sources.values() for table in root.joins()
+        }
+        self._to_hold: set[int] = set()  # newly assigned partitions with tables
+        self._held: dict[int, dict[TP, int]] = {}  # partition -> table tp -> end to reach
+        self._held_since: dict[int, float] = {}
         self.hooks = tuple(hooks)
         self._stopping = threading.Event()
         self._tasks: dict[int, dict[str, KeyValueStore]] = {}  # input partition -> stores
@@ -172,6 +180,7 @@ class Worker:
         )
         if s.create_topics:
             self._create_topics()
+        self._check_copartitioned()
         producer_config = s.producer(self.instance_id)
         producer_config["on_delivery"] = self._on_delivery
         producer_config.setdefault("delivery.report.only.error", True)
@@ -204,6 +213,27 @@ class Worker:
             )
         topic_admin.ensure(admin, wanted)
 
+    def _check_copartitioned(self) -> None:
+        """A stream-table join reads the table's partition p beside the stream's partition
+        p: both topics need as many partitions (Kafka Streams' co-partitioning check)."""
+        pairs = [
+            (topic, table.topic.name)
+            for topic, (_source, root) in self.sources.items()
+            for table in root.joins()
+        ]
+        if not pairs:
+            return
+        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+        counts = topic_admin.partition_counts(admin, {name for pair in pairs for name in pair})
+        for stream_topic, table_topic in pairs:
+            if stream_topic in counts and table_topic in counts:
+                if counts[stream_topic] != counts[table_topic]:
+                    raise StreamsError(
+                        f"topics {stream_topic} ({counts[stream_topic]} partitions) and "
+                        f"{table_topic} ({counts[table_topic]} partitions) are joined but not "
+                        "co-partitioned: give them the same number of partitions"
+                    )
+
     @property
     def _p(self) -> Producer:
         if self.producer is None:
@@ -227,6 +257,8 @@ class Worker:
                 self.idle_seconds += time.monotonic() - polled
             self._raise_callback_error()
             messages = self._without_rebalanced(messages)
+            if self.table_topics:
+                messages = self._without_held(messages)
             if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
                 self._commit_offsets(self._next_offsets(messages))
             for message in messages:
@@ -619,6 +651,84 @@ class Worker:
                 self._seek(topic, partition, offset)
         return kept
 
+    def _without_held(self, messages: list[Message]) -> list[Message]:
+        """Hold the stream partitions of a newly assigned task until its table partitions
+        are read to the end they had then, so a join sees the table as it stood (Kafka
+        Streams waits the same way for a task's partitions with known lag, KIP-695); drop
+        (and rewind) held records fetched before the pause."""
+        self._hold_new()
+        kept: list[Message] = []
+        rewind: dict[TP, int] = {}
+        for m in messages:
+            topic, partition, offset = _where(m)
+            if partition in self._held and topic not in self.table_topics:
+                rewind.setdefault((topic, partition), offset)
+            else:
+                kept.append(m)
+        for (topic, partition), offset in sorted(rewind.items()):
+            self._seek(topic, partition, offset)
+        if self._held:
+            self._release_caught_up([m for m in kept if m.topic() in self.table_topics])
+        return kept
+
+    def _stream_tps(self, partition: int) -> list[TopicPartition]:
+        return [
+            TopicPartition(t, p)
+            for t, p in sorted(self._assigned)
+            if p == partition and t not in self.table_topics
+        ]
+
+    def _hold_new(self) -> None:
+        fresh, self._to_hold = sorted(self._to_hold), set()
+        for partition in fresh:
+            tables = [
+                TopicPartition(t, p)
+                for t, p in sorted(self._assigned)
+                if p == partition and t in self.table_topics
+            ]
+            if not tables:
+                continue
+            committed = self._c.committed(tables, timeout=CLIENT_TIMEOUT_S)
+            waiting: dict[TP, int] = {}
+            for tp in committed:
+                low, high = self._c.get_watermark_offsets(
+                    tp, timeout=CLIENT_TIMEOUT_S, cached=False
+                )
+                start = tp.offset if tp.offset >= 0 else low
+                if start < high:
+                    waiting[(tp.topic, tp.partition)] = high
+            if waiting:
+                self._held[partition] = waiting
+                self._held_since[partition] = time.monotonic()
+                self._c.pause(self._stream_tps(partition))
+                log.info(
+                    "%s: partition %d waits for its tables %s", self.instance_id, partition, waiting
+                )
+            else:
+                self._c.resume(self._stream_tps(partition))  # if a past assignment paused it
+
+    def _release_caught_up(self, table_messages: list[Message]) -> None:
+        reached = {}
+        for m in table_messages:
+            topic, partition, offset = _where(m)
+            reached[(topic, partition)] = offset + 1
+        timeout_s = self.settings.restore_timeout_ms / 1000
+        for partition, waiting in list(self._held.items()):
+            for tp, end in list(waiting.items()):
+                if reached.get(tp, -1) >= end:
+                    del waiting[tp]
+            if waiting and time.monotonic() - self._held_since[partition] > timeout_s:
+                # The end may be an aborted transaction's records or a commit marker, which
+                # a read_committed consumer never returns.
+                log.warning(
+                    "%s: tables %s not read to their end; going on", self.instance_id, waiting
+                )
+                waiting.clear()
+            if not waiting:
+                del self._held[partition]
+                self._c.resume(self._stream_tps(partition))
+                log.info("%s: partition %d tables read: resumed", self.instance_id, partition)
+
     def _raise_callback_error(self) -> None:
         error, self._callback_error = self._callback_error, None
         if error is not None:
@@ -630,6 +740,8 @@ class Worker:
             self._assigned |= tps
             self._touched |= tps
             self._open_tasks(sorted({p for _, p in tps}))
+            if self.table_topics:
+                self._to_hold |= {p for t, p in tps if t in self.table_topics}
             log.info("%s: assigned %s", self.instance_id, sorted(tps))
         except BaseException as exc:
             self._callback_error = exc
@@ -657,6 +769,9 @@ class Worker:
         for partition in list(self._tasks):
             if partition not in owned:
                 del self._tasks[partition]
+        for partition in list(self._held):
+            if partition not in owned or any(tp in tps for tp in self._held[partition]):
+                del self._held[partition]  # a reassignment holds it again if need be
         if tps:
             log.info("%s: revoked %s", self.instance_id, sorted(tps))
 

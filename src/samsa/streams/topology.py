@@ -62,6 +62,10 @@ class Node:
         for child in self.children:
             yield from child.sinks()
 
+    def joins(self) -> Iterable[Table]:
+        for child in self.children:
+            yield from child.joins()
+
 
 class _FlatMap(Node):
     def __init__(self, fn: Callable[[Any, Any], Iterable[KeyValue]]) -> None:
@@ -106,16 +110,90 @@ class _Sink(Node):
         return self.topics
 
 
+class Materialize(Node):
+    """A table's source: key -> latest value in its store (None deletes)."""
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        ctx.store(self.spec).put(key, value)
+
+    def stores(self) -> Iterable[StoreSpec]:
+        yield self.spec
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A topic read as a table: each key's latest value, in a store (`app.table`)."""
+
+    topic: Topic
+    spec: StoreSpec
+
+
+class _Join(Node):
+    def __init__(self, table: Table, fn: Callable[[Any, Any], Any], left: bool) -> None:
+        super().__init__()
+        self.table = table
+        self.fn = fn
+        self.left = left
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        found = ctx.store(self.table.spec).get(key)
+        if found is not None or self.left:
+            super().push(ctx, key, self.fn(value, found))
+
+    def joins(self) -> Iterable[Table]:
+        yield self.table
+        yield from super().joins()
+
+
+class Sources(Protocol):
+    """Where a stream can start from (the App)."""
+
+    def repartition_topic(self, name: str, key: Serde | str, value: Serde | str) -> Topic: ...
+
+    def stream(self, topic: Topic | str) -> Stream: ...
+
+
 class Stream:
     """A stream of (key, value) records. Each method adds a step and returns the new stream;
     `to` and `branch` end it in output topics."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, sources: Sources | None = None) -> None:
         self._node = node
+        self._sources = sources
 
     def _then(self, node: Node) -> Stream:
         self._node.children.append(node)
-        return Stream(node)
+        return Stream(node, self._sources)
+
+    def group_by(
+        self,
+        fn: Callable[[Any, Any], Any],
+        name: str,
+        *,
+        key: Serde | str = "json",
+        value: Serde | str = "json",
+    ) -> Stream:
+        """Re-key the stream by fn(key, value) through the internal repartition topic
+        `<application id>-<name>-repartition` (serdes `key`, `value`), so that what follows
+        (a window, a store) sees every record of a new key in one partition. Under
+        exactly_once the write to it commits with the input offsets, and it is read at
+        read_committed, as Kafka Streams does."""
+        if self._sources is None:
+            raise ValueError("group_by needs a stream made by app.stream()")
+        topic = self._sources.repartition_topic(name, key, value)
+        self.map(lambda k, v: (fn(k, v), v)).to(topic)
+        return self._sources.stream(topic)
+
+    def join(self, table: Table, fn: Callable[[Any, Any], Any], *, left: bool = False) -> Stream:
+        """Enrich each record with its key's current value in `table`: the value becomes
+        fn(value, table value). Records whose key the table lacks are dropped, or with
+        `left=True` passed on as fn(value, None). The stream's topic and the table's topic
+        must have as many partitions (checked at start-up)."""
+        return self._then(_Join(table, fn, left))
 
     def map(self, fn: Callable[[Any, Any], KeyValue]) -> Stream:
         """fn(key, value) -> (new key, new value)."""
