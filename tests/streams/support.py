@@ -151,6 +151,7 @@ class WorkerProcess:
     static: bool
     log_dir: str
     app: str = APP
+    state_dir: bool = False  # --state-dir <log_dir>/state-<instance>
     # `python -m samsa.streams` starts faster than `samsa` (which imports the broker too).
     fast_start: bool = True
     group_protocol: str = "classic"
@@ -174,6 +175,8 @@ class WorkerProcess:
         ]
         if self.static:
             command.append("--static-membership")
+        if self.state_dir:
+            command += ["--state-dir", os.path.join(self.log_dir, f"state-{self.instance}")]
         if not self.backend.can_create_topics:
             command.append("--no-create-topics")
         if self.group_protocol == "consumer":

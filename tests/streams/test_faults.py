@@ -44,6 +44,7 @@ def run_with_faults(
     kill_every_s: float = KILL_EVERY_S,
     timestamp: Callable[[int], int] | None = None,
     caught_up: Callable[[], bool] = lambda: True,
+    state_dir: bool = False,
 ) -> FaultRun:
     """Run `app` (the balances example) as `workers_n` processes over `records` inputs while
     killing them; until the group `group` has committed all the input and `caught_up()`."""
@@ -53,7 +54,7 @@ def run_with_faults(
     backend.create_input()
     log_dir = support.temp_log_dir()
     workers = [
-        WorkerProcess(backend, guarantee, str(i), static=True, log_dir=log_dir, app=app)
+        WorkerProcess(backend, guarantee, str(i), True, log_dir, app=app, state_dir=state_dir)
         for i in range(workers_n)
     ]
     producer = support.InputProducer(backend.bootstrap, inputs, rate_per_s, timestamp)

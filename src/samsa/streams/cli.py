@@ -4,6 +4,7 @@
         [--bootstrap-servers HOST:PORT] [--processing-guarantee exactly_once] \
         [--instance-id ID] [--commit-interval-ms 100] [--static-membership] \
         [--no-create-topics] [--on-error fail|skip|dead_letter] [--dead-letter-topic NAME]
+        [--state-dir DIR]
         [--consumer NAME=VALUE ...] [--producer NAME=VALUE ...]
 
 Options override what the application itself sets. SIGTERM/SIGINT stop it cleanly: the open
@@ -56,6 +57,9 @@ def register(subparsers: Any) -> None:
         "send it to the dead-letter topic",
     )
     run_parser.add_argument("--dead-letter-topic", help="default: <application id>-dlq")
+    run_parser.add_argument(
+        "--state-dir", help="keep stores on disk here, with checkpoints (default: in memory)"
+    )
     run_parser.add_argument("--consumer", action="append", default=[], metavar="NAME=VALUE")
     run_parser.add_argument("--producer", action="append", default=[], metavar="NAME=VALUE")
 
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         ("create_topics", "create_topics"),
         ("on_error", "on_error"),
         ("dead_letter_topic", "dead_letter_topic"),
+        ("state_dir", "state_dir"),
     ):
         value = getattr(args, option)
         if value is not None:

@@ -44,6 +44,7 @@ from samsa.streams.errors import (
 )
 from samsa.streams.guarantee import Guarantee
 from samsa.streams.handlers import ErrorKind, OnError, dead_letter_headers
+from samsa.streams.local import TaskDirectory
 from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
@@ -119,6 +120,8 @@ class Worker:
         self.hooks = tuple(hooks)
         self._stopping = threading.Event()
         self._tasks: dict[int, dict[str, KeyValueStore]] = {}  # input partition -> stores
+        self._dirs: dict[int, TaskDirectory] = {}  # with a state_dir: each task's directory
+        self._since_checkpoint: dict[int, int] = {}  # changelog records written, per task
         self._assigned: set[TP] = set()
         self._touched: set[TP] = set()  # partitions a rebalance callback moved in this poll
         self._positions: dict[TP, int] = {}  # next offset to consume, processed, uncommitted
@@ -142,6 +145,7 @@ class Worker:
         self.commit_seconds = 0.0  # wall time spent in commits (changelog, offsets, commit)
         self.idle_seconds = 0.0  # wall time in polls that returned nothing
         self.aborts = 0
+        self.restored = 0  # changelog records applied by restores
         # "<kind>_errors" per ErrorKind, "skipped", "dead_lettered", "late_records_dropped"
         self.counters: collections.Counter[str] = collections.Counter()
         self.consumer: Consumer | None = None
@@ -226,13 +230,13 @@ class Worker:
         admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
         counts = topic_admin.partition_counts(admin, {name for pair in pairs for name in pair})
         for stream_topic, table_topic in pairs:
-            if stream_topic in counts and table_topic in counts:
-                if counts[stream_topic] != counts[table_topic]:
-                    raise StreamsError(
-                        f"topics {stream_topic} ({counts[stream_topic]} partitions) and "
-                        f"{table_topic} ({counts[table_topic]} partitions) are joined but not "
-                        "co-partitioned: give them the same number of partitions"
-                    )
+            theirs = counts.get(stream_topic), counts.get(table_topic)
+            if None not in theirs and theirs[0] != theirs[1]:
+                raise StreamsError(
+                    f"topics {stream_topic} ({theirs[0]} partitions) and {table_topic} "
+                    f"({theirs[1]} partitions) are joined but not co-partitioned: give them "
+                    "the same number of partitions"
+                )
 
     @property
     def _p(self) -> Producer:
@@ -282,12 +286,17 @@ class Worker:
                 )
                 last_progress, last_processed = now, self.processed
         self._commit()
+        self._checkpoint(list(self._tasks))  # a clean stop: everything is committed
 
     def _close(self) -> None:
         if self.consumer is not None:
             self.consumer.close()  # leaves the group; on_revoke has nothing left to commit
         if self._restorer is not None:
             self._restorer.close()
+        for stores in self._tasks.values():
+            for store in stores.values():
+                store.close()
+        self._tasks.clear()
         if self.producer is not None and not self._fenced:
             self.producer.flush(CLIENT_TIMEOUT_S)
         # The producer holds this worker (its delivery callback), so only the cyclic GC
@@ -497,8 +506,12 @@ class Worker:
         for partition, stores in self._tasks.items():
             for store in stores.values():
                 topic = store.spec.changelog_topic(app)
-                for key, data in store.changes():
+                changes = store.changes()
+                for key, data in changes:
                     self._produce(topic, key, data, partition)
+                self._since_checkpoint[partition] = self._since_checkpoint.get(partition, 0) + len(
+                    changes
+                )
 
     def _commit_transaction(self) -> None:
         if not self._in_txn:
@@ -578,8 +591,37 @@ class Worker:
             for store in stores.values():
                 store.commit()
 
+    def _checkpoint(self, partitions: list[int]) -> None:
+        """Write the checkpoint of each task: its changelogs' end offsets, which this
+        instance's successful commits have just made whole (only it writes them)."""
+        if self._restorer is None:
+            return
+        app = self.settings.application_id
+        for partition in partitions:
+            directory = self._dirs.get(partition)
+            if directory is None:
+                continue
+            offsets: dict[str, int] = {}
+            try:
+                for spec in self.store_specs:
+                    topic = spec.changelog_topic(app)
+                    _low, high = self._restorer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=CLIENT_TIMEOUT_S, cached=False
+                    )
+                    offsets[topic] = high
+            except KafkaException as exc:
+                log.warning("%s: no checkpoint for %d (%s)", self.instance_id, partition, exc)
+                continue
+            directory.write_checkpoint(offsets)
+            self._since_checkpoint[partition] = 0
+
     def _committed_now(self) -> None:
         self._commit_stores()
+        if self._dirs and self.guarantee is not Guarantee.EXACTLY_ONCE:
+            interval = self.settings.checkpoint_interval_records
+            self._checkpoint(
+                [p for p, n in self._since_checkpoint.items() if n >= interval and p in self._dirs]
+            )
         self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
         self.commits += 1
         self._positions.clear()
@@ -750,6 +792,7 @@ class Worker:
         try:
             if not self._fenced and self._callback_error is None:
                 self._commit()  # hand the partitions over with everything processed committed
+                self._checkpoint(sorted({tp.partition for tp in partitions} & set(self._tasks)))
         except BaseException as exc:
             self._callback_error = exc
             self._abandon()
@@ -768,7 +811,10 @@ class Worker:
         owned = {p for _, p in self._assigned}
         for partition in list(self._tasks):
             if partition not in owned:
-                del self._tasks[partition]
+                for store in self._tasks.pop(partition).values():
+                    store.close()
+                self._dirs.pop(partition, None)
+                self._since_checkpoint.pop(partition, None)
         for partition in list(self._held):
             if partition not in owned or any(tp in tps for tp in self._held[partition]):
                 del self._held[partition]  # a reassignment holds it again if need be
@@ -778,17 +824,28 @@ class Worker:
     def _open_tasks(self, partitions: list[int]) -> None:
         app = self.settings.application_id
         fresh: list[tuple[str, KeyValueStore]] = []
+        starts: dict[TP, int] = {}
         for partition in partitions:
             if partition in self._tasks:
                 continue
-            stores = {spec.name: KeyValueStore(spec, partition) for spec in self.store_specs}
+            state_dir = self.settings.state_dir
+            if state_dir is None or not self.store_specs:
+                stores = {spec.name: KeyValueStore(spec, partition) for spec in self.store_specs}
+            else:
+                stores, checkpoint = self._open_local(state_dir, partition)
+                starts.update({(topic, partition): o for topic, o in checkpoint.items()})
             self._tasks[partition] = stores
             fresh += [(s.spec.changelog_topic(app), s) for s in stores.values()]
         if fresh and self._restorer is not None:
             began = time.monotonic()
             applied = restoring.restore(
-                self._restorer, fresh, self.settings.restore_timeout_ms, self._stopping.is_set
+                self._restorer,
+                fresh,
+                self.settings.restore_timeout_ms,
+                self._stopping.is_set,
+                starts,
             )
+            self.restored += applied
             log.info(
                 "%s: restored %d store partitions from %d changelog records in %.2f s",
                 self.instance_id,
@@ -796,6 +853,35 @@ class Worker:
                 applied,
                 time.monotonic() - began,
             )
+
+    def _open_local(
+        self, state_dir: str, partition: int
+    ) -> tuple[dict[str, KeyValueStore], dict[str, int]]:
+        """A task's stores on disk, and the checkpoint to restore from: none (restore all,
+        after discarding the local state) unless the last stop was clean. Under exactly_once
+        the checkpoint is deleted once read, so an unclean stop leaves none (Kafka Streams)."""
+        s = self.settings
+        directory = TaskDirectory(state_dir, f"{s.application_id}-{self.instance_id}", partition)
+        checkpoint = directory.read_checkpoint()
+        changelogs = {spec.changelog_topic(s.application_id) for spec in self.store_specs}
+        if self.guarantee is Guarantee.EXACTLY_ONCE:
+            directory.delete_checkpoint()
+        if not changelogs <= set(checkpoint):
+            directory.wipe()
+            checkpoint = {}
+        self._dirs[partition] = directory
+        self._since_checkpoint[partition] = 0
+        stores = {
+            spec.name: KeyValueStore(spec, partition, directory.open(spec.name))
+            for spec in self.store_specs
+        }
+        log.info(
+            "%s: task %d local state %s",
+            self.instance_id,
+            partition,
+            f"from checkpoint {checkpoint}" if checkpoint else "discarded: restoring it all",
+        )
+        return stores, {t: o for t, o in checkpoint.items() if t in changelogs}
 
 
 def _where(message: Message) -> tuple[str, int, int]:

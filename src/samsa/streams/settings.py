@@ -43,6 +43,13 @@ class Settings:
     on_deserialization_error: str | None = None
     on_processing_error: str | None = None
     on_production_error: str | None = None
+    # Kafka's state.dir: None keeps stores in memory (restored from the whole changelog on
+    # each assignment); a directory keeps them on disk with checkpoints (streams/local.py).
+    state_dir: str | None = None
+    # Under at_least_once, a checkpoint after a commit once this many changelog records have
+    # been written since the last one (Kafka Streams' 10,000); exactly_once writes one only
+    # at a clean close or hand-over.
+    checkpoint_interval_records: int = 10_000
     # Kafka's errors.dead.letter.queue.topic.name; None: `<application_id>-dlq`.
     dead_letter_topic: str | None = None
 
