@@ -139,6 +139,7 @@ class Worker:
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
         self._fenced = False
+        self._failed = False  # stopped by a fault: nothing more is committed or checkpointed
         self.processed = 0
         self.committed = 0
         self.commits = 0
@@ -167,6 +168,7 @@ class Worker:
             log.error("instance %s fenced: stopping without committing", self.instance_id)
             raise
         except BaseException:
+            self._failed = True
             self._abandon()
             raise
         finally:
@@ -790,7 +792,7 @@ class Worker:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            if not self._fenced and self._callback_error is None:
+            if not (self._fenced or self._failed) and self._callback_error is None:
                 self._commit()  # hand the partitions over with everything processed committed
                 self._checkpoint(sorted({tp.partition for tp in partitions} & set(self._tasks)))
         except BaseException as exc:
