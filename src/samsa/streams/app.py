@@ -8,12 +8,13 @@ import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Any
 
 from samsa.streams.errors import InstanceFenced, StreamsError
 from samsa.streams.guarantee import Guarantee
+from samsa.streams.punctuation import PunctuationType, Punctuator, parse_kind
 from samsa.streams.runtime import Worker
 from samsa.streams.serde import Serde, resolve
 from samsa.streams.settings import Settings
@@ -51,6 +52,7 @@ class App:
         )
         self._sources: dict[str, tuple[Topic, Node]] = {}
         self._hooks: list[Callable[[], None]] = []
+        self._punctuators: list[Punctuator] = []
 
     def topic(
         self,
@@ -103,6 +105,20 @@ class App:
         difference between the guarantees. For fault-injection tests."""
         self._hooks.append(hook)
 
+    def punctuate(
+        self,
+        fn: Callable[..., Iterable[Any] | None],
+        *,
+        every_ms: int,
+        stores: Sequence[StoreSpec] = (),
+        to: Topic | None = None,
+        time: PunctuationType | str = "wall_clock_time",
+    ) -> None:
+        """Call fn(time_ms, *stores) for each task every `every_ms` of wall-clock time or
+        (`time="stream_time"`) of the task's record timestamps; the (key, value) records it
+        returns go to `to`, inside the open transaction (samsa/streams/punctuation.py)."""
+        self._punctuators.append(Punctuator(fn, every_ms, parse_kind(time), tuple(stores), to))
+
     def worker(self, **overrides: Any) -> Worker:
         """An instance of this application; run it with `.run()`, stop it with `.stop()`."""
         if not self._sources:
@@ -110,7 +126,7 @@ class App:
         if "processing_guarantee" in overrides:
             overrides["processing_guarantee"] = Guarantee.parse(overrides["processing_guarantee"])
         settings = dataclasses.replace(self.settings, **overrides)
-        return Worker(settings, dict(self._sources), self._hooks)
+        return Worker(settings, dict(self._sources), self._hooks, self._punctuators)
 
     def run(self, **overrides: Any) -> int:
         """Run one instance in this process until SIGTERM/SIGINT (then commit or abort what is

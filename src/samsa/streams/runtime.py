@@ -45,6 +45,7 @@ from samsa.streams.errors import (
 from samsa.streams.guarantee import Guarantee
 from samsa.streams.handlers import ErrorKind, OnError, dead_letter_headers
 from samsa.streams.local import TaskDirectory
+from samsa.streams.punctuation import PunctuationType, Punctuator
 from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
@@ -92,6 +93,7 @@ class Worker:
         settings: Settings,
         sources: dict[str, tuple[Topic, Node]],
         hooks: Sequence[Callable[[], None]] = (),
+        punctuators: Sequence[Punctuator] = (),
     ) -> None:
         self.settings = settings
         self.guarantee = settings.processing_guarantee
@@ -108,6 +110,16 @@ class Worker:
         if any(settings.on(kind) is OnError.DEAD_LETTER for kind in ErrorKind):
             dead_letters = settings.dead_letters()
             sinks[dead_letters] = Topic(dead_letters, BYTES, BYTES)
+        self.punctuators = tuple(punctuators)
+        for punctuator in self.punctuators:
+            for spec in punctuator.stores:
+                if spec not in self.store_specs:
+                    self.store_specs.append(spec)
+            if punctuator.to is not None:
+                sinks[punctuator.to.name] = punctuator.to
+        self._stream_time: dict[int, int] = {}  # task -> largest record timestamp
+        self._due: dict[tuple[int, int], int] = {}  # (punctuator, task) -> next call's time
+        self._dirty = False  # a punctuator wrote outside any record: commit it
         self.sinks = sinks
         # Topics read as tables (app.table) by a join: a task reads its table partitions up
         # to their end before its stream partitions (held: paused) are processed.
@@ -269,9 +281,12 @@ class Worker:
                 self._commit_offsets(self._next_offsets(messages))
             for message in messages:
                 self._process(message)
+            if self.punctuators:
+                wall_ms = int(time.time() * 1000)
+                self._punctuate(PunctuationType.WALL_CLOCK_TIME, sorted(self._tasks), wall_ms)
             self._p.poll(0)
             now = time.monotonic()
-            if self._positions and now - self._opened_at >= interval_s:
+            if (self._positions or self._dirty) and now - self._opened_at >= interval_s:
                 self._commit()
             if now - last_progress >= PROGRESS_EVERY_S:
                 rate = (self.processed - last_processed) / (now - last_progress)
@@ -331,16 +346,11 @@ class Worker:
         tp = (topic, partition)
         if tp not in self._assigned:
             return
-        if self.guarantee is Guarantee.EXACTLY_ONCE and not self._in_txn:
-            self._p.begin_transaction()
-            self._in_txn = True
-            self._changelogs_in_txn.clear()
-            self._partitions_in_txn.clear()
-        if not self._positions:
-            self._opened_at = time.monotonic()
+        self._begin()
         source, root = self.sources[topic]
         self._partition = partition
         self._timestamp_ms = message.timestamp()[1]
+        self._stream_time[partition] = max(self._stream_time.get(partition, -1), self._timestamp_ms)
         self._message = message
         try:
             key = source.key_serde.deserialize(message.key())
@@ -352,8 +362,57 @@ class Worker:
         self._txn_start.setdefault(tp, offset)
         self._positions[tp] = offset + 1
         self.processed += 1
+        if self.punctuators:
+            stream_ms = self._stream_time[partition]
+            self._punctuate(PunctuationType.STREAM_TIME, [partition], stream_ms)
         if self._in_txn and partition not in self._partitions_in_txn:
             self._add_changelogs(partition)
+
+    def _begin(self) -> None:
+        """Open the transaction (exactly_once) and the commit interval, if not open."""
+        if self.guarantee is Guarantee.EXACTLY_ONCE and not self._in_txn:
+            self._p.begin_transaction()
+            self._in_txn = True
+            self._changelogs_in_txn.clear()
+            self._partitions_in_txn.clear()
+        if not self._positions and not self._dirty:
+            self._opened_at = time.monotonic()
+
+    def _punctuate(self, kind: PunctuationType, partitions: list[int], now_ms: int) -> None:
+        """Call the punctuators of `kind` that are due at `now_ms` in these tasks. Stream
+        time is checked after each record (as Kafka Streams does), wall-clock time after
+        each poll."""
+        for n, punctuator in enumerate(self.punctuators):
+            if punctuator.kind is not kind:
+                continue
+            for partition in partitions:
+                due = self._due.setdefault((n, partition), punctuator.next_due(now_ms))
+                if now_ms >= due:
+                    self._due[(n, partition)] = punctuator.next_due(now_ms)
+                    self._call(punctuator, partition, now_ms)
+
+    def _call(self, punctuator: Punctuator, partition: int, now_ms: int) -> None:
+        self._begin()
+        self._dirty = True
+        self._partition = partition
+        self._message = None
+        stores = [self.store(spec) for spec in punctuator.stores]
+        try:
+            results = list(punctuator.fn(now_ms, *stores) or ())
+            topic = punctuator.to
+            if results and topic is None:
+                raise ValueError("the punctuator returned records but has no `to` topic")
+            if topic is not None:
+                for key, value in results:
+                    key_data = topic.key_serde.serialize(key)
+                    value_data = topic.value_serde.serialize(value)
+                    self._produce(topic.name, key_data, value_data, timestamp_ms=now_ms)
+        except (StreamsError, KafkaException):
+            raise
+        except Exception as exc:
+            raise ProcessingError(
+                f"punctuator {punctuator.name()} of partition {partition} at {now_ms} failed"
+            ) from exc
 
     def _push(self, root: Node, key: Any, value: Any) -> None:
         """Run one record through the topology: its store writes and outputs whole, or (after
@@ -548,7 +607,7 @@ class Worker:
         self._reset_uncommitted(seek=True)
 
     def _commit_flush(self) -> None:
-        if not self._positions:
+        if not self._positions and not self._dirty:
             return
         self._write_changelogs()
         remaining = self._p.flush(CLIENT_TIMEOUT_S)
@@ -618,6 +677,7 @@ class Worker:
             self._since_checkpoint[partition] = 0
 
     def _committed_now(self) -> None:
+        self._dirty = False
         self._commit_stores()
         if self._dirs and self.guarantee is not Guarantee.EXACTLY_ONCE:
             interval = self.settings.checkpoint_interval_records
@@ -630,6 +690,7 @@ class Worker:
         self._txn_start.clear()
 
     def _reset_uncommitted(self, seek: bool) -> None:
+        self._dirty = False
         for stores in self._tasks.values():
             for store in stores.values():
                 store.rollback()
@@ -817,6 +878,9 @@ class Worker:
                     store.close()
                 self._dirs.pop(partition, None)
                 self._since_checkpoint.pop(partition, None)
+                self._stream_time.pop(partition, None)
+                for n in range(len(self.punctuators)):
+                    self._due.pop((n, partition), None)
         for partition in list(self._held):
             if partition not in owned or any(tp in tps for tp in self._held[partition]):
                 del self._held[partition]  # a reassignment holds it again if need be
