@@ -159,6 +159,8 @@ class Worker:
         self.idle_seconds = 0.0  # wall time in polls that returned nothing
         self.aborts = 0
         self.restored = 0  # changelog records applied by restores
+        # ("assigned" | "revoked" | "lost", partitions) for each rebalance callback
+        self.rebalances: list[tuple[str, list[TP]]] = []
         # "<kind>_errors" per ErrorKind, "skipped", "dead_lettered", "late_records_dropped"
         self.counters: collections.Counter[str] = collections.Counter()
         self.consumer: Consumer | None = None
@@ -842,6 +844,7 @@ class Worker:
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
             tps = {(tp.topic, tp.partition) for tp in partitions}
+            self.rebalances.append(("assigned", sorted(tps)))
             self._assigned |= tps
             self._touched |= tps
             self._open_tasks(sorted({p for _, p in tps}))
@@ -852,6 +855,7 @@ class Worker:
             self._callback_error = exc
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.rebalances.append(("revoked", sorted((tp.topic, tp.partition) for tp in partitions)))
         try:
             if not (self._fenced or self._failed) and self._callback_error is None:
                 self._commit()  # hand the partitions over with everything processed committed
@@ -864,6 +868,7 @@ class Worker:
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Someone else may own them already: committing now could overwrite their progress.
         log.warning("%s: partitions lost %s", self.instance_id, partitions)
+        self.rebalances.append(("lost", sorted((tp.topic, tp.partition) for tp in partitions)))
         self._abandon()
         self._drop(partitions)
 
