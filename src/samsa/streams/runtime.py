@@ -159,6 +159,7 @@ class Worker:
         self.idle_seconds = 0.0  # wall time in polls that returned nothing
         self.aborts = 0
         self.restored = 0  # changelog records applied by restores
+        self.restore_seconds = 0.0  # wall time restoring (local state opened, changelog read)
         # ("assigned" | "revoked" | "lost", partitions) for each rebalance callback
         self.rebalances: list[tuple[str, list[TP]]] = []
         # "<kind>_errors" per ErrorKind, "skipped", "dead_lettered", "late_records_dropped"
@@ -896,6 +897,7 @@ class Worker:
         app = self.settings.application_id
         fresh: list[tuple[str, KeyValueStore]] = []
         starts: dict[TP, int] = {}
+        began = time.monotonic()
         for partition in partitions:
             if partition in self._tasks:
                 continue
@@ -908,7 +910,6 @@ class Worker:
             self._tasks[partition] = stores
             fresh += [(s.spec.changelog_topic(app), s) for s in stores.values()]
         if fresh and self._restorer is not None:
-            began = time.monotonic()
             applied = restoring.restore(
                 self._restorer,
                 fresh,
@@ -917,6 +918,7 @@ class Worker:
                 starts,
             )
             self.restored += applied
+            self.restore_seconds += time.monotonic() - began
             log.info(
                 "%s: restored %d store partitions from %d changelog records in %.2f s",
                 self.instance_id,
