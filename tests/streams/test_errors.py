@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -109,6 +111,12 @@ def test_fail_stops_with_the_poison_records_topic_partition_and_offset(bootstrap
     assert worker.counters["deserialization_errors"] == 1
     # Nothing after the first commit: the poison record and what came with it are aborted.
     assert worker.committed <= 1
+    # `samsa streams run` (as `python -m samsa.streams`): the same record stops it, exit 1.
+    command = [sys.executable, "-m", "samsa.streams", "run", "samsa.streams.examples.balances"]
+    command += ["--bootstrap-servers", bootstrap, "--instance-id", "cli", "--on-error", "fail"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"deserialization of transactions[0]@{offsets[1]} failed" in done.stderr
 
 
 def balances_inputs() -> tuple[list[tuple[bytes, bytes]], list[tuple[str, dict[str, int]]]]:

@@ -61,20 +61,27 @@ def last_counts(bootstrap: str, topic: str) -> dict[str, int]:
     return {m.key().decode(): json.loads(m.value()) for m in read(bootstrap, topic)}
 
 
+def first_run(bootstrap: str, name: str, **overrides: Any) -> tuple[App, str]:
+    """Count two rounds of the keys with a state directory and stop cleanly; the app and
+    its state directory. Then a third round is produced."""
+    state_dir = tempfile.mkdtemp(prefix="samsa-state-")
+    create_topic(bootstrap, f"{name}-in", 1)
+    fill(bootstrap, f"{name}-in", 2)
+    app = counting_app(bootstrap, name, state_dir)
+    first = app.worker(**overrides)
+    assert run_until(first, lambda: first.committed == 2 * KEYS) is None
+    fill(bootstrap, f"{name}-in", 1)
+    return app, state_dir
+
+
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_a_clean_stop_leaves_a_checkpoint_and_the_restart_restores_only_the_tail(
     bootstrap: str, guarantee: str
 ) -> None:
     name = f"clean-{guarantee}"
-    state_dir = tempfile.mkdtemp(prefix="samsa-state-")
-    create_topic(bootstrap, f"{name}-in", 1)
-    fill(bootstrap, f"{name}-in", 2)
-    app = counting_app(bootstrap, name, state_dir)
-    first = app.worker(processing_guarantee=guarantee)
-    assert run_until(first, lambda: first.committed == 2 * KEYS) is None
+    app, state_dir = first_run(bootstrap, name, processing_guarantee=guarantee)
     checkpoint = os.path.join(state_dir, f"{name}-one", "0", CHECKPOINT)
     assert os.path.exists(checkpoint)
-    fill(bootstrap, f"{name}-in", 1)
     second = app.worker(processing_guarantee=guarantee)
     assert run_until(second, lambda: second.committed == KEYS) is None
     assert second.restored == 0, "a clean stop's checkpoint is the changelog's end"
@@ -86,13 +93,9 @@ def test_after_an_unclean_stop_exactly_once_restores_everything(
     bootstrap: str, guarantee: str
 ) -> None:
     name = f"unclean-{guarantee}"
-    state_dir = tempfile.mkdtemp(prefix="samsa-state-")
-    create_topic(bootstrap, f"{name}-in", 1)
-    fill(bootstrap, f"{name}-in", 2)
-    app = counting_app(bootstrap, name, state_dir)
-    first = app.worker(processing_guarantee=guarantee, checkpoint_interval_records=1)
-    assert run_until(first, lambda: first.committed == 2 * KEYS) is None
-    fill(bootstrap, f"{name}-in", 1)
+    app, state_dir = first_run(
+        bootstrap, name, processing_guarantee=guarantee, checkpoint_interval_records=1
+    )
     crashing = counting_app(bootstrap, name, state_dir, crash=True)
     second = crashing.worker(processing_guarantee=guarantee, checkpoint_interval_records=1)
     assert isinstance(run_until(second, lambda: False), RuntimeError)

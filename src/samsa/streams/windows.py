@@ -24,7 +24,7 @@ when stream time has reached that earliest close.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +81,7 @@ class WindowAggregate(Node):
         self.windows = windows
         self.aggregation = aggregation
 
-    def stores(self) -> Any:
+    def stores(self) -> Iterator[StoreSpec]:
         yield self.spec
         yield from super().stores()
 
