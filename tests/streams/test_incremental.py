@@ -85,7 +85,9 @@ def owned(worker: Worker) -> set[tuple[str, int]]:
     return found
 
 
-@pytest.mark.parametrize("group_protocol", ["consumer", "classic"])
+@pytest.mark.parametrize(
+    "group_protocol", ["consumer", pytest.param("classic", marks=pytest.mark.slow)]
+)
 def test_a_joining_instance_does_not_stop_the_running_one(
     samsa: Backend, group_protocol: str
 ) -> None:

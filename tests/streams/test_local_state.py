@@ -74,7 +74,9 @@ def first_run(bootstrap: str, name: str, **overrides: Any) -> tuple[App, str]:
     return app, state_dir
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize(
+    "guarantee", ["exactly_once", pytest.param("at_least_once", marks=pytest.mark.slow)]
+)
 def test_a_clean_stop_leaves_a_checkpoint_and_the_restart_restores_only_the_tail(
     bootstrap: str, guarantee: str
 ) -> None:

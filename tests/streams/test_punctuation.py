@@ -78,9 +78,9 @@ def test_wall_clock_punctuation_commits_without_records(bootstrap: str) -> None:
     assert producer.flush(30) == 0
     worker = counting_app(bootstrap, name, "wall_clock_time", 200).worker()
     began = time.monotonic()
-    assert run_until(worker, lambda: time.monotonic() - began > 2.0) is None
+    assert run_until(worker, lambda: time.monotonic() - began > 1.5) is None
     found = reports(bootstrap, f"{name}-out")
-    assert len(found) >= 4, found  # 2 s of 200 ms intervals, less the start-up
+    assert len(found) >= 3, found  # 1.5 s of 200 ms intervals, less the start-up
     # Called with the time of the call, once in each 200 ms interval.
     intervals = [r["at"] // 200 for r in found]
     assert intervals == sorted(set(intervals))
