@@ -3,7 +3,8 @@ value {"id": n, "amount": +credit/-debit}), one per feature of issue 20; the fau
 (tests/streams/test_pipeline_faults.py) kill -9 them as they do the balances example.
 
 - `windowed`: per account, the sum and count of amounts in tumbling 1 s windows of the records'
-  timestamps, 200 ms grace, every update: output `account-windows`.
+  timestamps, 200 ms grace, every update: output `account-windows`; and the largest amount in
+  hopping 2 s windows advancing by 1 s, only when each closes: output `account-max`.
 - `regrouped`: re-keyed by region (`region-<account number mod 4>`) through a repartition
   topic, then a running total per region: output `region-totals`, {"id": n, "total": t}.
 - `enriched`: each transaction joined with its account's owner from the table topic
@@ -63,11 +64,17 @@ def with_owner(value: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]
 
 
 windowed = _app("windowed")
+_amounts = windowed.stream(windowed.topic("transactions", key="str", value="json"))
 (
-    windowed.stream(windowed.topic("transactions", key="str", value="json"))
-    .window("sums", 1000, grace_ms=200)
+    _amounts.window("sums", 1000, grace_ms=200)
     .aggregate({"sum": 0, "count": 0}, add)
     .to(windowed.topic("account-windows", key="str", value="json"))
+)
+(
+    _amounts.map_values(lambda value: value["amount"])
+    .window("maxima", 2000, advance_ms=1000, grace_ms=200, emit="final")
+    .reduce(max)
+    .to(windowed.topic("account-max", key="str", value="json"))
 )
 
 regrouped = _app("regrouped")
