@@ -164,10 +164,16 @@ def test_dead_letters_are_in_the_transaction_and_written_once(bootstrap: str) ->
         (b"a", b"{broken"),  # deserialization
         (b"a", b'{"amount": 2, "explode": true}'),  # processing (after a store write)
         (b"a", b'{"amount": 3, "as": "int"}'),  # production: the output serde wants str
-        (b"a", b'{"amount": 4}'),
+        (b"a", b'{"amount": 4, "pad": 20000}'),  # production: over message.max.bytes
+        (b"a", b'{"amount": 5}'),
     ]
     offsets = produce(bootstrap, "dlq-in", records)
-    app = App("dlq", bootstrap_servers=bootstrap, on_error="dead_letter")
+    app = App(
+        "dlq",
+        bootstrap_servers=bootstrap,
+        on_error="dead_letter",
+        producer_config={"message.max.bytes": 10_000},
+    )
     store = app.store("sums")
 
     def add(key: str, value: dict[str, Any], state: KeyValueStore) -> list[Any]:
@@ -175,6 +181,8 @@ def test_dead_letters_are_in_the_transaction_and_written_once(bootstrap: str) ->
         state.put(key, total)
         if value.get("explode"):
             raise RuntimeError("boom")
+        if value.get("pad"):
+            return [(key, "x" * value["pad"])]
         return [(key, total if value.get("as") == "int" else str(total))]
 
     source = app.topic("dlq-in", key="str", value="json")
@@ -191,14 +199,15 @@ def test_dead_letters_are_in_the_transaction_and_written_once(bootstrap: str) ->
     assert isinstance(run_until(first, lambda: False), RuntimeError)
     second = app.worker(instance_id="one")
     assert run_until(second, lambda: second.committed == len(records)) is None
-    # The record that raised was undone whole (its +2 is not in the sum); the one whose output
-    # could not be serialised was processed, only that output is dead-lettered (+3 is in).
-    assert [m.value() for m in read(bootstrap, "dlq-out")] == [b"1", b"8"]
+    # The record that raised was undone whole (its +2 is not in the sum); the two whose output
+    # could not be serialised or produced were processed, only their outputs are missing (+3
+    # and +4 are in): 1 + 3 + 4 + 5.
+    assert [m.value() for m in read(bootstrap, "dlq-out")] == [b"1", b"13"]
     letters = read(bootstrap, "dlq-dlq")
-    assert len(read(bootstrap, "dlq-dlq", "read_uncommitted")) == 6  # 3 of them aborted
-    assert [(m.key(), m.value()) for m in letters] == records[1:4]
+    assert len(read(bootstrap, "dlq-dlq", "read_uncommitted")) == 8  # 4 of them aborted
+    assert [(m.key(), m.value()) for m in letters] == records[1:5]
     kinds = []
-    for message, offset in zip(letters, offsets[1:4], strict=True):
+    for message, offset in zip(letters, offsets[1:5], strict=True):
         headers = {k.removeprefix(HEADER_PREFIX): v.decode() for k, v in message.headers()}
         assert headers["topic"] == "dlq-in" and headers["partition"] == "0"
         assert headers["offset"] == str(offset)
@@ -208,10 +217,11 @@ def test_dead_letters_are_in_the_transaction_and_written_once(bootstrap: str) ->
         ("deserialization", "JSONDecodeError"),
         ("processing", "RuntimeError"),
         ("production", "TypeError"),
+        ("production", "KafkaException"),  # MSG_SIZE_TOO_LARGE, refused by the client
     ]
     assert second.counters == {
         "deserialization_errors": 1,
         "processing_errors": 1,
-        "production_errors": 1,
-        "dead_lettered": 3,
+        "production_errors": 2,
+        "dead_lettered": 4,
     }
