@@ -136,7 +136,9 @@ def balances_inputs() -> tuple[list[tuple[bytes, bytes]], list[tuple[str, dict[s
     return records, want
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize(
+    "guarantee", ["exactly_once", pytest.param("at_least_once", marks=pytest.mark.slow)]
+)
 def test_skip_lets_the_balances_example_run_past_a_malformed_record(
     guarantee: str, bootstrap: str
 ) -> None:
