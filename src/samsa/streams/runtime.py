@@ -49,6 +49,7 @@ from samsa.streams.punctuation import PunctuationType, Punctuator
 from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
+from samsa.streams.tables import TableCatchUp
 from samsa.streams.topology import Node, Topic
 
 log = logging.getLogger("samsa.streams")
@@ -123,12 +124,14 @@ class Worker:
         self.sinks = sinks
         # Topics read as tables (app.table) by a join: a task reads its table partitions up
         # to their end before its stream partitions (held: paused) are processed.
-        self.table_topics = {
+        table_topics = {
             table.topic.name for _topic, root in sources.values() for table in root.joins()
         }
-        self._to_hold: set[int] = set()  # newly assigned partitions with tables
-        self._held: dict[int, dict[TP, int]] = {}  # partition -> table tp -> end to reach
-        self._held_since: dict[int, float] = {}
+        self._tables = (
+            TableCatchUp(table_topics, self.instance_id, settings.restore_timeout_ms / 1000)
+            if table_topics
+            else None
+        )
         self.hooks = tuple(hooks)
         self._stopping = threading.Event()
         self._tasks: dict[int, dict[str, KeyValueStore]] = {}  # input partition -> stores
@@ -278,8 +281,10 @@ class Worker:
                 self.idle_seconds += time.monotonic() - polled
             self._raise_callback_error()
             messages = self._without_rebalanced(messages)
-            if self.table_topics:
-                messages = self._without_held(messages)
+            if self._tables is not None:
+                messages = self._tables.filter(
+                    self._c, self._assigned, messages, _where, self._seek
+                )
             if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
                 self._commit_offsets(self._next_offsets(messages))
             for message in messages:
@@ -759,84 +764,6 @@ class Worker:
                 self._seek(topic, partition, offset)
         return kept
 
-    def _without_held(self, messages: list[Message]) -> list[Message]:
-        """Hold the stream partitions of a newly assigned task until its table partitions
-        are read to the end they had then, so a join sees the table as it stood (Kafka
-        Streams waits the same way for a task's partitions with known lag, KIP-695); drop
-        (and rewind) held records fetched before the pause."""
-        self._hold_new()
-        kept: list[Message] = []
-        rewind: dict[TP, int] = {}
-        for m in messages:
-            topic, partition, offset = _where(m)
-            if partition in self._held and topic not in self.table_topics:
-                rewind.setdefault((topic, partition), offset)
-            else:
-                kept.append(m)
-        for (topic, partition), offset in sorted(rewind.items()):
-            self._seek(topic, partition, offset)
-        if self._held:
-            self._release_caught_up([m for m in kept if m.topic() in self.table_topics])
-        return kept
-
-    def _stream_tps(self, partition: int) -> list[TopicPartition]:
-        return [
-            TopicPartition(t, p)
-            for t, p in sorted(self._assigned)
-            if p == partition and t not in self.table_topics
-        ]
-
-    def _hold_new(self) -> None:
-        fresh, self._to_hold = sorted(self._to_hold), set()
-        for partition in fresh:
-            tables = [
-                TopicPartition(t, p)
-                for t, p in sorted(self._assigned)
-                if p == partition and t in self.table_topics
-            ]
-            if not tables:
-                continue
-            committed = self._c.committed(tables, timeout=CLIENT_TIMEOUT_S)
-            waiting: dict[TP, int] = {}
-            for tp in committed:
-                low, high = self._c.get_watermark_offsets(
-                    tp, timeout=CLIENT_TIMEOUT_S, cached=False
-                )
-                start = tp.offset if tp.offset >= 0 else low
-                if start < high:
-                    waiting[(tp.topic, tp.partition)] = high
-            if waiting:
-                self._held[partition] = waiting
-                self._held_since[partition] = time.monotonic()
-                self._c.pause(self._stream_tps(partition))
-                log.info(
-                    "%s: partition %d waits for its tables %s", self.instance_id, partition, waiting
-                )
-            else:
-                self._c.resume(self._stream_tps(partition))  # if a past assignment paused it
-
-    def _release_caught_up(self, table_messages: list[Message]) -> None:
-        reached = {}
-        for m in table_messages:
-            topic, partition, offset = _where(m)
-            reached[(topic, partition)] = offset + 1
-        timeout_s = self.settings.restore_timeout_ms / 1000
-        for partition, waiting in list(self._held.items()):
-            for tp, end in list(waiting.items()):
-                if reached.get(tp, -1) >= end:
-                    del waiting[tp]
-            if waiting and time.monotonic() - self._held_since[partition] > timeout_s:
-                # The end may be an aborted transaction's records or a commit marker, which
-                # a read_committed consumer never returns.
-                log.warning(
-                    "%s: tables %s not read to their end; going on", self.instance_id, waiting
-                )
-                waiting.clear()
-            if not waiting:
-                del self._held[partition]
-                self._c.resume(self._stream_tps(partition))
-                log.info("%s: partition %d tables read: resumed", self.instance_id, partition)
-
     def _raise_callback_error(self) -> None:
         error, self._callback_error = self._callback_error, None
         if error is not None:
@@ -849,8 +776,8 @@ class Worker:
             self._assigned |= tps
             self._touched |= tps
             self._open_tasks(sorted({p for _, p in tps}))
-            if self.table_topics:
-                self._to_hold |= {p for t, p in tps if t in self.table_topics}
+            if self._tables is not None:
+                self._tables.assigned(tps)
             log.info("%s: assigned %s", self.instance_id, sorted(tps))
         except BaseException as exc:
             self._callback_error = exc
@@ -887,9 +814,8 @@ class Worker:
                 self._stream_time.pop(partition, None)
                 for n in range(len(self.punctuators)):
                     self._due.pop((n, partition), None)
-        for partition in list(self._held):
-            if partition not in owned or any(tp in tps for tp in self._held[partition]):
-                del self._held[partition]  # a reassignment holds it again if need be
+        if self._tables is not None:
+            self._tables.dropped(owned, tps)
         if tps:
             log.info("%s: revoked %s", self.instance_id, sorted(tps))
 
