@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +98,17 @@ def expected_outputs(
 class InputProducer(threading.Thread):
     """Produces the inputs (idempotent producer, keyed by account) at about `rate` per second."""
 
-    def __init__(self, bootstrap: str, inputs: list[tuple[str, dict[str, int]]], rate: float):
+    def __init__(
+        self,
+        bootstrap: str,
+        inputs: list[tuple[str, dict[str, int]]],
+        rate: float,
+        timestamp: Callable[[int], int] | None = None,
+    ):
         super().__init__(name="input-producer", daemon=True)
         self.inputs = inputs
         self.rate = rate
+        self.timestamp = timestamp  # input id -> record timestamp (None: the time of produce)
         self.producer = confluent_kafka.Producer(
             {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
         )
@@ -111,7 +118,12 @@ class InputProducer(threading.Thread):
         try:
             began = time.monotonic()
             for n, (account, value) in enumerate(self.inputs):
-                self.producer.produce(INPUT, json.dumps(value).encode(), account.encode())
+                self.producer.produce(
+                    INPUT,
+                    json.dumps(value).encode(),
+                    account.encode(),
+                    timestamp=self.timestamp(value["id"]) if self.timestamp else 0,
+                )
                 self.producer.poll(0)
                 ahead = n / self.rate - (time.monotonic() - began)
                 if ahead > 0:
@@ -138,6 +150,8 @@ class WorkerProcess:
     instance: str
     static: bool
     log_dir: str
+    app: str = APP
+    state_dir: bool = False  # --state-dir <log_dir>/state-<instance>
     # `python -m samsa.streams` starts faster than `samsa` (which imports the broker too).
     fast_start: bool = True
     group_protocol: str = "classic"
@@ -151,7 +165,7 @@ class WorkerProcess:
         command = [
             *prefix,
             "run",
-            APP,
+            self.app,
             "--bootstrap-servers",
             self.backend.bootstrap,
             "--processing-guarantee",
@@ -161,6 +175,8 @@ class WorkerProcess:
         ]
         if self.static:
             command.append("--static-membership")
+        if self.state_dir:
+            command += ["--state-dir", os.path.join(self.log_dir, f"state-{self.instance}")]
         if not self.backend.can_create_topics:
             command.append("--no-create-topics")
         if self.group_protocol == "consumer":
@@ -169,7 +185,11 @@ class WorkerProcess:
             for setting in WORKER_CONSUMER:
                 command += ["--consumer", setting]
         command += ["--consumer", "log_level=0", "--producer", "log_level=0"]
-        env = dict(os.environ, BALANCES_CRASH_AT_COMMIT=str(crash_at_commit))
+        env = dict(
+            os.environ,
+            BALANCES_CRASH_AT_COMMIT=str(crash_at_commit),
+            SAMSA_STREAMS_CRASH_AT_COMMIT=str(crash_at_commit),  # examples/pipelines.py
+        )
         log = open(os.path.join(self.log_dir, f"worker-{self.instance}.log"), "ab")  # noqa: SIM115
         log.write(f"--- start {self.starts} crash_at_commit={crash_at_commit}\n".encode())
         log.flush()
@@ -211,10 +231,10 @@ def temp_log_dir() -> str:
     return tempfile.mkdtemp(prefix="samsa-streams-test-")
 
 
-def committed_offsets(bootstrap: str, partitions: int) -> dict[int, int]:
-    """The balances group's committed input offsets (stable ones: require_stable)."""
+def committed_offsets(bootstrap: str, partitions: int, group: str = GROUP) -> dict[int, int]:
+    """A group's (the balances one's) committed input offsets (stable ones: require_stable)."""
     consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": GROUP, "log_level": 0}
+        {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0}
     )
     try:
         found = consumer.committed(
@@ -283,7 +303,7 @@ def changelog_state(bootstrap: str, isolation: str) -> dict[str, int]:
 
 
 def wait_caught_up(
-    backend: Backend, workers: list[WorkerProcess], timeout_s: float
+    backend: Backend, workers: list[WorkerProcess], timeout_s: float, group: str = GROUP
 ) -> dict[int, int]:
     """Until the group's committed offsets reach the input's end (restarting workers that
     died); the end offsets."""
@@ -294,7 +314,7 @@ def wait_caught_up(
             if not worker.alive():
                 worker.reap()
                 worker.start()
-        committed = committed_offsets(backend.bootstrap, backend.partitions)
+        committed = committed_offsets(backend.bootstrap, backend.partitions, group)
         if all(committed.get(p, -1) >= end for p, end in ends.items()):
             return ends
         if time.monotonic() > deadline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import TypedDict
 
 from . import support
@@ -30,22 +31,38 @@ class FaultRun(TypedDict):
     log_dir: str
 
 
-def run_with_faults(backend: Backend, guarantee: str, seed: int) -> FaultRun:
+def run_with_faults(
+    backend: Backend,
+    guarantee: str,
+    seed: int,
+    *,
+    app: str = support.APP,
+    group: str = support.GROUP,
+    records: int = RECORDS,
+    rate_per_s: float = RATE_PER_S,
+    workers_n: int = WORKERS,
+    kill_every_s: float = KILL_EVERY_S,
+    timestamp: Callable[[int], int] | None = None,
+    caught_up: Callable[[], bool] = lambda: True,
+    state_dir: bool = False,
+) -> FaultRun:
+    """Run `app` (the balances example) as `workers_n` processes over `records` inputs while
+    killing them; until the group `group` has committed all the input and `caught_up()`."""
     rng = random.Random(seed)
-    print(f"seed {seed}, backend {backend.name}, guarantee {guarantee}")
-    inputs = support.make_inputs(RECORDS, ACCOUNTS, seed)
+    print(f"seed {seed}, backend {backend.name}, guarantee {guarantee}, app {app}")
+    inputs = support.make_inputs(records, ACCOUNTS, seed)
     backend.create_input()
     log_dir = support.temp_log_dir()
     workers = [
-        WorkerProcess(backend, guarantee, str(i), static=True, log_dir=log_dir)
-        for i in range(WORKERS)
+        WorkerProcess(backend, guarantee, str(i), True, log_dir, app=app, state_dir=state_dir)
+        for i in range(workers_n)
     ]
-    producer = support.InputProducer(backend.bootstrap, inputs, RATE_PER_S)
+    producer = support.InputProducer(backend.bootstrap, inputs, rate_per_s, timestamp)
     producer.start()
     time.sleep(0.5)  # the input topic exists before the workers subscribe (mock: auto-created)
     for worker in workers:
         worker.start(crash_at_commit=rng.randint(2, 6))
-    next_kill = time.monotonic() + rng.uniform(0.5, 2 * KILL_EVERY_S)
+    next_kill = time.monotonic() + rng.uniform(0.5, 2 * kill_every_s)
     try:
         while producer.is_alive():
             for worker in workers:
@@ -54,10 +71,18 @@ def run_with_faults(backend: Backend, guarantee: str, seed: int) -> FaultRun:
                     worker.start(crash_at_commit=rng.randint(2, 6))
             if time.monotonic() >= next_kill:
                 rng.choice(workers).kill9()
-                next_kill = time.monotonic() + rng.uniform(0.5, 2 * KILL_EVERY_S)
+                next_kill = time.monotonic() + rng.uniform(0.5, 2 * kill_every_s)
             time.sleep(0.05)
         producer.finish()
-        support.wait_caught_up(backend, workers, timeout_s=90)
+        support.wait_caught_up(backend, workers, timeout_s=90, group=group)
+        deadline = time.monotonic() + 90
+        while not caught_up():
+            for worker in workers:
+                if not worker.alive():
+                    worker.reap()
+                    worker.start()
+            assert time.monotonic() < deadline, "\n".join(w.log_tail() for w in workers)
+            time.sleep(0.5)
         codes = [w.terminate() for w in workers]
     finally:
         for worker in workers:

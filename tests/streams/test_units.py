@@ -51,6 +51,11 @@ class FakeContext:
     def __init__(self) -> None:
         self.emitted: list[tuple[str, Any, Any]] = []
         self.stores: dict[str, KeyValueStore] = {}
+        self.timestamp_ms = 0
+        self.counters: dict[str, int] = {}
+
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
 
     def store(self, spec: StoreSpec) -> KeyValueStore:
         return self.stores.setdefault(spec.name, KeyValueStore(spec, 0))
@@ -123,3 +128,25 @@ def test_exactly_once_commits_inside_the_transaction_timeout() -> None:
         app.worker(commit_interval_ms=60_000)  # as `samsa streams run --commit-interval-ms`
     with pytest.raises(ValueError, match="positive"):
         app.worker(commit_interval_ms=0)
+
+
+def test_store_undo_record_takes_back_one_records_writes() -> None:
+    store = KeyValueStore(StoreSpec("s", STR, JSON), 0)
+    store.put("a", 1)
+    store.begin_record()
+    store.put("a", 2)
+    store.put("b", 3)
+    store.delete("a")
+    store.undo_record()
+    assert store.changes() == [(b"a", b"1")]
+
+
+def test_error_handling_choices_are_checked_up_front() -> None:
+    app = App("t", on_error="skip", on_production_error="dead-letter")
+    from samsa.streams.handlers import ErrorKind, OnError
+
+    assert app.settings.on(ErrorKind.DESERIALIZATION) is OnError.SKIP
+    assert app.settings.on(ErrorKind.PRODUCTION) is OnError.DEAD_LETTER
+    assert app.settings.dead_letters() == "t-dlq"
+    with pytest.raises(ValueError, match="unknown error handling"):
+        App("t", on_processing_error="ignore")

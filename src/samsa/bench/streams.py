@@ -9,7 +9,10 @@ records first; then one worker runs in this process and the figure is N divided 
 its first processed record to the commit that covers the last one (so start-up, group join and
 restore are not counted). The guarantees take turns, in a rotated order each round, K rounds;
 each figure is the median. Stateless: filter + map_values + to. Stateful: the balances example
-(a store read and write per record, changelog records each commit). The exactly_once /
+(a store read and write per record, changelog records each commit). Windowed: tumbling 1 s
+windows (200 ms grace) summing amounts per account, every update emitted. Grouped: re-keyed
+into 100 groups through a repartition topic (produced and read back by the same worker,
+inside its transactions), then a running total per group in a store. The exactly_once /
 at_least_once ratio is given twice: of the two medians, and as the median of each round's own
 ratio (the two runs of a round are under a minute apart, so slow drift of the machine moves
 both), with a 90% bootstrap interval of that median.
@@ -45,7 +48,10 @@ from samsa.streams import App, KeyValueStore
 from samsa.testing.process import BrokerProcess
 
 GUARANTEES = ("at_most_once", "at_least_once", "exactly_once")
-KINDS = ("stateless", "stateful")
+KINDS = ("stateless", "stateful", "windowed", "grouped")
+# Input records each kind commits per record produced (grouped: the input, then the
+# repartition topic).
+COMMITTED_PER_RECORD = {"stateless": 1, "stateful": 1, "windowed": 1, "grouped": 2}
 PARTITIONS = 3
 ACCOUNTS = 1000
 TIMEOUT_S = 600.0
@@ -104,6 +110,19 @@ def build(kind: str, app_id: str, topic: str, bootstrap: str, guarantee: str, in
     stream = app.stream(source).filter(lambda k, v: "amount" in v)
     if kind == "stateless":
         stream.map_values(lambda v: {"id": v["id"], "double": 2 * v["amount"]}).to(out)
+    elif kind == "windowed":
+        windows = stream.window("sums", 1000, grace_ms=200)
+        windows.sum(lambda v: v["amount"]).to(out)
+    elif kind == "grouped":
+        store = app.store("totals")
+
+        def total(key: str, value: dict[str, Any], state: KeyValueStore) -> list[Any]:
+            running = int(state.get(key, 0)) + int(value["amount"])
+            state.put(key, running)
+            return [(key, running)]
+
+        regrouped = stream.group_by(lambda k, v: f"group-{v['id'] % 100}", "by-group", key="str")
+        regrouped.process(total, store).to(out)
     else:
         store = app.store("balances")
 
@@ -133,7 +152,7 @@ def measure(broker: BrokerProcess, kind: str, guarantee: str, records: int, inte
     began = time.monotonic()
     worker_cpu, broker_cpu = time.process_time(), cpu_seconds(pid)
     commits, commit_s, idle_s = worker.commits, worker.commit_seconds, worker.idle_seconds
-    while worker.committed < records:
+    while worker.committed < records * COMMITTED_PER_RECORD[kind]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"{app_id}: committed {worker.committed} of {records}")
         time.sleep(0.002)

@@ -8,17 +8,18 @@ import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Any
 
 from samsa.streams.errors import InstanceFenced, StreamsError
 from samsa.streams.guarantee import Guarantee
+from samsa.streams.punctuation import PunctuationType, Punctuator, parse_kind
 from samsa.streams.runtime import Worker
 from samsa.streams.serde import Serde, resolve
 from samsa.streams.settings import Settings
 from samsa.streams.store import StoreSpec
-from samsa.streams.topology import Node, Stream, Topic
+from samsa.streams.topology import Materialize, Node, Stream, Table, Topic
 
 log = logging.getLogger("samsa.streams")
 
@@ -52,6 +53,7 @@ class App:
         )
         self._sources: dict[str, tuple[Topic, Node]] = {}
         self._hooks: list[Callable[[], None]] = []
+        self._punctuators: list[Punctuator] = []
 
     def topic(
         self,
@@ -76,16 +78,47 @@ class App:
             known, root = self._sources[source.name]
             if known != source:
                 raise ValueError(f"topic {source.name!r} is already a source with other serdes")
-            return Stream(root)
+            return Stream(root, self)
         root = Node()
         self._sources[source.name] = (source, root)
-        return Stream(root)
+        return Stream(root, self)
+
+    def table(self, topic: Topic | str, *, name: str | None = None) -> Table:
+        """A topic read as a table (key -> latest value; a null value deletes), kept in the
+        store `name` (default: the topic's name), for `stream.join(table, fn)`. The table's
+        partition p is read by the instance that owns partition p of the streams joined."""
+        source = self.topic(topic) if isinstance(topic, str) else topic
+        spec = StoreSpec(name or source.name, source.key_serde, source.value_serde)
+        table = Table(source, spec)
+        stream = self.stream(source)
+        stream._then(Materialize(spec))
+        return table
+
+    def repartition_topic(self, name: str, key: Serde | str, value: Serde | str) -> Topic:
+        """The internal topic of `stream.group_by(fn, name)`."""
+        return self.topic(
+            f"{self.settings.application_id}-{name}-repartition", key=key, value=value
+        )
 
     def before_offsets_commit(self, hook: Callable[[], None]) -> None:
         """Call `hook` at each commit after the outputs and changelogs are written (flushed,
         without exactly_once) and before the offsets are: the point where a crash shows the
         difference between the guarantees. For fault-injection tests."""
         self._hooks.append(hook)
+
+    def punctuate(
+        self,
+        fn: Callable[..., Iterable[Any] | None],
+        *,
+        every_ms: int,
+        stores: Sequence[StoreSpec] = (),
+        to: Topic | None = None,
+        time: PunctuationType | str = "wall_clock_time",
+    ) -> None:
+        """Call fn(time_ms, *stores) for each task every `every_ms` of wall-clock time or
+        (`time="stream_time"`) of the task's record timestamps; the (key, value) records it
+        returns go to `to`, inside the open transaction (samsa/streams/punctuation.py)."""
+        self._punctuators.append(Punctuator(fn, every_ms, parse_kind(time), tuple(stores), to))
 
     def worker(self, **overrides: Any) -> Worker:
         """An instance of this application; run it with `.run()`, stop it with `.stop()`."""
@@ -94,7 +127,7 @@ class App:
         if "processing_guarantee" in overrides:
             overrides["processing_guarantee"] = Guarantee.parse(overrides["processing_guarantee"])
         settings = dataclasses.replace(self.settings, **overrides)
-        return Worker(settings, dict(self._sources), self._hooks)
+        return Worker(settings, dict(self._sources), self._hooks, self._punctuators)
 
     def run(self, **overrides: Any) -> int:
         """Run one instance in this process until SIGTERM/SIGINT (then commit or abort what is

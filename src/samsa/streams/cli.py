@@ -3,7 +3,8 @@
     samsa streams run samsa.streams.examples.balances:app \
         [--bootstrap-servers HOST:PORT] [--processing-guarantee exactly_once] \
         [--instance-id ID] [--commit-interval-ms 100] [--static-membership] \
-        [--no-create-topics]
+        [--no-create-topics] [--on-error fail|skip|dead_letter] [--dead-letter-topic NAME]
+        [--state-dir DIR]
         [--consumer NAME=VALUE ...] [--producer NAME=VALUE ...]
 
 Options override what the application itself sets. SIGTERM/SIGINT stop it cleanly: the open
@@ -50,6 +51,16 @@ def register(subparsers: Any) -> None:
         action="store_false",
         default=None,
         help="do not create output and changelog topics (they exist, or are auto-created)",
+    )
+    run_parser.add_argument(
+        "--on-error",
+        choices=["fail", "skip", "dead_letter"],
+        help="a record that cannot be deserialised, processed or produced: stop, skip it, or "
+        "send it to the dead-letter topic",
+    )
+    run_parser.add_argument("--dead-letter-topic", help="default: <application id>-dlq")
+    run_parser.add_argument(
+        "--state-dir", help="keep stores on disk here, with checkpoints (default: in memory)"
     )
     run_parser.add_argument("--consumer", action="append", default=[], metavar="NAME=VALUE")
     run_parser.add_argument("--producer", action="append", default=[], metavar="NAME=VALUE")
@@ -104,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         ("static_membership", "static_membership"),
         ("group_protocol", "group_protocol"),
         ("create_topics", "create_topics"),
+        ("on_error", "on_error"),
+        ("dead_letter_topic", "dead_letter_topic"),
+        ("state_dir", "state_dir"),
     ):
         value = getattr(args, option)
         if value is not None:

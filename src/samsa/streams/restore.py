@@ -7,7 +7,7 @@ open transaction (a crashed owner's, not yet aborted) are never applied.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -23,9 +23,11 @@ def restore(
     stores: Sequence[tuple[str, KeyValueStore]],
     timeout_ms: int,
     stopping: Callable[[], bool] = lambda: False,
+    starts: Mapping[tuple[str, int], int] | None = None,
 ) -> int:
-    """Fill each (changelog topic, store) from changelog partition `store.partition`; the
-    number of records applied. Returns early (stores incomplete) once `stopping()`."""
+    """Fill each (changelog topic, store) from changelog partition `store.partition`, from
+    the start or from `starts[(topic, partition)]` (a checkpoint); the number of records
+    applied. Returns early (stores incomplete) once `stopping()`."""
     metadata = consumer.list_topics(timeout=METADATA_TIMEOUT_S).topics
     # A changelog partition that does not exist yet has nothing to restore (on clusters
     # without CreateTopics it appears with the first write).
@@ -36,7 +38,8 @@ def restore(
     }
     if not by_tp:
         return 0
-    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in by_tp])
+    begin = starts or {}
+    consumer.assign([TopicPartition(t, p, begin.get((t, p), OFFSET_BEGINNING)) for t, p in by_tp])
     pending = set(by_tp)
     applied = 0
     deadline = time.monotonic() + timeout_ms / 1000
@@ -47,6 +50,7 @@ def restore(
                     f"restoring {sorted(pending)} did not reach the changelog end in "
                     f"{timeout_ms} ms; is a transaction on it held open?"
                 )
+            batch: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
             for message in consumer.consume(BATCH_RECORDS, 0.2):
                 tp = (message.topic(), message.partition())
                 error = message.error()
@@ -61,8 +65,10 @@ def restore(
                 key = message.key()
                 if key is None or tp not in by_tp:
                     continue
-                by_tp[tp].restore(key, message.value())
+                batch.setdefault(tp, {})[key] = message.value()
                 applied += 1
+            for tp, changes in batch.items():
+                by_tp[tp].restore_many(changes)
     finally:
         consumer.unassign()
     return applied

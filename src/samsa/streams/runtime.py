@@ -22,6 +22,7 @@ processed.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -42,8 +43,13 @@ from samsa.streams.errors import (
     error_of,
 )
 from samsa.streams.guarantee import Guarantee
+from samsa.streams.handlers import ErrorKind, OnError, dead_letter_headers
+from samsa.streams.local import TaskDirectory
+from samsa.streams.punctuation import PunctuationType, Punctuator
+from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
+from samsa.streams.tables import TableCatchUp
 from samsa.streams.topology import Node, Topic
 
 log = logging.getLogger("samsa.streams")
@@ -64,6 +70,22 @@ _GROUP_MOVED = frozenset(
 )
 
 
+# produce() refusals that concern the record, not the producer (production errors).
+_RECORD_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._INVALID_ARG,
+    }
+)
+
+
+class _Unproducible(Exception):
+    """The client refused to produce one record (its cause chained)."""
+
+
 class Worker:
     """Runs the topology of one application instance until `stop()` (thread-safe) or a fault."""
 
@@ -72,6 +94,7 @@ class Worker:
         settings: Settings,
         sources: dict[str, tuple[Topic, Node]],
         hooks: Sequence[Callable[[], None]] = (),
+        punctuators: Sequence[Punctuator] = (),
     ) -> None:
         self.settings = settings
         self.guarantee = settings.processing_guarantee
@@ -85,10 +108,35 @@ class Worker:
                     self.store_specs.append(spec)
             for sink in root.sinks():
                 sinks[sink.name] = sink
+        if any(settings.on(kind) is OnError.DEAD_LETTER for kind in ErrorKind):
+            dead_letters = settings.dead_letters()
+            sinks[dead_letters] = Topic(dead_letters, BYTES, BYTES)
+        self.punctuators = tuple(punctuators)
+        for punctuator in self.punctuators:
+            for spec in punctuator.stores:
+                if spec not in self.store_specs:
+                    self.store_specs.append(spec)
+            if punctuator.to is not None:
+                sinks[punctuator.to.name] = punctuator.to
+        self._stream_time: dict[int, int] = {}  # task -> largest record timestamp
+        self._due: dict[tuple[int, int], int] = {}  # (punctuator, task) -> next call's time
+        self._dirty = False  # a punctuator wrote outside any record: commit it
         self.sinks = sinks
+        # Topics read as tables (app.table) by a join: a task reads its table partitions up
+        # to their end before its stream partitions (held: paused) are processed.
+        table_topics = {
+            table.topic.name for _topic, root in sources.values() for table in root.joins()
+        }
+        self._tables = (
+            TableCatchUp(table_topics, self.instance_id, settings.restore_timeout_ms / 1000)
+            if table_topics
+            else None
+        )
         self.hooks = tuple(hooks)
         self._stopping = threading.Event()
         self._tasks: dict[int, dict[str, KeyValueStore]] = {}  # input partition -> stores
+        self._dirs: dict[int, TaskDirectory] = {}  # with a state_dir: each task's directory
+        self._since_checkpoint: dict[int, int] = {}  # changelog records written, per task
         self._assigned: set[TP] = set()
         self._touched: set[TP] = set()  # partitions a rebalance callback moved in this poll
         self._positions: dict[TP, int] = {}  # next offset to consume, processed, uncommitted
@@ -100,15 +148,25 @@ class Worker:
         self._partitions_in_txn: set[int] = set()
         self._opened_at = 0.0
         self._partition = -1
+        self._timestamp_ms = 0  # of the record being processed
+        self._message: Message | None = None  # the record being processed
+        self._outputs: list[tuple[str, bytes | None, bytes | None]] = []  # of that record
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
         self._fenced = False
+        self._failed = False  # stopped by a fault: nothing more is committed or checkpointed
         self.processed = 0
         self.committed = 0
         self.commits = 0
         self.commit_seconds = 0.0  # wall time spent in commits (changelog, offsets, commit)
         self.idle_seconds = 0.0  # wall time in polls that returned nothing
         self.aborts = 0
+        self.restored = 0  # changelog records applied by restores
+        self.restore_seconds = 0.0  # wall time restoring (local state opened, changelog read)
+        # ("assigned" | "revoked" | "lost", partitions) for each rebalance callback
+        self.rebalances: list[tuple[str, list[TP]]] = []
+        # "<kind>_errors" per ErrorKind, "skipped", "dead_lettered", "late_records_dropped"
+        self.counters: collections.Counter[str] = collections.Counter()
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._restorer: Consumer | None = None
@@ -128,6 +186,7 @@ class Worker:
             log.error("instance %s fenced: stopping without committing", self.instance_id)
             raise
         except BaseException:
+            self._failed = True
             self._abandon()
             raise
         finally:
@@ -145,6 +204,7 @@ class Worker:
         )
         if s.create_topics:
             self._create_topics()
+        self._check_copartitioned()
         producer_config = s.producer(self.instance_id)
         producer_config["on_delivery"] = self._on_delivery
         producer_config.setdefault("delivery.report.only.error", True)
@@ -177,6 +237,27 @@ class Worker:
             )
         topic_admin.ensure(admin, wanted)
 
+    def _check_copartitioned(self) -> None:
+        """A stream-table join reads the table's partition p beside the stream's partition
+        p: both topics need as many partitions (Kafka Streams' co-partitioning check)."""
+        pairs = [
+            (topic, table.topic.name)
+            for topic, (_source, root) in self.sources.items()
+            for table in root.joins()
+        ]
+        if not pairs:
+            return
+        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+        counts = topic_admin.partition_counts(admin, {name for pair in pairs for name in pair})
+        for stream_topic, table_topic in pairs:
+            theirs = counts.get(stream_topic), counts.get(table_topic)
+            if None not in theirs and theirs[0] != theirs[1]:
+                raise StreamsError(
+                    f"topics {stream_topic} ({theirs[0]} partitions) and {table_topic} "
+                    f"({theirs[1]} partitions) are joined but not co-partitioned: give them "
+                    "the same number of partitions"
+                )
+
     @property
     def _p(self) -> Producer:
         if self.producer is None:
@@ -200,13 +281,20 @@ class Worker:
                 self.idle_seconds += time.monotonic() - polled
             self._raise_callback_error()
             messages = self._without_rebalanced(messages)
+            if self._tables is not None:
+                messages = self._tables.filter(
+                    self._c, self._assigned, messages, _where, self._seek
+                )
             if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
                 self._commit_offsets(self._next_offsets(messages))
             for message in messages:
                 self._process(message)
+            if self.punctuators:
+                wall_ms = int(time.time() * 1000)
+                self._punctuate(PunctuationType.WALL_CLOCK_TIME, sorted(self._tasks), wall_ms)
             self._p.poll(0)
             now = time.monotonic()
-            if self._positions and now - self._opened_at >= interval_s:
+            if (self._positions or self._dirty) and now - self._opened_at >= interval_s:
                 self._commit()
             if now - last_progress >= PROGRESS_EVERY_S:
                 rate = (self.processed - last_processed) / (now - last_progress)
@@ -223,12 +311,17 @@ class Worker:
                 )
                 last_progress, last_processed = now, self.processed
         self._commit()
+        self._checkpoint(list(self._tasks))  # a clean stop: everything is committed
 
     def _close(self) -> None:
         if self.consumer is not None:
             self.consumer.close()  # leaves the group; on_revoke has nothing left to commit
         if self._restorer is not None:
             self._restorer.close()
+        for stores in self._tasks.values():
+            for store in stores.values():
+                store.close()
+        self._tasks.clear()
         if self.producer is not None and not self._fenced:
             self.producer.flush(CLIENT_TIMEOUT_S)
         # The producer holds this worker (its delivery callback), so only the cyclic GC
@@ -261,28 +354,128 @@ class Worker:
         tp = (topic, partition)
         if tp not in self._assigned:
             return
+        self._begin()
+        source, root = self.sources[topic]
+        self._partition = partition
+        self._timestamp_ms = message.timestamp()[1]
+        self._stream_time[partition] = max(self._stream_time.get(partition, -1), self._timestamp_ms)
+        self._message = message
+        try:
+            key = source.key_serde.deserialize(message.key())
+            value = source.value_serde.deserialize(message.value())
+        except Exception as exc:
+            self._handle(ErrorKind.DESERIALIZATION, exc)
+        else:
+            self._push(root, key, value)
+        self._txn_start.setdefault(tp, offset)
+        self._positions[tp] = offset + 1
+        self.processed += 1
+        if self.punctuators:
+            stream_ms = self._stream_time[partition]
+            self._punctuate(PunctuationType.STREAM_TIME, [partition], stream_ms)
+        if self._in_txn and partition not in self._partitions_in_txn:
+            self._add_changelogs(partition)
+
+    def _begin(self) -> None:
+        """Open the transaction (exactly_once) and the commit interval, if not open."""
         if self.guarantee is Guarantee.EXACTLY_ONCE and not self._in_txn:
             self._p.begin_transaction()
             self._in_txn = True
             self._changelogs_in_txn.clear()
             self._partitions_in_txn.clear()
-        if not self._positions:
+        if not self._positions and not self._dirty:
             self._opened_at = time.monotonic()
-        source, root = self.sources[topic]
+
+    def _punctuate(self, kind: PunctuationType, partitions: list[int], now_ms: int) -> None:
+        """Call the punctuators of `kind` that are due at `now_ms` in these tasks. Stream
+        time is checked after each record (as Kafka Streams does), wall-clock time after
+        each poll."""
+        for n, punctuator in enumerate(self.punctuators):
+            if punctuator.kind is not kind:
+                continue
+            for partition in partitions:
+                due = self._due.setdefault((n, partition), punctuator.next_due(now_ms))
+                if now_ms >= due:
+                    self._due[(n, partition)] = punctuator.next_due(now_ms)
+                    self._call(punctuator, partition, now_ms)
+
+    def _call(self, punctuator: Punctuator, partition: int, now_ms: int) -> None:
+        self._begin()
+        self._dirty = True
         self._partition = partition
+        self._message = None
+        stores = [self.store(spec) for spec in punctuator.stores]
         try:
-            key = source.key_serde.deserialize(message.key())
-            value = source.value_serde.deserialize(message.value())
+            results = list(punctuator.fn(now_ms, *stores) or ())
+            topic = punctuator.to
+            if results and topic is None:
+                raise ValueError("the punctuator returned records but has no `to` topic")
+            if topic is not None:
+                for key, value in results:
+                    key_data = topic.key_serde.serialize(key)
+                    value_data = topic.value_serde.serialize(value)
+                    self._produce(topic.name, key_data, value_data, timestamp_ms=now_ms)
+        except (StreamsError, KafkaException):
+            raise
+        except Exception as exc:
+            raise ProcessingError(
+                f"punctuator {punctuator.name()} of partition {partition} at {now_ms} failed"
+            ) from exc
+
+    def _push(self, root: Node, key: Any, value: Any) -> None:
+        """Run one record through the topology: its store writes and outputs whole, or (after
+        a processing error that is skipped or dead-lettered) none of them."""
+        stores = self._tasks.get(self._partition, {}).values()
+        for store in stores:
+            store.begin_record()
+        self._outputs.clear()
+        try:
             root.push(self, key, value)
         except (StreamsError, KafkaException):
             raise
         except Exception as exc:
-            raise ProcessingError(f"processing {topic}[{partition}]@{offset} failed") from exc
-        self._txn_start.setdefault(tp, offset)
-        self._positions[tp] = offset + 1
-        self.processed += 1
-        if self._in_txn and partition not in self._partitions_in_txn:
-            self._add_changelogs(partition)
+            for store in stores:
+                store.undo_record()
+            self._outputs.clear()
+            self._handle(ErrorKind.PROCESSING, exc)
+            return
+        outputs, self._outputs = self._outputs, []
+        for topic, out_key, out_value in outputs:
+            try:
+                self._produce(topic, out_key, out_value, timestamp_ms=self._timestamp_ms)
+            except _Unproducible as exc:
+                self._handle(ErrorKind.PRODUCTION, exc.__cause__ or exc)
+
+    def _handle(self, kind: ErrorKind, exc: BaseException) -> None:
+        """A record could not be deserialised, processed or produced: fail, skip or
+        dead-letter it, as the application chose (handlers.py)."""
+        message = self._message
+        if message is None:
+            raise StreamsError(f"{kind.value} error outside a record") from exc
+        topic, partition, offset = _where(message)
+        where = f"{kind.value} of {topic}[{partition}]@{offset} failed: {exc!r}"
+        self.counters[f"{kind.value}_errors"] += 1
+        choice = self.settings.on(kind)
+        if choice is OnError.FAIL:
+            raise ProcessingError(where) from exc
+        if choice is OnError.SKIP:
+            log.warning("%s: skipped (%s)", self.instance_id, where)
+            self.counters["skipped"] += 1
+            return
+        log.warning("%s: dead-lettered (%s)", self.instance_id, where)
+        now_ms = int(time.time() * 1000)
+        headers = dead_letter_headers(kind, exc, topic, partition, offset, now_ms)
+        try:
+            self._produce(
+                self.settings.dead_letters(),
+                message.key(),
+                message.value(),
+                timestamp_ms=self._timestamp_ms,
+                headers=headers,
+            )
+        except _Unproducible as failed:
+            raise ProcessingError(f"{where}; and dead-lettering it failed: {failed}") from exc
+        self.counters["dead_lettered"] += 1
 
     def _add_changelogs(self, partition: int) -> None:
         """Write the first change of each store of `partition` at once. Producing to a
@@ -314,24 +507,51 @@ class Worker:
                 f"no store {spec.name!r} for partition {self._partition}: not assigned here"
             ) from None
 
+    @property
+    def timestamp_ms(self) -> int:
+        """The timestamp of the record being processed."""
+        return self._timestamp_ms
+
+    def count(self, name: str) -> None:
+        self.counters[name] += 1
+
     def emit(self, topic: Topic, key: Any, value: Any) -> None:
-        self._produce(
-            topic.name, topic.key_serde.serialize(key), topic.value_serde.serialize(value)
-        )
+        """Keep an output of the current record; `_push` produces them once it is done."""
+        try:
+            key_data = topic.key_serde.serialize(key)
+            value_data = topic.value_serde.serialize(value)
+        except Exception as exc:
+            self._handle(ErrorKind.PRODUCTION, exc)
+            return
+        self._outputs.append((topic.name, key_data, value_data))
 
     def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        *,
+        timestamp_ms: int = 0,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """Produce one record; raises _Unproducible if the client refuses this record (too
+        large, say) while the producer itself is fine."""
+        args: dict[str, Any] = {"timestamp": max(timestamp_ms, 0)}
+        if partition is not None:
+            args["partition"] = partition
+        if headers:
+            args["headers"] = headers
         while True:
             try:
-                if partition is None:
-                    self._p.produce(topic, value, key)
-                else:
-                    self._p.produce(topic, value, key, partition)
+                self._p.produce(topic, value, key, **args)
                 return
             except BufferError:
                 self._p.poll(0.05)  # the local queue is full: let deliveries drain it
             except KafkaException as exc:
+                error = error_of(exc)
+                if error.code() in _RECORD_REFUSED:
+                    raise _Unproducible(f"produce to {topic}: {exc}") from exc
                 self._fail(exc, "produce")
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
@@ -355,8 +575,12 @@ class Worker:
         for partition, stores in self._tasks.items():
             for store in stores.values():
                 topic = store.spec.changelog_topic(app)
-                for key, data in store.changes():
+                changes = store.changes()
+                for key, data in changes:
                     self._produce(topic, key, data, partition)
+                self._since_checkpoint[partition] = self._since_checkpoint.get(partition, 0) + len(
+                    changes
+                )
 
     def _commit_transaction(self) -> None:
         if not self._in_txn:
@@ -391,7 +615,7 @@ class Worker:
         self._reset_uncommitted(seek=True)
 
     def _commit_flush(self) -> None:
-        if not self._positions:
+        if not self._positions and not self._dirty:
             return
         self._write_changelogs()
         remaining = self._p.flush(CLIENT_TIMEOUT_S)
@@ -436,14 +660,45 @@ class Worker:
             for store in stores.values():
                 store.commit()
 
+    def _checkpoint(self, partitions: list[int]) -> None:
+        """Write the checkpoint of each task: its changelogs' end offsets, which this
+        instance's successful commits have just made whole (only it writes them)."""
+        if self._restorer is None:
+            return
+        app = self.settings.application_id
+        for partition in partitions:
+            directory = self._dirs.get(partition)
+            if directory is None:
+                continue
+            offsets: dict[str, int] = {}
+            try:
+                for spec in self.store_specs:
+                    topic = spec.changelog_topic(app)
+                    _low, high = self._restorer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=CLIENT_TIMEOUT_S, cached=False
+                    )
+                    offsets[topic] = high
+            except KafkaException as exc:
+                log.warning("%s: no checkpoint for %d (%s)", self.instance_id, partition, exc)
+                continue
+            directory.write_checkpoint(offsets)
+            self._since_checkpoint[partition] = 0
+
     def _committed_now(self) -> None:
+        self._dirty = False
         self._commit_stores()
+        if self._dirs and self.guarantee is not Guarantee.EXACTLY_ONCE:
+            interval = self.settings.checkpoint_interval_records
+            self._checkpoint(
+                [p for p, n in self._since_checkpoint.items() if n >= interval and p in self._dirs]
+            )
         self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
         self.commits += 1
         self._positions.clear()
         self._txn_start.clear()
 
     def _reset_uncommitted(self, seek: bool) -> None:
+        self._dirty = False
         for stores in self._tasks.values():
             for store in stores.values():
                 store.rollback()
@@ -517,17 +772,22 @@ class Worker:
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
             tps = {(tp.topic, tp.partition) for tp in partitions}
+            self.rebalances.append(("assigned", sorted(tps)))
             self._assigned |= tps
             self._touched |= tps
             self._open_tasks(sorted({p for _, p in tps}))
+            if self._tables is not None:
+                self._tables.assigned(tps)
             log.info("%s: assigned %s", self.instance_id, sorted(tps))
         except BaseException as exc:
             self._callback_error = exc
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.rebalances.append(("revoked", sorted((tp.topic, tp.partition) for tp in partitions)))
         try:
-            if not self._fenced and self._callback_error is None:
+            if not (self._fenced or self._failed) and self._callback_error is None:
                 self._commit()  # hand the partitions over with everything processed committed
+                self._checkpoint(sorted({tp.partition for tp in partitions} & set(self._tasks)))
         except BaseException as exc:
             self._callback_error = exc
             self._abandon()
@@ -536,6 +796,7 @@ class Worker:
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Someone else may own them already: committing now could overwrite their progress.
         log.warning("%s: partitions lost %s", self.instance_id, partitions)
+        self.rebalances.append(("lost", sorted((tp.topic, tp.partition) for tp in partitions)))
         self._abandon()
         self._drop(partitions)
 
@@ -546,24 +807,44 @@ class Worker:
         owned = {p for _, p in self._assigned}
         for partition in list(self._tasks):
             if partition not in owned:
-                del self._tasks[partition]
+                for store in self._tasks.pop(partition).values():
+                    store.close()
+                self._dirs.pop(partition, None)
+                self._since_checkpoint.pop(partition, None)
+                self._stream_time.pop(partition, None)
+                for n in range(len(self.punctuators)):
+                    self._due.pop((n, partition), None)
+        if self._tables is not None:
+            self._tables.dropped(owned, tps)
         if tps:
             log.info("%s: revoked %s", self.instance_id, sorted(tps))
 
     def _open_tasks(self, partitions: list[int]) -> None:
         app = self.settings.application_id
         fresh: list[tuple[str, KeyValueStore]] = []
+        starts: dict[TP, int] = {}
+        began = time.monotonic()
         for partition in partitions:
             if partition in self._tasks:
                 continue
-            stores = {spec.name: KeyValueStore(spec, partition) for spec in self.store_specs}
+            state_dir = self.settings.state_dir
+            if state_dir is None or not self.store_specs:
+                stores = {spec.name: KeyValueStore(spec, partition) for spec in self.store_specs}
+            else:
+                stores, checkpoint = self._open_local(state_dir, partition)
+                starts.update({(topic, partition): o for topic, o in checkpoint.items()})
             self._tasks[partition] = stores
             fresh += [(s.spec.changelog_topic(app), s) for s in stores.values()]
         if fresh and self._restorer is not None:
-            began = time.monotonic()
             applied = restoring.restore(
-                self._restorer, fresh, self.settings.restore_timeout_ms, self._stopping.is_set
+                self._restorer,
+                fresh,
+                self.settings.restore_timeout_ms,
+                self._stopping.is_set,
+                starts,
             )
+            self.restored += applied
+            self.restore_seconds += time.monotonic() - began
             log.info(
                 "%s: restored %d store partitions from %d changelog records in %.2f s",
                 self.instance_id,
@@ -571,6 +852,35 @@ class Worker:
                 applied,
                 time.monotonic() - began,
             )
+
+    def _open_local(
+        self, state_dir: str, partition: int
+    ) -> tuple[dict[str, KeyValueStore], dict[str, int]]:
+        """A task's stores on disk, and the checkpoint to restore from: none (restore all,
+        after discarding the local state) unless the last stop was clean. Under exactly_once
+        the checkpoint is deleted once read, so an unclean stop leaves none (Kafka Streams)."""
+        s = self.settings
+        directory = TaskDirectory(state_dir, f"{s.application_id}-{self.instance_id}", partition)
+        checkpoint = directory.read_checkpoint()
+        changelogs = {spec.changelog_topic(s.application_id) for spec in self.store_specs}
+        if self.guarantee is Guarantee.EXACTLY_ONCE:
+            directory.delete_checkpoint()
+        if not changelogs <= set(checkpoint):
+            directory.wipe()
+            checkpoint = {}
+        self._dirs[partition] = directory
+        self._since_checkpoint[partition] = 0
+        stores = {
+            spec.name: KeyValueStore(spec, partition, directory.open(spec.name))
+            for spec in self.store_specs
+        }
+        log.info(
+            "%s: task %d local state %s",
+            self.instance_id,
+            partition,
+            f"from checkpoint {checkpoint}" if checkpoint else "discarded: restoring it all",
+        )
+        return stores, {t: o for t, o in checkpoint.items() if t in changelogs}
 
 
 def _where(message: Message) -> tuple[str, int, int]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from samsa.streams import guarantee as guarantees
 from samsa.streams.guarantee import Guarantee
+from samsa.streams.handlers import ErrorKind, OnError
 
 GROUP_PROTOCOLS = ("classic", "consumer")
 
@@ -36,8 +37,25 @@ class Settings:
     max_poll_records: int = 500
     retry_deadline_ms: int = 30_000
     restore_timeout_ms: int = 120_000
+    # A record that cannot be deserialised, processed or produced: "fail", "skip" or
+    # "dead_letter" (samsa/streams/handlers.py). `on_error` is the default of the three.
+    on_error: str = "fail"
+    on_deserialization_error: str | None = None
+    on_processing_error: str | None = None
+    on_production_error: str | None = None
+    # Kafka's state.dir: None keeps stores in memory (restored from the whole changelog on
+    # each assignment); a directory keeps them on disk with checkpoints (streams/local.py).
+    state_dir: str | None = None
+    # Under at_least_once, a checkpoint after a commit once this many changelog records have
+    # been written since the last one (Kafka Streams' 10,000); exactly_once writes one only
+    # at a clean close or hand-over.
+    checkpoint_interval_records: int = 10_000
+    # Kafka's errors.dead.letter.queue.topic.name; None: `<application_id>-dlq`.
+    dead_letter_topic: str | None = None
 
     def __post_init__(self) -> None:
+        for kind in ErrorKind:
+            self.on(kind)  # refuses an unknown choice now, not at the first bad record
         if self.group_protocol not in GROUP_PROTOCOLS:
             raise ValueError(
                 f"group_protocol must be one of {GROUP_PROTOCOLS}, got {self.group_protocol!r}"
@@ -56,6 +74,14 @@ class Settings:
                     f"commit_interval_ms ({self.commit_interval_ms}) must be below the "
                     f"producer's transaction.timeout.ms ({timeout_ms})"
                 )
+
+    def on(self, kind: ErrorKind) -> OnError:
+        """What a `kind` error does to the record."""
+        chosen = getattr(self, f"on_{kind.value}_error")
+        return OnError.parse(self.on_error if chosen is None else chosen)
+
+    def dead_letters(self) -> str:
+        return self.dead_letter_topic or f"{self.application_id}-dlq"
 
     def resolved_instance_id(self) -> str:
         return self.instance_id if self.instance_id is not None else uuid.uuid4().hex[:12]

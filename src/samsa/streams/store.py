@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from samsa.streams.serde import Serde
 
@@ -30,14 +30,55 @@ class StoreSpec:
         return f"{application_id}-{self.name}-changelog"
 
 
+class Table(Protocol):
+    """Where a store keeps its committed state: memory, or disk (samsa/streams/local.py)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def apply(self, changes: dict[bytes, bytes | None]) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryTable:
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted(self._data.items()))
+
+    def apply(self, changes: dict[bytes, bytes | None]) -> None:
+        for key, data in changes.items():
+            if data is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def close(self) -> None:
+        self._data.clear()
+
+
 class KeyValueStore:
     """The state of one store for one input partition."""
 
-    def __init__(self, spec: StoreSpec, partition: int) -> None:
+    def __init__(self, spec: StoreSpec, partition: int, table: Table | None = None) -> None:
         self.spec = spec
         self.partition = partition
-        self._committed: dict[bytes, bytes] = {}
+        self._committed: Table = MemoryTable() if table is None else table
         self._pending: dict[bytes, bytes | None] = {}
+        # The pending entry each key had before the current record wrote it (_MISSING: none),
+        # so a record that fails can be undone alone (handlers.py: skip, dead_letter).
+        self._undo: dict[bytes, Any] = {}
 
     def _key(self, key: Any) -> bytes:
         data = self.spec.key_serde.serialize(key)
@@ -53,17 +94,22 @@ class KeyValueStore:
         if value is None:
             self.delete(key)
             return
-        self._pending[self._key(key)] = self.spec.value_serde.serialize(value)
+        self._write(self._key(key), self.spec.value_serde.serialize(value))
 
     def delete(self, key: Any) -> None:
-        self._pending[self._key(key)] = None
+        self._write(self._key(key), None)
+
+    def _write(self, key: bytes, data: bytes | None) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._pending.get(key, _MISSING)
+        self._pending[key] = data
 
     def __contains__(self, key: Any) -> bool:
         return self._raw(self._key(key)) is not None
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Every (key, value), pending writes included."""
-        merged = dict(self._committed)
+        merged = dict(self._committed.items())
         for key, data in self._pending.items():
             if data is None:
                 merged.pop(key, None)
@@ -88,23 +134,36 @@ class KeyValueStore:
         """The oldest pending write, if any (its key's latest value)."""
         return next(iter(self._pending.items()), None)
 
-    def commit(self) -> None:
-        for key, data in self._pending.items():
-            if data is None:
-                self._committed.pop(key, None)
+    def begin_record(self) -> None:
+        self._undo.clear()
+
+    def undo_record(self) -> None:
+        """Take back the writes of the record since `begin_record()`."""
+        for key, data in self._undo.items():
+            if data is _MISSING:
+                self._pending.pop(key, None)
             else:
-                self._committed[key] = data
+                self._pending[key] = data
+        self._undo.clear()
+
+    def commit(self) -> None:
+        self._committed.apply(self._pending)
         self._pending.clear()
 
     def rollback(self) -> None:
         self._pending.clear()
+        self._undo.clear()
 
     def restore(self, key: bytes, data: bytes | None) -> None:
         """Apply one changelog record (compacted semantics: the latest value wins)."""
-        if data is None:
-            self._committed.pop(key, None)
-        else:
-            self._committed[key] = data
+        self._committed.apply({key: data})
+
+    def restore_many(self, changes: dict[bytes, bytes | None]) -> None:
+        """Apply consecutive changelog records: key -> the latest of their values."""
+        self._committed.apply(changes)
+
+    def close(self) -> None:
+        self._committed.close()
 
     def __len__(self) -> int:
         return sum(1 for _ in self.items())

@@ -6,6 +6,7 @@ results to its children; sink nodes hand them to the runtime. A stream that is u
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +36,15 @@ class Context(Protocol):
 
     def emit(self, topic: Topic, key: Any, value: Any) -> None: ...
 
+    @property
+    def timestamp_ms(self) -> int:
+        """The timestamp of the input record being processed."""
+        ...
+
+    def count(self, name: str) -> None:
+        """Add one to the worker's counter `name`."""
+        ...
+
 
 class Node:
     def __init__(self) -> None:
@@ -51,6 +61,10 @@ class Node:
     def sinks(self) -> Iterable[Topic]:
         for child in self.children:
             yield from child.sinks()
+
+    def joins(self) -> Iterable[Table]:
+        for child in self.children:
+            yield from child.joins()
 
 
 class _FlatMap(Node):
@@ -96,16 +110,90 @@ class _Sink(Node):
         return self.topics
 
 
+class Materialize(Node):
+    """A table's source: key -> latest value in its store (None deletes)."""
+
+    def __init__(self, spec: StoreSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        ctx.store(self.spec).put(key, value)
+
+    def stores(self) -> Iterable[StoreSpec]:
+        yield self.spec
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A topic read as a table: each key's latest value, in a store (`app.table`)."""
+
+    topic: Topic
+    spec: StoreSpec
+
+
+class _Join(Node):
+    def __init__(self, table: Table, fn: Callable[[Any, Any], Any], left: bool) -> None:
+        super().__init__()
+        self.table = table
+        self.fn = fn
+        self.left = left
+
+    def push(self, ctx: Context, key: Any, value: Any) -> None:
+        found = ctx.store(self.table.spec).get(key)
+        if found is not None or self.left:
+            super().push(ctx, key, self.fn(value, found))
+
+    def joins(self) -> Iterable[Table]:
+        yield self.table
+        yield from super().joins()
+
+
+class Sources(Protocol):
+    """Where a stream can start from (the App)."""
+
+    def repartition_topic(self, name: str, key: Serde | str, value: Serde | str) -> Topic: ...
+
+    def stream(self, topic: Topic | str) -> Stream: ...
+
+
 class Stream:
     """A stream of (key, value) records. Each method adds a step and returns the new stream;
     `to` and `branch` end it in output topics."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, sources: Sources | None = None) -> None:
         self._node = node
+        self._sources = sources
 
     def _then(self, node: Node) -> Stream:
         self._node.children.append(node)
-        return Stream(node)
+        return Stream(node, self._sources)
+
+    def group_by(
+        self,
+        fn: Callable[[Any, Any], Any],
+        name: str,
+        *,
+        key: Serde | str = "json",
+        value: Serde | str = "json",
+    ) -> Stream:
+        """Re-key the stream by fn(key, value) through the internal repartition topic
+        `<application id>-<name>-repartition` (serdes `key`, `value`), so that what follows
+        (a window, a store) sees every record of a new key in one partition. Under
+        exactly_once the write to it commits with the input offsets, and it is read at
+        read_committed, as Kafka Streams does."""
+        if self._sources is None:
+            raise ValueError("group_by needs a stream made by app.stream()")
+        topic = self._sources.repartition_topic(name, key, value)
+        self.map(lambda k, v: (fn(k, v), v)).to(topic)
+        return self._sources.stream(topic)
+
+    def join(self, table: Table, fn: Callable[[Any, Any], Any], *, left: bool = False) -> Stream:
+        """Enrich each record with its key's current value in `table`: the value becomes
+        fn(value, table value). Records whose key the table lacks are dropped, or with
+        `left=True` passed on as fn(value, None). The stream's topic and the table's topic
+        must have as many partitions (checked at start-up)."""
+        return self._then(_Join(table, fn, left))
 
     def map(self, fn: Callable[[Any, Any], KeyValue]) -> Stream:
         """fn(key, value) -> (new key, new value)."""
@@ -136,6 +224,26 @@ class Stream:
         """Write every record to `topic` (partitioned by key)."""
         self._then(_Sink(lambda k, v: topic, (topic,)))
 
+    def window(
+        self,
+        name: str,
+        size_ms: int,
+        *,
+        advance_ms: int | None = None,
+        sliding: bool = False,
+        grace_ms: int = 0,
+        emit: str = "update",
+    ) -> Windowed:
+        """Time windows over record timestamps (samsa/streams/windows.py), keyed by the
+        record key; `name` names their store. Tumbling by default, hopping with `advance_ms`,
+        sliding with `sliding=True`; records later than `grace_ms` are dropped; `emit`
+        "update" (every change) or "final" (once, when the window closes). End it with an
+        aggregation: the results are (key, {"start", "end", "value"})."""
+        from samsa.streams.windows import Windows
+
+        windows = Windows(size_ms, advance_ms or size_ms, grace_ms, sliding, emit)
+        return Windowed(self, name, windows)
+
     def branch(
         self, *branches: tuple[Callable[[Any, Any], bool], Topic], default: Topic | None = None
     ) -> None:
@@ -151,3 +259,34 @@ class Stream:
 
         topics = [t for _, t in routes] + ([default] if default is not None else [])
         self._then(_Sink(route, topics))
+
+
+class Windowed:
+    """A windowed stream; each aggregation returns the stream of window results."""
+
+    def __init__(self, stream: Stream, name: str, windows: Any) -> None:
+        self._stream = stream
+        self._name = name
+        self._windows = windows
+
+    def aggregate(self, initial: Any, fn: Callable[[Any, Any], Any]) -> Stream:
+        """fn(result, value) -> new result, starting from `initial` (a JSON value)."""
+        return self._then(fn, lambda: copy.deepcopy(initial))
+
+    def reduce(self, fn: Callable[[Any, Any], Any]) -> Stream:
+        """fn(result, value) -> new result; a window's first value is its first result."""
+        return self._then(fn, None)
+
+    def count(self) -> Stream:
+        return self.aggregate(0, lambda n, _value: n + 1)
+
+    def sum(self, fn: Callable[[Any], Any] | None = None) -> Stream:
+        """The sum of the values (or of fn(value))."""
+        pick = fn or (lambda value: value)
+        return self.aggregate(0, lambda total, value: total + pick(value))
+
+    def _then(self, add: Callable[[Any, Any], Any], initial: Callable[[], Any] | None) -> Stream:
+        from samsa.streams.windows import Aggregation, WindowAggregate
+
+        node = WindowAggregate(self._name, self._windows, Aggregation(add, initial))
+        return self._stream._then(node)

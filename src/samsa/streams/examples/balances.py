@@ -6,6 +6,7 @@ State: store `balances` (account -> balance), changelog `balances-balances-chang
 
     samsa streams run samsa.streams.examples.balances:app --bootstrap-servers HOST:PORT
     python -m samsa.streams.examples.balances            # SAMSA_STREAMS_* from the environment
+    samsa streams run samsa.streams.examples.balances:app --on-error skip   # past bad records
 
 Fault injection for tests: with BALANCES_CRASH_AT_COMMIT=K the process kills itself (SIGKILL)
 at its K-th commit, after the outputs and changelog are written and before the offsets are:
@@ -26,6 +27,9 @@ app = App(
     bootstrap_servers=os.environ.get("SAMSA_STREAMS_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     processing_guarantee=os.environ.get("SAMSA_STREAMS_PROCESSING_GUARANTEE", "exactly_once"),
     instance_id=os.environ.get("SAMSA_STREAMS_INSTANCE_ID"),
+    # A malformed input record: "fail" (stop, naming it), "skip" or "dead_letter"
+    # (to balances-dlq); `samsa streams run ... --on-error` overrides it.
+    on_error=os.environ.get("SAMSA_STREAMS_ON_ERROR", "fail"),
 )
 transactions = app.topic("transactions", key="str", value="json")
 balances = app.topic("balances", key="str", value="json")
