@@ -26,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import socket
 from typing import Any, Protocol, cast
 
 from samsa.broker.core import Broker
 from samsa.broker.outcomes import AwaitData, Close, Outcome
+from samsa.log.storage import FileRegion
+from samsa.protocol import codec
 from samsa.protocol.frames import FrameBuffer, FrameError
 from samsa.security import tls
 from samsa.security.listeners import ListenerSpec, SecurityProtocol
@@ -38,7 +41,7 @@ from samsa.security.sasl import Authenticator
 from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.metrics import BrokerMetrics, RequestTiming
 
-Parts = list[bytes | bytearray]  # one response frame, as buffers to send one after the other
+Parts = list[codec.Part]  # one response frame, as buffers to send one after the other
 Pending = asyncio.Future[Parts | None]
 # Room a read is offered when the request budget has none: asyncio needs a non-empty buffer for
 # a read it has already decided to make; the next check pauses reading.
@@ -178,6 +181,9 @@ class Connection(asyncio.BufferedProtocol):
         for poll in self._long_polls:
             poll.cancel()
         self._long_polls.clear()
+        for pending in self._queue:  # their file regions go now, not when collected
+            if pending is not None and _built_parts(pending):
+                codec.close_regions(pending.result() or [])
         self._queue.clear()
         self._frames.clear()
         self.responses.close()
@@ -323,9 +329,18 @@ class Connection(asyncio.BufferedProtocol):
             if parts is None:
                 continue
             size = 0
-            for part in parts:
-                transport.write(part)
-                size += len(part)
+            try:
+                for part in parts:
+                    if isinstance(part, FileRegion):
+                        await self._send_region(transport, part)
+                    else:
+                        transport.write(part)
+                    size += len(part)
+            except OSError:  # the client went, or the file no longer holds the region
+                transport.abort()
+                return
+            finally:
+                codec.close_regions(parts)
             self.last_active = loop.time()
             if self._metrics is not None:
                 self._metrics.traffic.bytes_sent += size
@@ -333,6 +348,45 @@ class Connection(asyncio.BufferedProtocol):
             self.responses.sent(size)
             if not self.responses.full:
                 self._take_frames()
+
+    async def _send_region(self, transport: asyncio.Transport, region: FileRegion) -> None:
+        """Send `region` after what the transport holds: from its file with `os.sendfile`, as
+        much as the socket takes at once; the rest (a client slower than its socket buffer
+        drains) is read and written like any other part, within the same response bounds. A
+        TLS transport encrypts what it sends, so it gets the region read."""
+        sock = transport.get_extra_info("socket")
+        if self.listener.protocol.tls or sock is None:
+            transport.write(region.read())
+            return
+        if transport.get_write_buffer_size():
+            await self._drained(transport)
+            if transport.is_closing():
+                return
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while sent < region.size:
+                count = os.sendfile(
+                    sock.fileno(), region.fd, region.position + sent, region.size - sent
+                )
+                if count == 0:
+                    break  # the file ends early: `read` below says so
+                sent += count
+        if sent < region.size:
+            transport.write(region.read(sent))
+
+    async def _drained(self, transport: asyncio.Transport) -> None:
+        """Until the transport has written everything it holds to the socket."""
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0, low=0)  # pause_writing until it is empty
+        try:
+            await self._writable.wait()
+        finally:
+            transport.set_write_buffer_limits(high=high, low=low)
+
+
+def _built_parts(pending: Pending) -> bool:
+    """`pending` holds a built response."""
+    return pending.done() and not pending.cancelled() and pending.exception() is None
 
 
 async def stop_all(connections: set[Connection]) -> None:
