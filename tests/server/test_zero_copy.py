@@ -82,7 +82,9 @@ def consume(
                     break
                 assert error.code() == KafkaError._PARTITION_EOF, error
                 continue
-            got.append(message.value())
+            value = message.value()
+            assert value is not None
+            got.append(value)
     finally:
         consumer.close()
     return got
