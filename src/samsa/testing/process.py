@@ -43,8 +43,11 @@ class BrokerProcess:
         data_dir: str,
         settings: Mapping[str, str] | Sequence[str] = (),
         log_level: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: the broker's environment (None: this process's)."""
         self.data_dir = data_dir
+        self.env = None if env is None else dict(env)
         self.log_level = log_level  # `samsa --log-level`; None: serve's default (INFO)
         self.port = free_port()
         if isinstance(settings, Mapping):
@@ -73,7 +76,7 @@ class BrokerProcess:
         for setting in self.settings:
             command += ["--set", setting]
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
         )
         self.process = process
         ready = threading.Event()
