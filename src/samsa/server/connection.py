@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
+import errno
 import socket
 from typing import Any, Protocol, cast
 
@@ -350,38 +350,35 @@ class Connection(asyncio.BufferedProtocol):
                 self._take_frames()
 
     async def _send_region(self, transport: asyncio.Transport, region: FileRegion) -> None:
-        """Send `region` after what the transport holds: from its file with `os.sendfile`, as
-        much as the socket takes at once; the rest (a client slower than its socket buffer
-        drains) is read and written like any other part, within the same response bounds. A
-        TLS transport encrypts what it sends, so it gets the region read."""
-        sock = transport.get_extra_info("socket")
-        if self.listener.protocol.tls or sock is None:
+        """Send `region` after what the transport holds, from its file: asyncio's
+        `loop.sendfile` waits for the transport to be empty, then calls `os.sendfile` each time
+        the socket has room (a slow client holds it up as it would a write). A TLS transport
+        encrypts what it sends, so it gets the region read instead.
+
+        asyncio moves the descriptor's file offset when it is done; the duplicate shares it with
+        the segment's own descriptor, which is harmless: that one only appends (O_APPEND) and
+        reads at explicit positions."""
+        if self.listener.protocol.tls:
             transport.write(region.read())
             return
-        if transport.get_write_buffer_size():
-            await self._drained(transport)
-            if transport.is_closing():
-                return
-        sent = 0
-        with contextlib.suppress(BlockingIOError):
-            while sent < region.size:
-                count = os.sendfile(
-                    sock.fileno(), region.fd, region.position + sent, region.size - sent
+        loop = asyncio.get_running_loop()
+        with open(region.fd, "rb", buffering=0, closefd=False) as file:
+            try:
+                sent = await loop.sendfile(
+                    transport, file, region.position, region.size, fallback=False
                 )
-                if count == 0:
-                    break  # the file ends early: `read` below says so
-                sent += count
-        if sent < region.size:
-            transport.write(region.read(sent))
-
-    async def _drained(self, transport: asyncio.Transport) -> None:
-        """Until the transport has written everything it holds to the socket."""
-        low, high = transport.get_write_buffer_limits()
-        transport.set_write_buffer_limits(high=0, low=0)  # pause_writing until it is empty
-        try:
-            await self._writable.wait()
-        finally:
-            transport.set_write_buffer_limits(high=high, low=low)
+            except (OSError, RuntimeError) as exc:  # the client went, or the transport closes
+                # asyncio's future keeps the exception, whose traceback holds these frames and
+                # that future: a cycle that would keep this connection until the cyclic GC.
+                exc.__traceback__ = None
+                raise OSError(f"sendfile: {exc!r}") from None
+            finally:
+                # loop.sendfile pauses reading while it sends and resumes it after; this
+                # connection may have decided to pause meanwhile.
+                if not self._reading and not transport.is_closing():
+                    transport.pause_reading()
+        if sent != region.size:
+            raise OSError(errno.EIO, f"the file ends inside a region: {sent} of {region.size}")
 
 
 def _built_parts(pending: Pending) -> bool:
