@@ -6,7 +6,8 @@ Each size (100 B and 1 KB) is written and read back as in `samsa.bench.broker`'s
 workload (chunks of 3 MB, each read by a fresh `assign()`-ed confluent-kafka consumer, timed
 from `assign()` to its last record), against `samsa serve` and librdkafka's mock cluster, one
 target after the other in each of K rounds. For samsa the broker process's user + system CPU
-time (/proc/PID/task/*/schedstat) is summed over the timed reads only, per MB of values read.
+time (/proc/PID/task/*/schedstat) is summed over the timed reads only, per MB of values read;
+and again for one consumer reading all N records, written first (`backlog`): fetches alone.
 `--before-src DIR`: also run `samsa serve` from the samsa source tree DIR (its `src`, put first
 on PYTHONPATH), as the `before` target: old and new code measured in the same rounds.
 """
@@ -54,6 +55,7 @@ class Figure:
     value_bytes: int
     records: int
     runs: list[Run] = field(default_factory=list)
+    backlog: list[Run] = field(default_factory=list)  # samsa only: one reader of it all
 
     @property
     def mb(self) -> float:
@@ -66,6 +68,11 @@ class Figure:
     @property
     def cpu_ms_per_mb(self) -> float | None:
         cpus = [r.broker_cpu_s for r in self.runs if r.broker_cpu_s is not None]
+        return 1000 * statistics.median(cpus) / self.mb if cpus else None
+
+    @property
+    def backlog_cpu_ms_per_mb(self) -> float | None:
+        cpus = [r.broker_cpu_s for r in self.backlog if r.broker_cpu_s is not None]
         return 1000 * statistics.median(cpus) / self.mb if cpus else None
 
 
@@ -126,6 +133,23 @@ def consume_run(bootstrap: str, pid: int | None, records: int, value_bytes: int)
     return Run(elapsed, cpu if pid is not None else None)
 
 
+def backlog_run(bootstrap: str, pid: int, records: int, value_bytes: int) -> Run:
+    """`records` values written first (untimed), then read by one consumer from offset 0: the
+    broker's CPU per MB of fetches alone, without a connection and its set-up per 3 MB."""
+    topic = f"bench-backlog-{value_bytes}-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+    wait_for_topic(producer, topic)
+    produce_all(producer, topic, os.urandom(value_bytes), records)
+    consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_CONFIG})
+    try:
+        consumer.list_topics(topic, timeout=30)
+        before = cpu_seconds(pid)
+        elapsed = timed_read(consumer, topic, 0, records)
+        return Run(elapsed, cpu_seconds(pid) - before)
+    finally:
+        consumer.close()
+
+
 def measure(records: int, repeat: int, before_src: str | None, progress: bool) -> list[Figure]:
     targets: dict[str, contextlib.AbstractContextManager[tuple[str, int | None]]]
     names = ["samsa", "mock"] + (["before"] if before_src else [])
@@ -139,6 +163,9 @@ def measure(records: int, repeat: int, before_src: str | None, progress: bool) -
                 for size in VALUE_SIZES:
                     run = consume_run(bootstrap, pid, records, size)
                     figures[name, size].runs.append(run)
+                    if pid is not None:
+                        backlog = backlog_run(bootstrap, pid, records, size)
+                        figures[name, size].backlog.append(backlog)
                     if progress:
                         print(
                             f"  round {round_ + 1}: {name:<6} {size:>5} B {run.seconds:.2f} s,"
@@ -152,15 +179,16 @@ def measure(records: int, repeat: int, before_src: str | None, progress: bool) -
 def table(figures: list[Figure]) -> str:
     by = {(f.target, f.value_bytes): f for f in figures}
     lines = [
-        "| consume | target | MB/s (median) | target/mock | broker CPU ms per MB |",
-        "|---------|--------|--------------:|------------:|---------------------:|",
+        "| consume | target | MB/s (median) | target/mock | broker CPU ms/MB | backlog CPU ms/MB |",
+        "|---------|--------|--------------:|------------:|-----------------:|------------------:|",
     ]
     for f in figures:
         mock_f = by["mock", f.value_bytes]
-        cpu = f.cpu_ms_per_mb
+        cpu, backlog = f.cpu_ms_per_mb, f.backlog_cpu_ms_per_mb
         lines.append(
             f"| {f.value_bytes} B | {f.target} | {f.mb_per_s:,.1f} |"
             f" {f.mb_per_s / mock_f.mb_per_s:.2f} | {'-' if cpu is None else f'{cpu:.2f}'} |"
+            f" {'-' if backlog is None else f'{backlog:.2f}'} |"
         )
     return "\n".join(lines)
 
@@ -177,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     if args.json:
         rows = [
-            {**asdict(f), "mb_per_s": f.mb_per_s, "cpu_ms_per_mb": f.cpu_ms_per_mb} for f in figures
+            {
+                **asdict(f),
+                "mb_per_s": f.mb_per_s,
+                "cpu_ms_per_mb": f.cpu_ms_per_mb,
+                "backlog_cpu_ms_per_mb": f.backlog_cpu_ms_per_mb,
+            }
+            for f in figures
         ]
         print(json.dumps({"load": [load[0], load_after[0]], "figures": rows}, indent=2))
     else:
