@@ -12,6 +12,7 @@ from typing import Any
 from samsa import config as broker_config
 from samsa import logformat
 from samsa.admin import acl_cli, txn_cli
+from samsa.bench import guarantees as bench_guarantees
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
 from samsa.demo import cli as demo_cli
@@ -89,6 +90,7 @@ SUBCOMMANDS: dict[str, Any] = {
     "groups": groups_cli,
     "produce": produce_cli,
     "consume": consume_cli,
+    "bench": bench_guarantees,
 }
 
 
