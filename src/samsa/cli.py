@@ -12,6 +12,7 @@ from typing import Any
 from samsa import config as broker_config
 from samsa import lifecycle, logformat
 from samsa.admin import acl_cli, txn_cli
+from samsa.bench import guarantees as bench_guarantees
 from samsa.broker.topics import DataDirError
 from samsa.chaos import cli as chaos_cli
 from samsa.console import cli as console_cli
@@ -142,6 +143,7 @@ SUBCOMMANDS: dict[str, Any] = {
     "produce": produce_cli,
     "consume": consume_cli,
     "console": console_cli,
+    "bench": bench_guarantees,
 }
 
 

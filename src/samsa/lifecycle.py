@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 PARENT_PID = "SAMSA_PARENT_PID"
@@ -48,9 +48,11 @@ def stopper(stop: asyncio.Event, sig: int, received: list[int]) -> Callable[[], 
     return handle
 
 
-def child_options() -> dict[str, Any]:
-    """Keyword arguments for `subprocess.Popen` of a supervised child."""
-    return {"process_group": 0, "env": {**os.environ, PARENT_PID: str(os.getpid())}}
+def child_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `subprocess.Popen` of a supervised child; its environment is
+    `env` (default: this process's), with the parent's pid added."""
+    base = os.environ if env is None else env
+    return {"process_group": 0, "env": {**base, PARENT_PID: str(os.getpid())}}
 
 
 def supervise(stop: threading.Event, grace_s: float = STOP_GRACE_S) -> None:

@@ -7,9 +7,11 @@ run over SASL_SSL with confluent-kafka."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +20,13 @@ import kafka
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from kafka.errors import KafkaError as KafkaPythonError
 
@@ -379,3 +387,29 @@ def test_ssl_context_trusts_only_the_test_ca(broker: EmbeddedBroker) -> None:
     context = broker.clients.ssl_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert isinstance(broker.clients, ClientConfigs)
+
+
+# ----------------------------------------------------------------- fetches sent from the file
+@pytest.mark.parametrize("listener", ["SSL", "SASL_SSL", "SASL_PLAINTEXT"])
+def test_large_fetches_over_each_transport(broker: EmbeddedBroker, listener: str) -> None:
+    """300 KB in one partition: record sets of 64 KB and more are sent with sendfile on a
+    plaintext socket, and read into memory for a TLS one; the consumer reads them back."""
+    config = broker.clients.confluent("alice", listener, mechanism="PLAIN", certificate=False)
+    topic = _topic("large")
+    values = [f"{i:05d}".encode() + os.urandom(500).hex().encode() for i in range(300)]
+    producer = Producer({**config, "linger.ms": 50})
+    for value in values:
+        producer.produce(topic, value, partition=0)
+    assert producer.flush(TIMEOUT_S) == 0
+    consumer = Consumer({**config, "group.id": f"g-{topic}", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    read: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while len(read) < len(values) and time.monotonic() < deadline:
+            for message in consumer.consume(len(values), 0.25):
+                if message.error() is None:
+                    read.append(message.value() or b"")
+    finally:
+        consumer.close()
+    assert read == values

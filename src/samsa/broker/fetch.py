@@ -1,5 +1,9 @@
 """Fetch: whole batches up to the high watermark, with long polling (max wait, min bytes).
 
+Record sets of `ZERO_COPY_MIN_BYTES` or more are not read here: the log gives a `FileRegion`,
+which the connection sends from the segment file with `os.sendfile` (Kafka's zero-copy
+transfer), or reads just before sending where the transport cannot (TLS).
+
 samsa declines incremental fetch sessions (KIP-227) by answering session id 0, which every
 client handles by sending full fetches.
 """
@@ -26,6 +30,7 @@ from samsa.broker.authz import Kind, Op
 from samsa.broker.outcomes import AwaitData, Outcome
 from samsa.broker.routing import NO_THROTTLE, reply, response, to_ms
 from samsa.log.partition import PartitionLog
+from samsa.log.storage import FileRegion
 from samsa.protocol.batch import iter_batches
 from samsa.protocol.codec import Request
 
@@ -51,7 +56,7 @@ def _partition(
     error: ErrorCode,
     log: PartitionLog | None = None,
     aborted: tuple[AbortedTransaction, ...] | None = None,
-    records: bytes | memoryview = b"",
+    records: bytes | memoryview | FileRegion = b"",
 ) -> PartitionData:
     """A partition's answer; its offsets are the log's, or -1 without one."""
     return PartitionData(
@@ -64,7 +69,8 @@ def _partition(
         preferred_read_replica=NO_READ_REPLICA,
         # Kafka sends an empty record set with an error, never a null one: librdkafka refuses
         # the whole response over a null, and so would never see the error. kio's writer takes
-        # any buffer: a memoryview of the log's records is sent without a copy.
+        # any buffer: a memoryview of the log's records is sent without a copy, and so is a
+        # `FileRegion` (it has a length, and the response's writer keeps it by reference).
         records=cast(Records, records),
     )
 
@@ -74,14 +80,17 @@ def stable_offset(log: PartitionLog) -> int:
 
 
 def _aborted(
-    log: PartitionLog, fetch_offset: int, records: bytes | memoryview
+    log: PartitionLog, fetch_offset: int, records: bytes | memoryview | FileRegion
 ) -> tuple[AbortedTransaction, ...]:
     """The aborted transactions a read_committed client needs to drop records of this fetch."""
     if not records:
         return ()
     upper = fetch_offset
-    for _, header in iter_batches(records):
-        upper = header.next_offset
+    if isinstance(records, FileRegion):
+        upper = records.next_offset
+    else:
+        for _, header in iter_batches(records):
+            upper = header.next_offset
     return tuple(
         AbortedTransaction(
             producer_id=ProducerId(entry.producer_id), first_offset=i64(entry.first_offset)
@@ -178,8 +187,8 @@ def _read_log(
     if size_max < 0:  # Kafka's log read refuses a negative size (IllegalArgumentException)
         return _partition(want.partition, ErrorCode.unknown_server_error)
     limit = stable_offset(log) if isolation == READ_COMMITTED else log.high_watermark
-    records: bytes | memoryview = b""
+    records: bytes | memoryview | FileRegion = b""
     if remaining > 0 or min_one:
-        records = log.read(want.fetch_offset, size_max, limit, min_one)
+        records = log.read_zero_copy(want.fetch_offset, size_max, limit, min_one)
     aborted = _aborted(log, want.fetch_offset, records) if isolation == READ_COMMITTED else None
     return _partition(want.partition, ErrorCode.none, log, aborted, records)

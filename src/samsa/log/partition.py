@@ -37,7 +37,7 @@ from kio.schema.errors import ErrorCode
 
 from samsa.config import DEFAULTS
 from samsa.log.segment import RecoveryReport, Scan, Segment, SegmentDamaged, segment_name
-from samsa.log.storage import Bytes, OutOfDescriptors, Storage
+from samsa.log.storage import Bytes, FileRegion, OsFile, OutOfDescriptors, Storage
 from samsa.log.txn_index import AbortedTxn
 from samsa.protocol.batch import (
     HEADER_BYTES,
@@ -67,6 +67,9 @@ SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_RETAINED = 2
 LOG_START_FILE = "log-start-offset"
 SEGMENT_SUFFIXES = (".log", ".index", ".timeindex", ".txnindex")
+# A zero-copy read returns a `FileRegion` from this size up; below it reading the bytes costs
+# less than waiting for the socket to drain before an `os.sendfile`.
+ZERO_COPY_MIN_BYTES = 64 * 1024
 
 
 class StorageError(Exception):
@@ -749,25 +752,71 @@ class PartitionLog:
 
         A view of what was read rather than a copy when its tail is cut off: fetch responses
         send the records without copying them again."""
+        found = self._first_batch(offset, limit_offset)
+        if found is None:
+            return b""
+        segment, position, first = found
+        data = segment.read(position, min(segment.size, position + max_bytes))
+        end = 0
+        for relative, header in iter_batches(data):
+            if header.last_offset >= limit_offset:
+                break
+            end = relative + header.size
+        if end == 0 and min_one:
+            return segment.read(position, position + first.size)
+        return data if end == len(data) else memoryview(data)[:end]
+
+    def read_zero_copy(
+        self, offset: int, max_bytes: int, limit_offset: int, min_one: bool
+    ) -> bytes | memoryview | FileRegion:
+        """What `read` returns, but from `ZERO_COPY_MIN_BYTES` up not read at all: a
+        `FileRegion` of the segment, for the caller to send from the file and close."""
+        found = self._first_batch(offset, limit_offset)
+        if found is None:
+            return b""
+        segment, position, first = found
+        if not isinstance(segment.log, OsFile):  # a simulated disk
+            return self.read(offset, max_bytes, limit_offset, min_one)
+        end_max = min(segment.size, position + max_bytes)
+        return self._region(segment, segment.log, position, first, end_max, limit_offset, min_one)
+
+    def _first_batch(
+        self, offset: int, limit_offset: int
+    ) -> tuple[Segment, int, BatchHeader] | None:
+        """The segment, position and header of the batch holding `offset`; None if there is
+        none below `limit_offset`."""
         for segment in self.segments[self._segment_index(offset) :]:
             if segment.base_offset >= limit_offset:
-                return b""
+                return None
             found = segment.find_position(offset)
             if found is None:
                 continue
             position, first = found
             if first.last_offset >= limit_offset:
+                return None
+            return segment, position, first
+        return None
+
+    def _region(
+        self,
+        segment: Segment,
+        file: OsFile,
+        position: int,
+        first: BatchHeader,
+        end_max: int,
+        limit_offset: int,
+        min_one: bool,
+    ) -> bytes | FileRegion:
+        end, next_offset = segment.cut(position, end_max, limit_offset)
+        if end == position:
+            if not min_one:
                 return b""
-            data = segment.read(position, min(segment.size, position + max_bytes))
-            end = 0
-            for relative, header in iter_batches(data):
-                if header.last_offset >= limit_offset:
-                    break
-                end = relative + header.size
-            if end == 0 and min_one:
-                return segment.read(position, position + first.size)
-            return data if end == len(data) else memoryview(data)[:end]
-        return b""
+            end, next_offset = position + first.size, first.next_offset
+        if end - position < ZERO_COPY_MIN_BYTES:
+            return segment.read(position, end)
+        region = file.region(position, end - position)
+        region.next_offset = next_offset
+        return region
 
     def offset_for_timestamp(self, timestamp: int, limit_offset: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record below `limit_offset` whose timestamp is at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Iterator
@@ -169,6 +170,31 @@ class Segment:
             self._rebuild_indexes(f"entry {indexed} -> byte {position} is not that batch's start")
             return self.find_position(offset)
         return None
+
+    def cut(self, position: int, end: int, limit_offset: int) -> tuple[int, int]:
+        """(end, next offset) of the whole batches from `position` (a batch start) that end by
+        byte `end` and lie below `limit_offset`, found without reading those batches: from the
+        segment's own ends, the offset index and a few batch headers. The next offset is the
+        base offset of the first batch left out (the segment's next offset when none is): an
+        upper bound of the last one's, as Kafka's `fetchUpperBoundOffset` is."""
+        size = self.size
+        cut = min(end, size)
+        if limit_offset < self.next_offset:
+            found = self.find_position(limit_offset)
+            if found is not None:
+                cut = min(cut, found[0])
+        if cut < size:
+            # The last whole batch ending by `cut` starts at or after the index entry below it.
+            positions = self.offset_index.positions
+            below = bisect.bisect_right(positions, cut) - 1
+            entry = positions[below] if below >= 0 else 0
+            last = max(position, min(entry, cut))
+            for batch_position, header in self.batches(last, cut, FIND_CHUNK_BYTES):
+                last = batch_position + header.size
+            cut = last
+        if cut >= size:
+            return size, self.next_offset
+        return cut, parse_header(self.log.read(cut, HEADER_BYTES)).base_offset
 
     def _rebuild_indexes(self, why: str) -> None:
         size, next_offset = self.log.size(), self.next_offset

@@ -17,6 +17,7 @@ import fcntl
 import os
 import shutil
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Protocol
@@ -174,6 +175,40 @@ class FileCache:
 UNBOUNDED_FILES = FileCache(None)
 
 
+class FileRegion:
+    """Bytes of a file sent from the file itself (`os.sendfile`), never read into memory.
+
+    It holds a duplicate of the file's descriptor: the `FileCache` may close the file's own, and
+    retention may delete the file, while a response with this region waits to be sent; the
+    bytes stay readable until `close` (or, failing that, garbage collection) lets the duplicate
+    go. `next_offset`: the offset after the region's last batch (or an upper bound of it), for
+    the log's readers."""
+
+    __slots__ = ("__weakref__", "_closer", "fd", "next_offset", "position", "size")
+
+    def __init__(self, fd: int, position: int, size: int, next_offset: int = -1) -> None:
+        self.fd = fd
+        self.position = position
+        self.size = size
+        self.next_offset = next_offset
+        self._closer = weakref.finalize(self, os.close, fd)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int = 0) -> bytes:
+        """The bytes themselves from `start` on: for a transport that cannot take them from the
+        file (TLS), or what a socket did not take at once."""
+        size = self.size - start
+        data = os.pread(self.fd, size, self.position + start)
+        if len(data) != size:
+            raise OSError(errno.EIO, f"the file ends inside a region: {len(data)} of {size} bytes")
+        return data
+
+    def close(self) -> None:
+        self._closer()
+
+
 class OsFile:
     """A file written only at its end, through a descriptor its `FileCache` lends it."""
 
@@ -205,6 +240,17 @@ class OsFile:
     def read(self, position: int, size: int) -> bytes:
         with self._cache.descriptor(self) as fd:
             return os.pread(fd, size, position)
+
+    def region(self, position: int, size: int) -> FileRegion:
+        """`size` bytes from `position`, to be sent without reading them here (`FileRegion`).
+        `OutOfDescriptors` when the process has no descriptor left for it."""
+        with self._cache.descriptor(self) as fd:
+            try:
+                return FileRegion(os.dup(fd), position, size)
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    raise OutOfDescriptors(exc.errno, f"{self.path}: {exc.strerror}") from exc
+                raise
 
     def size(self) -> int:
         return self._size

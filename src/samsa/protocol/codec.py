@@ -24,6 +24,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i32
 from kio.static.protocol import RequestPayload, ResponsePayload
 
+from samsa.log.storage import FileRegion
 from samsa.protocol import guard
 from samsa.protocol.frames import frame
 from samsa.protocol.legacy.index import INDEX as LEGACY
@@ -171,18 +172,24 @@ def decode_client_id(data: bytes) -> str | None:
 BY_REFERENCE_BYTES = 32 * 1024
 
 
+# One response frame as buffers to send one after the other; a `FileRegion` (a fetch's records)
+# is sent from its file.
+Part = bytes | bytearray | FileRegion
+
+
 class _Parts:
     """What kio's writers write into: small writes are gathered into one buffer, large ones
-    are kept as they are, so a fetch response's records are not copied to be framed."""
+    (and file regions) are kept as they are, so a fetch response's records are not copied to
+    be framed."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes | bytearray] = []
+        self.parts: list[Part] = []
         self._head = bytearray(b"\0\0\0\0")  # the size prefix, filled in by `frame`
         self._small = self._head
         self.size = 0
 
-    def write(self, data: bytes) -> int:
-        if len(data) >= BY_REFERENCE_BYTES:
+    def write(self, data: bytes | FileRegion) -> int:
+        if isinstance(data, FileRegion) or len(data) >= BY_REFERENCE_BYTES:
             if self._small:
                 self.parts.append(self._small)
             self.parts.append(data)
@@ -192,13 +199,13 @@ class _Parts:
         self.size += len(data)
         return len(data)
 
-    def frame(self) -> list[bytes | bytearray]:
+    def frame(self) -> list[Part]:
         parts = [*self.parts, self._small] if self._small else self.parts
         self._head[:4] = self.size.to_bytes(4, "big")
         return parts
 
 
-def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list[bytes | bytearray]:
+def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list[Part]:
     """A whole response frame, size prefix included, as buffers to send one after the other."""
     parts = _Parts()
     out = cast(IO[bytes], parts)  # kio's writers only call `write`
@@ -209,8 +216,27 @@ def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list
 
 
 def encode_response(correlation_id: int, payload: ResponsePayload) -> bytes:
-    """A whole response frame, size prefix included."""
-    return b"".join(encode_response_parts(correlation_id, payload))
+    """A whole response frame, size prefix included; file regions read into it (and closed)."""
+    return b"".join(materialize(encode_response_parts(correlation_id, payload)))
+
+
+def materialize(parts: list[Part]) -> list[bytes | bytearray]:
+    """`parts` with each file region read into memory and closed."""
+    return [_read_region(part) if isinstance(part, FileRegion) else part for part in parts]
+
+
+def _read_region(region: FileRegion) -> bytes:
+    try:
+        return region.read()
+    finally:
+        region.close()
+
+
+def close_regions(parts: list[Part]) -> None:
+    """Let the file regions of a response that will not be sent go."""
+    for part in parts:
+        if isinstance(part, FileRegion):
+            part.close()
 
 
 def encode_request(correlation_id: int, client_id: str | None, payload: RequestPayload) -> bytes:

@@ -25,7 +25,7 @@ the bound plus one response.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Protocol
 
 UNBOUNDED = 1 << 62
@@ -103,7 +103,7 @@ class ResponseBytes:
     def full(self) -> bool:
         return self.queued_bytes >= self.limit_bytes and not self._closed
 
-    def built(self, parts: Sequence[bytes | bytearray]) -> int:
+    def built(self, parts: Sequence[Sized]) -> int:
         """A response of `parts` is ready to send; its size."""
         size = sum(len(part) for part in parts)
         if not self._closed:

@@ -26,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import socket
 from typing import Any, Protocol, cast
 
 from samsa.broker.core import Broker
 from samsa.broker.outcomes import AwaitData, Close, Outcome
+from samsa.log.storage import FileRegion
+from samsa.protocol import codec
 from samsa.protocol.frames import FrameBuffer, FrameError
 from samsa.security import tls
 from samsa.security.listeners import ListenerSpec, SecurityProtocol
@@ -38,7 +41,7 @@ from samsa.security.sasl import Authenticator
 from samsa.server.budget import RequestBudget, ResponseBytes
 from samsa.server.metrics import BrokerMetrics, RequestTiming
 
-Parts = list[bytes | bytearray]  # one response frame, as buffers to send one after the other
+Parts = list[codec.Part]  # one response frame, as buffers to send one after the other
 Pending = asyncio.Future[Parts | None]
 # Room a read is offered when the request budget has none: asyncio needs a non-empty buffer for
 # a read it has already decided to make; the next check pauses reading.
@@ -178,6 +181,9 @@ class Connection(asyncio.BufferedProtocol):
         for poll in self._long_polls:
             poll.cancel()
         self._long_polls.clear()
+        for pending in self._queue:  # their file regions go now, not when collected
+            if pending is not None and _built_parts(pending):
+                codec.close_regions(pending.result() or [])
         self._queue.clear()
         self._frames.clear()
         self.responses.close()
@@ -323,9 +329,18 @@ class Connection(asyncio.BufferedProtocol):
             if parts is None:
                 continue
             size = 0
-            for part in parts:
-                transport.write(part)
-                size += len(part)
+            try:
+                for part in parts:
+                    if isinstance(part, FileRegion):
+                        await self._send_region(transport, part)
+                    else:
+                        transport.write(part)
+                    size += len(part)
+            except OSError:  # the client went, or the file no longer holds the region
+                transport.abort()
+                return
+            finally:
+                codec.close_regions(parts)
             self.last_active = loop.time()
             if self._metrics is not None:
                 self._metrics.traffic.bytes_sent += size
@@ -333,6 +348,42 @@ class Connection(asyncio.BufferedProtocol):
             self.responses.sent(size)
             if not self.responses.full:
                 self._take_frames()
+
+    async def _send_region(self, transport: asyncio.Transport, region: FileRegion) -> None:
+        """Send `region` after what the transport holds, from its file: asyncio's
+        `loop.sendfile` waits for the transport to be empty, then calls `os.sendfile` each time
+        the socket has room (a slow client holds it up as it would a write). A TLS transport
+        encrypts what it sends, so it gets the region read instead.
+
+        asyncio moves the descriptor's file offset when it is done; the duplicate shares it with
+        the segment's own descriptor, which is harmless: that one only appends (O_APPEND) and
+        reads at explicit positions."""
+        if self.listener.protocol.tls:
+            transport.write(region.read())
+            return
+        loop = asyncio.get_running_loop()
+        with open(region.fd, "rb", buffering=0, closefd=False) as file:
+            try:
+                sent = await loop.sendfile(
+                    transport, file, region.position, region.size, fallback=False
+                )
+            except (OSError, RuntimeError) as exc:  # the client went, or the transport closes
+                # asyncio's future keeps the exception, whose traceback holds these frames and
+                # that future: a cycle that would keep this connection until the cyclic GC.
+                exc.__traceback__ = None
+                raise OSError(f"sendfile: {exc!r}") from None
+            finally:
+                # loop.sendfile pauses reading while it sends and resumes it after; this
+                # connection may have decided to pause meanwhile.
+                if not self._reading and not transport.is_closing():
+                    transport.pause_reading()
+        if sent != region.size:
+            raise OSError(errno.EIO, f"the file ends inside a region: {sent} of {region.size}")
+
+
+def _built_parts(pending: Pending) -> bool:
+    """`pending` holds a built response."""
+    return pending.done() and not pending.cancelled() and pending.exception() is None
 
 
 async def stop_all(connections: set[Connection]) -> None:

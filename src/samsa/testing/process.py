@@ -44,8 +44,11 @@ class BrokerProcess:
         data_dir: str,
         settings: Mapping[str, str] | Sequence[str] = (),
         log_level: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: the broker's environment (None: this process's)."""
         self.data_dir = data_dir
+        self.env = None if env is None else dict(env)
         self.log_level = log_level  # `samsa --log-level`; None: serve's default (INFO)
         self.port = free_port()
         if isinstance(settings, Mapping):
@@ -80,7 +83,7 @@ class BrokerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            **lifecycle.child_options(),
+            **lifecycle.child_options(self.env),
         )
         self.process = process
         ready = threading.Event()
