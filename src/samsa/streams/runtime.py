@@ -15,6 +15,16 @@ offset of the transaction, so processing resumes exactly at the committed offset
 producer stops the instance without committing anything; a retriable error is retried until
 `retry_deadline_ms`.
 
+An output the broker refuses for good (a delivery report of MSG_SIZE_TOO_LARGE, say: over the
+topic's max.message.bytes) has made the transaction abortable. Kafka Streams hands such errors
+to its ProductionExceptionHandler; so does this runtime, in three steps. The transaction is
+aborted and the input rewound. The broker refuses a whole batch, so an output refused together
+with others is only a suspect: on reprocessing it is produced alone (the producer flushed before
+and after). An output refused alone is the culprit: on the next reprocessing the production
+handler decides about it instead of producing it (fail, skip, or dead-letter the input record,
+inside that transaction), so its record's other outputs, and every other record's, are written
+exactly once and the instance does not rewind forever.
+
 at_least_once commits the same way without the transaction: changelog and outputs are flushed,
 then the offsets are committed. at_most_once commits the offsets of each batch before it is
 processed.
@@ -23,6 +33,7 @@ processed.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -82,8 +93,29 @@ _RECORD_REFUSED = frozenset(
 )
 
 
+# Delivery report errors that concern the record itself: the broker refuses it however often
+# it is sent (Kafka's RecordCollectorImpl gives these to the production handler). A broker
+# refuses a whole batch, so the records batched with the culprit get the same error.
+_DELIVERY_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_TIMESTAMP,
+    }
+)
+# An output of one input record: (topic, partition, offset, index among its outputs).
+OutputId = tuple[str, int, int, int]
+DEAD_LETTER_INDEX = -1  # the output index of an input record's dead letter
+
+
 class _Unproducible(Exception):
     """The client refused to produce one record (its cause chained)."""
+
+
+class _Rewind(StreamsError):
+    """exactly_once: the transaction can only be aborted (the broker refused an output, say);
+    the loop aborts it and rewinds the input (see the module docstring)."""
 
 
 class Worker:
@@ -153,6 +185,13 @@ class Worker:
         self._outputs: list[tuple[str, bytes | None, bytes | None]] = []  # of that record
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
+        # Delivery reports of outputs the broker refused, not yet acted on:
+        # (output, error, the refused record, the input record it came from).
+        self._refusals: list[tuple[OutputId, KafkaError, Message, Message]] = []
+        # exactly_once: outputs refused alone (the handler decides about them when their
+        # record is reprocessed) and outputs refused with others (produced alone then).
+        self._refused: dict[OutputId, KafkaException] = {}
+        self._suspects: set[OutputId] = set()
         self._fenced = False
         self._failed = False  # stopped by a fault: nothing more is committed or checkpointed
         self.processed = 0
@@ -287,11 +326,16 @@ class Worker:
                 )
             if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
                 self._commit_offsets(self._next_offsets(messages))
-            for message in messages:
-                self._process(message)
-            if self.punctuators:
-                wall_ms = int(time.time() * 1000)
-                self._punctuate(PunctuationType.WALL_CLOCK_TIME, sorted(self._tasks), wall_ms)
+            try:
+                for message in messages:
+                    self._process(message)
+                if self.punctuators:
+                    wall_ms = int(time.time() * 1000)
+                    self._punctuate(PunctuationType.WALL_CLOCK_TIME, sorted(self._tasks), wall_ms)
+            except _Rewind as exc:
+                log.warning("%s: %s; aborting and rewinding", self.instance_id, exc)
+                self._abort()
+                continue  # the rest of `messages` comes again from the rewound positions
             self._p.poll(0)
             now = time.monotonic()
             if (self._positions or self._dirty) and now - self._opened_at >= interval_s:
@@ -345,6 +389,7 @@ class Worker:
         except KafkaException as exc:
             log.warning("abort while stopping failed: %s", exc)
         self._in_txn = False
+        self._refusals.clear()
         self._reset_uncommitted(seek=False)
 
     # -- processing --
@@ -355,6 +400,7 @@ class Worker:
         if tp not in self._assigned:
             return
         self._begin()
+        self._txn_start.setdefault(tp, offset)  # before processing: a _Rewind seeks here
         source, root = self.sources[topic]
         self._partition = partition
         self._timestamp_ms = message.timestamp()[1]
@@ -367,7 +413,6 @@ class Worker:
             self._handle(ErrorKind.DESERIALIZATION, exc)
         else:
             self._push(root, key, value)
-        self._txn_start.setdefault(tp, offset)
         self._positions[tp] = offset + 1
         self.processed += 1
         if self.punctuators:
@@ -440,16 +485,57 @@ class Worker:
             self._handle(ErrorKind.PROCESSING, exc)
             return
         outputs, self._outputs = self._outputs, []
-        for topic, out_key, out_value in outputs:
+        for index, (topic, out_key, out_value) in enumerate(outputs):
             try:
-                self._produce(topic, out_key, out_value, timestamp_ms=self._timestamp_ms)
+                refused = self._produce_output(index, topic, out_key, out_value)
             except _Unproducible as exc:
-                self._handle(ErrorKind.PRODUCTION, exc.__cause__ or exc)
+                refused = exc.__cause__ or exc
+            if refused is not None:
+                self._handle(ErrorKind.PRODUCTION, refused)
 
-    def _handle(self, kind: ErrorKind, exc: BaseException) -> None:
-        """A record could not be deserialised, processed or produced: fail, skip or
-        dead-letter it, as the application chose (handlers.py)."""
+    def _produce_output(
+        self,
+        index: int,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> BaseException | None:
+        """Produce output `index` of the current record, or return the broker's refusal of it
+        learnt in an earlier pass (exactly_once). A suspect is produced alone."""
         message = self._message
+        if message is None:
+            raise StreamsError(f"an output to {topic} outside a record")
+        output = (*_where(message), index)
+        refused = self._refused.get(output)
+        if refused is not None:
+            return refused
+        alone = output in self._suspects
+        if alone:
+            self._flush_delivered()
+        callback = functools.partial(self._on_output_delivery, output, message)
+        self._produce(
+            topic,
+            key,
+            value,
+            timestamp_ms=self._timestamp_ms,
+            headers=headers,
+            on_delivery=callback,
+        )
+        if alone:
+            self._flush_delivered()
+        return None
+
+    def _flush_delivered(self) -> None:
+        self._p.flush(CLIENT_TIMEOUT_S)
+        if self._refusals and self.guarantee is Guarantee.EXACTLY_ONCE:
+            raise _Rewind(f"the broker refused {len(self._refusals)} outputs")
+
+    def _handle(self, kind: ErrorKind, exc: BaseException, source: Message | None = None) -> None:
+        """A record could not be deserialised, processed or produced: fail, skip or
+        dead-letter it, as the application chose (handlers.py). `source`: the input record,
+        if not the one being processed."""
+        message = source or self._message
         if message is None:
             raise StreamsError(f"{kind.value} error outside a record") from exc
         topic, partition, offset = _where(message)
@@ -465,16 +551,19 @@ class Worker:
         log.warning("%s: dead-lettered (%s)", self.instance_id, where)
         now_ms = int(time.time() * 1000)
         headers = dead_letter_headers(kind, exc, topic, partition, offset, now_ms)
+        current, self._message = self._message, message
+        self._timestamp_ms, timestamp_ms = message.timestamp()[1], self._timestamp_ms
         try:
-            self._produce(
-                self.settings.dead_letters(),
-                message.key(),
-                message.value(),
-                timestamp_ms=self._timestamp_ms,
-                headers=headers,
+            dead_letters = self.settings.dead_letters()
+            refused = self._produce_output(
+                DEAD_LETTER_INDEX, dead_letters, message.key(), message.value(), headers
             )
         except _Unproducible as failed:
-            raise ProcessingError(f"{where}; and dead-lettering it failed: {failed}") from exc
+            refused = failed
+        finally:
+            self._message, self._timestamp_ms = current, timestamp_ms
+        if refused is not None:
+            raise ProcessingError(f"{where}; and dead-lettering it failed: {refused}") from exc
         self.counters["dead_lettered"] += 1
 
     def _add_changelogs(self, partition: int) -> None:
@@ -534,14 +623,18 @@ class Worker:
         *,
         timestamp_ms: int = 0,
         headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Produce one record; raises _Unproducible if the client refuses this record (too
-        large, say) while the producer itself is fine."""
+        large, say) while the producer itself is fine, and _Rewind if the client refuses it
+        because the broker refused an output of this transaction."""
         args: dict[str, Any] = {"timestamp": max(timestamp_ms, 0)}
         if partition is not None:
             args["partition"] = partition
         if headers:
             args["headers"] = headers
+        if on_delivery is not None:
+            args["on_delivery"] = on_delivery
         while True:
             try:
                 self._p.produce(topic, value, key, **args)
@@ -552,11 +645,69 @@ class Worker:
                 error = error_of(exc)
                 if error.code() in _RECORD_REFUSED:
                     raise _Unproducible(f"produce to {topic}: {exc}") from exc
+                if error.code() == KafkaError._STATE and self.guarantee is Guarantee.EXACTLY_ONCE:
+                    # The transaction is abortable: a refused output, or what the client
+                    # makes of the sequence number that output used (it bumps the epoch).
+                    raise _Rewind(f"produce to {topic}: {error.str()}") from exc
                 self._fail(exc, "produce")
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None and self._delivery_error is None:
             self._delivery_error = error
+
+    def _on_output_delivery(
+        self, output: OutputId, source: Message, error: KafkaError | None, message: Message
+    ) -> None:
+        if error is not None and error.code() in _DELIVERY_REFUSED:
+            self._refusals.append((output, error, message, source))
+        else:
+            self._on_delivery(error, message)
+
+    def _learn_refusals(self) -> None:
+        """exactly_once, after an abort: which refused outputs were refused alone (a suspect,
+        produced alone, or the only refused record of its partition: the broker refuses
+        whole batches) and which only with others."""
+        refusals, self._refusals = self._refusals, []
+        per_partition = collections.Counter(_place(m) for _o, _e, m, _s in refusals)
+        for output, error, message, _source in refusals:
+            if output in self._suspects or per_partition[_place(message)] == 1:
+                self._suspects.discard(output)
+                self._refused[output] = _refusal(error, message)
+                log.warning("%s: %s", self.instance_id, self._refused[output])
+            else:
+                self._suspects.add(output)
+
+    def _redeliver_refused(self) -> int:
+        """at_least_once, at a commit: produce each output the broker refused with others
+        again, alone; hand one refused alone to the production handler. (Such an output now
+        follows outputs of later records, as a retry without idempotence may.) Returns the
+        records still undelivered."""
+        alone: set[OutputId] = set()
+        remaining = 0
+        while self._refusals:
+            refusals, self._refusals = self._refusals, []
+            per_partition = collections.Counter(_place(m) for _o, _e, m, _s in refusals)
+            for output, error, message, source in refusals:
+                if output in alone or per_partition[_place(message)] == 1:
+                    if output[3] == DEAD_LETTER_INDEX:
+                        where = f"dead-lettering {output[0]}[{output[1]}]@{output[2]}"
+                        raise ProcessingError(f"{where} failed: {_refusal(error, message)}")
+                    self._handle(ErrorKind.PRODUCTION, _refusal(error, message), source)
+                    continue
+                alone.add(output)
+                topic, partition = _place(message)
+                self._produce(
+                    topic,
+                    message.key(),
+                    message.value(),
+                    partition,
+                    timestamp_ms=message.timestamp()[1],
+                    headers=_headers(message),
+                    on_delivery=functools.partial(self._on_output_delivery, output, source),
+                )
+                remaining = self._p.flush(CLIENT_TIMEOUT_S)
+            remaining = self._p.flush(CLIENT_TIMEOUT_S)  # the dead letters
+        return remaining
 
     # -- commits --
 
@@ -596,6 +747,10 @@ class Worker:
                     lambda: self._p.send_offsets_to_transaction(offsets, metadata, CLIENT_TIMEOUT_S)
                 )
             self._retrying(lambda: self._p.commit_transaction(CLIENT_TIMEOUT_S))
+        except _Rewind as exc:
+            log.warning("%s: %s; aborting and rewinding", self.instance_id, exc)
+            self._abort()
+            return
         except KafkaException as exc:
             if classify(error_of(exc)) is Action.ABORT:
                 log.warning("%s: transaction aborted (%s); rewinding", self.instance_id, exc)
@@ -612,6 +767,8 @@ class Worker:
             self._fail(exc, "abort")
         self._in_txn = False
         self.aborts += 1
+        self._p.poll(0)  # the delivery reports of the aborted transaction's outputs
+        self._learn_refusals()
         self._reset_uncommitted(seek=True)
 
     def _commit_flush(self) -> None:
@@ -619,6 +776,8 @@ class Worker:
             return
         self._write_changelogs()
         remaining = self._p.flush(CLIENT_TIMEOUT_S)
+        if self._refusals:
+            remaining = self._redeliver_refused()
         if remaining or self._delivery_error is not None:
             raise StreamsError(
                 f"{remaining} records undelivered, error {self._delivery_error}; "
@@ -694,6 +853,13 @@ class Worker:
             )
         self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
         self.commits += 1
+        if self._refused or self._suspects:  # forget the outputs of committed records
+
+            def committed(output: OutputId) -> bool:
+                return output[2] < self._positions.get(output[:2], -1)
+
+            self._refused = {o: e for o, e in self._refused.items() if not committed(o)}
+            self._suspects = {o for o in self._suspects if not committed(o)}
         self._positions.clear()
         self._txn_start.clear()
 
@@ -881,6 +1047,25 @@ class Worker:
             f"from checkpoint {checkpoint}" if checkpoint else "discarded: restoring it all",
         )
         return stores, {t: o for t, o in checkpoint.items() if t in changelogs}
+
+
+def _place(message: Message) -> TP:
+    topic, partition = message.topic(), message.partition()
+    if topic is None or partition is None:
+        raise StreamsError(f"a delivery report without a partition: {message!r}")
+    return topic, partition
+
+
+def _headers(message: Message) -> list[tuple[str, bytes]]:
+    found = message.headers() or []
+    pairs = found.items() if isinstance(found, dict) else found
+    return [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
+
+
+def _refusal(error: KafkaError, message: Message) -> KafkaException:
+    topic, partition = _place(message)
+    text = f"output to {topic}[{partition}] refused by the broker: {error.str()}"
+    return KafkaException(KafkaError(error.code(), text))
 
 
 def _where(message: Message) -> tuple[str, int, int]:
