@@ -313,10 +313,13 @@ def test_an_output_the_broker_refuses_is_handled_once(
         assert committed_offset(bootstrap, name, f"{name}-in") <= 5
         return
     assert raised is None
+    letters = read(bootstrap, f"{name}-dlq") if choice == "dead_letter" else []
+    dead = [(m.key(), m.value()) for m in letters]
+    if guarantee == "at_least_once":  # rewound at the commit: outputs may repeat
+        got, dead, want = sorted(set(got)), sorted(set(dead)), sorted(want)
     assert got == want
     if choice == "dead_letter":
-        letters = read(bootstrap, f"{name}-dlq")
-        assert [(m.key(), m.value()) for m in letters] == [records[5]]
+        assert dead == [records[5]]
         headers = {k.removeprefix(HEADER_PREFIX): v.decode() for k, v in letters[0].headers()}
         assert (headers["kind"], headers["offset"]) == ("production", "5")
         assert worker.counters["dead_lettered"] == 1

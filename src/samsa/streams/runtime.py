@@ -17,13 +17,18 @@ producer stops the instance without committing anything; a retriable error is re
 
 An output the broker refuses for good (a delivery report of MSG_SIZE_TOO_LARGE, say: over the
 topic's max.message.bytes) has made the transaction abortable. Kafka Streams hands such errors
-to its ProductionExceptionHandler; so does this runtime, in three steps. The transaction is
-aborted and the input rewound. The broker refuses a whole batch, so an output refused together
-with others is only a suspect: on reprocessing it is produced alone (the producer flushed before
-and after). An output refused alone is the culprit: on the next reprocessing the production
-handler decides about it instead of producing it (fail, skip, or dead-letter the input record,
-inside that transaction), so its record's other outputs, and every other record's, are written
-exactly once and the instance does not rewind forever.
+to its ProductionExceptionHandler; so does this runtime. The transaction is aborted and the
+input rewound; the refused records are remembered by content. The broker refuses a whole
+batch, so on reprocessing an output that was refused together with others is produced alone
+(the producer flushed before and after); an output refused alone is the culprit, and the
+production handler decides about it instead of producing it (fail, skip, or dead-letter the
+input record, inside that transaction), so every other output is written exactly once and the
+instance does not rewind forever. A culprit found by producing it alone aborts once more (with
+librdkafka, the sequence number it used costs one more abort and an epoch bump). Outputs are
+tracked per input record (its topic, partition, offset and output index) only while refusals
+are being resolved: a delivery callback per record costs about 1 us. at_least_once rewinds the
+same way at its commit (outputs of that interval may repeat, as at_least_once allows), and
+hands a suspect that is refused alone to the handler at once.
 
 at_least_once commits the same way without the transaction: changelog and outputs are flushed,
 then the offsets are committed. at_most_once commits the offsets of each batch before it is
@@ -185,11 +190,16 @@ class Worker:
         self._outputs: list[tuple[str, bytes | None, bytes | None]] = []  # of that record
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
-        # Delivery reports of outputs the broker refused, not yet acted on:
-        # (output, error, the refused record, the input record it came from).
-        self._refusals: list[tuple[OutputId, KafkaError, Message, Message]] = []
-        # exactly_once: outputs refused alone (the handler decides about them when their
-        # record is reprocessed) and outputs refused with others (produced alone then).
+        # Delivery reports of outputs the broker refused, not yet acted on: untracked ones
+        # (error, record) and tracked ones (output, error, record).
+        self._refused_records: list[tuple[KafkaError, Message]] = []
+        self._refusals: list[tuple[OutputId, KafkaError, Message]] = []
+        # Learnt from them: refused content, (topic, key, value) -> (refusal, refused alone),
+        # for the rewound interval; tracked outputs refused alone (the handler decides about
+        # them when their record is reprocessed) and with others (produced alone then).
+        self._refused_content: dict[
+            tuple[str, bytes | None, bytes | None], tuple[KafkaException, bool]
+        ] = {}
         self._refused: dict[OutputId, KafkaException] = {}
         self._suspects: set[OutputId] = set()
         self._fenced = False
@@ -390,6 +400,7 @@ class Worker:
             log.warning("abort while stopping failed: %s", exc)
         self._in_txn = False
         self._refusals.clear()
+        self._refused_records.clear()
         self._reset_uncommitted(seek=False)
 
     # -- processing --
@@ -506,14 +517,20 @@ class Worker:
         message = self._message
         if message is None:
             raise StreamsError(f"an output to {topic} outside a record")
+        if not (self._refused_content or self._refused or self._suspects):
+            self._produce(topic, key, value, timestamp_ms=self._timestamp_ms, headers=headers)
+            return None
         output = (*_where(message), index)
         refused = self._refused.get(output)
         if refused is not None:
             return refused
-        alone = output in self._suspects
+        content = self._refused_content.get((topic, key, value))
+        if content is not None and content[1]:
+            return content[0]  # refused alone before: the culprit
+        alone = content is not None or output in self._suspects
         if alone:
             self._flush_delivered()
-        callback = functools.partial(self._on_output_delivery, output, message)
+        callback = functools.partial(self._on_output_delivery, output)
         self._produce(
             topic,
             key,
@@ -522,20 +539,28 @@ class Worker:
             headers=headers,
             on_delivery=callback,
         )
-        if alone:
-            self._flush_delivered()
-        return None
+        if not alone:
+            return None
+        self._p.flush(CLIENT_TIMEOUT_S)
+        mine = [r for r in self._refusals if r[0] == output]
+        if not mine:
+            return None
+        self._refusals.remove(mine[0])
+        refused = _refusal(mine[0][1], mine[0][2])
+        if self.guarantee is not Guarantee.EXACTLY_ONCE:
+            return refused
+        self._refused[output] = refused  # the transaction is abortable now
+        raise _Rewind(str(refused))
 
     def _flush_delivered(self) -> None:
         self._p.flush(CLIENT_TIMEOUT_S)
-        if self._refusals and self.guarantee is Guarantee.EXACTLY_ONCE:
-            raise _Rewind(f"the broker refused {len(self._refusals)} outputs")
+        if self.guarantee is Guarantee.EXACTLY_ONCE and (self._refusals or self._refused_records):
+            raise _Rewind("the broker refused outputs")
 
-    def _handle(self, kind: ErrorKind, exc: BaseException, source: Message | None = None) -> None:
+    def _handle(self, kind: ErrorKind, exc: BaseException) -> None:
         """A record could not be deserialised, processed or produced: fail, skip or
-        dead-letter it, as the application chose (handlers.py). `source`: the input record,
-        if not the one being processed."""
-        message = source or self._message
+        dead-letter it, as the application chose (handlers.py)."""
+        message = self._message
         if message is None:
             raise StreamsError(f"{kind.value} error outside a record") from exc
         topic, partition, offset = _where(message)
@@ -551,8 +576,6 @@ class Worker:
         log.warning("%s: dead-lettered (%s)", self.instance_id, where)
         now_ms = int(time.time() * 1000)
         headers = dead_letter_headers(kind, exc, topic, partition, offset, now_ms)
-        current, self._message = self._message, message
-        self._timestamp_ms, timestamp_ms = message.timestamp()[1], self._timestamp_ms
         try:
             dead_letters = self.settings.dead_letters()
             refused = self._produce_output(
@@ -560,8 +583,6 @@ class Worker:
             )
         except _Unproducible as failed:
             refused = failed
-        finally:
-            self._message, self._timestamp_ms = current, timestamp_ms
         if refused is not None:
             raise ProcessingError(f"{where}; and dead-lettering it failed: {refused}") from exc
         self.counters["dead_lettered"] += 1
@@ -651,63 +672,47 @@ class Worker:
                     raise _Rewind(f"produce to {topic}: {error.str()}") from exc
                 self._fail(exc, "produce")
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None and self._delivery_error is None:
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        if error.code() in _DELIVERY_REFUSED and message.topic() in self.sinks:
+            self._refused_records.append((error, message))
+        elif self._delivery_error is None:
             self._delivery_error = error
 
     def _on_output_delivery(
-        self, output: OutputId, source: Message, error: KafkaError | None, message: Message
+        self, output: OutputId, error: KafkaError | None, message: Message
     ) -> None:
         if error is not None and error.code() in _DELIVERY_REFUSED:
-            self._refusals.append((output, error, message, source))
+            self._refusals.append((output, error, message))
         else:
             self._on_delivery(error, message)
 
     def _learn_refusals(self) -> None:
-        """exactly_once, after an abort: which refused outputs were refused alone (a suspect,
-        produced alone, or the only refused record of its partition: the broker refuses
-        whole batches) and which only with others."""
+        """After an abort (or an at_least_once rewind): which refused outputs were refused
+        alone (the only refused record of their partition, or a tracked suspect: the broker
+        refuses whole batches) and which only with others."""
         refusals, self._refusals = self._refusals, []
-        per_partition = collections.Counter(_place(m) for _o, _e, m, _s in refusals)
-        for output, error, message, _source in refusals:
+        records, self._refused_records = self._refused_records, []
+        per_partition = collections.Counter(_place(m) for _e, m in records)
+        per_partition.update(_place(m) for _o, _e, m in refusals)
+        for error, message in records:
+            alone = per_partition[_place(message)] == 1
+            content = (_place(message)[0], message.key(), message.value())
+            self._refused_content[content] = (_refusal(error, message), alone)
+        for output, error, message in refusals:
             if output in self._suspects or per_partition[_place(message)] == 1:
                 self._suspects.discard(output)
                 self._refused[output] = _refusal(error, message)
-                log.warning("%s: %s", self.instance_id, self._refused[output])
             else:
                 self._suspects.add(output)
-
-    def _redeliver_refused(self) -> int:
-        """at_least_once, at a commit: produce each output the broker refused with others
-        again, alone; hand one refused alone to the production handler. (Such an output now
-        follows outputs of later records, as a retry without idempotence may.) Returns the
-        records still undelivered."""
-        alone: set[OutputId] = set()
-        remaining = 0
-        while self._refusals:
-            refusals, self._refusals = self._refusals, []
-            per_partition = collections.Counter(_place(m) for _o, _e, m, _s in refusals)
-            for output, error, message, source in refusals:
-                if output in alone or per_partition[_place(message)] == 1:
-                    if output[3] == DEAD_LETTER_INDEX:
-                        where = f"dead-lettering {output[0]}[{output[1]}]@{output[2]}"
-                        raise ProcessingError(f"{where} failed: {_refusal(error, message)}")
-                    self._handle(ErrorKind.PRODUCTION, _refusal(error, message), source)
-                    continue
-                alone.add(output)
-                topic, partition = _place(message)
-                self._produce(
-                    topic,
-                    message.key(),
-                    message.value(),
-                    partition,
-                    timestamp_ms=message.timestamp()[1],
-                    headers=_headers(message),
-                    on_delivery=functools.partial(self._on_output_delivery, output, source),
-                )
-                remaining = self._p.flush(CLIENT_TIMEOUT_S)
-            remaining = self._p.flush(CLIENT_TIMEOUT_S)  # the dead letters
-        return remaining
+        if records or refusals:
+            log.warning(
+                "%s: the broker refused %d outputs for good (%s)",
+                self.instance_id,
+                len(records) + len(refusals),
+                (records or refusals)[0][-2].str(),
+            )
 
     # -- commits --
 
@@ -776,8 +781,11 @@ class Worker:
             return
         self._write_changelogs()
         remaining = self._p.flush(CLIENT_TIMEOUT_S)
-        if self._refusals:
-            remaining = self._redeliver_refused()
+        if self._refusals or self._refused_records:
+            # As exactly_once does after its abort: learn, rewind, reprocess.
+            self._learn_refusals()
+            self._reset_uncommitted(seek=True)
+            return
         if remaining or self._delivery_error is not None:
             raise StreamsError(
                 f"{remaining} records undelivered, error {self._delivery_error}; "
@@ -853,6 +861,7 @@ class Worker:
             )
         self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
         self.commits += 1
+        self._refused_content.clear()  # the rewound interval is done (or some of it: relearnt)
         if self._refused or self._suspects:  # forget the outputs of committed records
 
             def committed(output: OutputId) -> bool:
@@ -1054,12 +1063,6 @@ def _place(message: Message) -> TP:
     if topic is None or partition is None:
         raise StreamsError(f"a delivery report without a partition: {message!r}")
     return topic, partition
-
-
-def _headers(message: Message) -> list[tuple[str, bytes]]:
-    found = message.headers() or []
-    pairs = found.items() if isinstance(found, dict) else found
-    return [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
 
 
 def _refusal(error: KafkaError, message: Message) -> KafkaException:
