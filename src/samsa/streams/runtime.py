@@ -15,24 +15,21 @@ offset of the transaction, so processing resumes exactly at the committed offset
 producer stops the instance without committing anything; a retriable error is retried until
 `retry_deadline_ms`.
 
-An output the broker refuses for good (a delivery report of MSG_SIZE_TOO_LARGE, say: over the
-topic's max.message.bytes) has made the transaction abortable. Kafka Streams hands such errors
-to its ProductionExceptionHandler; so does this runtime. The transaction is aborted and the
-input rewound; the refused records are remembered by content. The broker refuses a whole
-batch, so on reprocessing an output that was refused together with others is produced alone
-(the producer flushed before and after); an output refused alone is the culprit, and the
-production handler decides about it instead of producing it (fail, skip, or dead-letter the
-input record, inside that transaction), so every other output is written exactly once and the
-instance does not rewind forever. A culprit found by producing it alone aborts once more (with
-librdkafka, the sequence number it used costs one more abort and an epoch bump). Outputs are
-tracked per input record (its topic, partition, offset and output index) only while refusals
-are being resolved: a delivery callback per record costs about 1 us. at_least_once rewinds the
-same way at its commit (outputs of that interval may repeat, as at_least_once allows), and
-hands a suspect that is refused alone to the handler at once.
-
 at_least_once commits the same way without the transaction: changelog and outputs are flushed,
 then the offsets are committed. at_most_once commits the offsets of each batch before it is
 processed.
+
+An output the broker refuses for good (a delivery report of MSG_SIZE_TOO_LARGE, say: over the
+topic's max.message.bytes) has made the transaction abortable; Kafka Streams hands such errors
+to its ProductionExceptionHandler, and so does this runtime. It aborts and rewinds, then, as
+the records are processed again, asks its book of refusals (refusals.py) about each output:
+produce it, produce it alone (the broker refuses whole batches: was it the culprit?), or hand it
+to the production handler inside the new transaction. So every other output is written exactly
+once and the instance does not rewind forever. With librdkafka, a culprit found by producing it
+alone costs one more abort and an epoch bump (the sequence number it used). Outputs are tracked
+(a delivery callback each, about 1 us) only while refusals are being resolved. at_least_once
+rewinds the same way at its commit (outputs of that interval may repeat, as it allows) and
+hands a culprit found alone to the handler at once.
 """
 
 from __future__ import annotations
@@ -62,6 +59,7 @@ from samsa.streams.guarantee import Guarantee
 from samsa.streams.handlers import ErrorKind, OnError, dead_letter_headers
 from samsa.streams.local import TaskDirectory
 from samsa.streams.punctuation import PunctuationType, Punctuator
+from samsa.streams.refusals import REFUSED, OutputId, Refusals, Verdict
 from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
@@ -98,19 +96,6 @@ _RECORD_REFUSED = frozenset(
 )
 
 
-# Delivery report errors that concern the record itself: the broker refuses it however often
-# it is sent (Kafka's RecordCollectorImpl gives these to the production handler). A broker
-# refuses a whole batch, so the records batched with the culprit get the same error.
-_DELIVERY_REFUSED = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.INVALID_RECORD,
-        KafkaError.INVALID_TIMESTAMP,
-    }
-)
-# An output of one input record: (topic, partition, offset, index among its outputs).
-OutputId = tuple[str, int, int, int]
 DEAD_LETTER_INDEX = -1  # the output index of an input record's dead letter
 
 
@@ -190,18 +175,7 @@ class Worker:
         self._outputs: list[tuple[str, bytes | None, bytes | None]] = []  # of that record
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
-        # Delivery reports of outputs the broker refused, not yet acted on: untracked ones
-        # (error, record) and tracked ones (output, error, record).
-        self._refused_records: list[tuple[KafkaError, Message]] = []
-        self._refusals: list[tuple[OutputId, KafkaError, Message]] = []
-        # Learnt from them: refused content, (topic, key, value) -> (refusal, refused alone),
-        # for the rewound interval; tracked outputs refused alone (the handler decides about
-        # them when their record is reprocessed) and with others (produced alone then).
-        self._refused_content: dict[
-            tuple[str, bytes | None, bytes | None], tuple[KafkaException, bool]
-        ] = {}
-        self._refused: dict[OutputId, KafkaException] = {}
-        self._suspects: set[OutputId] = set()
+        self._refusals = Refusals()  # outputs the broker refused (refusals.py)
         self._fenced = False
         self._failed = False  # stopped by a fault: nothing more is committed or checkpointed
         self.processed = 0
@@ -399,8 +373,7 @@ class Worker:
         except KafkaException as exc:
             log.warning("abort while stopping failed: %s", exc)
         self._in_txn = False
-        self._refusals.clear()
-        self._refused_records.clear()
+        self._refusals.drop_pending()
         self._reset_uncommitted(seek=False)
 
     # -- processing --
@@ -517,17 +490,14 @@ class Worker:
         message = self._message
         if message is None:
             raise StreamsError(f"an output to {topic} outside a record")
-        if not (self._refused_content or self._refused or self._suspects):
+        if not self._refusals.tracking:
             self._produce(topic, key, value, timestamp_ms=self._timestamp_ms, headers=headers)
             return None
         output = (*_where(message), index)
-        refused = self._refused.get(output)
-        if refused is not None:
+        verdict, refused = self._refusals.verdict(output, (topic, key, value))
+        if verdict is Verdict.REFUSED:
             return refused
-        content = self._refused_content.get((topic, key, value))
-        if content is not None and content[1]:
-            return content[0]  # refused alone before: the culprit
-        alone = content is not None or output in self._suspects
+        alone = verdict is Verdict.PRODUCE_ALONE
         if alone:
             self._flush_delivered()
         callback = functools.partial(self._on_output_delivery, output)
@@ -542,19 +512,15 @@ class Worker:
         if not alone:
             return None
         self._p.flush(CLIENT_TIMEOUT_S)
-        mine = [r for r in self._refusals if r[0] == output]
-        if not mine:
-            return None
-        self._refusals.remove(mine[0])
-        refused = _refusal(mine[0][1], mine[0][2])
-        if self.guarantee is not Guarantee.EXACTLY_ONCE:
+        refused = self._refusals.take(output)
+        if refused is None or self.guarantee is not Guarantee.EXACTLY_ONCE:
             return refused
-        self._refused[output] = refused  # the transaction is abortable now
+        self._refusals.confirm(output, refused)  # and the transaction is abortable now
         raise _Rewind(str(refused))
 
     def _flush_delivered(self) -> None:
         self._p.flush(CLIENT_TIMEOUT_S)
-        if self.guarantee is Guarantee.EXACTLY_ONCE and (self._refusals or self._refused_records):
+        if self.guarantee is Guarantee.EXACTLY_ONCE and self._refusals.pending:
             raise _Rewind("the broker refused outputs")
 
     def _handle(self, kind: ErrorKind, exc: BaseException) -> None:
@@ -675,44 +641,24 @@ class Worker:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             return
-        if error.code() in _DELIVERY_REFUSED and message.topic() in self.sinks:
-            self._refused_records.append((error, message))
+        if error.code() in REFUSED and message.topic() in self.sinks:
+            self._refusals.reported(error, message)
         elif self._delivery_error is None:
             self._delivery_error = error
 
     def _on_output_delivery(
         self, output: OutputId, error: KafkaError | None, message: Message
     ) -> None:
-        if error is not None and error.code() in _DELIVERY_REFUSED:
-            self._refusals.append((output, error, message))
+        if error is not None and error.code() in REFUSED:
+            self._refusals.reported_output(output, error, message)
         else:
             self._on_delivery(error, message)
 
     def _learn_refusals(self) -> None:
-        """After an abort (or an at_least_once rewind): which refused outputs were refused
-        alone (the only refused record of their partition, or a tracked suspect: the broker
-        refuses whole batches) and which only with others."""
-        refusals, self._refusals = self._refusals, []
-        records, self._refused_records = self._refused_records, []
-        per_partition = collections.Counter(_place(m) for _e, m in records)
-        per_partition.update(_place(m) for _o, _e, m in refusals)
-        for error, message in records:
-            alone = per_partition[_place(message)] == 1
-            content = (_place(message)[0], message.key(), message.value())
-            self._refused_content[content] = (_refusal(error, message), alone)
-        for output, error, message in refusals:
-            if output in self._suspects or per_partition[_place(message)] == 1:
-                self._suspects.discard(output)
-                self._refused[output] = _refusal(error, message)
-            else:
-                self._suspects.add(output)
-        if records or refusals:
-            log.warning(
-                "%s: the broker refused %d outputs for good (%s)",
-                self.instance_id,
-                len(records) + len(refusals),
-                (records or refusals)[0][-2].str(),
-            )
+        """After an abort, or at an at_least_once commit that will rewind instead."""
+        refused = self._refusals.learn()
+        if refused:
+            log.warning("%s: the broker refused %d outputs for good", self.instance_id, refused)
 
     # -- commits --
 
@@ -781,7 +727,7 @@ class Worker:
             return
         self._write_changelogs()
         remaining = self._p.flush(CLIENT_TIMEOUT_S)
-        if self._refusals or self._refused_records:
+        if self._refusals.pending:
             # As exactly_once does after its abort: learn, rewind, reprocess.
             self._learn_refusals()
             self._reset_uncommitted(seek=True)
@@ -861,14 +807,7 @@ class Worker:
             )
         self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
         self.commits += 1
-        self._refused_content.clear()  # the rewound interval is done (or some of it: relearnt)
-        if self._refused or self._suspects:  # forget the outputs of committed records
-
-            def committed(output: OutputId) -> bool:
-                return output[2] < self._positions.get(output[:2], -1)
-
-            self._refused = {o: e for o, e in self._refused.items() if not committed(o)}
-            self._suspects = {o for o in self._suspects if not committed(o)}
+        self._refusals.committed(self._positions)
         self._positions.clear()
         self._txn_start.clear()
 
@@ -1056,19 +995,6 @@ class Worker:
             f"from checkpoint {checkpoint}" if checkpoint else "discarded: restoring it all",
         )
         return stores, {t: o for t, o in checkpoint.items() if t in changelogs}
-
-
-def _place(message: Message) -> TP:
-    topic, partition = message.topic(), message.partition()
-    if topic is None or partition is None:
-        raise StreamsError(f"a delivery report without a partition: {message!r}")
-    return topic, partition
-
-
-def _refusal(error: KafkaError, message: Message) -> KafkaException:
-    topic, partition = _place(message)
-    text = f"output to {topic}[{partition}] refused by the broker: {error.str()}"
-    return KafkaException(KafkaError(error.code(), text))
 
 
 def _where(message: Message) -> tuple[str, int, int]:
