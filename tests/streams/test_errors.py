@@ -80,8 +80,9 @@ def read(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[
         consumer.close()
 
 
-def run_until(worker: Worker, done: Any) -> BaseException | None:
-    """Run `worker` in a thread until done() or it stops by itself; what it raised."""
+def run_until(worker: Worker, done: Any, deadline_s: float = DEADLINE_S) -> BaseException | None:
+    """Run `worker` in a thread until done(), it stops by itself or `deadline_s` passed; what
+    it raised."""
     raised: list[BaseException] = []
 
     def target() -> None:
@@ -92,13 +93,25 @@ def run_until(worker: Worker, done: Any) -> BaseException | None:
 
     thread = threading.Thread(target=target)
     thread.start()
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + deadline_s
     while thread.is_alive() and not done() and time.monotonic() < deadline:
         time.sleep(0.02)
     worker.stop()
     thread.join(DEADLINE_S)
     assert not thread.is_alive()
     return raised[0] if raised else None
+
+
+def committed_offset(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offset of partition 0 of `topic` (-1001: none)."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0}
+    )
+    try:
+        found = consumer.committed([confluent_kafka.TopicPartition(topic, 0)], timeout=15)
+        return int(found[0].offset)
+    finally:
+        consumer.close()
 
 
 def test_fail_stops_with_the_poison_records_topic_partition_and_offset(bootstrap: str) -> None:
@@ -236,3 +249,79 @@ def test_dead_letters_are_in_the_transaction_and_written_once(bootstrap: str) ->
         "production_errors": 2,
         "dead_lettered": 4,
     }
+
+
+# An output topic's max.message.bytes below the client's limit: the client sends the oversized
+# output and the broker refuses its whole batch (MESSAGE_TOO_LARGE), good outputs batched with
+# it included, in a delivery report after produce() returned.
+OUTPUT_BYTES_MAX = 2_000
+
+
+def oversized_app(
+    bootstrap: str, choice: str, guarantee: str
+) -> tuple[App, list[tuple[bytes, bytes]]]:
+    """Inputs 0..11; input n gives outputs "n.0" and "n.1", except that input 5's second output
+    is larger than the output topic accepts."""
+    name = f"big-{choice}-{guarantee}"
+    records = [(b"k", str(n).encode()) for n in range(12)]
+    produce(bootstrap, f"{name}-in", records)
+    app = App(name, bootstrap_servers=bootstrap, on_production_error=choice)
+
+    def outputs(key: str, value: str) -> list[tuple[str, str]]:
+        second = "x" * 3 * OUTPUT_BYTES_MAX if value == "5" else f"{value}.1"
+        return [(key, f"{value}.0"), (key, second)]
+
+    out = app.topic(
+        f"{name}-out", key="str", value="str", config={"max.message.bytes": str(OUTPUT_BYTES_MAX)}
+    )
+    app.stream(app.topic(f"{name}-in", key="str", value="str")).flat_map(outputs).to(out)
+    return app, records
+
+
+@pytest.mark.parametrize(
+    ("choice", "guarantee"),
+    [
+        ("skip", "exactly_once"),
+        ("dead_letter", "exactly_once"),
+        ("fail", "exactly_once"),
+        ("skip", "at_least_once"),
+        ("dead_letter", "at_least_once"),
+    ],
+)
+def test_an_output_the_broker_refuses_is_handled_once(
+    choice: str, guarantee: str, bootstrap: str
+) -> None:
+    """Under exactly_once the refusal aborts the transaction; the instance rewinds, and on
+    reprocessing applies the handler to that one output, so the result is exactly once; it
+    does not rewind forever."""
+    app, records = oversized_app(bootstrap, choice, guarantee)
+    name = app.settings.application_id
+    want = [f"{n}.{i}" for n in range(12) for i in (0, 1) if (n, i) != (5, 1)]
+    worker = app.worker(processing_guarantee=guarantee, instance_id="one", commit_interval_ms=50)
+    began = time.monotonic()
+    raised = run_until(worker, lambda: worker.committed == len(records), deadline_s=20)
+    assert time.monotonic() - began < 20, "still rewinding after 20 s"
+    got = [m.value().decode() for m in read(bootstrap, f"{name}-out")]
+    assert worker.counters["production_errors"] == 1, (raised, worker.counters, got)
+    # A batch refused whole, the culprit alone, the epoch bump librdkafka needs after it.
+    assert 1 <= worker.aborts <= 3 if guarantee == "exactly_once" else worker.aborts == 0
+    if choice == "fail":
+        assert isinstance(raised, ProcessingError)
+        assert f"production of {name}-in[0]@5 failed" in str(raised)
+        assert f"{name}-out" in str(raised) and "MSG_SIZE_TOO_LARGE" in str(raised)
+        assert got == want[: len(got)] and len(got) <= 10  # nothing of input 5 or later
+        assert committed_offset(bootstrap, name, f"{name}-in") <= 5
+        return
+    assert raised is None
+    letters = read(bootstrap, f"{name}-dlq") if choice == "dead_letter" else []
+    dead = [(m.key(), m.value()) for m in letters]
+    if guarantee == "at_least_once":  # rewound at the commit: outputs may repeat
+        got, dead, want = sorted(set(got)), sorted(set(dead)), sorted(want)
+    assert got == want
+    if choice == "dead_letter":
+        assert dead == [records[5]]
+        headers = {k.removeprefix(HEADER_PREFIX): v.decode() for k, v in letters[0].headers()}
+        assert (headers["kind"], headers["offset"]) == ("production", "5")
+        assert worker.counters["dead_lettered"] == 1
+    else:
+        assert worker.counters["skipped"] == 1

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 from hypothesis import given
 from hypothesis import strategies as st
 
 from samsa.streams import JSON, STR, App, Guarantee, KeyValueStore, StoreSpec
 from samsa.streams.errors import Action, classify
+from samsa.streams.refusals import Refusals, Verdict
 from samsa.streams.topology import Topic
 
 json_values = st.recursive(
@@ -150,3 +151,51 @@ def test_error_handling_choices_are_checked_up_front() -> None:
     assert app.settings.dead_letters() == "t-dlq"
     with pytest.raises(ValueError, match="unknown error handling"):
         App("t", on_processing_error="ignore")
+
+
+TOO_LARGE = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+
+
+def refused(value: bytes, partition: int = 0) -> Message:
+    return Message(topic="out", partition=partition, key=b"k", value=value)
+
+
+def test_a_batch_refused_whole_makes_suspects_and_the_one_refused_alone_the_culprit() -> None:
+    book = Refusals()
+    assert not book.tracking
+    for value in (b"a", b"huge", b"b"):  # one batch: the broker refused all three
+        book.reported(TOO_LARGE, refused(value))
+    book.reported(TOO_LARGE, refused(b"other", partition=1))  # alone in its partition
+    assert book.pending and book.learn() == 4 and not book.pending and book.tracking
+    first, second = ("in", 0, 7, 0), ("in", 0, 7, 1)
+    assert book.verdict(first, ("out", b"k", b"a")) == (Verdict.PRODUCE_ALONE, None)
+    verdict, refusal = book.verdict(second, ("out", b"k", b"other"))
+    assert verdict is Verdict.REFUSED and refusal is not None
+    assert "output to out[1] refused" in str(refusal) and "MSG_SIZE_TOO_LARGE" in str(refusal)
+    assert book.verdict(("in", 0, 8, 0), ("out", b"k", b"new")) == (Verdict.PRODUCE, None)
+    # Produced alone: "a" is delivered, "huge" refused again, alone now: the culprit.
+    huge = ("in", 0, 8, 1)
+    assert book.take(first) is None
+    book.reported_output(huge, TOO_LARGE, refused(b"huge"))
+    culprit = book.take(huge)
+    assert culprit is not None
+    book.confirm(huge, culprit)
+    assert book.verdict(huge, ("out", b"k", b"changed")) == (Verdict.REFUSED, culprit)
+    # A commit past offset 8 forgets it all; one up to 8 (next offset 8) keeps offset 8.
+    book.committed({("in", 0): 8})
+    assert book.verdict(huge, ("out", b"k", b"huge"))[0] is Verdict.REFUSED
+    book.committed({("in", 0): 9})
+    assert not book.tracking
+
+
+def test_tracked_outputs_refused_together_are_suspects_until_refused_alone() -> None:
+    book = Refusals()
+    outputs = [("in", 0, n, 0) for n in range(3)]
+    for n, output in enumerate(outputs):
+        book.reported_output(output, TOO_LARGE, refused(bytes([n])))
+    book.learn()
+    assert {book.verdict(o, ("out", b"k", b"x"))[0] for o in outputs} == {Verdict.PRODUCE_ALONE}
+    book.reported_output(outputs[2], TOO_LARGE, refused(b"\x02"))
+    book.learn()  # a suspect refused again: it was produced alone
+    assert book.verdict(outputs[2], ("out", b"k", b"x"))[0] is Verdict.REFUSED
+    assert book.verdict(outputs[0], ("out", b"k", b"x"))[0] is Verdict.PRODUCE_ALONE

@@ -12,7 +12,8 @@ exception handlers decide it (`deserialization.exception.handler`,
 
 A processing error undoes the record's store writes and drops its outputs (a record is applied
 whole or not at all). A production error (an output that cannot be serialised or produced) is
-handled per output record, as Kafka's production handler is.
+handled per output record, as Kafka's production handler is, whether the client refuses it
+in produce() or the broker in the delivery report (runtime.py says how, under exactly_once).
 """
 
 from __future__ import annotations

@@ -18,11 +18,24 @@ producer stops the instance without committing anything; a retriable error is re
 at_least_once commits the same way without the transaction: changelog and outputs are flushed,
 then the offsets are committed. at_most_once commits the offsets of each batch before it is
 processed.
+
+An output the broker refuses for good (a delivery report of MSG_SIZE_TOO_LARGE, say: over the
+topic's max.message.bytes) has made the transaction abortable; Kafka Streams hands such errors
+to its ProductionExceptionHandler, and so does this runtime. It aborts and rewinds, then, as
+the records are processed again, asks its book of refusals (refusals.py) about each output:
+produce it, produce it alone (the broker refuses whole batches: was it the culprit?), or hand it
+to the production handler inside the new transaction. So every other output is written exactly
+once and the instance does not rewind forever. With librdkafka, a culprit found by producing it
+alone costs one more abort and an epoch bump (the sequence number it used). Outputs are tracked
+(a delivery callback each, about 1 us) only while refusals are being resolved. at_least_once
+rewinds the same way at its commit (outputs of that interval may repeat, as it allows) and
+hands a culprit found alone to the handler at once.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -46,6 +59,7 @@ from samsa.streams.guarantee import Guarantee
 from samsa.streams.handlers import ErrorKind, OnError, dead_letter_headers
 from samsa.streams.local import TaskDirectory
 from samsa.streams.punctuation import PunctuationType, Punctuator
+from samsa.streams.refusals import REFUSED, OutputId, Refusals, Verdict
 from samsa.streams.serde import BYTES
 from samsa.streams.settings import Settings
 from samsa.streams.store import KeyValueStore, StoreSpec
@@ -82,8 +96,16 @@ _RECORD_REFUSED = frozenset(
 )
 
 
+DEAD_LETTER_INDEX = -1  # the output index of an input record's dead letter
+
+
 class _Unproducible(Exception):
     """The client refused to produce one record (its cause chained)."""
+
+
+class _Rewind(StreamsError):
+    """exactly_once: the transaction can only be aborted (the broker refused an output, say);
+    the loop aborts it and rewinds the input (see the module docstring)."""
 
 
 class Worker:
@@ -153,6 +175,7 @@ class Worker:
         self._outputs: list[tuple[str, bytes | None, bytes | None]] = []  # of that record
         self._callback_error: BaseException | None = None
         self._delivery_error: KafkaError | None = None
+        self._refusals = Refusals()  # outputs the broker refused (refusals.py)
         self._fenced = False
         self._failed = False  # stopped by a fault: nothing more is committed or checkpointed
         self.processed = 0
@@ -287,11 +310,16 @@ class Worker:
                 )
             if messages and self.guarantee is Guarantee.AT_MOST_ONCE:
                 self._commit_offsets(self._next_offsets(messages))
-            for message in messages:
-                self._process(message)
-            if self.punctuators:
-                wall_ms = int(time.time() * 1000)
-                self._punctuate(PunctuationType.WALL_CLOCK_TIME, sorted(self._tasks), wall_ms)
+            try:
+                for message in messages:
+                    self._process(message)
+                if self.punctuators:
+                    wall_ms = int(time.time() * 1000)
+                    self._punctuate(PunctuationType.WALL_CLOCK_TIME, sorted(self._tasks), wall_ms)
+            except _Rewind as exc:
+                log.warning("%s: %s; aborting and rewinding", self.instance_id, exc)
+                self._abort()
+                continue  # the rest of `messages` comes again from the rewound positions
             self._p.poll(0)
             now = time.monotonic()
             if (self._positions or self._dirty) and now - self._opened_at >= interval_s:
@@ -345,6 +373,7 @@ class Worker:
         except KafkaException as exc:
             log.warning("abort while stopping failed: %s", exc)
         self._in_txn = False
+        self._refusals.drop_pending()
         self._reset_uncommitted(seek=False)
 
     # -- processing --
@@ -355,6 +384,7 @@ class Worker:
         if tp not in self._assigned:
             return
         self._begin()
+        self._txn_start.setdefault(tp, offset)  # before processing: a _Rewind seeks here
         source, root = self.sources[topic]
         self._partition = partition
         self._timestamp_ms = message.timestamp()[1]
@@ -367,7 +397,6 @@ class Worker:
             self._handle(ErrorKind.DESERIALIZATION, exc)
         else:
             self._push(root, key, value)
-        self._txn_start.setdefault(tp, offset)
         self._positions[tp] = offset + 1
         self.processed += 1
         if self.punctuators:
@@ -440,11 +469,59 @@ class Worker:
             self._handle(ErrorKind.PROCESSING, exc)
             return
         outputs, self._outputs = self._outputs, []
-        for topic, out_key, out_value in outputs:
+        for index, (topic, out_key, out_value) in enumerate(outputs):
             try:
-                self._produce(topic, out_key, out_value, timestamp_ms=self._timestamp_ms)
+                refused = self._produce_output(index, topic, out_key, out_value)
             except _Unproducible as exc:
-                self._handle(ErrorKind.PRODUCTION, exc.__cause__ or exc)
+                refused = exc.__cause__ or exc
+            if refused is not None:
+                self._handle(ErrorKind.PRODUCTION, refused)
+
+    def _produce_output(
+        self,
+        index: int,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> BaseException | None:
+        """Produce output `index` of the current record, or return the broker's refusal of it
+        learnt in an earlier pass (exactly_once). A suspect is produced alone."""
+        message = self._message
+        if message is None:
+            raise StreamsError(f"an output to {topic} outside a record")
+        if not self._refusals.tracking:
+            self._produce(topic, key, value, timestamp_ms=self._timestamp_ms, headers=headers)
+            return None
+        output = (*_where(message), index)
+        verdict, refused = self._refusals.verdict(output, (topic, key, value))
+        if verdict is Verdict.REFUSED:
+            return refused
+        alone = verdict is Verdict.PRODUCE_ALONE
+        if alone:
+            self._flush_delivered()
+        callback = functools.partial(self._on_output_delivery, output)
+        self._produce(
+            topic,
+            key,
+            value,
+            timestamp_ms=self._timestamp_ms,
+            headers=headers,
+            on_delivery=callback,
+        )
+        if not alone:
+            return None
+        self._p.flush(CLIENT_TIMEOUT_S)
+        refused = self._refusals.take(output)
+        if refused is None or self.guarantee is not Guarantee.EXACTLY_ONCE:
+            return refused
+        self._refusals.confirm(output, refused)  # and the transaction is abortable now
+        raise _Rewind(str(refused))
+
+    def _flush_delivered(self) -> None:
+        self._p.flush(CLIENT_TIMEOUT_S)
+        if self.guarantee is Guarantee.EXACTLY_ONCE and self._refusals.pending:
+            raise _Rewind("the broker refused outputs")
 
     def _handle(self, kind: ErrorKind, exc: BaseException) -> None:
         """A record could not be deserialised, processed or produced: fail, skip or
@@ -466,15 +543,14 @@ class Worker:
         now_ms = int(time.time() * 1000)
         headers = dead_letter_headers(kind, exc, topic, partition, offset, now_ms)
         try:
-            self._produce(
-                self.settings.dead_letters(),
-                message.key(),
-                message.value(),
-                timestamp_ms=self._timestamp_ms,
-                headers=headers,
+            dead_letters = self.settings.dead_letters()
+            refused = self._produce_output(
+                DEAD_LETTER_INDEX, dead_letters, message.key(), message.value(), headers
             )
         except _Unproducible as failed:
-            raise ProcessingError(f"{where}; and dead-lettering it failed: {failed}") from exc
+            refused = failed
+        if refused is not None:
+            raise ProcessingError(f"{where}; and dead-lettering it failed: {refused}") from exc
         self.counters["dead_lettered"] += 1
 
     def _add_changelogs(self, partition: int) -> None:
@@ -534,14 +610,18 @@ class Worker:
         *,
         timestamp_ms: int = 0,
         headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Produce one record; raises _Unproducible if the client refuses this record (too
-        large, say) while the producer itself is fine."""
+        large, say) while the producer itself is fine, and _Rewind if the client refuses it
+        because the broker refused an output of this transaction."""
         args: dict[str, Any] = {"timestamp": max(timestamp_ms, 0)}
         if partition is not None:
             args["partition"] = partition
         if headers:
             args["headers"] = headers
+        if on_delivery is not None:
+            args["on_delivery"] = on_delivery
         while True:
             try:
                 self._p.produce(topic, value, key, **args)
@@ -552,11 +632,33 @@ class Worker:
                 error = error_of(exc)
                 if error.code() in _RECORD_REFUSED:
                     raise _Unproducible(f"produce to {topic}: {exc}") from exc
+                if error.code() == KafkaError._STATE and self.guarantee is Guarantee.EXACTLY_ONCE:
+                    # The transaction is abortable: a refused output, or what the client
+                    # makes of the sequence number that output used (it bumps the epoch).
+                    raise _Rewind(f"produce to {topic}: {error.str()}") from exc
                 self._fail(exc, "produce")
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None and self._delivery_error is None:
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        if error.code() in REFUSED and message.topic() in self.sinks:
+            self._refusals.reported(error, message)
+        elif self._delivery_error is None:
             self._delivery_error = error
+
+    def _on_output_delivery(
+        self, output: OutputId, error: KafkaError | None, message: Message
+    ) -> None:
+        if error is not None and error.code() in REFUSED:
+            self._refusals.reported_output(output, error, message)
+        else:
+            self._on_delivery(error, message)
+
+    def _learn_refusals(self) -> None:
+        """After an abort, or at an at_least_once commit that will rewind instead."""
+        refused = self._refusals.learn()
+        if refused:
+            log.warning("%s: the broker refused %d outputs for good", self.instance_id, refused)
 
     # -- commits --
 
@@ -596,6 +698,10 @@ class Worker:
                     lambda: self._p.send_offsets_to_transaction(offsets, metadata, CLIENT_TIMEOUT_S)
                 )
             self._retrying(lambda: self._p.commit_transaction(CLIENT_TIMEOUT_S))
+        except _Rewind as exc:
+            log.warning("%s: %s; aborting and rewinding", self.instance_id, exc)
+            self._abort()
+            return
         except KafkaException as exc:
             if classify(error_of(exc)) is Action.ABORT:
                 log.warning("%s: transaction aborted (%s); rewinding", self.instance_id, exc)
@@ -612,6 +718,8 @@ class Worker:
             self._fail(exc, "abort")
         self._in_txn = False
         self.aborts += 1
+        self._p.poll(0)  # the delivery reports of the aborted transaction's outputs
+        self._learn_refusals()
         self._reset_uncommitted(seek=True)
 
     def _commit_flush(self) -> None:
@@ -619,6 +727,11 @@ class Worker:
             return
         self._write_changelogs()
         remaining = self._p.flush(CLIENT_TIMEOUT_S)
+        if self._refusals.pending:
+            # As exactly_once does after its abort: learn, rewind, reprocess.
+            self._learn_refusals()
+            self._reset_uncommitted(seek=True)
+            return
         if remaining or self._delivery_error is not None:
             raise StreamsError(
                 f"{remaining} records undelivered, error {self._delivery_error}; "
@@ -694,6 +807,7 @@ class Worker:
             )
         self.committed += sum(self._positions[tp] - self._txn_start[tp] for tp in self._positions)
         self.commits += 1
+        self._refusals.committed(self._positions)
         self._positions.clear()
         self._txn_start.clear()
 
