@@ -57,6 +57,13 @@ def _positive(value: str) -> int:
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
 
 
+def _rate(value: str) -> float:
+    rate = float(value)
+    if not rate > 0:
+        raise ValueError("must be greater than 0")
+    return rate
+
+
 def _timestamp_type(value: str) -> str:
     if value.strip() not in TIMESTAMP_TYPES:
         raise ValueError(f"expected one of {', '.join(TIMESTAMP_TYPES)}")
@@ -211,6 +218,11 @@ class BrokerConfig:
     producer_id_expiration_check_interval_ms: int = 600_000
     # samsa's own: the background check of every stored batch's CRC (`samsa.log.scrub`). A
     # pass starts at start-up and then every interval; reads are paced to the rate.
+    # The log cleaner (`samsa.log.cleaner`): Kafka's settings. Kafka looks for work every
+    # 15 s (`log.cleaner.backoff.ms`); samsa, mostly run in tests, every second.
+    log_cleaner_enable: bool = True
+    log_cleaner_backoff_ms: int = 1000
+    log_cleaner_io_max_bytes_per_second: float = 1.7976931348623157e308
     log_scrubber_enable: bool = True
     log_scrubber_bytes_per_second: int = 16 * 1024 * 1024
     log_scrubber_interval_ms: int = 24 * HOUR_MS
@@ -302,6 +314,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "producer_id_expiration_check_interval_ms",
         _int,
     ),
+    "log.cleaner.enable": ("log_cleaner_enable", _bool),
+    "log.cleaner.backoff.ms": ("log_cleaner_backoff_ms", _non_negative),
+    "log.cleaner.io.max.bytes.per.second": ("log_cleaner_io_max_bytes_per_second", _rate),
     "log.scrubber.enable": ("log_scrubber_enable", _bool),
     "log.scrubber.bytes.per.second": ("log_scrubber_bytes_per_second", _int),
     "log.scrubber.interval.ms": ("log_scrubber_interval_ms", _int),

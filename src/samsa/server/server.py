@@ -33,6 +33,7 @@ from samsa.broker.outcomes import (
     Reply,
 )
 from samsa.durability import ContinuationFailed, Driver
+from samsa.log.cleaner import LogCleaner
 from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
@@ -55,6 +56,12 @@ SHUTDOWN_DRAIN_S = 5.0
 GROUP_TICK_MS = 100
 # The scrubber's pace: a slice of its byte budget every tick.
 SCRUB_TICK_MS = 100
+# The log cleaner's pace: every tick it works for at most a slice of the loop's time (so it
+# takes at most a tenth of it and producers are not starved), and within
+# log.cleaner.io.max.bytes.per.second; each `step` is a few batches, so a slice ends on time.
+CLEAN_TICK_MS = 50
+CLEAN_SLICE_S = 0.005
+CLEAN_STEP_BYTES = 64 * 1024
 # How often connections are looked over (idle ones closed, quiet ones' buffers let go), at most.
 SWEEP_MS = 1000
 
@@ -108,6 +115,9 @@ class BrokerServer:
         self.connections_closed_for_errors = 0
         self.scrubber = Scrubber(
             broker.topics.logs, broker.clock_ms, broker.config.log_scrubber_interval_ms
+        )
+        self.cleaner = LogCleaner(
+            broker.topics.logs, broker.clock_ms, broker.config.log_cleaner_backoff_ms
         )
 
     @property
@@ -168,6 +178,8 @@ class BrokerServer:
         self._timers.append(asyncio.create_task(self._every(GROUP_TICK_MS, self._group_tick)))
         if config.log_scrubber_enable and config.log_scrubber_bytes_per_second > 0:
             self._timers.append(asyncio.create_task(self._every(SCRUB_TICK_MS, self._scrub)))
+        if config.log_cleaner_enable:
+            self._timers.append(asyncio.create_task(self._every(CLEAN_TICK_MS, self._clean)))
         self.drive()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
@@ -259,6 +271,17 @@ class BrokerServer:
     async def _scrub(self) -> None:
         rate = self.broker.config.log_scrubber_bytes_per_second
         self.scrubber.step(max(rate * SCRUB_TICK_MS // 1000, 1))
+
+    async def _clean(self) -> None:
+        rate = self.broker.config.log_cleaner_io_max_bytes_per_second
+        budget = rate * CLEAN_TICK_MS / 1000
+        deadline = time.monotonic() + CLEAN_SLICE_S
+        done = 0
+        while done < budget and time.monotonic() < deadline:
+            step = self.cleaner.step(int(min(CLEAN_STEP_BYTES, max(budget - done, 1))))
+            if step == 0:
+                break
+            done += step
 
     async def _retention(self) -> None:
         now_ms = self.broker.clock_ms()
