@@ -84,7 +84,9 @@ def consume_all(
                 if error.code() == KafkaError._PARTITION_EOF:
                     return seen
                 raise AssertionError(error)
-            seen.append((message.offset(), message.key(), message.value()))
+            offset = message.offset()
+            assert offset is not None
+            seen.append((offset, message.key(), message.value()))
     finally:
         consumer.close()
     raise AssertionError(f"no end of partition within {DEADLINE_S} s")

@@ -43,6 +43,8 @@ from samsa.log.partition import PartitionLog
 from samsa.log.segment import Segment, segment_name
 from samsa.log.txn_index import AbortedTxn
 from samsa.protocol.batch import parse_header
+from samsa.protocol.compression import DecompressionFailed
+from samsa.protocol.records_walk import RecordsInvalid
 
 log = logging.getLogger("samsa.cleaner")
 
@@ -123,6 +125,13 @@ class LogCleaner:
                 self._pass = None
                 self.stats.passes_dropped += 1
                 log.info("cleaning pass dropped: %s", exc)
+            except (RecordsInvalid, DecompressionFailed, OSError) as exc:
+                # A batch stored before records were validated, or a read that failed: this
+                # pass cannot go on; the log is looked at again after the backoff.
+                self._pass = None
+                self.stats.passes_dropped += 1
+                self._next_check_ms = self._clock_ms() + self.backoff_ms
+                log.warning("cleaning pass given up: %s", exc)
         return done
 
     def run_until_idle(self) -> int:
