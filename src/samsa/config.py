@@ -221,6 +221,10 @@ class BrokerConfig:
     # The log cleaner (`samsa.log.cleaner`): Kafka's settings. Kafka looks for work every
     # 15 s (`log.cleaner.backoff.ms`); samsa, mostly run in tests, every second.
     log_cleaner_enable: bool = True
+    # The coordinators' logs' segment size (Kafka's names and defaults): only a rolled segment
+    # is compacted, so this bounds what a restart replays beyond the live groups and ids.
+    offsets_topic_segment_bytes: int = 104_857_600
+    transaction_state_log_segment_bytes: int = 104_857_600
     log_cleaner_backoff_ms: int = 1000
     log_cleaner_io_max_bytes_per_second: float = 1.7976931348623157e308
     log_scrubber_enable: bool = True
@@ -315,6 +319,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         _int,
     ),
     "log.cleaner.enable": ("log_cleaner_enable", _bool),
+    "offsets.topic.segment.bytes": ("offsets_topic_segment_bytes", _positive),
+    "transaction.state.log.segment.bytes": ("transaction_state_log_segment_bytes", _positive),
     "log.cleaner.backoff.ms": ("log_cleaner_backoff_ms", _non_negative),
     "log.cleaner.io.max.bytes.per.second": ("log_cleaner_io_max_bytes_per_second", _rate),
     "log.scrubber.enable": ("log_scrubber_enable", _bool),

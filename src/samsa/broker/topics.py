@@ -185,8 +185,13 @@ class Topics:
         # (which a client can change with AlterConfigs): their state is their replay.
         keep_all = topic.is_internal
         policy = _listed(self.setting(topic, "cleanup.policy"))
+        segment_bytes = int(self.setting(topic, "segment.bytes"))
+        if topic.name == "__consumer_offsets":
+            segment_bytes = self.config.offsets_topic_segment_bytes
+        elif topic.name == "__transaction_state":
+            segment_bytes = self.config.transaction_state_log_segment_bytes
         return LogConfig(
-            segment_bytes=int(self.setting(topic, "segment.bytes")),
+            segment_bytes=segment_bytes,
             segment_ms=int(self.setting(topic, "segment.ms")),
             retention_ms=-1 if keep_all else int(self.setting(topic, "retention.ms")),
             retention_bytes=-1 if keep_all else int(self.setting(topic, "retention.bytes")),
@@ -201,7 +206,7 @@ class Topics:
                 min_compaction_lag_ms=int(self.setting(topic, "min.compaction.lag.ms")),
                 max_compaction_lag_ms=int(self.setting(topic, "max.compaction.lag.ms")),
                 min_cleanable_dirty_ratio=float(self.setting(topic, "min.cleanable.dirty.ratio")),
-                segment_bytes=int(self.setting(topic, "segment.bytes")),
+                segment_bytes=segment_bytes,
             ),
         )
 
