@@ -41,7 +41,7 @@ def records(broker: EmbeddedBroker, topic: str) -> list[tuple[bytes | None, byte
         assert broker.server is not None
         log = broker.server.broker.topics.partition(topic, 0)
         assert log is not None
-        found = []
+        found: list[tuple[bytes | None, bytes | None]] = []
         for header, data in log.batches(log.log_start_offset, log.high_watermark):
             if not header.is_control:
                 found.extend((r.key, r.value) for r in read_batch(data, 0)[0].records)
@@ -75,7 +75,8 @@ def test_coordinator_logs_are_compacted_and_restart_with_the_same_state(
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     deleted = GROUPS[-1]
     admin.delete_consumer_groups([deleted], request_timeout=DEADLINE_S)[deleted].result(DEADLINE_S)
-    # Transactions: one id that stays, one that expires.
+    # Transactions: one id that stays, one that goes idle and expires.
+    producers = {}
     for transactional_id in ("tx-live", "tx-expiring"):
         producer = Producer(
             {"bootstrap.servers": broker.bootstrap, "transactional.id": transactional_id}
@@ -85,10 +86,8 @@ def test_coordinator_logs_are_compacted_and_restart_with_the_same_state(
             producer.begin_transaction()
             producer.produce("src", b"v%d" % n, b"k", partition=0)
             producer.commit_transaction(DEADLINE_S)
-        if transactional_id == "tx-expiring":
-            producer = None  # idle from now on: it expires
-        else:
-            keep_alive = producer
+        producers[transactional_id] = producer
+    keep_alive = producers["tx-live"]
     # More commits roll the segments, so what is above gets compacted.
     filler = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "filler"})
 

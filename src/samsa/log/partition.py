@@ -684,6 +684,14 @@ class PartitionLog:
         too_big = active.size + incoming_bytes > self.config.segment_bytes
         too_old = now_ms - active.created_ms >= self.config.roll_ms
         if too_big or too_old:
+            # The rolled segment is made durable first: a crash must not take back its tail
+            # while a later segment survives (a gap no recovery can tell from lost data, now
+            # that segments roll often on compacted topics). A failed fsync is never retried
+            # (see `fail_sync`): the log goes offline.
+            try:
+                active.sync()
+            except OSError as exc:
+                raise SegmentDamaged(f"{active.path}.log: fsync at roll failed: {exc}") from exc
             active.sync_indexes()
             self._add_segment(self.log_end_offset, now_ms)
             self.take_snapshot()
