@@ -51,6 +51,21 @@ log = logging.getLogger("samsa.cleaner")
 SWAP_STEPS = ("built", "committed", "old-deleted", "renamed", "swapped", "checkpointed")
 
 
+@dataclass(frozen=True, slots=True)
+class IoJob:
+    """Blocking work a pass needs done before it goes on (the fsyncs of a cleaned segment):
+    it touches only the pass's own new files, so it may run on another thread."""
+
+    calls: tuple[Callable[[], None], ...]
+
+    def __init__(self, *calls: Callable[[], None]) -> None:
+        object.__setattr__(self, "calls", calls)
+
+    def run(self) -> None:
+        for call in self.calls:
+            call()
+
+
 class PassDropped(Exception):
     """The log changed under a pass in a way it cannot follow; the pass starts over later."""
 
@@ -80,10 +95,12 @@ def first_dirty_offset(partition_log: PartitionLog) -> int:
 def plan_for(partition_log: PartitionLog, now_ms: int) -> CleanRange | None:
     if partition_log.offline is not None or partition_log.deleted:
         return None
+    # A segment an fsync round has yet to cover is not cleaned (nor anything after it).
+    unsynced = [s.base_offset for s in partition_log.segments if not partition_log.is_synced(s)]
     return plan(
         segment_infos(partition_log),
         first_dirty_offset(partition_log),
-        partition_log.last_stable_offset,
+        min([partition_log.last_stable_offset, *unsynced]),
         now_ms,
         partition_log.config.compaction,
     )
@@ -102,7 +119,11 @@ class LogCleaner:
         self.backoff_ms = backoff_ms
         self.crash_hook = crash_hook
         self.stats = CleanerStats()
-        self._pass: Iterator[int] | None = None
+        self._pass: Iterator[int | IoJob] | None = None
+        # With `offload_io`, `step` stops at a blocking job (an fsync) and leaves it here for
+        # the caller to run off the event loop; the pass goes on at the next `step`.
+        self.offload_io = False
+        self.pending_io: IoJob | None = None
         self._next_check_ms = clock_ms()
 
     @property
@@ -111,19 +132,29 @@ class LogCleaner:
 
     def step(self, budget_bytes: int) -> int:
         """Clean up to about `budget_bytes` (read plus written, whole batches)."""
+        if self.pending_io is not None:
+            raise RuntimeError("the cleaner's pending I/O job has not been run")
         done = 0
         while done < budget_bytes:
             if self._pass is None and not self._start_pass():
                 break
             assert self._pass is not None
             try:
-                done += next(self._pass)
+                item = next(self._pass)
+                if isinstance(item, IoJob):
+                    if self.offload_io:
+                        self.pending_io = item
+                        return done
+                    item.run()
+                else:
+                    done += item
             except StopIteration:
                 self._pass = None
                 self.stats.passes += 1
             except PassDropped as exc:
                 self._pass = None
                 self.stats.passes_dropped += 1
+                self._next_check_ms = self._clock_ms() + self.backoff_ms
                 log.info("cleaning pass dropped: %s", exc)
             except (RecordsInvalid, DecompressionFailed, OSError) as exc:
                 # A batch stored before records were validated, or a read that failed: this
@@ -171,7 +202,7 @@ class LogCleaner:
 
 def _clean(
     partition_log: PartitionLog, cleanable: CleanRange, now_ms: int, cleaner: LogCleaner
-) -> Iterator[int]:
+) -> Iterator[int | IoJob]:
     """One pass over one log; yields the bytes of each batch read or written."""
     storage, directory = partition_log.storage, partition_log.directory
     inflated_max = partition_log.config.inflated_bytes_max
@@ -214,7 +245,7 @@ def _clean(
 
 def _clean_group(
     partition_log: PartitionLog, old: list[Segment], cleaning: CleaningPass, cleaner: LogCleaner
-) -> Iterator[int]:
+) -> Iterator[int | IoJob]:
     storage, directory = partition_log.storage, partition_log.directory
     base = old[0].base_offset
     interval = partition_log.config.index_interval_bytes
@@ -237,8 +268,7 @@ def _clean_group(
                     if indexed and entry is not None:
                         cleaned.txn_index.append(entry)
                 yield header.size
-        cleaned.sync()
-        cleaned.sync_indexes()
+        yield IoJob(cleaned.sync, cleaned.sync_indexes)
         cleaned.close()
         cleaner.crash_point("built")
         _check_still_there(partition_log, old)

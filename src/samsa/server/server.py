@@ -119,6 +119,8 @@ class BrokerServer:
         self.cleaner = LogCleaner(
             broker.topics.logs, broker.clock_ms, broker.config.log_cleaner_backoff_ms
         )
+        self.cleaner.offload_io = True
+        self._cleaner_io = ThreadPoolExecutor(1, thread_name_prefix="samsa-cleaner")
 
     @property
     def port(self) -> int:
@@ -212,6 +214,7 @@ class BrokerServer:
         # Work under way finishes (its files are in place or cleaned up); its answer is not sent,
         # and what it made without an entry in topics.json the next start removes.
         self._worker.shutdown(wait=True)
+        self._cleaner_io.shutdown(wait=True)
         self.broker.close()
 
     # ----------------------------------------------------------------- timers
@@ -273,13 +276,18 @@ class BrokerServer:
         self.scrubber.step(max(rate * SCRUB_TICK_MS // 1000, 1))
 
     async def _clean(self) -> None:
+        cleaner = self.cleaner
+        if cleaner.pending_io is not None:
+            # The fsyncs of a cleaned segment: on a worker thread, as the group commit's are.
+            job, cleaner.pending_io = cleaner.pending_io, None
+            await asyncio.get_running_loop().run_in_executor(self._cleaner_io, job.run)
         rate = self.broker.config.log_cleaner_io_max_bytes_per_second
         budget = rate * CLEAN_TICK_MS / 1000
         deadline = time.monotonic() + CLEAN_SLICE_S
         done = 0
         while done < budget and time.monotonic() < deadline:
-            step = self.cleaner.step(int(min(CLEAN_STEP_BYTES, max(budget - done, 1))))
-            if step == 0:
+            step = cleaner.step(int(min(CLEAN_STEP_BYTES, max(budget - done, 1))))
+            if step == 0 or cleaner.pending_io is not None:
                 break
             done += step
 
