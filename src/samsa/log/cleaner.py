@@ -88,8 +88,7 @@ def segment_infos(partition_log: PartitionLog) -> list[SegmentInfo]:
 
 
 def first_dirty_offset(partition_log: PartitionLog) -> int:
-    first_dirty, _ = swap.read_checkpoint(partition_log.storage, partition_log.directory)
-    return max(first_dirty, partition_log.log_start_offset)
+    return max(partition_log.cleaner_first_dirty, partition_log.log_start_offset)
 
 
 def plan_for(partition_log: PartitionLog, now_ms: int) -> CleanRange | None:
@@ -231,6 +230,7 @@ def _clean(
         old = [segments[i] for i in group]
         yield from _clean_group(partition_log, old, cleaning, cleaner)
     swap.write_checkpoint(storage, directory, cleanable.end_offset)
+    partition_log.cleaner_first_dirty = cleanable.end_offset
     cleaner.crash_point("checkpointed")
     cleaner.stats.records_removed += cleaning.records_removed
     cleaner.stats.batches_removed += cleaning.batches_removed

@@ -157,6 +157,8 @@ class PartitionLog:
         self.offline: str | None = None
         self.deleted = False  # its topic was deleted: requests still holding it find it gone
         self.producers = ProducerStateManager(config.producer_id_expiration_ms)
+        # The log cleaner's first dirty offset, as its checkpoint holds it (`samsa.log.swap`).
+        self.cleaner_first_dirty = 0
         self.batches_replayed = 0
 
     @property
@@ -219,7 +221,8 @@ class PartitionLog:
     def _load_segments(self, now_ms: int, recover: bool, create: bool) -> None:
         try:
             swap.recover(self.storage, self.directory)
-            _, compacted_below = swap.read_checkpoint(self.storage, self.directory)
+            first_dirty, compacted_below = swap.read_checkpoint(self.storage, self.directory)
+            self.cleaner_first_dirty = first_dirty
         except swap.CleanerFilesDamaged as exc:
             raise CorruptLog(self.directory, None, str(exc)) from None
         names = set(self.storage.listdir(self.directory))
