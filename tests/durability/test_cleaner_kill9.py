@@ -10,8 +10,9 @@ import os
 import random
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
+from durability.durability_support import read_partitions
 from samsa.log.swap import CLEANED_SUFFIX, SWAP_MANIFEST
 from samsa.testing.process import BrokerProcess
 from samsa.testing.topics import create_topic
@@ -24,32 +25,8 @@ DEADLINE_S = 30.0
 
 
 def read_all(bootstrap: str) -> list[tuple[int, bytes | None, bytes | None]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(TOPIC, 0, 0)])
-    seen: list[tuple[int, bytes | None, bytes | None]] = []
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                assert error.code() == KafkaError._PARTITION_EOF, error
-                return seen
-            offset = message.offset()
-            assert offset is not None
-            seen.append((offset, message.key(), message.value()))
-    finally:
-        consumer.close()
-    raise AssertionError("the partition's end was not reached")
+    # The active segment is never cleaned: the last record is still at the high watermark - 1.
+    return read_partitions(bootstrap, TOPIC, 1, DEADLINE_S)[0]
 
 
 def test_kill9_during_cleaning_leaves_the_old_log_or_the_new(tmp_path: object) -> None:
