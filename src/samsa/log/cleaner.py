@@ -206,9 +206,7 @@ def _clean(
     storage, directory = partition_log.storage, partition_log.directory
     inflated_max = partition_log.config.inflated_bytes_max
     segments = list(partition_log.segments[: cleanable.end_index])
-    aborted = AbortedRanges(
-        tuple(entry for s in partition_log.segments for entry in s.txn_index.entries)
-    )
+    aborted = AbortedRanges(entry for s in partition_log.segments for entry in s.txn_index.entries)
     offset_map = OffsetMap(aborted=aborted)
     for segment in segments[cleanable.dirty_index :]:
         for position, header in segment.batches():
