@@ -202,6 +202,17 @@ class BrokerConfig:
     group_consumer_heartbeat_interval_ms: int = 5_000
     group_consumer_assignors: str = "uniform,range"
     producer_id_expiration_check_interval_ms: int = 600_000
+    # The log cleaner (`samsa.log.cleaner`): Kafka's settings. Kafka looks for work every
+    # 15 s (`log.cleaner.backoff.ms`); samsa, mostly run in tests, every second.
+    log_cleaner_enable: bool = True
+    log_cleaner_backoff_ms: int = 1000
+    log_cleaner_io_max_bytes_per_second: float = 1.7976931348623157e308
+    # The coordinators' logs' segment size (Kafka's names). Only a rolled segment is compacted,
+    # so the active one is what a restart replays beyond the live groups and ids: samsa's
+    # default is 8 MiB, not Kafka's 100 MiB, which samsa would take some 10 s to replay
+    # (docs/compaction.md, docs/benchmarks.md).
+    offsets_topic_segment_bytes: int = 8 * 1024 * 1024
+    transaction_state_log_segment_bytes: int = 8 * 1024 * 1024
     # samsa's own: the background check of every stored batch's CRC (`samsa.log.scrub`). A
     # pass starts at start-up and then every interval; reads are paced to the rate.
     log_scrubber_enable: bool = True
@@ -235,7 +246,12 @@ DEFAULTS = BrokerConfig()
 
 INT, LONG, SHORT, BOOLEAN = ConfigType.INT, ConfigType.LONG, ConfigType.SHORT, ConfigType.BOOLEAN
 STRING, LIST, PASSWORD = ConfigType.STRING, ConfigType.LIST, ConfigType.PASSWORD
+DOUBLE = ConfigType.DOUBLE
 OWN = "samsa's own; Kafka has no such setting."
+SMALL_INTERNAL_SEGMENTS = (
+    "8 MiB (Kafka: 100 MiB): only rolled segments are compacted, and the active one is what a "
+    "restart replays (docs/compaction.md)."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,6 +553,36 @@ SETTINGS: dict[str, Setting] = dict(
             None,
             "Short names (Kafka's default names the classes).",
             "uniform,range",
+        ),
+        _S("log.cleaner.enable", BOOLEAN, "log_cleaner_enable"),
+        _S(
+            "log.cleaner.backoff.ms",
+            LONG,
+            "log_cleaner_backoff_ms",
+            at_least(0),
+            "1 s (Kafka: 15 s): samsa runs mostly in tests, where compaction is awaited.",
+            "15000",
+        ),
+        _S(
+            "log.cleaner.io.max.bytes.per.second",
+            DOUBLE,
+            "log_cleaner_io_max_bytes_per_second",
+        ),
+        _S(
+            "offsets.topic.segment.bytes",
+            INT,
+            "offsets_topic_segment_bytes",
+            at_least(1),
+            SMALL_INTERNAL_SEGMENTS,
+            "104857600",
+        ),
+        _S(
+            "transaction.state.log.segment.bytes",
+            INT,
+            "transaction_state_log_segment_bytes",
+            at_least(1),
+            SMALL_INTERNAL_SEGMENTS,
+            "104857600",
         ),
         _S("log.scrubber.enable", BOOLEAN, "log_scrubber_enable", None, OWN, ""),
         _S(

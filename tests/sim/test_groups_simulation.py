@@ -1,6 +1,8 @@
 """The simulation with consumer groups and transactional offset commits (`samsa sim --groups`):
 members join, rebalance, expire and commit offsets in transactions through crashes, and
 invariant 7 holds; the checker catches offsets made visible before, or without, their COMMIT.
+The coordinators' logs are compacted every tick (and the machine crashes during cleaning); a
+cleaner that changes what they replay to is caught.
 
 SAMSA_SIM_GROUP_SEEDS sets how many seeds run (default 60).
 """
@@ -8,11 +10,14 @@ SAMSA_SIM_GROUP_SEEDS sets how many seeds run (default 60).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from samsa.coordinator.group import offsets as offsets_module
+from samsa.log.compaction import OffsetMap, RawRecord
+from samsa.protocol.batch import BatchHeader
 from samsa.sim.groups import OffsetCommitter
 from samsa.sim.world import World, run
 
@@ -83,3 +88,32 @@ def test_offsets_visible_before_their_commit_marker_are_caught(
 def test_offsets_lost_at_their_commit_marker_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     kinds = _planted(monkeypatch, "commit-dropped")
     assert "committed-offset-not-visible" in kinds, kinds
+
+
+def test_the_simulation_cleans_and_crashes_while_cleaning() -> None:
+    passes = crashes = 0
+    for seed in range(PLANTED_SEEDS):
+        world = run(seed, STEPS, groups=True)
+        assert not world.anomalies(), world.anomalies()[:3]
+        passes += world.stats.cleaning_passes
+        crashes += world.stats.cleaning_crashes
+    assert passes > PLANTED_SEEDS and crashes > 0, (passes, crashes)
+
+
+def test_a_cleaner_that_resurrects_aborted_commits_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planted: the offset map takes aborted transactions' records for the latest, so the
+    committed offset they would supersede is cleaned away."""
+
+    def add(self: OffsetMap, header: BatchHeader, records: Iterable[RawRecord]) -> None:
+        if not header.is_control:
+            for record in records:
+                if record.key is not None:
+                    self.latest[record.key] = record.offset
+
+    monkeypatch.setattr(OffsetMap, "add", add)
+    kinds: set[str] = set()
+    for seed in range(PLANTED_SEEDS):
+        kinds |= {a.kind for a in run(seed, STEPS, groups=True).anomalies()}
+    assert "compaction-changed-state" in kinds, kinds

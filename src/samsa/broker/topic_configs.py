@@ -394,6 +394,10 @@ TOPIC_CONFIGS: dict[str, TopicConfig] = dict(
 ACTING = frozenset(
     {
         "cleanup.policy",
+        "delete.retention.ms",
+        "max.compaction.lag.ms",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
         "index.interval.bytes",
         "max.message.bytes",
         "message.timestamp.after.max.ms",

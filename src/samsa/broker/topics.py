@@ -28,6 +28,7 @@ from kio.schema.errors import ErrorCode
 from samsa.broker import topic_configs
 from samsa.broker.topic_configs import TOPIC_CONFIGS
 from samsa.config import BrokerConfig, broker_settings
+from samsa.log.compaction import CompactionConfig
 from samsa.log.partition import CorruptLog, LogConfig, PartitionLog, partition_directory
 from samsa.log.storage import Storage
 from samsa.protocol.validation import RecordPolicy
@@ -183,8 +184,14 @@ class Topics:
         # The coordinators' logs are kept whole whatever the broker's retention defaults
         # (which a client can change with AlterConfigs): their state is their replay.
         keep_all = topic.is_internal
+        policy = _listed(self.setting(topic, "cleanup.policy"))
+        segment_bytes = int(self.setting(topic, "segment.bytes"))
+        if topic.name == "__consumer_offsets":
+            segment_bytes = self.config.offsets_topic_segment_bytes
+        elif topic.name == "__transaction_state":
+            segment_bytes = self.config.transaction_state_log_segment_bytes
         return LogConfig(
-            segment_bytes=int(self.setting(topic, "segment.bytes")),
+            segment_bytes=segment_bytes,
             segment_ms=int(self.setting(topic, "segment.ms")),
             retention_ms=-1 if keep_all else int(self.setting(topic, "retention.ms")),
             retention_bytes=-1 if keep_all else int(self.setting(topic, "retention.bytes")),
@@ -192,6 +199,15 @@ class Topics:
             durable=self.config.durable,
             producer_id_expiration_ms=self.config.producer_id_expiration_ms,
             inflated_bytes_max=self.config.message_decompressed_max_bytes,
+            cleanup_delete="delete" in policy,
+            compaction=CompactionConfig(
+                compact="compact" in policy,
+                delete_retention_ms=int(self.setting(topic, "delete.retention.ms")),
+                min_compaction_lag_ms=int(self.setting(topic, "min.compaction.lag.ms")),
+                max_compaction_lag_ms=int(self.setting(topic, "max.compaction.lag.ms")),
+                min_cleanable_dirty_ratio=float(self.setting(topic, "min.cleanable.dirty.ratio")),
+                segment_bytes=segment_bytes,
+            ),
         )
 
     def check_configs(self, configs: Mapping[str, str | None]) -> dict[str, str]:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from kio.schema.errors import ErrorCode
 
 from samsa.config import DEFAULTS
+from samsa.log import swap
+from samsa.log.compaction import CompactionConfig
 from samsa.log.segment import RecoveryReport, Scan, Segment, SegmentDamaged, segment_name
 from samsa.log.storage import Bytes, FileRegion, OsFile, OutOfDescriptors, Storage
 from samsa.log.txn_index import AbortedTxn
@@ -111,6 +113,19 @@ class LogConfig:
     producer_id_expiration_ms: int = DEFAULTS.producer_id_expiration_ms
     # message.decompressed.max.bytes: what a read (a timestamp lookup) may inflate a batch to.
     inflated_bytes_max: int = DEFAULTS.message_decompressed_max_bytes
+    # cleanup.policy: "delete" in it (retention applies), "compact" in it (the cleaner's
+    # settings in `compaction`; `samsa.log.cleaner`).
+    cleanup_delete: bool = True
+    compaction: CompactionConfig = field(default_factory=CompactionConfig)
+
+    @property
+    def roll_ms(self) -> int:
+        """segment.ms, bounded by max.compaction.lag.ms on a compacted topic (Kafka's
+        `LogConfig.maxSegmentMs`): the active segment is never cleaned, so it must roll for
+        its records to be compacted within the lag."""
+        if self.compaction.compact and self.compaction.max_compaction_lag_ms > 0:
+            return min(self.segment_ms, self.compaction.max_compaction_lag_ms)
+        return self.segment_ms
 
 
 @dataclass(slots=True)
@@ -145,6 +160,8 @@ class PartitionLog:
         self.offline: str | None = None
         self.deleted = False  # its topic was deleted: requests still holding it find it gone
         self.producers = ProducerStateManager(config.producer_id_expiration_ms)
+        # The log cleaner's first dirty offset, as its checkpoint holds it (`samsa.log.swap`).
+        self.cleaner_first_dirty = 0
         self.batches_replayed = 0
 
     @property
@@ -205,6 +222,12 @@ class PartitionLog:
         return log
 
     def _load_segments(self, now_ms: int, recover: bool, create: bool) -> None:
+        try:
+            swap.recover(self.storage, self.directory)
+            first_dirty, compacted_below = swap.read_checkpoint(self.storage, self.directory)
+            self.cleaner_first_dirty = first_dirty
+        except swap.CleanerFilesDamaged as exc:
+            raise CorruptLog(self.directory, None, str(exc)) from None
         names = set(self.storage.listdir(self.directory))
         bases = _numbered(names, ".log")
         start = self._checkpointed_start()
@@ -246,7 +269,9 @@ class PartitionLog:
             first_ts = segment.first_batch_timestamp
             segment.created_ms = now_ms if first_ts is None else min(first_ts, now_ms)
         for previous, segment in zip(self.segments, self.segments[1:], strict=False):
-            if previous.next_offset != segment.base_offset:
+            # Below the cleaner's checkpoint a gap is records compaction removed.
+            gap_ok = previous.next_offset < segment.base_offset <= compacted_below
+            if previous.next_offset != segment.base_offset and not gap_ok:
                 raise CorruptLog(
                     segment.path + ".log",
                     None,
@@ -663,8 +688,16 @@ class PartitionLog:
         if active.size == 0:
             return
         too_big = active.size + incoming_bytes > self.config.segment_bytes
-        too_old = now_ms - active.created_ms >= self.config.segment_ms
+        too_old = now_ms - active.created_ms >= self.config.roll_ms
         if too_big or too_old:
+            # The rolled segment is made durable first: a crash must not take back its tail
+            # while a later segment survives (a gap no recovery can tell from lost data, now
+            # that segments roll often on compacted topics). A failed fsync is never retried
+            # (see `fail_sync`): the log goes offline.
+            try:
+                active.sync()
+            except OSError as exc:
+                raise SegmentDamaged(f"{active.path}.log: fsync at roll failed: {exc}") from exc
             active.sync_indexes()
             self._add_segment(self.log_end_offset, now_ms)
             self.take_snapshot()
@@ -676,6 +709,10 @@ class PartitionLog:
         segment.created_ms = now_ms
         self.segments.append(segment)
         self.storage.sync_dir(self.directory)
+
+    def is_synced(self, segment: Segment) -> bool:
+        """No fsync round still has to cover `segment` (one in flight holds it until done)."""
+        return segment not in self._unsynced
 
     def sync_point(self) -> SyncPoint:
         point = SyncPoint(self.log_end_offset, self._unsynced)
@@ -892,7 +929,7 @@ class PartitionLog:
 
         The new log start is checkpointed first: a crash before the files are gone leaves
         segments below it, which the next start deletes, never a log that looks shortened."""
-        if self.offline is not None:
+        if self.offline is not None or not self.config.cleanup_delete:
             return 0
         doomed = 0
         total = self.size_bytes

@@ -67,14 +67,21 @@ class SegmentDamaged(OSError):
 
 class Segment:
     def __init__(
-        self, storage: Storage, directory: str, base_offset: int, index_interval_bytes: int
+        self,
+        storage: Storage,
+        directory: str,
+        base_offset: int,
+        index_interval_bytes: int,
+        suffix: str = "",
     ) -> None:
+        """`suffix` follows each file's name: the log cleaner builds a segment beside the one
+        it replaces as `<base>.log.cleaned` and so on (`samsa.log.cleaner`)."""
         self.base_offset = base_offset
         self.path = os.path.join(directory, segment_name(base_offset))
-        self.log: File = storage.open(self.path + ".log")
-        self.offset_index = OffsetIndex(storage.open(self.path + ".index"), base_offset)
-        self.time_index = TimeIndex(storage.open(self.path + ".timeindex"), base_offset)
-        self.txn_index = TxnIndex(storage.open(self.path + ".txnindex"))
+        self.log: File = storage.open(self.path + ".log" + suffix)
+        self.offset_index = OffsetIndex(storage.open(self.path + ".index" + suffix), base_offset)
+        self.time_index = TimeIndex(storage.open(self.path + ".timeindex" + suffix), base_offset)
+        self.txn_index = TxnIndex(storage.open(self.path + ".txnindex" + suffix))
         self._index_interval_bytes = index_interval_bytes
         self._bytes_since_index = 0
         self.next_offset = base_offset

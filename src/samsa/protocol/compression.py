@@ -140,3 +140,21 @@ def _into_bounded(codec: int, data: bytes | memoryview, bound: int) -> bytes:
                 raise _over(codec, bound) from None
             raise
         return out[:written]
+
+
+def deflate(codec: int, data: bytes) -> bytes:
+    """`data` compressed with `codec`, as a batch's records section: how the log cleaner writes
+    a batch it filtered back in the codec it came in (snappy as a raw block, as librdkafka
+    writes it; the Java client reads that too)."""
+    if codec == NONE:
+        return data
+    if codec == GZIP:
+        compressor = zlib.compressobj(wbits=_GZIP_WBITS)
+        return compressor.compress(data) + compressor.flush()
+    if codec == SNAPPY:
+        return bytes(cramjam.snappy.compress_raw(data))
+    if codec == LZ4:
+        return bytes(cramjam.lz4.compress(data))
+    if codec == ZSTD:
+        return bytes(cramjam.zstd.compress(data))
+    raise DecompressionFailed(f"unknown compression codec {codec}")

@@ -33,6 +33,7 @@ from samsa.broker.outcomes import (
     Reply,
 )
 from samsa.durability import ContinuationFailed, Driver
+from samsa.log.cleaner import LogCleaner
 from samsa.log.scrub import Scrubber
 from samsa.protocol import codec
 from samsa.protocol.apis import SERVED, ApiKey
@@ -56,6 +57,12 @@ SHUTDOWN_DRAIN_S = 5.0
 GROUP_TICK_MS = 100
 # The scrubber's pace: a slice of its byte budget every tick.
 SCRUB_TICK_MS = 100
+# The log cleaner's pace: every tick it works for at most a slice of the loop's time (so it
+# takes at most a tenth of it and producers are not starved), and within
+# log.cleaner.io.max.bytes.per.second; each `step` is a few batches, so a slice ends on time.
+CLEAN_TICK_MS = 50
+CLEAN_SLICE_S = 0.005
+CLEAN_STEP_BYTES = 64 * 1024
 # How often connections are looked over (idle ones closed, quiet ones' buffers let go), at most.
 SWEEP_MS = 1000
 
@@ -119,6 +126,11 @@ class BrokerServer:
         self.scrubber = Scrubber(
             broker.topics.logs, broker.clock_ms, broker.config.log_scrubber_interval_ms
         )
+        self.cleaner = LogCleaner(
+            broker.topics.logs, broker.clock_ms, broker.config.log_cleaner_backoff_ms
+        )
+        self.cleaner.offload_io = True
+        self._cleaner_io = ThreadPoolExecutor(1, thread_name_prefix="samsa-cleaner")
 
     @property
     def port(self) -> int:
@@ -178,6 +190,8 @@ class BrokerServer:
         self._timers.append(asyncio.create_task(self._every(GROUP_TICK_MS, self._group_tick)))
         if config.log_scrubber_enable and config.log_scrubber_bytes_per_second > 0:
             self._timers.append(asyncio.create_task(self._every(SCRUB_TICK_MS, self._scrub)))
+        if config.log_cleaner_enable:
+            self._timers.append(asyncio.create_task(self._every(CLEAN_TICK_MS, self._clean)))
         self.drive()  # transactions left prepared by the last run
 
     async def stop(self) -> None:
@@ -212,6 +226,7 @@ class BrokerServer:
         # Work under way finishes (its files are in place or cleaned up); its answer is not sent,
         # and what it made without an entry in topics.json the next start removes.
         self._worker.shutdown(wait=True)
+        self._cleaner_io.shutdown(wait=True)
         self.broker.close()
 
     # ----------------------------------------------------------------- timers
@@ -274,6 +289,22 @@ class BrokerServer:
     async def _scrub(self) -> None:
         rate = self.broker.config.log_scrubber_bytes_per_second
         self.scrubber.step(max(rate * SCRUB_TICK_MS // 1000, 1))
+
+    async def _clean(self) -> None:
+        cleaner = self.cleaner
+        if cleaner.pending_io is not None:
+            # The fsyncs of a cleaned segment: on a worker thread, as the group commit's are.
+            job, cleaner.pending_io = cleaner.pending_io, None
+            await asyncio.get_running_loop().run_in_executor(self._cleaner_io, job.run)
+        rate = self.broker.config.log_cleaner_io_max_bytes_per_second
+        budget = rate * CLEAN_TICK_MS / 1000
+        deadline = time.monotonic() + CLEAN_SLICE_S
+        done = 0
+        while done < budget and time.monotonic() < deadline:
+            step = cleaner.step(int(min(CLEAN_STEP_BYTES, max(budget - done, 1))))
+            if step == 0 or cleaner.pending_io is not None:
+                break
+            done += step
 
     async def _retention(self) -> None:
         now_ms = self.broker.clock_ms()

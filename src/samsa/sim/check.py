@@ -20,6 +20,8 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i8, i32, i64
 
 from samsa.broker.outcomes import AwaitData
+from samsa.coordinator.group.offsets import OffsetStore
+from samsa.coordinator.txn.machine import TxnStateMachine, read_txn_record
 from samsa.protocol import codec
 from samsa.protocol.apis import ApiKey
 from samsa.protocol.batch import iter_batches
@@ -193,6 +195,38 @@ class Checker:
                 self.committed_seen.add(value)
                 self.committed_cursor[topic, partition] = offset + 1
         self.offsets.observe()
+
+    def coordinators_replay(self) -> tuple[Any, ...]:
+        """What replaying the coordinators' logs from their start gives: the committed and
+        pending offsets (to the high watermark), the transactional ids' metadata (to the log
+        end: CompleteCommit and CompleteAbort are applied as they are appended). A cleaning
+        pass must not change it (`compaction_kept`)."""
+        broker = self.world.broker
+        offsets_log = broker.groups.log
+        offsets = OffsetStore(offsets_log.log_start_offset)
+        offsets.catch_up(offsets_log)
+        txn_log = broker.txn.txn_log
+        machine = TxnStateMachine(lambda: -1, broker.txn.settings)
+        for _, data in txn_log.batches(txn_log.log_start_offset, txn_log.log_end_offset):
+            for record in decode_records(data):
+                meta = read_txn_record(record.key, record.value)
+                if meta is not None:
+                    machine.replay(meta)
+        return offsets.committed, offsets.pending, machine.txns
+
+    def compaction_kept(self, before: tuple[Any, ...]) -> None:
+        """After a cleaning pass: the compacted logs replay as the logs did before it (latest
+        offset per key, transactions' outcomes and live transactional ids kept, aborted
+        commits never resurrected)."""
+        after = self.coordinators_replay()
+        for name, old, new in zip(
+            ("offsets", "pending offsets", "transactions"), before, after, strict=True
+        ):
+            if old != new:
+                self.fail(
+                    "compaction-changed-state",
+                    f"{name} replayed before cleaning {old}, after {new}",
+                )
 
     def before_crash(self) -> None:
         self.durable_before_crash = {

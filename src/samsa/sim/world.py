@@ -20,6 +20,7 @@ from samsa.broker.outcomes import AwaitData, AwaitDurable, AwaitSlot, AwaitWork,
 from samsa.config import BrokerConfig
 from samsa.durability import Driver
 from samsa.durability.inline import sync_logs
+from samsa.log.cleaner import SWAP_STEPS, LogCleaner
 from samsa.log.partition import PartitionLog
 from samsa.protocol import codec
 from samsa.sim.check import Checker
@@ -29,6 +30,7 @@ from samsa.sim.groups import OffsetCommitter
 
 DATA_DIR = "/data"
 Client = IdempotentProducer | TransactionalProducer | OffsetCommitter
+COORDINATOR_SEGMENT_BYTES = 2048
 COMMITTERS = 2  # with `groups`: members of one group, each committing offsets in transactions
 
 
@@ -49,6 +51,9 @@ class Odds:
     write_error: float = 0.0  # of each segment file append
     fsync_error: float = 0.0  # of each segment file fsync
     bit_flip: float = 0.0  # of each crash
+    # Of each cleaning pass (every tick runs the log cleaner over the coordinators' logs): a
+    # crash at one of its swap's steps, drawn from the cleaner's own seeded stream.
+    cleaning_crash: float = 0.1
 
 
 DISK_FAULTS = Odds(write_error=0.01, fsync_error=0.004, bit_flip=0.3)
@@ -68,6 +73,8 @@ class Stats:
     fsync_errors: int = 0
     bit_flips: int = 0
     offline_restarts: int = 0
+    cleaning_passes: int = 0
+    cleaning_crashes: int = 0
 
 
 class SimClient(Protocol):
@@ -104,6 +111,8 @@ class World:
         )
         # Cluster, topic and member ids: their own stream, so no draw is taken from the world's.
         self.ids = random.Random(f"ids-{seed}")
+        # The cleaner's crashes: their own stream too.
+        self.cleaning_rng = random.Random(f"clean-{seed}")
         self.stats = Stats()
         self.clients: list[Client] = []
         self.clients += [
@@ -132,7 +141,12 @@ class World:
 
     def _boot(self, first: bool = False) -> Broker:
         self.disk.reboot()
-        config = BrokerConfig(transaction_max_timeout_ms=60_000)
+        # Small coordinator segments, so their logs roll and the cleaner compacts them.
+        config = BrokerConfig(
+            transaction_max_timeout_ms=60_000,
+            offsets_topic_segment_bytes=COORDINATOR_SEGMENT_BYTES,
+            transaction_state_log_segment_bytes=COORDINATOR_SEGMENT_BYTES,
+        )
         broker = Broker(
             config, self.disk, DATA_DIR, self.clock, Endpoint("sim", 9092), self.new_uuid
         )
@@ -260,6 +274,30 @@ class World:
         self.now_ms += self.rng.randint(1, 1500)
         self.broker.txn.abort_timed_out()
         self.broker.groups.tick()
+        self.clean()
+
+    def clean(self) -> None:
+        """Run the log cleaner until it has nothing left to do, maybe crashing the machine at
+        one step of a swap; then the coordinators' logs must replay to their live state."""
+        crash_at = None
+        if self.cleaning_rng.random() < self.odds.cleaning_crash:
+            crash_at = self.cleaning_rng.choice(SWAP_STEPS)
+
+        def hook(step: str) -> None:
+            if step == crash_at:
+                raise _CleanerCrash(step)
+
+        cleaner = LogCleaner(self.broker.topics.logs, self.clock, 0, hook)
+        before = self.checker.coordinators_replay()
+        try:
+            cleaner.run_until_idle()
+        except _CleanerCrash:
+            self.stats.cleaning_crashes += 1
+            self.crash()
+            return
+        self.stats.cleaning_passes += cleaner.stats.passes
+        if cleaner.stats.passes:
+            self.checker.compaction_kept(before)
 
     # ----------------------------------------------------------------- the scheduler
     def step(self) -> None:
@@ -354,6 +392,10 @@ def run(seed: int, steps: int, odds: Odds | None = None, groups: bool = False) -
     world.checker.final()
     world.stats.write_errors = world.disk.injected["write_error"]
     return world
+
+
+class _CleanerCrash(Exception):
+    """The machine dies at this step of a cleaning pass."""
 
 
 def _run(work: Callable[[], Any]) -> Any:

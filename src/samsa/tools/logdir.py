@@ -28,8 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from samsa.broker.topics import DELETE_SUFFIX, METADATA_FILE, PARTITIONS_MAX, check_name_quietly
+from samsa.log import swap
 from samsa.log.partition import LOG_START_FILE, SNAPSHOT_SUFFIX
 from samsa.log.segment import segment_name
+from samsa.log.storage import OsStorage
 from samsa.tools.walk import (
     Damage,
     is_number,
@@ -242,6 +244,12 @@ def check_partition(data_dir: str, ref: PartitionRef) -> Report:
                 f"first segment at {files.bases[0]}",
             )
         )
+    # Below the log cleaner's checkpoint, a gap between segments is records it removed.
+    try:
+        _, compacted = swap.read_checkpoint(OsStorage(), directory)
+    except swap.CleanerFilesDamaged as exc:
+        found.append(Finding(f"{ref.name}/{swap.CHECKPOINT_FILE}", None, str(exc)))
+        compacted = 0
     damage: list[tuple[str, Damage, int, int]] = []  # path, damage, segment size, intact before
     previous: tuple[str, _Walked] | None = None
     for base in files.bases:
@@ -251,7 +259,8 @@ def check_partition(data_dir: str, ref: PartitionRef) -> Report:
         report.batches += walked.batches
         report.bytes_checked += walked.size
         damage.extend((path, d, walked.size, report.batches) for d in walked.damage)
-        if previous is not None and previous[1].ends_intact:
+        compacted_gap = previous is not None and previous[1].next_offset < base <= compacted
+        if previous is not None and previous[1].ends_intact and not compacted_gap:
             found.extend(_boundary(path, base, previous[0], previous[1].next_offset))
         previous = log_name(base), walked
     for path, d, size, intact_before in damage:

@@ -31,7 +31,12 @@ from kio.schema.errors import ErrorCode
 
 from samsa.config import DEFAULTS
 from samsa.coordinator.runtime import CoordinatorResult, KeyValue
-from samsa.coordinator.txn.metadata import NO_PRODUCER_EPOCH, TopicPartition, TxnMetadata
+from samsa.coordinator.txn.metadata import (
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    TopicPartition,
+    TxnMetadata,
+)
 from samsa.coordinator.txn.states import (
     COMPLETED,
     EXPIRABLE,
@@ -80,12 +85,20 @@ Decision: TypeAlias = T | Wait[T] | Transition[T]
 
 
 def txn_record(meta: TxnMetadata) -> KeyValue:
-    """The transaction log's record of a transition: keyed by transactional id."""
+    """The transaction log's record of a transition: keyed by transactional id. An expired id
+    (Dead) is a tombstone, a null value as in Kafka, so the log cleaner removes the id from
+    the log after `delete.retention.ms` and the log stays bounded by the live ids."""
+    if meta.state is S.DEAD:
+        return meta.transactional_id.encode(), None
     return meta.transactional_id.encode(), meta.encode()
 
 
 def read_txn_record(key: bytes | None, value: bytes | None) -> TxnMetadata | None:
-    return None if key is None or value is None else TxnMetadata.decode(value)
+    if key is None:
+        return None
+    if value is None:
+        return TxnMetadata(key.decode(), NO_PRODUCER_ID, state=S.DEAD)
+    return TxnMetadata.decode(value)
 
 
 def _transition(current: TxnMetadata, target: TxnMetadata, response: T, failed: T) -> Transition[T]:
