@@ -49,14 +49,10 @@ from samsa.security.acl import (
     operation_named,
 )
 from samsa.security.acl_store import AclStore, AclStoreError
-from samsa.usage import ArgumentParser
+from samsa.usage import ArgumentParser, UsageError
 
 PATTERNS = {"literal": PatternType.LITERAL, "prefixed": PatternType.PREFIXED}
 FILTER_PATTERNS = {**PATTERNS, "match": PatternType.MATCH, "any": PatternType.ANY}
-
-
-class UsageError(Exception):
-    """A command that cannot mean anything: one line on stderr, exit status 2."""
 
 
 class Refused(Exception):

@@ -24,11 +24,7 @@ from samsa.security.credentials import (
     CredentialStore,
     from_password,
 )
-from samsa.usage import ArgumentParser
-
-
-class UsageError(Exception):
-    """The command line asks for something impossible: one line on stderr, exit status 2."""
+from samsa.usage import ArgumentParser, UsageError
 
 
 def register(subparsers: Any) -> None:

@@ -2,8 +2,9 @@
 segment of every partition (it only reads, so a broker may be running); `samsa log repair`
 gives a damaged partition of a stopped broker back, keeping every intact batch."""
 
-from samsa.tools.logdir import Finding, PartitionRef, Report, UsageError, verify
+from samsa.tools.logdir import Finding, PartitionRef, Report, verify
 from samsa.tools.repair import Lost, Outcome, RepairFailed, repair
+from samsa.usage import UsageError
 
 __all__ = [
     "Finding",

@@ -22,8 +22,9 @@ from samsa.protocol.batch import HEADER_BYTES, TIMESTAMP_TYPE_MASK, BatchHeader,
 from samsa.protocol.compression import CODEC_NAMES
 from samsa.protocol.control import ABORT, COMMIT, marker_type
 from samsa.protocol.records import RecordView, records
-from samsa.tools.logdir import UsageError, select_partitions
+from samsa.tools.logdir import select_partitions
 from samsa.tools.walk import Damage, is_number, list_partition, log_name, open_segment, walk
+from samsa.usage import UsageError
 
 CONTROL_TYPES = {ABORT: "ABORT", COMMIT: "COMMIT"}
 # What a dump inflates one compressed batch to at most (records are decoded one batch at a time).

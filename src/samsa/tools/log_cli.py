@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from samsa.tools import dump
-from samsa.tools.logdir import UsageError, verify
+from samsa.tools.logdir import verify
 from samsa.tools.repair import REPAIR_INFIX, RepairFailed, describe, repair
-from samsa.usage import ArgumentParser
+from samsa.usage import ArgumentParser, UsageError
 
 VERIFY_HELP = """\
 Check every batch (header and CRC-32C) of every segment, every offset, time and

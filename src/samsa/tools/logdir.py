@@ -41,16 +41,13 @@ from samsa.tools.walk import (
     read_file,
     walk,
 )
+from samsa.usage import UsageError
 
 # The entry layouts of samsa.log.index and samsa.log.txn_index (the tests check that verify
 # passes what the broker writes).
 OFFSET_ENTRY = struct.Struct(">ii")  # relative offset, position
 TIME_ENTRY = struct.Struct(">qi")  # max timestamp so far, relative offset
 TXN_ENTRY = struct.Struct(">hqqqq")  # version, producer id, first, last, last stable offset
-
-
-class UsageError(Exception):
-    """The tool was pointed at something that is not there (exit status 2)."""
 
 
 @dataclass(frozen=True, slots=True)

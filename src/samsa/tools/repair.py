@@ -39,8 +39,9 @@ from samsa.log.partition import LOG_START_FILE, CorruptLog, LogConfig, Partition
 from samsa.log.segment import Segment
 from samsa.log.storage import DataDirLocked, OsStorage
 from samsa.protocol.batch import BatchHeader
-from samsa.tools.logdir import Finding, PartitionRef, UsageError, check_partition
+from samsa.tools.logdir import Finding, PartitionRef, check_partition
 from samsa.tools.walk import Damage, PartitionFiles, list_partition, log_name, open_segment, walk
+from samsa.usage import UsageError
 
 REPAIR_INFIX = ".repair-"
 STAGING_SUFFIX = ".new"
