@@ -522,6 +522,20 @@ def _producer_state(producer: ProducerDescription) -> ProducerState:
     )
 
 
+def _undescribed(txn_id: TransactionalId, error: ErrorCode, producer: int) -> DescribedTransaction:
+    """A transactional id answered with an error; `producer` fills its producer id and epoch."""
+    return DescribedTransaction(
+        error_code=error,
+        transactional_id=txn_id,
+        transaction_state="",
+        transaction_timeout=_timeout(0),
+        transaction_start_time=timestamp(0),
+        producer_id=ProducerId(producer),
+        producer_epoch=i16(producer),
+        topics=(),
+    )
+
+
 def handle_describe_transactions(
     broker: Broker, request: Request[DescribeTransactionsRequest]
 ) -> Outcome:
@@ -531,32 +545,10 @@ def handle_describe_transactions(
         # KafkaApis.handleDescribeTransactionsRequest: DESCRIBE on the transactional id, and
         # only the topics the client may describe.
         if not authz.allowed(broker, request, Op.DESCRIBE, Kind.TRANSACTIONAL_ID, txn_id):
-            states.append(
-                DescribedTransaction(
-                    error_code=ErrorCode.transactional_id_authorization_failed,
-                    transactional_id=txn_id,
-                    transaction_state="",
-                    transaction_timeout=_timeout(0),
-                    transaction_start_time=timestamp(0),
-                    producer_id=ProducerId(0),
-                    producer_epoch=i16(0),
-                    topics=(),
-                )
-            )
+            states.append(_undescribed(txn_id, ErrorCode.transactional_id_authorization_failed, 0))
             continue
         if meta is None:
-            states.append(
-                DescribedTransaction(
-                    error_code=ErrorCode.transactional_id_not_found,
-                    transactional_id=txn_id,
-                    transaction_state="",
-                    transaction_timeout=_timeout(0),
-                    transaction_start_time=timestamp(0),
-                    producer_id=ProducerId(-1),
-                    producer_epoch=i16(-1),
-                    topics=(),
-                )
-            )
+            states.append(_undescribed(txn_id, ErrorCode.transactional_id_not_found, -1))
             continue
         by_topic: dict[str, list[i32]] = {}
         for topic, index in sorted(meta.partitions):
