@@ -138,6 +138,4 @@ class OffsetStore:
         }
 
     def has_offsets(self, group: str) -> bool:
-        return any(g == group for g, _, _ in self.committed) or any(
-            g == group for offsets in self.pending.values() for g, _, _ in offsets
-        )
+        return group in self.group_ids()
