@@ -45,6 +45,28 @@ def _record(calls: list[Failed], value: Any) -> Any:
     return then
 
 
+def test_a_wait_the_round_under_way_covers_starts_no_other_round(
+    logs: tuple[PartitionLog, PartitionLog],
+) -> None:
+    """A wait registered while an fsync of its log is under way, for an offset written before
+    that fsync began (a produce held for a coordinator record being made durable), is finished
+    by that fsync: no further round is asked for. Later writes still are."""
+    log, _ = logs
+    driver: Driver[str] = Driver()
+    offset = _write(log)
+    point = log.sync_point()  # the round under way: taken before the wait is registered
+    driver.respond("covered", [(log, offset)], _record([], "covered"))
+    assert driver.take_dirty() == []
+    driver.respond("later", [(log, _write(log))], _record([], "later"))
+    assert driver.take_dirty() == [log]
+    point.run()
+    log.complete_sync(point)
+    driver.synced(log, point)
+    assert driver.run() == [("covered", "covered")]
+    _sync(driver, log)
+    assert driver.run() == [("later", "later")]
+
+
 def test_a_response_waits_for_its_fsync(logs: tuple[PartitionLog, PartitionLog]) -> None:
     log, _ = logs
     driver: Driver[str] = Driver()

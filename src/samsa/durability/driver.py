@@ -31,7 +31,8 @@ A wait is resolved: at once if the log's high watermark already covers it; faile
 if it can never be met (the log is offline, or the offset is past the log end: a write the disk
 refused and the log undid); failed when a sync of the log fails (the log is offline from then
 on, and no later sync of it is trusted); done once the high watermark reaches it; otherwise it
-waits for a later round.
+waits for the round under way if that covers its offset (`PartitionLog.sync_taken_offset`),
+or for the next.
 
 A continuation that raises is dropped; `run` raises `ContinuationFailed` naming its key, and
 keeps everything else for the next call.
@@ -186,7 +187,8 @@ class Driver(Generic[K]):
                 continue
             waiter.remaining += 1
             self._waiting.setdefault(log, []).append((offset, waiter))
-            self._dirty[log] = None
+            if offset > log.sync_taken_offset:  # else the round under way covers it
+                self._dirty[log] = None
         if waiter.remaining == 0:
             self._ready.append(waiter)
 

@@ -156,6 +156,9 @@ class PartitionLog:
         self._log_start_offset = 0
         self.recovery: list[RecoveryReport] = []
         self._unsynced: list[Segment] = []
+        # The log end offset the last sync point taken covers: once that fsync ends, the high
+        # watermark is there (a wait up to it needs no further round).
+        self.sync_taken_offset = 0
         # Why the log refuses reads and writes (None: it serves); see `go_offline`.
         self.offline: str | None = None
         self.deleted = False  # its topic was deleted: requests still holding it find it gone
@@ -717,6 +720,7 @@ class PartitionLog:
     def sync_point(self) -> SyncPoint:
         point = SyncPoint(self.log_end_offset, self._unsynced)
         self._unsynced = []
+        self.sync_taken_offset = point.log_end_offset
         return point
 
     def fail_sync(self, point: SyncPoint, reason: str = "fsync failed") -> None:
