@@ -8,6 +8,7 @@ it (KIP-467); the other partitions of the request are still written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
@@ -27,6 +28,7 @@ from samsa.broker.authz import Kind, Op
 from samsa.broker.outcomes import AwaitDurable, Close, Outcome
 from samsa.broker.routing import NO_THROTTLE, response, timestamp
 from samsa.broker.topics import TopicError, check_topic_name
+from samsa.durability import Durable, Failed
 from samsa.log.partition import PartitionLog, StorageError
 from samsa.protocol.batch import HEADER_BYTES, InvalidBatch, RecordError, parse_header
 from samsa.protocol.codec import Request
@@ -141,6 +143,38 @@ def _has_transactional_records(body: ProduceRequest) -> bool:
 
 
 def handle_produce(broker: Broker, request: Request[ProduceRequest]) -> Outcome:
+    body = request.payload
+    if body.transactional_id is not None and body.acks != 0:
+        # A partition whose AddPartitionsToTxn was answered before its record was durable
+        # takes nothing until it is (`TransactionCoordinator.unsettled_adds`).
+        addition = broker.txn.unsettled_adds(
+            body.transactional_id,
+            ((t.name, d.index) for t in body.topic_data for d in t.partition_data),
+        )
+        if addition is not None:
+            return AwaitDurable(
+                request.correlation_id, addition.waits, _after(addition, broker, request)
+            )
+    return _append_all(broker, request)
+
+
+def _after(
+    addition: Durable[bool], broker: Broker, request: Request[ProduceRequest]
+) -> Callable[[Failed], ResponsePayload | Durable[ResponsePayload]]:
+    """The produce, handled once the addition it waited for is applied. If that failed, the
+    coordinator does not hold the partition and KIP-890's check refuses the batch."""
+
+    def then(failed: Failed) -> ResponsePayload | Durable[ResponsePayload]:
+        addition.then(failed)
+        outcome = _append_all(broker, request)
+        if not isinstance(outcome, AwaitDurable) or outcome.finish is None:
+            raise TypeError(f"a produce with acks != 0 gave {outcome!r}")
+        return Durable(outcome.waits, outcome.finish)
+
+    return then
+
+
+def _append_all(broker: Broker, request: Request[ProduceRequest]) -> Outcome:
     body = request.payload
     now_ms = broker.clock_ms()
     acks = body.acks

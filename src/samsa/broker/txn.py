@@ -289,6 +289,7 @@ def handle_add_partitions_to_txn(
         body.v3_and_below_producer_id,
         body.v3_and_below_producer_epoch,
         every,
+        early=True,
     )
     return answer(request, result, lambda error: describe(dict.fromkeys(every, error)))
 

@@ -22,6 +22,18 @@ Three refinements keep a busy producer from stalling within and between transact
   that when its AddOffsetsToTxn and AddPartitionsToTxn crossed). Waiting requests are handled in
   the order they arrived, so a pipelined EndTxn never overtakes the AddPartitionsToTxn before it.
 
+AddPartitionsToTxn is answered as soon as its record is written, before it is durable; the
+record still takes effect only once it is (the id is pending until then). Its fsync then runs
+while the answer travels and the client sends its Produce, instead of before the answer. What
+keeps this safe is that nothing reaches a partition on the strength of an addition that is not
+yet durable: a transactional Produce to a partition being added waits for that record before
+it is appended (`unsettled_adds`), so no crash can leave a partition holding a transaction
+its coordinator does not know (a hanging transaction). A crash that loses the record (power
+lost before its fsync; `kill -9` loses nothing written) costs the client that transaction: its
+Produce is refused (INVALID_TXN_STATE, KIP-890's check) and nothing was written. Kafka too
+answers AddPartitionsToTxn before any disk holds the record (once its followers have it in
+memory). AddOffsetsToTxn is still answered once durable (TxnOffsetCommit does not wait).
+
 A client may ask for a transaction to be aborted (an ABORT marker sent with WriteTxnMarkers,
 KIP-664's `Admin.abortTransaction`, `samsa txn abort`). If the coordinator holds that
 transaction open, it aborts it itself, the way a timeout does (`abort_from_client`): the epoch
@@ -78,6 +90,8 @@ class _Busy:
 
     waits: Waits
     finish: Callable[[set[PartitionLog]], bool]
+    # The partitions the transition adds to the id's transaction (Ongoing records only).
+    adds: frozenset[TopicPartition] = frozenset()
     succeeded: bool | None = None  # None until released
     waiting: list[_Deferred[Any]] = field(default_factory=list)
 
@@ -158,7 +172,10 @@ class TransactionCoordinator:
                 self._background(self._write_markers(target))
             return True
 
-        busy = _Busy(step.waits, finish)
+        current = self.txns.get(target.transactional_id)
+        held = current.partitions if current is not None and current.state is S.ONGOING else ()
+        adds = target.partitions.difference(held) if target.state is S.ONGOING else frozenset()
+        busy = _Busy(step.waits, finish, adds)
         self.pending[target.transactional_id] = busy
         return Durable(busy.waits, busy.release)
 
@@ -223,7 +240,10 @@ class TransactionCoordinator:
         producer_id: int,
         producer_epoch: int,
         partitions: Iterable[TopicPartition],
+        early: bool = False,
     ) -> ErrorCode | Durable[ErrorCode]:
+        """`early`: answer once the record is written, not once it is durable
+        (AddPartitionsToTxn; see the module's doc)."""
         wanted = frozenset(partitions)
         decision = self.machine.add_partitions(
             transactional_id,
@@ -233,11 +253,36 @@ class TransactionCoordinator:
             transactional_id in self.pending,
             self._clock_ms(),
         )
+        if early and isinstance(decision, CoordinatorResult):
+            return self._answer_early(decision)
         return self._run(
             transactional_id,
             decision,
-            lambda: self.add_partitions(transactional_id, producer_id, producer_epoch, wanted),
+            lambda: self.add_partitions(
+                transactional_id, producer_id, producer_epoch, wanted, early
+            ),
         )
+
+    def _answer_early(self, result: Transition[ErrorCode]) -> ErrorCode:
+        """Write a transition, to take effect once durable; its answer now."""
+        step = self._transit(result)
+        self._background(_apply_later(step))
+        refused = any(
+            log.offline is not None or end > log.log_end_offset for log, end in step.waits
+        )
+        return result.failed if refused else result.response
+
+    def unsettled_adds(
+        self, transactional_id: str, partitions: Iterable[TopicPartition]
+    ) -> Durable[bool] | None:
+        """What a transactional Produce to `partitions` waits for before it is appended: the
+        record adding any of them, if it was answered early and is not yet durable (None:
+        nothing). Its `then` applies the record (whichever waiter wakes first) and says whether
+        it was."""
+        busy = self.pending.get(transactional_id)
+        if busy is None or busy.adds.isdisjoint(partitions):
+            return None
+        return Durable(busy.waits, busy.release)
 
     def end_transaction(
         self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
