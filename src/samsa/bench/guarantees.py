@@ -11,7 +11,8 @@ rounds is reported:
 
 - plain vs idempotent producer (confluent-kafka, acks=all, 1 KB records, both at one request
   in flight as in `samsa.bench.idempotence`'s fair pairing), run plain, idempotent, idempotent,
-  plain (the reverse every other round): records/s;
+  plain (the reverse every other round): records/s; the same runs against librdkafka's mock
+  cluster in the same round, as the anchor (what the client's idempotence costs by itself);
 - transactions committing every 10, 50, 100, 500 and 1000 ms vs the idempotent producer
   (`samsa.bench.transactions`), each transactional run between two idempotent runs
   (I T10 I T50 I ... T1000 I, the intervals reversed every other round) and compared with
@@ -39,6 +40,7 @@ import os
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +115,7 @@ def steps(size: Size) -> list[tuple[str, Callable[[dict[str, Any], bool], None]]
     """The work of one round, as (description, step) pairs, for the progress bar; a step's
     second argument reverses the order of its runs (odd rounds)."""
     from samsa.bench import idempotence, streams, transactions
-    from samsa.bench.broker import broker_process
+    from samsa.bench.broker import broker_process, mock_cluster
     from samsa.payments import scenario
 
     settings = transactions.RECYCLING_SETTINGS
@@ -137,6 +139,17 @@ def steps(size: Size) -> list[tuple[str, Callable[[dict[str, Any], bool], None]]
             runs = [producer(idempotent) for idempotent in order]
             for name in ("plain", "idempotent"):
                 _keep(round_, name, [r for r in runs if r.label == name])
+        # The same runs against librdkafka's mock cluster (in memory, in this process): what
+        # the client's idempotent producer costs by itself, the anchor for samsa's figure.
+        with mock_cluster() as mock:
+            runs = [
+                transactions.run_producer(
+                    mock, f"mock-{uuid.uuid4().hex[:8]}", size.produce_s, idempotent, pairing
+                )
+                for idempotent in [True, *order]
+            ][1:]  # the first warms the cluster up
+            for name in ("plain", "idempotent"):
+                _keep(round_, f"mock_{name}", [r for r in runs if r.label == name])
 
     def txns(round_: dict[str, Any], reverse: bool) -> None:
         with broker_process(*settings) as broker:
@@ -201,7 +214,9 @@ def _keep(round_: dict[str, Any], name: str, runs: list[Any]) -> None:
     of its runs there (`transactions.ProduceRun`s), and each run's rate in run order."""
     round_[f"{name}_runs_records_per_s"] = [r.records_per_s for r in runs]
     round_[f"{name}_records_per_s"] = statistics.mean(r.records_per_s for r in runs)
-    round_[f"{name}_broker_us_per_record"] = statistics.mean(r.broker_us_per_record for r in runs)
+    cpu = [r.broker_us_per_record for r in runs if r.broker_us_per_record is not None]
+    if cpu:  # none for the mock cluster, which runs in this process
+        round_[f"{name}_broker_us_per_record"] = statistics.mean(cpu)
 
 
 def measure(size: Size, show_progress: bool) -> dict[str, Any]:
@@ -227,6 +242,11 @@ def measure(size: Size, show_progress: bool) -> dict[str, Any]:
         "broker_settings": list(RECYCLING_SETTINGS),
         "ratios": ratios(rounds),
         "broker_cpu_ratios": cpu_ratios(rounds),
+        "mock_ratios": {
+            "idempotent/plain": statistics.median(
+                r["mock_idempotent_records_per_s"] / r["mock_plain_records_per_s"] for r in rounds
+            )
+        },
         "rounds": rounds,
     }
 
@@ -321,6 +341,10 @@ def print_table(results: dict[str, Any]) -> None:
         table.add_row(name, f"{ratio:.3f}", f"{(1 - ratio) * 100:+.1f} %", cpu_ratio)
     console = Console()
     console.print(table)
+    console.print(
+        "librdkafka's mock cluster, same runs, same rounds: idempotent/plain"
+        f" {results['mock_ratios']['idempotent/plain']:.3f}"
+    )
     load = results["load_average"]
     console.print(
         f"{len(results['rounds'])} round(s), {results['seconds']:.0f} s; load average"
