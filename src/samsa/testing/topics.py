@@ -8,7 +8,7 @@ had drifted a little (timeouts, replication factor, quiet logging).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -42,6 +42,17 @@ def create_topic(
     timeout_s: float = ADMIN_TIMEOUT_S,
 ) -> None:
     create_topics(bootstrap, {topic: partitions}, config, timeout_s)
+
+
+def delete_topics(
+    bootstrap: str, topics: Iterable[str], timeout_s: float = ADMIN_TIMEOUT_S
+) -> None:
+    """Delete each topic and wait until the broker has answered for every one; any error
+    (an unknown topic too) is raised."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
+    futures = admin.delete_topics(list(topics), operation_timeout=timeout_s)
+    for future in futures.values():
+        future.result(timeout=timeout_s)
 
 
 def watermarks(
