@@ -34,8 +34,8 @@ _RECORD_ATTRIBUTES = b"\0"
 _NULL = b"\x01"  # a null key, value or header value: the signed varint -1
 
 
-def _varint(value: int) -> bytes:
-    """Kafka's signed varint (zigzag, then 7 bits a byte, low bits first)."""
+def zigzag_varint(value: int) -> bytes:
+    """`value` as Kafka's zigzag varint (records' lengths and deltas: 7 bits a byte, low first)."""
     raw = (value << 1) ^ (value >> 63)
     if raw < 0x80:
         return _SMALL[raw]
@@ -51,7 +51,7 @@ _SMALL = [bytes([raw]) for raw in range(0x80)]
 
 
 def _sized(data: bytes | None) -> bytes:
-    return _NULL if data is None else _varint(len(data)) + data
+    return _NULL if data is None else zigzag_varint(len(data)) + data
 
 
 def _millis(timestamp_ms: int) -> int:
@@ -89,16 +89,16 @@ def record_batch(
     body = bytearray()
     for i in range(count):
         record = bytearray(_RECORD_ATTRIBUTES)
-        record += _varint(stamps[i] - base_timestamp) if stamps is not None else b"\0"
-        record += _varint(i)
+        record += zigzag_varint(stamps[i] - base_timestamp) if stamps is not None else b"\0"
+        record += zigzag_varint(i)
         record += _sized(keys[i] if keys is not None else None)
         record += _sized(values[i])
         pairs = headers[i] if headers is not None else ()
-        record += _varint(len(pairs))
+        record += zigzag_varint(len(pairs))
         for key, value in pairs:
             record += _sized(key)
             record += _sized(value)
-        body += _varint(len(record))
+        body += zigzag_varint(len(record))
         body += record
     covered = _COVERED.pack(
         attributes,
