@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import crc32c
 
 from samsa.protocol.batch import HEADER_BYTES, LOG_OVERHEAD, MAGIC
+from samsa.protocol.compiled_writer import uvarint_bytes
 
 Headers = Sequence[tuple[bytes, bytes | None]]
 
@@ -35,19 +36,8 @@ _NULL = b"\x01"  # a null key, value or header value: the signed varint -1
 
 
 def zigzag_varint(value: int) -> bytes:
-    """`value` as Kafka's zigzag varint (records' lengths and deltas: 7 bits a byte, low first)."""
-    raw = (value << 1) ^ (value >> 63)
-    if raw < 0x80:
-        return _SMALL[raw]
-    out = bytearray()
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
-    return bytes(out)
-
-
-_SMALL = [bytes([raw]) for raw in range(0x80)]
+    """`value` as Kafka's zigzag varint (records' lengths and deltas)."""
+    return uvarint_bytes((value << 1) ^ (value >> 63))
 
 
 def _sized(data: bytes | None) -> bytes:

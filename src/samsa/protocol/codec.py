@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pkgutil import resolve_name
-from typing import IO, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
@@ -26,6 +26,7 @@ from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.log.storage import FileRegion
 from samsa.protocol import guard
+from samsa.protocol.compiled_writer import writer_for
 from samsa.protocol.frames import frame
 from samsa.protocol.legacy.index import INDEX as LEGACY
 
@@ -122,8 +123,8 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_reader(request.__header_schema__)
             entity_reader(request)
         if response is not None:
-            entity_writer(response.__header_schema__)
-            entity_writer(response)
+            writer_for(response.__header_schema__)
+            writer_for(response)
 
 
 def decode_request(
@@ -178,40 +179,40 @@ Part = bytes | bytearray | FileRegion
 
 
 class _Parts:
-    """What kio's writers write into: small writes are gathered into one buffer, large ones
-    (and file regions) are kept as they are, so a fetch response's records are not copied to
-    be framed."""
+    """What response writers write into: small writes are gathered into one buffer (`small`),
+    large ones (and file regions) are kept as they are, so a fetch response's records are not
+    copied to be framed."""
 
     def __init__(self) -> None:
         self.parts: list[Part] = []
         self._head = bytearray(b"\0\0\0\0")  # the size prefix, filled in by `frame`
-        self._small = self._head
-        self.size = 0
+        self.small = self._head
 
     def write(self, data: bytes | FileRegion) -> int:
         if isinstance(data, FileRegion) or len(data) >= BY_REFERENCE_BYTES:
-            if self._small:
-                self.parts.append(self._small)
+            if self.small:
+                self.parts.append(self.small)
             self.parts.append(data)
-            self._small = bytearray()
+            self.small = bytearray()
         else:
-            self._small += data
-        self.size += len(data)
+            self.small += data
         return len(data)
 
     def frame(self) -> list[Part]:
-        parts = [*self.parts, self._small] if self._small else self.parts
-        self._head[:4] = self.size.to_bytes(4, "big")
+        parts = [*self.parts, self.small] if self.small else self.parts
+        size = sum(len(part) for part in parts) - 4  # the prefix counts what follows it
+        self._head[:4] = size.to_bytes(4, "big")
         return parts
 
 
 def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list[Part]:
     """A whole response frame, size prefix included, as buffers to send one after the other."""
     parts = _Parts()
-    out = cast(IO[bytes], parts)  # kio's writers only call `write`
     header_schema = type(payload).__header_schema__
-    entity_writer(header_schema)(out, header_schema(correlation_id=i32(correlation_id)))
-    entity_writer(type(payload))(out, payload)
+    # The id is the request's, read as an int32: no phantom type's range check needed.
+    header = header_schema(correlation_id=cast(i32, correlation_id))
+    writer_for(header_schema)(parts, header)
+    writer_for(type(payload))(parts, payload)
     return parts.frame()
 
 
