@@ -1,4 +1,4 @@
-"""samsa's compiled response writers against kio's `entity_writer`: the same bytes for every
+"""samsa's compiled writers against kio's `entity_writer`: the same bytes for every request and
 response schema samsa serves, on random values; large record sets and file regions still kept
 by reference."""
 
@@ -9,7 +9,8 @@ import io
 import os
 import tempfile
 import uuid
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +23,7 @@ from kio.schema.fetch.v16.response import (
 )
 from kio.serial import entity_writer
 from kio.static.primitive import Records, i32, i32Timedelta, i64
-from kio.static.protocol import ResponsePayload
+from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from samsa.log.storage import FileRegion
 from samsa.protocol import codec
@@ -41,28 +42,53 @@ def kio_frame(correlation_id: int, payload: ResponsePayload) -> bytes:
     return frame(buffer.getvalue())
 
 
-def _served_responses() -> list[type[ResponsePayload]]:
+def kio_request_frame(correlation_id: int, payload: RequestPayload) -> bytes:
+    buffer = io.BytesIO()
+    header_schema = type(payload).__header_schema__
+    header = header_schema(
+        request_api_key=type(payload).__api_key__,
+        request_api_version=type(payload).__version__,
+        correlation_id=i32(correlation_id),
+        client_id="a client",
+    )
+    entity_writer(header_schema)(buffer, header)
+    entity_writer(type(payload))(buffer, payload)
+    return frame(buffer.getvalue())
+
+
+def _served(load: Callable[[int, int], type[Entity] | None]) -> list[type[Entity]]:
     schemas = []
     for api_key, served in SERVED.items():
         for version in range(served.min, served.max + 1):
-            schema = codec.response_type(api_key, version)
+            schema = load(api_key, version)
             assert schema is not None
             schemas.append(schema)
     return schemas
 
 
-@pytest.mark.parametrize(
-    "schema",
-    _served_responses(),
-    ids=lambda cls: f"{ApiKey(cls.__api_key__).name}-v{cls.__version__}",
-)
-@settings(max_examples=10, suppress_health_check=[HealthCheck.too_slow])
+def _name(cls: Any) -> str:
+    return f"{ApiKey(cls.__api_key__).name}-v{cls.__version__}"
+
+
+@pytest.mark.parametrize("schema", _served(codec.response_type), ids=_name)
+@settings(max_examples=5, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), correlation_id=st.integers(-(2**31), 2**31 - 1))
-def test_same_bytes_as_kio(
+def test_same_response_bytes_as_kio(
     schema: type[ResponsePayload], data: st.DataObject, correlation_id: int
 ) -> None:
     payload = data.draw(st.from_type(schema))
     assert codec.encode_response(correlation_id, payload) == kio_frame(correlation_id, payload)
+
+
+@pytest.mark.parametrize("schema", _served(codec.request_type), ids=_name)
+@settings(max_examples=3, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), correlation_id=st.integers(-(2**31), 2**31 - 1))
+def test_same_request_bytes_as_kio(
+    schema: type[RequestPayload], data: st.DataObject, correlation_id: int
+) -> None:
+    payload = data.draw(st.from_type(schema))
+    expected = kio_request_frame(correlation_id, payload)
+    assert codec.encode_request(correlation_id, "a client", payload) == expected
 
 
 def _fetch(records: bytes | FileRegion) -> FetchResponse:

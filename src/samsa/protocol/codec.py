@@ -10,7 +10,6 @@ kio's shape from Kafka 3.9's schemas (`samsa.protocol.legacy`).
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ from typing import Any, Generic, TypeVar, cast
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_reader
 from kio.static.primitive import i32
 from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.log.storage import FileRegion
 from samsa.protocol import guard
 from samsa.protocol.compiled_writer import writer_for
-from samsa.protocol.frames import frame
 from samsa.protocol.legacy.index import INDEX as LEGACY
 
 _PREFIX = struct.Struct(">hhi")
@@ -207,11 +205,15 @@ class _Parts:
 
 def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list[Part]:
     """A whole response frame, size prefix included, as buffers to send one after the other."""
-    parts = _Parts()
-    header_schema = type(payload).__header_schema__
     # The id is the request's, read as an int32: no phantom type's range check needed.
-    header = header_schema(correlation_id=cast(i32, correlation_id))
-    writer_for(header_schema)(parts, header)
+    header = type(payload).__header_schema__(correlation_id=cast(i32, correlation_id))
+    return _write(header, payload)
+
+
+def _write(header: Any, payload: RequestPayload | ResponsePayload) -> list[Part]:
+    """A frame of `header` then `payload`, size prefix included."""
+    parts = _Parts()
+    writer_for(type(header))(parts, header)
     writer_for(type(payload))(parts, payload)
     return parts.frame()
 
@@ -242,7 +244,6 @@ def close_regions(parts: list[Part]) -> None:
 
 def encode_request(correlation_id: int, client_id: str | None, payload: RequestPayload) -> bytes:
     """A whole request frame; used by samsa's own tools and tests."""
-    buffer = io.BytesIO()
     header_schema = type(payload).__header_schema__
     fields: dict[str, Any] = {
         "request_api_key": type(payload).__api_key__,
@@ -250,9 +251,7 @@ def encode_request(correlation_id: int, client_id: str | None, payload: RequestP
         "correlation_id": correlation_id,
         "client_id": client_id,
     }
-    entity_writer(header_schema)(buffer, header_schema(**fields))
-    entity_writer(type(payload))(buffer, payload)
-    return frame(buffer.getvalue())
+    return b"".join(materialize(_write(header_schema(**fields), payload)))
 
 
 def decode_response(api_key: int, api_version: int, data: bytes) -> tuple[int, Any]:

@@ -1,4 +1,4 @@
-"""Response writers compiled once per kio schema: kio's bytes in fewer Python steps.
+"""Writers compiled once per kio schema: kio's bytes in fewer Python steps.
 
 kio's `entity_writer` writes each field through one generic loop: a range-checked phantom value
 for every length and count, one `write` call per primitive, a `BytesIO` per entity for its
@@ -8,8 +8,8 @@ entity to a list of steps: one `struct` pack for each run of fixed-size fields, 
 counts as varints, and the tagged-field section as one zero byte while every tagged field holds
 its default (kio skips those too). The rarer values (UUIDs, timestamps, durations, the tagged
 fields that are written) go through kio's own writer for that field, so the format rules stay
-kio's; tests/protocol/test_compiled_writer.py checks every response schema samsa serves against
-`kio.serial.entity_writer` on random values.
+kio's; tests/protocol/test_compiled_writer.py checks every request and response schema samsa
+serves against `kio.serial.entity_writer` on random values.
 
 A writer appends to `Sink.small`, and hands `bytes` and `records` values to `Sink.write`, which
 keeps large ones (a fetch's record sets, file regions) by reference instead of copying them.
@@ -102,9 +102,10 @@ def _compile(cls: type[Any]) -> Step:
     steps: list[Step] = []
     run: list[tuple[str, str]] = []  # (name, struct format) of consecutive fixed-size fields
     tagged: list[tuple[int, Field[Any], Any, Any]] = []
+    request_header = cls.__name__ == "RequestHeader"
     for f in dataclasses.fields(cls):
         if "tag" in f.metadata:
-            writer = get_field_writer(f, flexible=flexible, is_request_header=False, is_tag=True)
+            writer = get_field_writer(f, flexible, is_request_header=request_header, is_tag=True)
             tagged.append((int(f.metadata["tag"]), f, writer, get_tagged_field_default(f)))
             continue
         kind = classify_field(f)
@@ -115,7 +116,10 @@ def _compile(cls: type[Any]) -> Step:
         if run:
             steps.append(_packed(run))
             run = []
-        steps.append(_field_step(f, flexible))
+        # Kafka writes a request header's client id as a legacy string even in flexible
+        # headers (RequestHeader.json), so ApiVersions can always read it.
+        legacy = request_header and f.name == "client_id"
+        steps.append(_field_step(f, flexible, _legacy(True, string=True) if legacy else None))
     if run:
         steps.append(_packed(run))
     if flexible:
@@ -153,8 +157,8 @@ def _packed(run: list[tuple[str, str]]) -> Step:
     return write_run
 
 
-def _field_step(f: Field[Any], flexible: bool) -> Step:
-    value_step = _value_step(f, flexible)
+def _field_step(f: Field[Any], flexible: bool, value_step: Step | None = None) -> Step:
+    value_step = value_step or _value_step(f, flexible)
     name = f.name
 
     def write_field(out: Sink, entity: Any) -> None:
