@@ -75,8 +75,10 @@ _INT32_MAX = 2**31 - 1
 
 def uvarint_bytes(value: int) -> bytes:
     """Kafka's unsigned varint: 7 bits a byte, low bits first."""
-    if value < 0x80:
+    if 0 <= value < 0x80:
         return _SMALL_UVARINTS[value]
+    if value < 0:
+        raise ValueError(f"an unsigned varint of {value}")
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
