@@ -43,7 +43,6 @@ import asyncio
 import collections
 import datetime
 import gc
-import io
 import json
 import os
 import statistics
@@ -60,15 +59,14 @@ from typing import Any
 import crc32c
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_new_batch
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.schema.types import TopicName
-from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i32Timedelta, i64
+from kio.static.primitive import Records, i16, i32, i32Timedelta
 
 from samsa.bench.broker import machine, mock_cluster, samsa_process, wait_for_topic
 from samsa.protocol.batch import CRC_START, BatchHeader
+from samsa.protocol.batch_writer import record_batch
 from samsa.state.producers import BATCHES_RETAINED, ProducerStateManager
 from samsa.testing.wire import Conn
 
@@ -300,22 +298,7 @@ def kafka_python_s(bootstrap: str, records: int, idempotent: bool, in_flight: in
 
 
 def _wire_template(value: bytes, count: int) -> bytes:
-    now = TZAwareMicros.parse(datetime.datetime.now(datetime.UTC))
-    batch = NewRecordBatch(
-        producer_id=i64(-1),
-        producer_epoch=i16(-1),
-        base_sequence=i32(-1),
-        records=tuple(
-            Record(
-                attributes=i8(0), timestamp=now, offset=i64(i), key=None, value=value, headers=()
-            )
-            for i in range(count)
-        ),
-        attributes=i16(0),
-    )
-    buffer = io.BytesIO()
-    write_new_batch(buffer, batch)
-    return buffer.getvalue()
+    return record_batch([value] * count, timestamp_ms=int(time.time() * 1000))
 
 
 def _stamp(template: bytes, producer_id: int, epoch: int, sequence: int) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import crc32c
 from kio.schema.errors import ErrorCode
@@ -173,5 +173,20 @@ def assign_offset(
     """The batch with its base offset and partition leader epoch set (outside the CRC): its
     new header, and the batch as a new 16-byte prefix and a view of the rest (not copied)."""
     head = _ASSIGN.pack(base_offset, header.batch_length, leader_epoch)
-    assigned = replace(header, base_offset=base_offset, partition_leader_epoch=leader_epoch)
+    h = header  # built field by field: `dataclasses.replace` costs three times as much
+    assigned = BatchHeader(
+        base_offset,
+        h.batch_length,
+        leader_epoch,
+        h.magic,
+        h.crc,
+        h.attributes,
+        h.last_offset_delta,
+        h.base_timestamp,
+        h.max_timestamp,
+        h.producer_id,
+        h.producer_epoch,
+        h.base_sequence,
+        h.records_count,
+    )
     return assigned, head, memoryview(records)[16:]

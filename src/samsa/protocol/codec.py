@@ -10,23 +10,22 @@ kio's shape from Kafka 3.9's schemas (`samsa.protocol.legacy`).
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pkgutil import resolve_name
-from typing import IO, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_reader
 from kio.static.primitive import i32
 from kio.static.protocol import RequestPayload, ResponsePayload
 
 from samsa.log.storage import FileRegion
 from samsa.protocol import guard
-from samsa.protocol.frames import frame
+from samsa.protocol.compiled_writer import writer_for
 from samsa.protocol.legacy.index import INDEX as LEGACY
 
 _PREFIX = struct.Struct(">hhi")
@@ -122,8 +121,8 @@ def preload(keys: Iterable[tuple[int, int]]) -> None:
             entity_reader(request.__header_schema__)
             entity_reader(request)
         if response is not None:
-            entity_writer(response.__header_schema__)
-            entity_writer(response)
+            writer_for(response.__header_schema__)
+            writer_for(response)
 
 
 def decode_request(
@@ -178,40 +177,44 @@ Part = bytes | bytearray | FileRegion
 
 
 class _Parts:
-    """What kio's writers write into: small writes are gathered into one buffer, large ones
-    (and file regions) are kept as they are, so a fetch response's records are not copied to
-    be framed."""
+    """What response writers write into: small writes are gathered into one buffer (`small`),
+    large ones (and file regions) are kept as they are, so a fetch response's records are not
+    copied to be framed."""
 
     def __init__(self) -> None:
         self.parts: list[Part] = []
         self._head = bytearray(b"\0\0\0\0")  # the size prefix, filled in by `frame`
-        self._small = self._head
-        self.size = 0
+        self.small = self._head
 
     def write(self, data: bytes | FileRegion) -> int:
         if isinstance(data, FileRegion) or len(data) >= BY_REFERENCE_BYTES:
-            if self._small:
-                self.parts.append(self._small)
+            if self.small:
+                self.parts.append(self.small)
             self.parts.append(data)
-            self._small = bytearray()
+            self.small = bytearray()
         else:
-            self._small += data
-        self.size += len(data)
+            self.small += data
         return len(data)
 
     def frame(self) -> list[Part]:
-        parts = [*self.parts, self._small] if self._small else self.parts
-        self._head[:4] = self.size.to_bytes(4, "big")
+        parts = [*self.parts, self.small] if self.small else self.parts
+        size = sum(len(part) for part in parts) - 4  # the prefix counts what follows it
+        self._head[:4] = size.to_bytes(4, "big")
         return parts
 
 
 def encode_response_parts(correlation_id: int, payload: ResponsePayload) -> list[Part]:
     """A whole response frame, size prefix included, as buffers to send one after the other."""
+    # The id is the request's, read as an int32: no phantom type's range check needed.
+    header = type(payload).__header_schema__(correlation_id=cast(i32, correlation_id))
+    return _write(header, payload)
+
+
+def _write(header: Any, payload: RequestPayload | ResponsePayload) -> list[Part]:
+    """A frame of `header` then `payload`, size prefix included."""
     parts = _Parts()
-    out = cast(IO[bytes], parts)  # kio's writers only call `write`
-    header_schema = type(payload).__header_schema__
-    entity_writer(header_schema)(out, header_schema(correlation_id=i32(correlation_id)))
-    entity_writer(type(payload))(out, payload)
+    writer_for(type(header))(parts, header)
+    writer_for(type(payload))(parts, payload)
     return parts.frame()
 
 
@@ -241,7 +244,6 @@ def close_regions(parts: list[Part]) -> None:
 
 def encode_request(correlation_id: int, client_id: str | None, payload: RequestPayload) -> bytes:
     """A whole request frame; used by samsa's own tools and tests."""
-    buffer = io.BytesIO()
     header_schema = type(payload).__header_schema__
     fields: dict[str, Any] = {
         "request_api_key": type(payload).__api_key__,
@@ -249,9 +251,7 @@ def encode_request(correlation_id: int, client_id: str | None, payload: RequestP
         "correlation_id": correlation_id,
         "client_id": client_id,
     }
-    entity_writer(header_schema)(buffer, header_schema(**fields))
-    entity_writer(type(payload))(buffer, payload)
-    return frame(buffer.getvalue())
+    return b"".join(materialize(_write(header_schema(**fields), payload)))
 
 
 def decode_response(api_key: int, api_version: int, data: bytes) -> tuple[int, Any]:

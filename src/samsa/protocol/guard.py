@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import typing
+from collections.abc import Callable
 from typing import Any
 
 _FIXED_SIZES = {
@@ -86,99 +87,184 @@ def _plan(cls: type[Any]) -> _Plan:
     return _PLANS[cls]
 
 
-class _Cursor:
-    __slots__ = ("data", "end", "position")
-
-    def __init__(self, data: bytes | memoryview, position: int, end: int) -> None:
-        self.data = data
-        self.position = position
-        self.end = end
-
-    @property
-    def remaining(self) -> int:
-        return self.end - self.position
-
-    def skip(self, size: int) -> None:
-        if size > self.remaining:
-            raise Malformed(f"{size} bytes announced, {self.remaining} left")
-        self.position += size
-
-    def int8(self) -> int:
-        self.skip(1)
-        value = self.data[self.position - 1]
-        return value - 256 if value > 127 else value
-
-    def int16(self) -> int:
-        self.skip(2)
-        return int(_INT16.unpack_from(self.data, self.position - 2)[0])
-
-    def int32(self) -> int:
-        self.skip(4)
-        return int(_INT32.unpack_from(self.data, self.position - 4)[0])
-
-    def uvarint(self) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            self.skip(1)
-            byte = self.data[self.position - 1]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise Malformed("varint longer than 5 bytes")
+Buffer = bytes | memoryview
+# A compiled check step: (data, position, end) -> the position after what it walked.
+_Step = Callable[[Buffer, int, int], int]
 
 
-def check(schema: type[Any], data: bytes | memoryview, offset: int = 0) -> int:
+def check(schema: type[Any], data: Buffer, offset: int = 0) -> int:
     """Walk one `schema` entity from `offset`; the offset after it. Raises `Malformed`."""
-    cursor = _Cursor(data, offset, len(data))
-    _entity(schema, cursor)
-    return cursor.position
+    return _checker(schema)(data, offset, len(data))
 
 
-def _entity(cls: type[Any], cursor: _Cursor) -> None:
+_CHECKS: dict[type[Any], _Step] = {}
+
+
+def _checker(cls: type[Any]) -> _Step:
+    """The walk of `cls`, compiled once from its plan: each run of fixed-size fields is one
+    bounds check, each field's kind is decided here instead of at every frame."""
+    made = _CHECKS.get(cls)
+    return made if made is not None else _CHECKS.setdefault(cls, _compile(cls))
+
+
+def _compile(cls: type[Any]) -> _Step:
     flexible = bool(cls.__flexible__)
     regular, tagged = _plan(cls)
+    steps: list[_Step] = []
+    run = 0  # bytes of consecutive fixed-size fields not yet checked
     for field in regular:
-        _field(field, flexible, cursor)
-    if not flexible:
-        return
-    for _ in range(cursor.uvarint()):  # each tag takes at least two bytes: this ends
-        tag = cursor.uvarint()
-        size = cursor.uvarint()
-        start = cursor.position
-        cursor.skip(size)
-        known = tagged.get(tag)
-        if known is not None:
-            _field(known, flexible, _Cursor(cursor.data, start, start + size))
+        fixed = _fixed_size(field)
+        if fixed is not None:
+            run += fixed
+            continue
+        if run:
+            steps.append(_skip(run))
+            run = 0
+        steps.append(_field_step(field, flexible))
+    if run:
+        steps.append(_skip(run))
+    if flexible:
+        steps.append(_tags({tag: _field_step(f, flexible) for tag, f in tagged.items()}))
+    walk = tuple(steps)
+
+    def entity(data: Buffer, position: int, end: int) -> int:
+        for step in walk:
+            position = step(data, position, end)
+        return position
+
+    return entity
 
 
-def _field(field: _Field, flexible: bool, cursor: _Cursor) -> None:
+def _fixed_size(field: _Field) -> int | None:
+    return None if field.array else _element_size(field)
+
+
+def _element_size(field: _Field) -> int | None:
+    """The size of one value (one element, for an array) of `field`, if it has one."""
+    return None if field.entity is not None else _FIXED_SIZES.get(field.kafka_type or "")
+
+
+def _skip(size: int) -> _Step:
+    def skip(data: Buffer, position: int, end: int) -> int:
+        if size > end - position:
+            raise Malformed(f"{size} bytes announced, {end - position} left")
+        return position + size
+
+    return skip
+
+
+def _advance(position: int, size: int, end: int) -> int:
+    if size > end - position:
+        raise Malformed(f"{size} bytes announced, {end - position} left")
+    return position + size
+
+
+def _int8(data: Buffer, position: int, end: int) -> tuple[int, int]:
+    if position >= end:
+        raise Malformed(f"1 bytes announced, {end - position} left")
+    value = data[position]
+    return (value - 256 if value > 127 else value), position + 1
+
+
+def _int16(data: Buffer, position: int, end: int) -> tuple[int, int]:
+    if end - position < 2:
+        raise Malformed(f"2 bytes announced, {end - position} left")
+    return int(_INT16.unpack_from(data, position)[0]), position + 2
+
+
+def _int32(data: Buffer, position: int, end: int) -> tuple[int, int]:
+    if end - position < 4:
+        raise Malformed(f"4 bytes announced, {end - position} left")
+    return int(_INT32.unpack_from(data, position)[0]), position + 4
+
+
+def _uvarint(data: Buffer, position: int, end: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 35, 7):
+        if position >= end:
+            raise Malformed(f"1 bytes announced, {end - position} left")
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+    raise Malformed("varint longer than 5 bytes")
+
+
+def _field_step(field: _Field, flexible: bool) -> _Step:
+    value = _value_step(field, flexible)
     if not field.array:
-        _value(field, flexible, cursor)
-        return
-    count = cursor.uvarint() - 1 if flexible else cursor.int32()
-    if count < 0:
-        if count == -1 and field.nullable_array:
-            return
-        raise Malformed(f"array of {count} elements in a field that is not nullable")
-    if count > cursor.remaining:
-        raise Malformed(f"array of {count} elements in {cursor.remaining} bytes")
-    for _ in range(count):
-        _value(field, flexible, cursor)
+        return value
+    nullable = field.nullable_array
+    fixed = _element_size(field)
+
+    def array(data: Buffer, position: int, end: int) -> int:
+        if flexible:
+            count, position = _uvarint(data, position, end)
+            count -= 1
+        else:
+            count, position = _int32(data, position, end)
+        if count < 0:
+            if count == -1 and nullable:
+                return position
+            raise Malformed(f"array of {count} elements in a field that is not nullable")
+        if count > end - position:
+            raise Malformed(f"array of {count} elements in {end - position} bytes")
+        if fixed is not None:
+            return _advance(position, count * fixed, end)
+        for _ in range(count):
+            position = value(data, position, end)
+        return position
+
+    return array
 
 
-def _value(field: _Field, flexible: bool, cursor: _Cursor) -> None:
+def _value_step(field: _Field, flexible: bool) -> _Step:
+    """The walk of one value of `field` (one element, for an array)."""
     if field.entity is not None:
-        if field.nullable_entity and cursor.int8() == _NULL_ENTITY:
-            return
-        _entity(field.entity, cursor)
-        return
+        entity = _checker(field.entity)
+        if not field.nullable_entity:
+            return entity
+
+        def nullable_entity(data: Buffer, position: int, end: int) -> int:
+            marker, position = _int8(data, position, end)
+            return position if marker == _NULL_ENTITY else entity(data, position, end)
+
+        return nullable_entity
     kafka_type = field.kafka_type or ""
     fixed = _FIXED_SIZES.get(kafka_type)
     if fixed is not None:
-        cursor.skip(fixed)
-    elif field.legacy_string or (kafka_type == "string" and not flexible):
-        cursor.skip(max(cursor.int16(), 0))
+        return _skip(fixed)
+    if field.legacy_string or (kafka_type == "string" and not flexible):
+        read_length = _int16
     elif not flexible:  # bytes, records
-        cursor.skip(max(cursor.int32(), 0))
+        read_length = _int32
     else:  # compact string, bytes, records: length + 1, 0 for null
-        cursor.skip(max(cursor.uvarint() - 1, 0))
+
+        def compact(data: Buffer, position: int, end: int) -> int:
+            length, position = _uvarint(data, position, end)
+            return _advance(position, max(length - 1, 0), end)
+
+        return compact
+
+    def sized(data: Buffer, position: int, end: int) -> int:
+        length, position = read_length(data, position, end)
+        return _advance(position, max(length, 0), end)
+
+    return sized
+
+
+def _tags(known: dict[int, _Step]) -> _Step:
+    def tags(data: Buffer, position: int, end: int) -> int:
+        count, position = _uvarint(data, position, end)
+        for _ in range(count):  # each tag takes at least two bytes: this ends
+            tag, position = _uvarint(data, position, end)
+            size, position = _uvarint(data, position, end)
+            start = position
+            position = _advance(position, size, end)
+            step = known.get(tag)
+            if step is not None:
+                step(data, start, start + size)
+        return position
+
+    return tags

@@ -21,7 +21,7 @@ import crc32c
 from kio.schema.errors import ErrorCode
 
 from samsa.protocol.batch import COMPRESSION_MASK, HEADER_BYTES
-from samsa.protocol.batch_writer import record_batch
+from samsa.protocol.batch_writer import record_batch, zigzag_varint
 from samsa.protocol.compression import GZIP, LZ4, SNAPPY, ZSTD
 
 TIMESTAMP_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -66,17 +66,6 @@ def _varint_11_bytes() -> bytes:
     """One record whose timestamp delta is an 11-byte varint (Kafka allows 10 at most)."""
     body = b"\x00" + b"\x80" * 10 + b"\x00" + b"\x00" + b"\x01" + b"\x02x" + b"\x00"
     return zigzag_varint(len(body)) + body
-
-
-def zigzag_varint(value: int) -> bytes:
-    """`value` as Kafka's zigzag varint (records' lengths and deltas)."""
-    raw = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
-    return bytes(out)
 
 
 def _garbage(seed: int, size: int = 200) -> bytes:
