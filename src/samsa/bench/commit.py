@@ -88,7 +88,10 @@ def measure(
     samples: dict[str, list[float]] = {name: [] for name in targets}
     cpu: dict[str, list[float]] = {name: [] for name in targets}
     for round_ in range(repeat):
-        for name, target in targets.items():
+        # Reversed every other round: on this VM the first broker of a round is often slower
+        # (see docs/benchmarks.md, "The order effect"), whatever it runs.
+        order = list(targets.items())
+        for name, target in order if round_ % 2 == 0 else reversed(order):
             with target() as (bootstrap, pid):
                 start = cpu_seconds(pid) if pid is not None else 0.0
                 run = transactions_ms(bootstrap, count)
