@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from samsa.bench import in_turn
 from samsa.bench.broker import wait_for_topic
 from samsa.bench.fetch import cpu_seconds, mock, serve
 
@@ -88,10 +89,7 @@ def measure(
     samples: dict[str, list[float]] = {name: [] for name in targets}
     cpu: dict[str, list[float]] = {name: [] for name in targets}
     for round_ in range(repeat):
-        # Reversed every other round: on this VM the first broker of a round is often slower
-        # (see docs/benchmarks.md, "The order effect"), whatever it runs.
-        order = list(targets.items())
-        for name, target in order if round_ % 2 == 0 else reversed(order):
+        for name, target in in_turn(list(targets.items()), round_):
             with target() as (bootstrap, pid):
                 start = cpu_seconds(pid) if pid is not None else 0.0
                 run = transactions_ms(bootstrap, count)

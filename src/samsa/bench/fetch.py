@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from confluent_kafka import Consumer, Producer
 
+from samsa.bench import in_turn
 from samsa.bench.broker import (
     CONSUME_CHUNK_BYTES,
     CONSUMER_CONFIG,
@@ -158,10 +159,7 @@ def measure(records: int, repeat: int, before_src: str | None, progress: bool) -
         targets = {"samsa": serve(None), "mock": mock()}
         if before_src:
             targets["before"] = serve(before_src)
-        # Reversed every other round: on this VM the first broker of a round is often slower
-        # (see docs/benchmarks.md, "The order effect"), whatever it runs.
-        order = list(targets.items())
-        for name, target in order if round_ % 2 == 0 else reversed(order):
+        for name, target in in_turn(list(targets.items()), round_):
             with target as (bootstrap, pid):
                 for size in VALUE_SIZES:
                     run = consume_run(bootstrap, pid, records, size)

@@ -64,6 +64,7 @@ from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, 
 from kio.schema.types import TopicName
 from kio.static.primitive import Records, i16, i32, i32Timedelta
 
+from samsa.bench import in_turn
 from samsa.bench.broker import machine, mock_cluster, samsa_process, wait_for_topic
 from samsa.protocol.batch import CRC_START, BatchHeader
 from samsa.protocol.batch_writer import record_batch
@@ -193,8 +194,7 @@ def run_throughput(target: str, records: int, repeat: int, progress: bool) -> li
         for k in range(repeat):
             for pairing in pairings:
                 extra = PAIRINGS[pairing.name]
-                order = (False, True) if k % 2 == 0 else (True, False)
-                for idempotent in order:
+                for idempotent in in_turn((False, True), k):
                     config = {**BASE_CONFIG, **extra, "enable.idempotence": idempotent}
                     seconds = produce_s(bootstrap, records, config)
                     (pairing.idempotent_s if idempotent else pairing.plain_s).append(seconds)
@@ -390,8 +390,7 @@ def run_clients(records: int, repeat: int, progress: bool) -> list[Pairing]:
         delete_topics(bootstrap)
         for k in range(repeat):
             for pairing in pairings:
-                order = (False, True) if k % 2 == 0 else (True, False)
-                for idempotent in order:
+                for idempotent in in_turn((False, True), k):
                     seconds = CLIENT_PAIRINGS[pairing.name](bootstrap, records, idempotent)
                     (pairing.idempotent_s if idempotent else pairing.plain_s).append(seconds)
                     if progress:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from samsa.bench import in_turn
 from samsa.bench.broker import broker_process, machine, produce
 from samsa.testing.process import free_port
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         records = args.records if name == "batched" else args.records // PER_RECORD_SHARE
         runs: dict[bool, list[float]] = {False: [], True: []}
         for i in range(args.repeat):
-            for metrics in (False, True) if i % 2 == 0 else (True, False):
+            for metrics in in_turn((False, True), i):
                 runs[metrics].append(run_once(metrics, records, client, broker))
                 print(f"  {name} metrics={metrics}: {runs[metrics][-1]:.2f} s", file=sys.stderr)
         off, on = statistics.median(runs[False]), statistics.median(runs[True])

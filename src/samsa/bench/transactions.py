@@ -36,6 +36,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from samsa.bench import in_turn
 from samsa.bench.broker import broker_process, wait_for_topic
 from samsa.bench.fetch import cpu_seconds
 from samsa.testing.process import BrokerProcess
@@ -280,7 +281,7 @@ def run(seconds: float, repeat: int, reads: int, progress: bool) -> dict[str, An
 
         idempotent()  # warms the broker and the client library up; not measured
         for round_ in range(repeat):
-            order = COMMIT_INTERVALS_MS if round_ % 2 == 0 else COMMIT_INTERVALS_MS[::-1]
+            order = in_turn(COMMIT_INTERVALS_MS, round_)
             round_bases, rated = bracketed(idempotent, [transactional(i) for i in order])
             bases.extend(round_bases)
             for result, ratio in rated:
@@ -292,8 +293,7 @@ def run(seconds: float, repeat: int, reads: int, progress: bool) -> dict[str, An
         latency = endtxn_latency(bootstrap, "bench-latency", LATENCY_SAMPLES)
         reread_topic, reread_records = write_read_topic(bootstrap, min(seconds, 1.0))
         for round_ in range(reads):
-            levels = ["read_committed", "read_uncommitted"]
-            for level in levels if round_ % 2 == 0 else reversed(levels):
+            for level in in_turn(["read_committed", "read_uncommitted"], round_):
                 consume[level].append(consume_s(bootstrap, reread_topic, level, reread_records))
     produce = {"idempotent": produce_figures(bases, [1.0])}
     for label, pairs in results.items():
