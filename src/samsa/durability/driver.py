@@ -180,7 +180,7 @@ class Driver(Generic[K]):
     def _wait(self, waiter: _Waiter[K], waits: Waits) -> None:
         for entry in waits:
             log, offset = entry
-            if log.offline is not None or offset > log.log_end_offset:
+            if log.never_durable(offset):
                 waiter.failed = (waiter.failed or set()) | {log}  # never durable: fail now
                 continue
             if log.high_watermark >= offset:

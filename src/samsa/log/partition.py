@@ -730,6 +730,11 @@ class PartitionLog:
         restart recovers it from the files)."""
         self.go_offline(reason)
 
+    def never_durable(self, offset: int) -> bool:
+        """A wait up to `offset` can never be met: the log is offline, or the offset lies past
+        its end (a write the disk refused and the log undid)."""
+        return self.offline is not None or offset > self.log_end_offset
+
     @property
     def sync_failed(self) -> bool:
         return self.offline is not None

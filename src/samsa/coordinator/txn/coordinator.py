@@ -267,9 +267,7 @@ class TransactionCoordinator:
         """Write a transition, to take effect once durable; its answer now."""
         step = self._transit(result)
         self._background(_apply_later(step))
-        refused = any(
-            log.offline is not None or end > log.log_end_offset for log, end in step.waits
-        )
+        refused = any(log.never_durable(end) for log, end in step.waits)
         return result.failed if refused else result.response
 
     def unsettled_adds(
