@@ -55,23 +55,22 @@ class GroupCommit:
         self._rounds: queue.SimpleQueue[Points | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._idle: asyncio.Event | None = None  # set while no round is under way
-        self._running = False
+        self._idle = asyncio.Event()  # set while no round is under way
+        self._idle.set()
         self.rounds = 0
 
     def kick(self) -> None:
         """Start a round if the driver has logs to sync and none is under way."""
-        if self._driver.dirty and not self._running:
+        if self._driver.dirty and not self.running:
             self._start()
 
     @property
     def running(self) -> bool:
-        return self._running
+        return not self._idle.is_set()
 
     async def idle(self) -> None:
         """Return once no round is under way."""
-        if self._running:
-            await self._idle_event().wait()
+        await self._idle.wait()
 
     def close(self) -> None:
         """Stop starting rounds (one under way ends, unreported) and wait for the threads."""
@@ -82,18 +81,13 @@ class GroupCommit:
         self._helpers.shutdown(wait=True)
 
     # ----------------------------------------------------------------- on the event loop
-    def _idle_event(self) -> asyncio.Event:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-            self._idle.set()
-        return self._idle
-
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Start a round over the logs the driver has for one; whether it did."""
         if self._closed:
-            return
+            return False
         logs = self._driver.take_dirty()
         if not logs:
-            return
+            return False
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._serve_rounds,
@@ -102,9 +96,9 @@ class GroupCommit:
                 daemon=True,
             )
             self._thread.start()
-        self._running = True
-        self._idle_event().clear()
+        self._idle.clear()
         self._rounds.put([(partition_log, partition_log.sync_point()) for partition_log in logs])
+        return True
 
     def _finish(self, points: Points, results: Results) -> None:
         """A round's fsyncs ended: report them, run what became ready, start the next."""
@@ -127,10 +121,8 @@ class GroupCommit:
                 self._driver.synced(partition_log, point, result is not None)
             self._on_round(advanced)
         finally:
-            self._running = False
-            self.kick()
-            if not self._running:
-                self._idle_event().set()
+            if not self._start():  # the next round, if writes arrived meanwhile
+                self._idle.set()
 
     # ----------------------------------------------------------------- on the round thread
     def _serve_rounds(self, loop: asyncio.AbstractEventLoop) -> None:
