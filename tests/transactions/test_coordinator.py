@@ -41,12 +41,16 @@ from .support import settle, sync, txn_batch, wall_ms
 TP = ("order", 0)
 
 
-def test_pipelined_add_partitions_and_abort_after_commit(tmp_path: Path) -> None:
-    broker = Broker(
-        broker_config.load({}), OsStorage(), str(tmp_path / "data"), wall_ms, Endpoint("x", 1)
-    )
+def _broker(storage: Storage, data_dir: str, create_topic: bool) -> Broker:
+    broker = Broker(broker_config.load({}), storage, data_dir, wall_ms, Endpoint("x", 1))
     broker.open()
-    broker.topics.create(TP[0], 1, {}, wall_ms())
+    if create_topic:
+        broker.topics.create(TP[0], 1, {}, wall_ms())
+    return broker
+
+
+def test_pipelined_add_partitions_and_abort_after_commit(tmp_path: Path) -> None:
+    broker = _broker(OsStorage(), str(tmp_path / "data"), create_topic=True)
     coordinator = broker.txn
     log = broker.topics.partition(*TP)
     assert log is not None
@@ -88,10 +92,7 @@ def test_requests_wait_for_a_pending_transition_in_arrival_order(tmp_path: Path)
     and EndTxn(commit), all sent before the first is durable: each waits for the transition
     before it instead of getting CONCURRENT_TRANSACTIONS, and the commit covers every
     partition added before it, whichever wait wakes first."""
-    broker = Broker(
-        broker_config.load({}), OsStorage(), str(tmp_path / "data"), wall_ms, Endpoint("x", 1)
-    )
-    broker.open()
+    broker = _broker(OsStorage(), str(tmp_path / "data"), create_topic=False)
     broker.topics.create("a", 1, {}, wall_ms())
     broker.topics.create("b", 1, {}, wall_ms())
     coordinator = broker.txn
@@ -114,14 +115,6 @@ def test_requests_wait_for_a_pending_transition_in_arrival_order(tmp_path: Path)
 
 
 # --------------------------------------------------------------------- AddPartitionsToTxn early
-def _broker(storage: Storage, data_dir: str, first: bool) -> Broker:
-    broker = Broker(broker_config.load({}), storage, data_dir, wall_ms, Endpoint("x", 1))
-    broker.open()
-    if first:
-        broker.topics.create(TP[0], 1, {}, wall_ms())
-    return broker
-
-
 def _request(broker: Broker, request: RequestPayload) -> Outcome:
     return broker.handle_frame(codec.encode_request(1, "test", request)[4:])
 
@@ -154,7 +147,7 @@ def test_add_partitions_is_answered_before_durable_and_the_produce_waits_for_it(
     """The answer comes before the transaction log's fsync; the partition takes the
     transaction's batch only once the addition is durable, so it never holds a transaction the
     coordinator could lose."""
-    broker = _broker(OsStorage(), str(tmp_path / "data"), first=True)
+    broker = _broker(OsStorage(), str(tmp_path / "data"), create_topic=True)
     init = settle(broker.txn.init_producer_id("early-tx", 60_000, -1, -1))
     pid, epoch = init.producer_id, init.producer_epoch
     txn_log = broker.txn.txn_log
@@ -192,7 +185,7 @@ def test_a_crash_that_loses_an_early_addition_refuses_the_produce_and_hangs_noth
     after the restart, is refused (INVALID_TXN_STATE) rather than opening a transaction the
     coordinator does not hold."""
     disk = SimDisk()
-    broker = _broker(disk, "/data", first=True)
+    broker = _broker(disk, "/data", create_topic=True)
     init = settle(broker.txn.init_producer_id("lost-tx", 60_000, -1, -1))
     pid, epoch = init.producer_id, init.producer_epoch
     driver: Driver[str] = Driver(broker.take_background)
@@ -205,7 +198,7 @@ def test_a_crash_that_loses_an_early_addition_refuses_the_produce_and_hangs_noth
 
     disk.crash(random.Random(0), torn_probability=0.0)
     disk.reboot()
-    broker = _broker(disk, "/data", first=False)
+    broker = _broker(disk, "/data", create_topic=False)
     partition = broker.topics.partition(*TP)
     assert partition is not None
     assert partition.log_end_offset == 0
