@@ -15,13 +15,29 @@ from .pages import batch_kinds, get, text
 
 TOPIC = "mocked"
 PARTITIONS = 4  # what the mock gives an auto-created topic
+# The mock places an auto-created topic's leaders at random: all four on one broker once in 27.
+CLUSTER_ATTEMPTS = 10
+
+
+def spread_mock_cluster() -> tuple[confluent_kafka.Producer, str]:
+    """A 3-broker mock cluster (its owner, its bootstrap) in which TOPIC, auto-created, has
+    leaders on more than one broker, so that reading each partition needs routing."""
+    for _ in range(CLUSTER_ATTEMPTS):
+        owner = confluent_kafka.Producer({"test.mock.num.brokers": 3, "log_level": 0})
+        brokers = owner.list_topics(timeout=10).brokers.values()
+        bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
+        probe = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "log_level": 0})
+        partitions = probe.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        del probe
+        if len({p.leader for p in partitions.values()}) > 1:
+            return owner, bootstrap
+        del owner
+    raise AssertionError(f"{CLUSTER_ATTEMPTS} mock clusters put every leader on one broker")
 
 
 @pytest.fixture(scope="module")
 def mock_console() -> Iterator[ConsoleServer]:
-    owner = confluent_kafka.Producer({"test.mock.num.brokers": 3, "log_level": 0})
-    brokers = owner.list_topics(timeout=10).brokers.values()
-    bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
+    owner, bootstrap = spread_mock_cluster()
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": bootstrap, "transactional.id": "mocked", "log_level": 0}
     )
